@@ -1,0 +1,12 @@
+"""Cameras, conventions and SE(3). Imports nothing else of ours."""
+
+from inerf.geometry.cameras import Cameras
+from inerf.geometry.conventions import (
+    CONVENTION,
+    check_rigid,
+    opencv_to_opengl_c2w,
+    opengl_to_opencv_c2w,
+)
+from inerf.geometry import se3
+
+__all__ = ["Cameras", "CONVENTION", "check_rigid", "opencv_to_opengl_c2w", "opengl_to_opencv_c2w", "se3"]

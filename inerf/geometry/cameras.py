@@ -1,0 +1,123 @@
+"""Pinhole cameras in the internal convention (OpenCV axes, c2w, pixel centres at +0.5).
+
+See :mod:`inerf.geometry.conventions` for the convention itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inerf.geometry.conventions import PIXEL_CENTER
+
+
+@dataclass
+class Cameras:
+    """A batch of ``B`` pinhole cameras sharing one image size.
+
+    Attributes:
+        c2w: ``[B, 4, 4]`` camera-to-world, OpenCV camera axes (x right, y down, looks along +z).
+        fx: ``[B]`` focal length along x, in pixels.
+        fy: ``[B]`` focal length along y, in pixels.
+        cx: ``[B]`` principal point x, in pixels (W / 2 for a centred camera).
+        cy: ``[B]`` principal point y, in pixels (H / 2 for a centred camera).
+        height: image height H in pixels.
+        width: image width W in pixels.
+    """
+
+    c2w: torch.Tensor
+    fx: torch.Tensor
+    fy: torch.Tensor
+    cx: torch.Tensor
+    cy: torch.Tensor
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        if self.c2w.ndim == 2:
+            self.c2w = self.c2w[None]
+        n = self.c2w.shape[0]
+        if self.c2w.shape[-2:] == (3, 4):
+            bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=self.c2w.dtype, device=self.c2w.device)
+            self.c2w = torch.cat([self.c2w, bottom.expand(n, 1, 4)], dim=1)
+        if self.c2w.shape[-2:] != (4, 4):
+            raise ValueError(f"c2w must be [B, 4, 4], got {tuple(self.c2w.shape)}")
+        for name in ("fx", "fy", "cx", "cy"):
+            v = torch.as_tensor(getattr(self, name), dtype=self.c2w.dtype, device=self.c2w.device)
+            setattr(self, name, v.reshape(-1).expand(n).clone() if v.numel() in (1, n) else v)
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"{name} must have 1 or {n} values, got {tuple(v.shape)}")
+
+    @classmethod
+    def from_fov(cls, c2w: torch.Tensor, height: int, width: int, fov_x: float) -> "Cameras":
+        """Centred square-pixel cameras from a horizontal field of view (radians), as Blender's
+        ``camera_angle_x``: fx = fy = W / (2 tan(fov_x / 2)), (cx, cy) = (W / 2, H / 2)."""
+        f = 0.5 * width / torch.tan(torch.as_tensor(0.5 * fov_x, dtype=torch.float64)).item()
+        return cls(c2w=c2w, fx=torch.tensor(f), fy=torch.tensor(f), cx=torch.tensor(width / 2),
+                   cy=torch.tensor(height / 2), height=height, width=width)
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    def __getitem__(self, idx) -> "Cameras":
+        sel = lambda t: t[idx].reshape(-1, *t.shape[1:])  # noqa: E731 - keep the batch dimension
+        return Cameras(sel(self.c2w), sel(self.fx), sel(self.fy), sel(self.cx), sel(self.cy),
+                       self.height, self.width)
+
+    def to(self, device) -> "Cameras":
+        return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
+                       self.cy.to(device), self.height, self.width)
+
+    def scaled(self, factor: float) -> "Cameras":
+        """Cameras for the image resized by ``factor`` (intrinsics scale; pixel centres stay at +0.5)."""
+        h, w = round(self.height * factor), round(self.width * factor)
+        sx, sy = w / self.width, h / self.height
+        return Cameras(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, h, w)
+
+    def K(self) -> torch.Tensor:
+        """``[B, 3, 3]`` intrinsic matrices."""
+        K = torch.zeros(len(self), 3, 3, dtype=self.fx.dtype, device=self.fx.device)
+        K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = self.fx, self.fy, self.cx, self.cy, 1
+        return K
+
+    def pixel_grid(self, device=None) -> torch.Tensor:
+        """``[H, W, 2]`` integer pixel indices (i = column, j = row) as float."""
+        j, i = torch.meshgrid(torch.arange(self.height, device=device), torch.arange(self.width, device=device),
+                              indexing="ij")
+        return torch.stack([i, j], dim=-1).float()
+
+
+def project(points_world: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy):
+    """Project world points to continuous pixel coordinates.
+
+    Args:
+        points_world: ``[..., N, 3]`` world points.
+        c2w: ``[..., 4, 4]`` camera-to-world (OpenCV axes).
+        fx, fy, cx, cy: intrinsics broadcastable to ``[...]``.
+    Returns:
+        uv ``[..., N, 2]`` continuous image coordinates in which pixel (i, j) covers
+        [i, i + 1) x [j, j + 1) (so its centre is at (i + 0.5, j + 0.5)), and z-depth ``[..., N]``.
+    """
+    R, t = c2w[..., :3, :3], c2w[..., :3, 3]
+    p_cam = (points_world - t[..., None, :]) @ R  # R^T (p - t), written as a row-vector product
+    z = p_cam[..., 2]
+    fx, fy, cx, cy = (torch.as_tensor(v, dtype=points_world.dtype, device=points_world.device) for v in (fx, fy, cx, cy))
+    u = fx[..., None] * p_cam[..., 0] / z + cx[..., None]
+    v = fy[..., None] * p_cam[..., 1] / z + cy[..., None]
+    return torch.stack([u, v], dim=-1), z
+
+
+def unproject(uv: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy) -> torch.Tensor:
+    """Inverse of :func:`project`: continuous pixel coordinates ``[..., N, 2]`` and z-depth ``[..., N]``
+    -> world points ``[..., N, 3]``."""
+    fx, fy, cx, cy = (torch.as_tensor(v, dtype=uv.dtype, device=uv.device) for v in (fx, fy, cx, cy))
+    x = (uv[..., 0] - cx[..., None]) / fx[..., None] * depth
+    y = (uv[..., 1] - cy[..., None]) / fy[..., None] * depth
+    p_cam = torch.stack([x, y, depth], dim=-1)
+    return p_cam @ c2w[..., :3, :3].transpose(-1, -2) + c2w[..., None, :3, 3]
+
+
+def pixel_centers(ij: torch.Tensor) -> torch.Tensor:
+    """Integer pixel indices ``[..., 2]`` (column, row) -> continuous coordinates of their centres."""
+    return ij.float() + PIXEL_CENTER

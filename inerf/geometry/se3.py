@@ -1,0 +1,177 @@
+"""SE(3) and SO(3): exponential and logarithm maps, composition, inversion, errors.
+
+Conventions (the only Lie-group maths in the package lives here):
+
+* A **twist** ``xi`` has shape ``[..., 6]`` and is ordered ``(rho, phi)``: ``rho = xi[..., :3]`` is the
+  translational part, ``phi = xi[..., 3:]`` the rotation vector (axis * angle, radians). This is the
+  order used by Sophus and Barfoot's *State Estimation for Robotics*.
+* ``exp(xi)`` is the 4x4 matrix ``[[R, V rho], [0, 1]]`` with ``R = exp(phi^)`` (Rodrigues) and
+  ``V = I + B phi^ + C phi^2``.
+* Pose updates are **left** updates in the world frame, as in iNeRF (T = exp([S]theta) T0):
+  ``c2w = exp(xi) @ c2w0``. At ``xi = 0`` every function here is exact and has finite gradients: all
+  ratios such as sin(t)/t switch to Taylor series below a small angle, and the angle is computed from a
+  guarded square root (``torch.where`` alone would still give NaN gradients through the unused branch).
+
+All functions work in float32 and float64 and broadcast over leading batch dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "hat",
+    "vee",
+    "so3_exp",
+    "so3_log",
+    "se3_exp",
+    "se3_log",
+    "compose",
+    "inverse",
+    "rotation_angle",
+    "rotation_error_deg",
+    "translation_error",
+    "axis_angle_to_matrix",
+]
+
+
+def hat(phi: torch.Tensor) -> torch.Tensor:
+    """``[..., 3]`` vector -> ``[..., 3, 3]`` skew-symmetric matrix with ``hat(a) @ b = a x b``."""
+    x, y, z = phi.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*phi.shape[:-1], 3, 3)
+
+
+def vee(m: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, 3]`` skew-symmetric matrix -> ``[..., 3]`` vector (inverse of :func:`hat`)."""
+    return torch.stack([m[..., 2, 1], m[..., 0, 2], m[..., 1, 0]], dim=-1)
+
+
+# Below this squared angle the closed forms lose precision (cancellation in 1 - cos t), so use series.
+_SMALL2 = 1e-6
+
+
+def _coefficients(theta2: torch.Tensor):
+    """A = sin t / t, B = (1 - cos t) / t^2, C = (t - sin t) / t^3 for t^2 = theta2, stable at 0."""
+    small = theta2 < _SMALL2
+    # Guarded square root: sqrt has an infinite derivative at 0, even in the branch torch.where drops.
+    t2 = torch.where(small, torch.ones_like(theta2), theta2)
+    t = t2.sqrt()
+    a = torch.where(small, 1 - theta2 / 6 + theta2**2 / 120, torch.sin(t) / t)
+    b = torch.where(small, 0.5 - theta2 / 24 + theta2**2 / 720, (1 - torch.cos(t)) / t2)
+    c = torch.where(small, 1.0 / 6 - theta2 / 120 + theta2**2 / 5040, (t - torch.sin(t)) / (t2 * t))
+    return a, b, c
+
+
+def so3_exp(phi: torch.Tensor) -> torch.Tensor:
+    """Rotation vector ``[..., 3]`` (radians) -> rotation matrix ``[..., 3, 3]`` (Rodrigues)."""
+    theta2 = (phi * phi).sum(-1)
+    a, b, _ = _coefficients(theta2)
+    K = hat(phi)
+    eye = torch.eye(3, dtype=phi.dtype, device=phi.device).expand_as(K)
+    return eye + a[..., None, None] * K + b[..., None, None] * (K @ K)
+
+
+def rotation_angle(R: torch.Tensor) -> torch.Tensor:
+    """Geodesic angle in radians ``[...]`` of rotation matrices ``[..., 3, 3]``.
+
+    Uses atan2(|vee(R - R^T)| / 2, (tr R - 1) / 2), which is accurate over the whole range [0, pi]
+    (acos of the trace alone loses half the digits near 0 and near pi).
+    """
+    cos = (R.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    sin = vee(R - R.transpose(-1, -2)).norm(dim=-1) / 2
+    return torch.atan2(sin, cos)
+
+
+def so3_log(R: torch.Tensor) -> torch.Tensor:
+    """Rotation matrix ``[..., 3, 3]`` -> rotation vector ``[..., 3]`` with angle in [0, pi]."""
+    theta = rotation_angle(R)
+    w = vee(R - R.transpose(-1, -2)) / 2  # = sin(t) * axis
+    theta2 = theta * theta
+    small = theta2 < _SMALL2
+    sin_t = torch.sin(theta)
+    safe_sin = torch.where(small, torch.ones_like(sin_t), sin_t)
+    # t / sin t, with its series near 0.
+    scale = torch.where(small, 1 + theta2 / 6 + 7 * theta2**2 / 360, theta / safe_sin)
+    phi = w * scale[..., None]
+    # Near pi, sin t -> 0 and the antisymmetric part carries no axis: read the axis from the symmetric
+    # part instead, R + R^T = 2 cos t I + 2 (1 - cos t) n n^T.
+    near_pi = theta > math.pi - 1e-3
+    if near_pi.any():
+        cos_t = torch.cos(theta)
+        nnT = ((R + R.transpose(-1, -2)) / 2 - cos_t[..., None, None] * torch.eye(3, dtype=R.dtype, device=R.device)) / (
+            (1 - cos_t)[..., None, None]
+        ).clamp_min(1e-12)
+        diag = nnT.diagonal(dim1=-2, dim2=-1)
+        k = diag.argmax(-1)
+        col = torch.gather(nnT, -1, k[..., None, None].expand(*nnT.shape[:-1], 1)).squeeze(-1)
+        n = col / col.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        # Choose the sign that agrees with the (small) antisymmetric part, if any.
+        sign = torch.where((n * w).sum(-1) < 0, -1.0, 1.0).to(R.dtype)
+        phi = torch.where(near_pi[..., None], n * (theta * sign)[..., None], phi)
+    return phi
+
+
+def se3_exp(xi: torch.Tensor) -> torch.Tensor:
+    """Twist ``[..., 6]`` ordered (rho, phi) -> homogeneous transform ``[..., 4, 4]``."""
+    rho, phi = xi[..., :3], xi[..., 3:]
+    theta2 = (phi * phi).sum(-1)
+    a, b, c = _coefficients(theta2)
+    K = hat(phi)
+    K2 = K @ K
+    eye = torch.eye(3, dtype=xi.dtype, device=xi.device).expand_as(K)
+    R = eye + a[..., None, None] * K + b[..., None, None] * K2
+    V = eye + b[..., None, None] * K + c[..., None, None] * K2
+    t = (V @ rho[..., None])[..., 0]
+    top = torch.cat([R, t[..., None]], dim=-1)
+    bottom = torch.zeros(*xi.shape[:-1], 1, 4, dtype=xi.dtype, device=xi.device)
+    bottom[..., 0, 3] = 1
+    return torch.cat([top, bottom], dim=-2)
+
+
+def se3_log(T: torch.Tensor) -> torch.Tensor:
+    """Homogeneous transform ``[..., 4, 4]`` (or ``[..., 3, 4]``) -> twist ``[..., 6]`` (rho, phi)."""
+    R, t = T[..., :3, :3], T[..., :3, 3]
+    phi = so3_log(R)
+    theta2 = (phi * phi).sum(-1)
+    a, b, _ = _coefficients(theta2)
+    small = theta2 < _SMALL2
+    safe = torch.where(small, torch.ones_like(theta2), theta2)
+    # V^-1 = I - phi^/2 + D phi^2 with D = (1 - A / (2B)) / t^2 -> 1/12 + t^2/720 near 0.
+    d = torch.where(small, 1.0 / 12 + theta2 / 720, (1 - a / (2 * b)) / safe)
+    K = hat(phi)
+    eye = torch.eye(3, dtype=T.dtype, device=T.device).expand_as(K)
+    V_inv = eye - 0.5 * K + d[..., None, None] * (K @ K)
+    rho = (V_inv @ t[..., None])[..., 0]
+    return torch.cat([rho, phi], dim=-1)
+
+
+def compose(T1: torch.Tensor, T2: torch.Tensor) -> torch.Tensor:
+    """``T1 @ T2`` for ``[..., 4, 4]`` transforms (broadcasting)."""
+    return T1 @ T2
+
+
+def inverse(T: torch.Tensor) -> torch.Tensor:
+    """Inverse of a rigid ``[..., 4, 4]`` transform, using R^T rather than a general inverse."""
+    R, t = T[..., :3, :3], T[..., :3, 3:]
+    Rt = R.transpose(-1, -2)
+    top = torch.cat([Rt, -Rt @ t], dim=-1)
+    return torch.cat([top, T[..., 3:, :]], dim=-2)
+
+
+def axis_angle_to_matrix(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Unit axis ``[..., 3]`` and angle ``[...]`` (radians) -> rotation ``[..., 3, 3]``."""
+    return so3_exp(axis * angle[..., None])
+
+
+def rotation_error_deg(R_est: torch.Tensor, R_gt: torch.Tensor) -> torch.Tensor:
+    """Geodesic distance in degrees between rotations ``[..., 3, 3]`` (or the rotation blocks of poses)."""
+    R_est, R_gt = R_est[..., :3, :3], R_gt[..., :3, :3]
+    return torch.rad2deg(rotation_angle(R_est.transpose(-1, -2) @ R_gt))
+
+
+def translation_error(T_est: torch.Tensor, T_gt: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance (scene units) between the translations (camera centres for c2w) of two poses."""
+    return (T_est[..., :3, 3] - T_gt[..., :3, 3]).norm(dim=-1)
