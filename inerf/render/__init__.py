@@ -1,1 +1,6 @@
-"""inerf.render"""
+"""Pure volume-rendering functions and chunked ray/image renderers."""
+
+from inerf.render import volrend
+from inerf.render.renderer import RenderConfig, RenderOutput, render_image, render_rays
+
+__all__ = ["volrend", "RenderConfig", "RenderOutput", "render_image", "render_rays"]
