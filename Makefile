@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install inerf, estimate a pose with the bundled demo field
+#   make test   - create .venv, install inerf with test extras, run the test suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SH3D := /usr/share/sweethome3d/furniture
+
+.PHONY: demo test install install-test sweethome3d lint clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch + torchvision come from PyPI (here they resolve to the local 2.14.1 / 0.29.1 build).
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/activate
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Sweet Home 3D furniture (CC-BY/CC0 models) for `inerf synth`; installed when we are root with apt.
+sweethome3d:
+	@if [ ! -d $(SH3D) ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q sweethome3d-furniture >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q sweethome3d-furniture >/dev/null 2>&1) || \
+		echo "note: could not install sweethome3d-furniture; its tests will be skipped"; fi
+
+demo: install
+	$(VENV)/bin/inerf demo $(ARGS)
+
+test: install-test sweethome3d
+	$(PY) -m pytest -n 2 --durations=15 tests
+
+lint: install-test
+	$(VENV)/bin/ruff check inerf tests
+
+clean:
+	rm -rf $(VENV) outputs
