@@ -19,14 +19,14 @@ from inerf.errors import InerfError
 __all__ = [
     "CONFIG_DIR",
     "EXPERIMENTS",
-    "EncoderConfig",
     "CodeConfig",
+    "EncoderConfig",
     "MLPConfig",
     "ModelConfig",
-    "RendererConfig",
     "PixelNeRFConfig",
-    "load_config",
+    "RendererConfig",
     "config_names",
+    "load_config",
 ]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -177,8 +177,10 @@ def _resolve_path(config: str | os.PathLike) -> tuple[str, Path]:
     name = EXPERIMENTS.get(text, text)
     path = CONFIG_DIR / f"{name}.conf"
     if not path.is_file():
-        raise InerfError(f"unknown pixelNeRF config {text!r}; choose one of {', '.join(config_names())} "
-                         "or give a path to a .conf file")
+        raise InerfError(
+            f"unknown pixelNeRF config {text!r}; choose one of {', '.join(config_names())} "
+            "or give a path to a .conf file"
+        )
     return text, path
 
 
@@ -241,8 +243,9 @@ def _from_tree(name: str, tree) -> PixelNeRFConfig:
         feature_scale=_get(e, "feature_scale", enc_base.feature_scale, float),
     )
     if encoder.backbone not in ("resnet18", "resnet34"):
-        raise InerfError(f"pixelNeRF config: encoder backbone {encoder.backbone!r} is not supported "
-                         "(resnet34 or resnet18)")
+        raise InerfError(
+            f"pixelNeRF config: encoder backbone {encoder.backbone!r} is not supported (resnet34 or resnet18)"
+        )
     if not 1 <= encoder.num_layers <= 4:
         raise InerfError(f"pixelNeRF config: encoder num_layers must be 1..4, got {encoder.num_layers}")
     if encoder.feature_scale != 1.0:
@@ -287,8 +290,12 @@ def _from_tree(name: str, tree) -> PixelNeRFConfig:
     if r is not None and list(r.get("sched", []) or []):
         raise InerfError("pixelNeRF config: renderer sched (sample-count schedule) is not supported")
     d = tree.get("data", None)
-    return PixelNeRFConfig(name=name, model=model, renderer=renderer,
-                           data_format=_get(d, "format", None, str) if d is not None else None)
+    return PixelNeRFConfig(
+        name=name,
+        model=model,
+        renderer=renderer,
+        data_format=_get(d, "format", None, str) if d is not None else None,
+    )
 
 
 def load_config(config: str | os.PathLike | PixelNeRFConfig) -> PixelNeRFConfig:

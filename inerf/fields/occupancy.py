@@ -1,0 +1,116 @@
+"""Occupancy grid: a coarse boolean voxel grid of where a field's density is non-negligible.
+
+A field that owns an occupancy grid treats every point outside it as empty (density 0), in training and
+in rendering alike, so the grid is part of the field's definition rather than an approximation made by the
+renderer. That is what lets the field evaluate only the occupied samples and still return exactly what
+the dense evaluation returns (TensoRF's "alpha mask" and Instant-NGP's density bitfield work the same way).
+
+Layout: ``mask [X, Y, Z]`` (bool) tiles the box ``aabb = [[x0, y0, z0], [x1, y1, z1]]``; cell
+``(i, j, k)`` covers ``[lo + (i, j, k) * s, lo + (i + 1, j + 1, k + 1) * s)`` with
+``s = (hi - lo) / (X, Y, Z)``. Lookups are nearest-cell (no interpolation): one integer gather per point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["OccupancyGrid", "cell_centers", "resize_to_state"]
+
+
+def cell_centers(aabb: torch.Tensor, resolution: Sequence[int]) -> torch.Tensor:
+    """Centres of the cells of a ``resolution = (X, Y, Z)`` tiling of ``aabb [2, 3]``: ``[X, Y, Z, 3]``."""
+    axes = [aabb[0, d] + (torch.arange(r, device=aabb.device, dtype=aabb.dtype) + 0.5) * (aabb[1, d] - aabb[0, d]) / r
+            for d, r in enumerate(resolution)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
+
+
+def resize_to_state(module: nn.Module, state_dict: dict, prefix: str) -> None:
+    """Give ``module``'s own parameters and buffers the shapes found in ``state_dict``.
+
+    Grids change size during training (upsampling, shrinking, new occupancy), so a freshly built module
+    must adopt the checkpoint's shapes before ``load_state_dict`` copies the values. The module's dtype
+    and device are kept (a float16 checkpoint loads into float32 parameters).
+    """
+    for name, p in list(module._parameters.items()):
+        key = prefix + name
+        if p is not None and key in state_dict and state_dict[key].shape != p.shape:
+            module._parameters[name] = nn.Parameter(p.new_empty(state_dict[key].shape), p.requires_grad)
+    for name, b in list(module._buffers.items()):
+        key = prefix + name
+        if b is not None and key in state_dict and state_dict[key].shape != b.shape:
+            module._buffers[name] = b.new_empty(state_dict[key].shape)
+
+
+class OccupancyGrid(nn.Module):
+    """``grid(xyz [N, 3]) -> bool [N]``: True where the point lies in an occupied cell.
+
+    Points outside ``aabb`` are empty. A new grid is a single occupied cell covering ``aabb`` (every
+    point of the box counts as occupied until :meth:`update` has seen the density).
+    """
+
+    def __init__(self, aabb: torch.Tensor, resolution: Sequence[int] = (1, 1, 1)):
+        super().__init__()
+        self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3).clone())
+        self.register_buffer("mask", torch.ones(tuple(resolution), dtype=torch.bool))
+
+    @property
+    def resolution(self) -> tuple[int, int, int]:
+        return tuple(self.mask.shape)  # type: ignore[return-value]
+
+    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.aabb.to(xyz.dtype)
+        inside = ((xyz >= lo) & (xyz <= hi)).all(-1)  # NaN compares False: a NaN point is empty
+        res = torch.tensor(self.mask.shape, device=xyz.device)
+        cell = ((xyz - lo) * (res / (hi - lo))).floor().long()
+        # Clamp: a point on the max face belongs to the last cell; points outside the box (already False
+        # through `inside`) just need an index that does not overflow.
+        cell = torch.minimum(cell.clamp_min(0), res - 1)
+        flat = (cell[..., 0] * res[1] + cell[..., 1]) * res[2] + cell[..., 2]
+        return inside & self.mask.reshape(-1)[flat]
+
+    def fraction(self) -> float:
+        """Fraction of the cells that are occupied."""
+        return self.mask.float().mean().item()
+
+    def bbox(self) -> torch.Tensor | None:
+        """``[2, 3]`` box spanned by the occupied cells (their outer faces), or None if none is occupied."""
+        idx = self.mask.nonzero()
+        if idx.numel() == 0:
+            return None
+        res = torch.tensor(self.mask.shape, device=idx.device, dtype=self.aabb.dtype)
+        size = (self.aabb[1] - self.aabb[0]) / res
+        lo = self.aabb[0] + idx.min(0).values.to(size.dtype) * size
+        hi = self.aabb[0] + (idx.max(0).values.to(size.dtype) + 1) * size
+        return torch.stack([lo, hi])
+
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], aabb: torch.Tensor,
+               resolution: Sequence[int], alpha_threshold: float, dilation: int = 1, chunk: int = 1 << 18) -> None:
+        """Rebuild the grid over ``aabb`` at ``resolution`` from the density at the cell centres.
+
+        A cell is occupied when a ray segment one cell long through its centre absorbs at least
+        ``alpha_threshold`` of the light, ``1 - exp(-sigma * s_mean) >= alpha_threshold``, or when one of its
+        neighbours within ``dilation`` cells is (the centre sample can miss a thin surface that crosses the
+        cell; dilation catches it). ``density_fn(xyz [M, 3]) -> sigma [M]`` is evaluated in chunks and
+        should include the current mask, so that empty space, once carved, stays empty (except for the
+        dilation margin, through which the field can grow back one cell per update).
+        """
+        aabb = torch.as_tensor(aabb, dtype=self.aabb.dtype, device=self.aabb.device).reshape(2, 3)
+        res = tuple(int(r) for r in resolution)
+        pts = cell_centers(aabb, res).reshape(-1, 3)
+        sigma = torch.cat([density_fn(pts[s : s + chunk]).to(pts.dtype) for s in range(0, pts.shape[0], chunk)])
+        step = ((aabb[1] - aabb[0]) / torch.tensor(res, dtype=aabb.dtype, device=aabb.device)).mean()
+        occ = (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
+        occ = occ.reshape(1, 1, *res).float()
+        if dilation > 0:
+            occ = F.max_pool3d(occ, 2 * dilation + 1, stride=1, padding=dilation)
+        self.aabb = aabb.clone()
+        self.mask = occ[0, 0] > 0.5
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        resize_to_state(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,173 @@
+"""360-degree videos of a pixelNeRF conditioned on a few source views (the published ``gen_video.py``).
+
+Trajectories are returned as c2w in inerf's convention (OpenCV camera axes); they are built in the
+published OpenGL form and converted once with :func:`inerf.geometry.conventions.opengl_to_opencv_c2w`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inerf.geometry.cameras import Cameras
+from inerf.geometry.conventions import opengl_to_opencv_c2w
+from inerf.pixelnerf.config import RendererConfig
+from inerf.pixelnerf.model import PixelNeRF
+from inerf.pixelnerf.renderer import render_views
+
+__all__ = [
+    "orbit_c2w",
+    "render_video_frames",
+    "scene_orbit_c2w",
+    "spherical_c2w",
+    "video_stem",
+    "write_video",
+]
+
+# NeRF's spherical camera is built in a y-up frame; pixelNeRF's SRN/NMR worlds are z-up. This rotation maps
+# the former onto the latter (x -> -x, y -> z, z -> y).
+_Y_UP_TO_Z_UP = torch.tensor([[-1.0, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.float64)
+
+
+def spherical_c2w(theta_deg: float, phi_deg: float, radius: float) -> torch.Tensor:
+    """Camera on a sphere looking at the origin in a z-up world (NeRF's ``pose_spherical``).
+
+    The camera starts at distance ``radius`` on +z of a y-up frame, is rotated by ``phi`` about x (negative
+    = above the object) and by ``theta`` about y, then the frame is turned z-up.
+
+    Returns:
+        ``[4, 4]`` float32 c2w, OpenCV camera axes.
+    """
+    th, ph = math.radians(theta_deg), math.radians(phi_deg)
+    trans = torch.eye(4, dtype=torch.float64)
+    trans[2, 3] = radius
+    rot_phi = torch.tensor(
+        [[1, 0, 0, 0], [0, math.cos(ph), -math.sin(ph), 0], [0, math.sin(ph), math.cos(ph), 0], [0, 0, 0, 1]],
+        dtype=torch.float64,
+    )
+    rot_theta = torch.tensor(
+        [[math.cos(th), 0, -math.sin(th), 0], [0, 1, 0, 0], [math.sin(th), 0, math.cos(th), 0], [0, 0, 0, 1]],
+        dtype=torch.float64,
+    )
+    c2w_gl = _Y_UP_TO_Z_UP @ rot_theta @ rot_phi @ trans  # OpenGL camera: looks along its -z, at the origin
+    return opengl_to_opencv_c2w(c2w_gl).float()
+
+
+def orbit_c2w(num_views: int, elevation_deg: float = -10.0, radius: float = 1.3) -> torch.Tensor:
+    """``[N, 4, 4]`` c2w (OpenCV axes) around the z axis, ``theta`` from -180 degrees in ``N`` equal steps."""
+    thetas = np.linspace(-180.0, 180.0, num_views + 1)[:-1]
+    return torch.stack([spherical_c2w(float(t), elevation_deg, radius) for t in thetas])
+
+
+def scene_orbit_c2w(camera_c2w: torch.Tensor, num_views: int, radius: float = 2.0) -> torch.Tensor:
+    """A closed loop for forward-facing scenes (DTU) looking at the world origin.
+
+    The published DTU video interpolates five hard-coded key orientations; instead this circles the mean
+    viewing direction of the scene's cameras at a cone angle of half their median spread, at distance
+    ``radius`` from the origin, keeping the cameras' mean "up" direction. It stays inside the range of the
+    capture, which is what the published path does too.
+
+    Args:
+        camera_c2w: ``[M, 4, 4]`` the scene's cameras (OpenCV axes).
+    Returns:
+        ``[N, 4, 4]`` c2w, OpenCV axes.
+    """
+    c2w = camera_c2w.double()
+    centres = c2w[:, :3, 3]
+    axis = centres.mean(0)
+    axis = axis / axis.norm().clamp_min(1e-12)
+    dirs = centres / centres.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    spread = torch.arccos((dirs @ axis).clamp(-1.0, 1.0)).median()
+    cone = float(0.5 * spread) if spread > 1e-6 else math.radians(10.0)
+    up = -c2w[:, :3, 1].mean(0)  # OpenCV camera y points down: the cameras' "up" is -y
+    # Orthonormal basis (e1, e2) of the plane orthogonal to the axis, e2 roughly "up".
+    e2 = up - (up @ axis) * axis
+    if e2.norm() < 1e-6:
+        e2 = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64) - axis[2] * axis
+    e2 = e2 / e2.norm()
+    e1 = torch.linalg.cross(e2, axis)
+    out = []
+    for k in range(num_views):
+        a = 2 * math.pi * k / num_views
+        d = math.cos(cone) * axis + math.sin(cone) * (math.cos(a) * e1 + math.sin(a) * e2)
+        eye = radius * d
+        forward = -d  # looks at the origin
+        right = torch.linalg.cross(forward, up)
+        right = right / right.norm().clamp_min(1e-12)
+        down = torch.linalg.cross(forward, right)  # OpenCV: x right, y down, z forward
+        m = torch.eye(4, dtype=torch.float64)
+        m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, down, forward, eye
+        out.append(m)
+    return torch.stack(out).float()
+
+
+def video_stem(split: str, subset: int, source: list[int]) -> str:
+    """Published file stem: ``video<t|v|><SSSS>_v<src1:03>_<src2:03>...`` (t = test, v = val, '' = train)."""
+    prefix = {"test": "t", "val": "v"}.get(split, "")
+    return f"video{prefix}{subset:04d}_v" + "_".join(f"{s:03d}" for s in source)
+
+
+@torch.no_grad()
+def render_video_frames(
+    model: PixelNeRF,
+    images: torch.Tensor,
+    source_cameras: Cameras,
+    render_c2w: torch.Tensor,
+    render_camera: Cameras,
+    z_near: float,
+    z_far: float,
+    renderer: RendererConfig,
+    ray_batch_size: int = 50000,
+    deterministic: bool = False,
+    progress: bool = True,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """Encode the source views once, then render every pose of the path.
+
+    Args:
+        images: ``[NS, H, W, 3]`` source views in [0, 1]; source_cameras: their ``NS`` cameras.
+        render_c2w: ``[N, 4, 4]`` path (OpenCV c2w).
+        render_camera: intrinsics and size of the rendered frames (one camera; its c2w is ignored).
+    Returns:
+        ``[N, H_r, W_r, 3]`` uint8 frames.
+    """
+    from tqdm import tqdm
+
+    device = next(model.parameters()).device
+    model.encode_views(images.to(device), source_cameras.to(device))
+    cfg = replace(renderer, eval_batch_size=ray_batch_size)
+    frames = []
+    for c2w in tqdm(render_c2w, desc="rendering", unit="frame", disable=not progress):
+        cam = Cameras(
+            c2w[None].to(device),
+            render_camera.fx[:1],
+            render_camera.fy[:1],
+            render_camera.cx[:1],
+            render_camera.cy[:1],
+            render_camera.height,
+            render_camera.width,
+        ).to(device)
+        rgb, _ = render_views(model, cam, z_near, z_far, cfg, ray_batch_size, deterministic, generator)
+        frames.append((rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+    return np.stack(frames)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30) -> Path:
+    """Write ``[N, H, W, 3]`` uint8 frames as ``.mp4`` (H.264) or ``.gif`` (by suffix); returns the path."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        imageio.mimwrite(path, list(frames), duration=1000.0 / fps, loop=0)
+        return path
+    # H.264 with yuv420p needs even sizes: replicate the last row / column instead of resampling.
+    h, w = frames.shape[1:3]
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    imageio.mimwrite(path, list(frames), fps=fps, quality=8, macro_block_size=2)
+    return path

@@ -1,0 +1,100 @@
+"""Camera placements for generated datasets, as internal-convention poses.
+
+Every pose here is a camera-to-world ``c2w`` ``[4, 4]`` float64 numpy array in **OpenCV camera axes**
+(x right, y down, looks along +z; :mod:`inerf.geometry.conventions`). The world is z-up. Cameras look at
+a target (the origin) with no roll: the image's "up" is the projection of world +z.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["look_at", "hemisphere_positions", "circle_positions", "spiral_positions", "depth_extents",
+           "fit_radius", "to_opengl"]
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """OpenCV c2w ``[4, 4]`` of a camera at ``eye`` looking at ``target``, world ``up`` up in the image.
+
+    Looking straight along ``up`` (a camera at the pole) leaves the roll undefined; world +y then
+    points up in the image instead.
+    """
+    eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
+    forward = target - eye
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-6:  # forward is parallel to up
+        right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)  # OpenCV: y points down, z forward, x = y cross z = right
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye
+    return c2w
+
+
+def hemisphere_positions(n: int, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """``[n, 3]`` points uniform (by area) on the upper hemisphere z >= 0 of ``radius``: z uniform in
+    [0, 1] (Archimedes' hat-box theorem), azimuth uniform."""
+    z = rng.uniform(0.0, 1.0, n)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    s = np.sqrt(1.0 - z**2)
+    return radius * np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=1)
+
+
+def circle_positions(n: int, radius: float, elevation_deg: float = 30.0) -> np.ndarray:
+    """``[n, 3]`` points on a horizontal circle at ``elevation_deg`` above the equator, starting on the
+    +x side and turning counter-clockwise seen from above (azimuth 2 pi i / n), as the NeRF test paths."""
+    phi = 2 * np.pi * np.arange(n) / n
+    el = np.radians(elevation_deg)
+    return radius * np.stack([np.cos(el) * np.cos(phi), np.cos(el) * np.sin(phi),
+                              np.full(n, np.sin(el))], axis=1)
+
+
+def spiral_positions(n: int, radius: float) -> np.ndarray:
+    """``[n, 3]`` points on a spiral over the upper hemisphere, from the top down to the equator, evenly
+    spread by area (z = 1 - (i + 0.5) / n, azimuth advancing by the golden angle). The same for every
+    object, like SRN's test trajectories, and deterministic."""
+    i = np.arange(n)
+    z = 1.0 - (i + 0.5) / n
+    phi = i * np.pi * (3.0 - np.sqrt(5.0))
+    s = np.sqrt(1.0 - z**2)
+    return radius * np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=1)
+
+
+def depth_extents(vertices: np.ndarray, c2w: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per view: the smallest z-depth and the largest Euclidean distance of any vertex.
+
+    Args:
+        vertices: ``[N, 3]`` world points.
+        c2w: ``[B, 4, 4]`` OpenCV c2w.
+    Returns:
+        ``z_min [B]`` and ``dist_max [B]``. Near <= min z-depth and far >= max distance bound the object
+        both as z-depth and as distance along any ray (z-depth <= distance).
+    """
+    z_min = np.empty(len(c2w))
+    d_max = np.empty(len(c2w))
+    step = max(1, chunk // max(1, len(vertices)))
+    for s in range(0, len(c2w), step):
+        R, t = c2w[s:s + step, :3, :3], c2w[s:s + step, :3, 3]
+        rel = vertices[None] - t[:, None, :]  # [b, N, 3]
+        z = np.einsum("bnk,bk->bn", rel, R[:, :, 2])  # camera z = forward axis . (p - eye)
+        z_min[s:s + step] = z.min(axis=1)
+        d_max[s:s + step] = np.sqrt((rel**2).sum(axis=2).max(axis=1))
+    return z_min, d_max
+
+
+def fit_radius(vertices: np.ndarray, fov: float, minimum: float, margin: float = 1.1) -> float:
+    """Smallest camera distance (at least ``minimum``) from which the sphere around the origin that
+    holds every vertex fits in a cone of half-angle ``fov / 2`` with ``margin`` to spare, so the object
+    never touches the image border from any viewpoint looking at the origin."""
+    r = float(np.sqrt((vertices**2).sum(axis=1).max()))
+    return max(minimum, margin * r / np.sin(fov / 2))
+
+
+def to_opengl(c2w: np.ndarray) -> np.ndarray:
+    """OpenCV c2w ``[..., 4, 4]`` -> OpenGL/Blender c2w, through the package's one named converter."""
+    import torch
+
+    from inerf.geometry.conventions import opencv_to_opengl_c2w
+
+    return opencv_to_opengl_c2w(torch.from_numpy(np.ascontiguousarray(c2w, dtype=np.float64))).numpy()

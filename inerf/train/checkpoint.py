@@ -1,0 +1,283 @@
+"""Run directories: how a trained field is saved, and how everything else loads it.
+
+A run directory holds::
+
+    config.json        what was trained and how (below); written last, so it marks a complete checkpoint
+    model.safetensors  field weights, keys prefixed ``coarse.`` and (when there is one) ``fine.``
+    optimizer.pt       Adam state for ``--resume`` (a plain tensor dict: loads with weights_only=True)
+    train_log.jsonl    one JSON line per logged step / validation
+
+``config.json`` keys: ``format`` / ``version``; ``model`` (field kind for
+:func:`inerf.fields.factory.build_field`); ``field`` (its config dict); ``fine_field`` (whether a separate
+fine field exists: NeRF's two MLPs; grid models share one field between both passes); ``render``
+(:class:`RenderConfig` fields for evaluation); ``dataset`` (root, format, scale, background, near, far);
+``train`` (the training options); ``step``; ``elapsed_s``; ``metrics``; ``convention``.
+
+Every file is written to ``NAME.tmp`` and moved into place with ``os.replace`` (atomic on POSIX), so a
+crash leaves either the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inerf.data.image_io import one_line
+from inerf.errors import InerfError
+from inerf.render.renderer import RenderConfig
+
+__all__ = [
+    "CONFIG_NAME",
+    "LOG_NAME",
+    "OPTIMIZER_NAME",
+    "RUN_FORMAT",
+    "RUN_VERSION",
+    "WEIGHTS_NAME",
+    "DatasetInfo",
+    "LoadedRun",
+    "has_checkpoint",
+    "load_run",
+    "load_weights",
+    "read_run_config",
+    "render_config_from_dict",
+    "save_checkpoint",
+    "write_json_atomic",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+OPTIMIZER_NAME = "optimizer.pt"
+LOG_NAME = "train_log.jsonl"
+RUN_FORMAT = "inerf.run"
+RUN_VERSION = 1
+
+
+@dataclass
+class DatasetInfo:
+    """The data a run was trained on (enough to reload the same views for evaluation or pose estimation)."""
+
+    root: str
+    """Dataset folder as an absolute path on the machine that trained."""
+    format: str
+    """``blender`` or ``llff``."""
+    scale: float
+    """Image scale used for training (intrinsics of other views must be scaled alike)."""
+    background: str
+    """Background the training images were composited on (``white`` / ``black``)."""
+    near: float
+    """Ray start used in training (scene units, z-depth)."""
+    far: float
+    """Ray end used in training."""
+    root_relative: str | None = None
+    """The dataset folder relative to the run directory, for runs copied together with their data."""
+
+    def resolve_root(self, run_dir: str | Path | None = None) -> str:
+        """``root`` if it exists, else the run-relative path if that exists, else ``root`` unchanged."""
+        if Path(self.root).is_dir() or run_dir is None or not self.root_relative:
+            return self.root
+        rel = Path(run_dir) / self.root_relative
+        return str(rel) if rel.is_dir() else self.root
+
+    def load(self, split: str, run_dir: str | Path | None = None, root: str | Path | None = None, **kwargs):
+        """Load ``split`` with this run's scale, background and bounds (``root`` overrides the folder)."""
+        from inerf.data import load_dataset
+
+        kw = {"scale": self.scale, "background": self.background, "near": self.near, "far": self.far}
+        kw.update(kwargs)
+        return load_dataset(root if root is not None else self.resolve_root(run_dir), split, format=self.format, **kw)
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to render: what :func:`load_run` returns.
+
+    Render rays with ``render_rays(run.coarse, rays, run.render_config, fine=run.fine)``. The fields are
+    in eval mode with ``requires_grad=False`` on their parameters: gradients still flow through them to
+    the rays (a camera pose), but the weights stay fixed.
+    """
+
+    run_dir: Path
+    model: str
+    """Field kind (``nerf`` or ``grid``)."""
+    coarse: nn.Module
+    """Field of the coarse pass (the only field when ``fine`` is None)."""
+    fine: nn.Module | None
+    """Field of the fine pass, or None when the coarse field serves both passes."""
+    render_config: RenderConfig
+    """Sampling and compositing used for evaluation (no jitter, deterministic importance samples)."""
+    dataset: DatasetInfo
+    step: int
+    """Optimiser steps the weights have seen."""
+    config: dict
+    """The whole ``config.json``."""
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write JSON to ``path.tmp`` then rename over ``path`` (readers never see half a file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds any checkpoint file."""
+    d = Path(run_dir)
+    return any((d / n).exists() for n in (CONFIG_NAME, WEIGHTS_NAME, OPTIMIZER_NAME))
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """Read and check ``config.json`` of a run (one-line :class:`InerfError` on any problem)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise InerfError(f"run directory not found: {d}")
+    path = d / CONFIG_NAME
+    if not path.is_file() or not (d / WEIGHTS_NAME).is_file():
+        raise InerfError(f"{d}: no checkpoint here (expected {CONFIG_NAME} and {WEIGHTS_NAME}; train with `inerf train`)")
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InerfError(f"{path}: malformed JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
+        raise InerfError(f"{path}: not an inerf run config (missing \"format\": \"{RUN_FORMAT}\")")
+    if cfg.get("version", 0) > RUN_VERSION:
+        raise InerfError(f"{path}: written by a newer inerf (run format {cfg.get('version')}; this reads {RUN_VERSION})")
+    for key in ("model", "field", "render", "dataset", "step"):
+        if key not in cfg:
+            raise InerfError(f"{path}: missing key {key!r}")
+    return cfg
+
+
+def render_config_from_dict(d: dict) -> RenderConfig:
+    """Rebuild a :class:`RenderConfig`, ignoring keys this version does not know (JSON lists -> tuples)."""
+    known = {f.name for f in dataclasses.fields(RenderConfig)}
+    kw = {k: v for k, v in d.items() if k in known}
+    if "background" in kw:
+        kw["background"] = tuple(float(v) for v in kw["background"])
+    return RenderConfig(**kw)
+
+
+def _state_dict(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or non-contiguous storage; clone to plain CPU tensors.
+    return {f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(run_dir: str | Path, config: dict, coarse: nn.Module, fine: nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Write weights, optimizer state and ``config.json`` atomically (config last: it marks completion)."""
+    from safetensors.torch import save_file
+
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = _state_dict("coarse", coarse)
+    if fine is not None:
+        tensors.update(_state_dict("fine", fine))
+    tmp = d / (WEIGHTS_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": RUN_FORMAT, "step": str(config.get("step", 0))})
+    os.replace(tmp, d / WEIGHTS_NAME)
+    if optimizer is not None:
+        tmp = d / (OPTIMIZER_NAME + ".tmp")
+        torch.save(optimizer.state_dict(), tmp)
+        os.replace(tmp, d / OPTIMIZER_NAME)
+    write_json_atomic(d / CONFIG_NAME, config)
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+_SIZE_MISMATCH = re.compile(r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) "
+                            r"from checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+
+
+def load_weights(run_dir: str | Path, coarse: nn.Module, fine: nn.Module | None, device="cpu") -> None:
+    """Load ``model.safetensors`` into the fields; any missing or unexpected key, or a tensor whose shape
+    the field cannot take, is a one-line :class:`InerfError`.
+
+    Shapes are checked by ``load_state_dict`` itself rather than against a fresh field: fields that grow
+    during training (grids) adopt the checkpoint's shapes there, and only a shape they refuse is an error.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(run_dir) / WEIGHTS_NAME
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError for corrupt headers
+        raise InerfError(f"{path}: unreadable weights ({one_line(exc)})") from None
+    modules = {"coarse": coarse, "fine": fine}
+    expected = {f"{name}.{k}" for name, m in modules.items() if m is not None for k in m.state_dict()}
+    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or unexpected:
+        parts = ([f"missing {_few(missing)}"] if missing else []) + (
+            [f"unexpected {_few(unexpected)}"] if unexpected else [])
+        raise InerfError(f"{path}: checkpoint does not match its config.json: " + "; ".join(parts))
+    for name, m in modules.items():
+        if m is None:
+            continue
+        sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        try:
+            m.load_state_dict(sub, strict=True)
+        except RuntimeError as exc:
+            found = _SIZE_MISMATCH.findall(str(exc))
+            if not found:
+                raise InerfError(f"{path}: checkpoint does not match its config.json ({one_line(exc)})") from None
+            key, got, want = found[0]
+            more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+            raise InerfError(f"{path}: checkpoint does not match its config.json: {name}.{key} has shape {got} "
+                             f"but the model in config.json expects {want}{more}") from None
+
+
+def build_fields(cfg: dict, path: Path) -> tuple[nn.Module, nn.Module | None]:
+    """Instantiate the (untrained) coarse and fine fields described by a run config."""
+    from inerf.fields.factory import build_field
+
+    try:
+        coarse = build_field(cfg["model"], cfg["field"])
+        fine = build_field(cfg["model"], cfg["field"]) if cfg.get("fine_field", False) else None
+    except (TypeError, ValueError, ModuleNotFoundError) as exc:
+        raise InerfError(f"{path}: cannot build the {cfg['model']!r} field from its config ({exc})") from None
+    return coarse, fine
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a trained run for rendering or pose estimation.
+
+    Args:
+        run_dir: a directory written by ``inerf train``.
+        device: where to put the fields.
+    Returns:
+        :class:`LoadedRun` with the coarse field, the fine field (or None), the evaluation
+        :class:`RenderConfig`, the model kind, the dataset info and the step.
+    Raises:
+        InerfError: no checkpoint in ``run_dir``, a malformed config, or weights that do not match it
+            (missing or unexpected keys, wrong shapes).
+    """
+    run_dir = Path(run_dir)
+    cfg = read_run_config(run_dir)
+    path = run_dir / CONFIG_NAME
+    coarse, fine = build_fields(cfg, path)
+    load_weights(run_dir, coarse, fine, device="cpu")
+    for f in (coarse, fine):
+        if f is not None:
+            f.to(device).eval().requires_grad_(False)
+    try:
+        render = render_config_from_dict(cfg["render"])
+        ds = cfg["dataset"]
+        dataset = DatasetInfo(root=ds["root"], format=ds["format"], scale=float(ds["scale"]),
+                              background=ds["background"], near=float(ds["near"]), far=float(ds["far"]),
+                              root_relative=ds.get("root_relative"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InerfError(f"{path}: malformed 'render' or 'dataset' entry ({exc})") from None
+    return LoadedRun(run_dir=run_dir, model=cfg["model"], coarse=coarse, fine=fine, render_config=render,
+                     dataset=dataset, step=int(cfg["step"]), config=cfg)

@@ -1,0 +1,100 @@
+"""Frames for looking at a pose estimate: render/target blends, labels, pixel markers.
+
+All functions take float images ``[H, W, 3]`` in [0, 1] (tensors or arrays) or uint8 arrays and return
+uint8 ``[H, W, 3]`` numpy arrays, ready for PNG, GIF or MP4 writers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["to_uint8", "blend", "overlay_frame", "annotate", "mark_pixels", "enlarge", "hstack"]
+
+
+def to_uint8(image) -> np.ndarray:
+    """Float ``[H, W, 3]`` in [0, 1] (tensor or array) or uint8 -> uint8 ``[H, W, 3]`` (rounded, clipped)."""
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        return image
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _float(image) -> np.ndarray:
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+
+
+def blend(render, target, weight: float = 0.5) -> np.ndarray:
+    """``weight * render + (1 - weight) * target`` as uint8: misalignment shows as ghosting (iNeRF's figure)."""
+    r, t = _float(render), _float(target)
+    if r.shape != t.shape:
+        raise ValueError(f"render {r.shape} and target {t.shape} differ in shape")
+    return to_uint8(weight * r + (1.0 - weight) * t)
+
+
+def annotate(frame, lines: list[str] | str) -> np.ndarray:
+    """Write text lines in the top-left corner (white on a dark outline, readable on any background).
+
+    The font scales with the image width; images narrower than 96 pixels are returned unchanged because
+    no legible text fits (enlarge them first with :func:`enlarge`).
+    """
+    import cv2
+
+    out = to_uint8(frame).copy()
+    lines = [lines] if isinstance(lines, str) else list(lines)
+    w = out.shape[1]
+    if w < 96 or not lines:
+        return out
+    scale = w / 480.0
+    thick = max(1, round(1.5 * scale))
+    y = 0
+    for line in lines:
+        (tw, th), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        y += th + base + 2
+        org = (4, y - base)
+        cv2.putText(out, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(out, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def overlay_frame(render, target, text: list[str] | str | None = None, min_side: int = 0) -> np.ndarray:
+    """The 50/50 blend of a render and the target, enlarged to ``min_side`` and labelled with ``text``."""
+    frame = enlarge(blend(render, target), min_side)
+    return annotate(frame, text) if text else frame
+
+
+def mark_pixels(image, mask, color=(255, 0, 0), opacity: float = 0.6) -> np.ndarray:
+    """Tint the pixels where ``mask`` ``[H, W]`` is true (e.g. a sampling strategy's support)."""
+    out = to_uint8(image).astype(np.float32)
+    m = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask, dtype=bool)
+    out[m] = (1 - opacity) * out[m] + opacity * np.asarray(color, dtype=np.float32)
+    return out.round().astype(np.uint8)
+
+
+def enlarge(frame, min_side: int) -> np.ndarray:
+    """Nearest-neighbour upscale by the smallest integer factor that makes the short side >= ``min_side``
+    (keeps pixels crisp, so a 48x48 test render stays inspectable in a GIF)."""
+    frame = to_uint8(frame)
+    short = min(frame.shape[:2])
+    factor = max(1, -(-int(min_side) // short)) if min_side > 0 else 1
+    if factor == 1:
+        return frame
+    return np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
+
+
+def hstack(*images, gap: int = 0) -> np.ndarray:
+    """Images of equal height side by side, separated by ``gap`` white columns."""
+    ims = [to_uint8(im) for im in images]
+    h = ims[0].shape[0]
+    if any(im.shape[0] != h for im in ims):
+        raise ValueError("hstack needs images of equal height")
+    parts = []
+    for i, im in enumerate(ims):
+        if i and gap:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+        parts.append(im)
+    return np.concatenate(parts, axis=1)
