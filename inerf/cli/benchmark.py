@@ -79,8 +79,14 @@ def _add_pose(sub) -> None:
 
 
 def run_pose(args) -> int:
-    from inerf.cli.estimate import (check_background, load_run_checked, pose_config_from_args, prepare_out_dir,
-                                    resolve_device, sampling_config_from_args)
+    from inerf.cli.estimate import (
+        check_background,
+        load_run_checked,
+        pose_config_from_args,
+        prepare_out_dir,
+        resolve_device,
+        sampling_config_from_args,
+    )
     from inerf.pose.protocol import ProtocolConfig, run_pose_benchmark, write_report
 
     try:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from inerf.cli.train import HelpFormatter
 from inerf.errors import InerfError
-from inerf.train.checkpoint import load_run
-from inerf.train.evaluate import VIDEO_FORMATS, evaluate_views
+from inerf.eval.renders import evaluate_views
+from inerf.train.checkpoint import load_run, write_json_atomic
 from inerf.train.trainer import resolve_device
+
+VIDEO_FORMATS = ("gif", "mp4")
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -17,16 +19,17 @@ SPLITS = ("train", "val", "test", "all")
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "render", help="render a trained run and score it (PSNR/SSIM)",
-        description="Render a run written by `inerf train` from the cameras of a dataset split. Writes one PNG "
-        "per view, metrics.json (PSNR and SSIM per view and their means) and a GIF/MP4 of the views.",
+        description="Render a run written by `inerf train` from the cameras of a dataset split. Writes one "
+        "PNG per view, metrics.json (PSNR and SSIM per view and their means) and a GIF/MP4 of the views.",
         formatter_class=HelpFormatter)
     p.add_argument("--run", metavar="RUN_DIR", required=True, help="Run directory written by `inerf train`.")
     p.add_argument("--split", default="test", choices=SPLITS,
-                   help="Which cameras to render (all: every LLFF image; Blender scenes have train/val/test).")
+                   help="Cameras to render (Blender: train/val/test; LLFF also all).")
     p.add_argument("--data", metavar="DIR", default=None,
-                   help="Dataset folder, overriding the one recorded in the run (e.g. after moving the data). "
+                   help="Dataset folder, overriding the one recorded in the run (e.g. after moving it). "
                    "The run's image scale, background and near/far are kept.")
-    p.add_argument("--out", metavar="DIR", default=None, help="Output folder (default: RUN_DIR/renders/SPLIT).")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="Output folder (default: RUN_DIR/renders/SPLIT).")
     p.add_argument("--max-views", type=int, default=None, help="Render only the first N views of the split.")
     p.add_argument("--video", choices=(*VIDEO_FORMATS, "both", "none"), default="both",
                    help="Video(s) of the rendered views to write.")
@@ -52,8 +55,18 @@ def run(args) -> int:
         loaded.render_config.chunk = args.chunk
     views = loaded.dataset.load(args.split, run_dir=loaded.run_dir, root=args.data, max_views=args.max_views)
     out = Path(args.out) if args.out else loaded.run_dir / "renders" / args.split
-    videos = {"both": VIDEO_FORMATS, "none": ()}.get(args.video, (args.video,))
-    summary = evaluate_views(loaded, views, out, videos=videos, fps=args.fps, device=device, progress=args.progress)
+    summary, frames = evaluate_views(loaded, views, out, device=device, progress=args.progress)
+    written = []
+    if args.video in ("gif", "both"):
+        from inerf.viz.video import write_gif
+
+        written.append(write_gif(out / f"{args.split}.gif", frames, fps=args.fps, hold_last=0.0))
+    if args.video in ("mp4", "both"):
+        from inerf.viz.video import write_mp4
+
+        written.append(write_mp4(out / f"{args.split}.mp4", frames, fps=args.fps, hold_last=0.0))
+    summary["videos"] = [p.name for p in written if p is not None]  # write_mp4 gives None without ffmpeg
+    write_json_atomic(out / "metrics.json", summary)
     ssim = summary["mean"]["ssim"]
     print(f"{summary['n_views']} {args.split} views at {summary['width']}x{summary['height']}: "
           f"PSNR {summary['mean']['psnr']:.2f} dB, SSIM {'n/a' if ssim is None else f'{ssim:.4f}'} "

@@ -21,9 +21,12 @@ def attribute_docs(cls) -> dict[str, str]:
     body = tree.body[0].body
     docs = {}
     for node, nxt in itertools.pairwise(body):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr) \
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
+        is_attr = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        value = getattr(nxt, "value", None)
+        is_doc = isinstance(nxt, ast.Expr) and isinstance(value, ast.Constant) \
+            and isinstance(value.value, str)
+        if is_attr and is_doc:
+            docs[node.target.id] = " ".join(value.value.split())
     return docs
 
 
@@ -32,8 +35,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" not in text.lower() and action.default not in (None, True, False, [], argparse.SUPPRESS) \
-                and action.option_strings:
+        trivial = action.default in (None, True, False, [], argparse.SUPPRESS)
+        if "default" not in text.lower() and not trivial and action.option_strings:
             text += " (default: %(default)s)"
         return text
 

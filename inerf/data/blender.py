@@ -61,7 +61,8 @@ def read_json(path: Path) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InerfError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise InerfError(f"{path}: malformed JSON ({exc.msg} at {where})") from None
     except UnicodeDecodeError:
         raise InerfError(f"{path}: malformed JSON (not UTF-8 text)") from None
     if not isinstance(data, dict):
@@ -75,7 +76,8 @@ def _number(value, what: str, source: Path, positive: bool = False) -> float:
     except (TypeError, ValueError):
         raise InerfError(f"{source}: {what} must be a number, got {value!r}") from None
     if not math.isfinite(v) or (positive and v <= 0):
-        raise InerfError(f"{source}: {what} must be a finite{' positive' if positive else ''} number, got {value!r}")
+        kind = "finite positive" if positive else "finite"
+        raise InerfError(f"{source}: {what} must be a {kind} number, got {value!r}")
     return v
 
 
@@ -85,7 +87,10 @@ def _frame_image_path(root: Path, frame: dict, index: int, source: Path) -> tupl
     if not isinstance(rel, str) or not rel:
         raise InerfError(f"{source}: frame {index} has no 'file_path' string")
     base = inside_root(root, rel, source)
-    candidates = [base] if base.suffix.lower() in IMAGE_EXTENSIONS else [base.with_name(base.name + ".png"), base]
+    if base.suffix.lower() in IMAGE_EXTENSIONS:
+        candidates = [base]
+    else:
+        candidates = [base.with_name(base.name + ".png"), base]
     for cand in candidates:
         if cand.is_file():
             return cand, Path(os.path.relpath(cand, os.path.abspath(root))).as_posix()
@@ -119,7 +124,8 @@ def _frame_intrinsics(meta: dict, frame: dict, width: int, height: int, source: 
         angle_x = _number(get("camera_angle_x"), "camera_angle_x", source, positive=True)
         fx = 0.5 * w_ref / math.tan(0.5 * angle_x)
         if get("camera_angle_y") is not None:
-            fy = 0.5 * h_ref / math.tan(0.5 * _number(get("camera_angle_y"), "camera_angle_y", source, positive=True))
+            angle_y = _number(get("camera_angle_y"), "camera_angle_y", source, positive=True)
+            fy = 0.5 * h_ref / math.tan(0.5 * angle_y)
         else:
             fy = fx  # square pixels
     else:
@@ -130,8 +136,10 @@ def _frame_intrinsics(meta: dict, frame: dict, width: int, height: int, source: 
     return fx * sx, fy * sy, cx * sx, cy * sy
 
 
-def _near_far(root: Path, meta: dict, source: Path, near: float | None, far: float | None) -> tuple[float, float]:
-    """Explicit arguments win, then ``meta.json`` beside the transforms, then the transforms file, then 2/6."""
+def _near_far(root: Path, meta: dict, source: Path, near: float | None,
+              far: float | None) -> tuple[float, float]:
+    """Explicit arguments win, then ``meta.json`` beside the transforms, then the transforms file, then
+    2 and 6."""
     found = {}
     meta_path = root / "meta.json"
     if meta_path.is_file():
@@ -148,7 +156,8 @@ def _near_far(root: Path, meta: dict, source: Path, near: float | None, far: flo
 
 
 def load_blender(root: str | Path, split: str = "train", *, scale: float = 1.0, background="white",
-                 near: float | None = None, far: float | None = None, max_views: int | None = None) -> ViewSet:
+                 near: float | None = None, far: float | None = None,
+                 max_views: int | None = None) -> ViewSet:
     """Load one split of a Blender-layout scene.
 
     Args:
@@ -167,7 +176,8 @@ def load_blender(root: str | Path, split: str = "train", *, scale: float = 1.0, 
     if not root.is_dir():
         raise InerfError(f"dataset folder not found: {root}")
     if split not in BLENDER_SPLITS:
-        raise InerfError(f"unknown split {split!r} for a Blender scene; expected one of {', '.join(BLENDER_SPLITS)}")
+        raise InerfError(f"unknown split {split!r} for a Blender scene; expected one of "
+                         f"{', '.join(BLENDER_SPLITS)}")
     source = root / f"transforms_{split}.json"
     if not source.is_file():
         raise InerfError(f"{source}: file not found (a Blender scene needs transforms_{split}.json)")

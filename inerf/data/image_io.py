@@ -17,6 +17,7 @@ from inerf.errors import InerfError
 __all__ = [
     "BACKGROUNDS",
     "IMAGE_EXTENSIONS",
+    "area_weights",
     "composite_straight",
     "inside_root",
     "one_line",
@@ -61,12 +62,20 @@ def inside_root(root: Path, relative: str, source: Path) -> Path:
     elsewhere, but a file cannot name ``../../etc/passwd`` or an absolute path.
     """
     if os.path.isabs(relative) or Path(relative).drive:
-        raise InerfError(f"{source}: image path {relative!r} is absolute; it must be inside the dataset folder")
+        raise InerfError(f"{source}: image path {relative!r} is absolute; it must be inside the dataset "
+                         "folder")
     root_norm = os.path.normpath(os.path.abspath(root))
     joined = os.path.normpath(os.path.join(root_norm, relative))
     if os.path.commonpath([root_norm, joined]) != root_norm:
         raise InerfError(f"{source}: image path {relative!r} points outside the dataset folder {root}")
     return Path(joined)
+
+
+def _is_png_16bit_colour(path: Path) -> bool:
+    """Whether ``path`` is a 16-bit RGB(A) PNG (IHDR bit depth at byte 24, colour type at byte 25)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -76,10 +85,22 @@ def read_image(path: Path) -> np.ndarray:
     """
     import imageio.v3 as iio
 
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         raise InerfError(f"image not found: {path}")
     try:
-        img = np.asarray(iio.imread(path))
+        if _is_png_16bit_colour(path):
+            # Pillow decodes 16-bit colour PNGs to 8 bits; OpenCV keeps all 16 (in BGR(A) order).
+            import cv2
+
+            img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                raise ValueError("OpenCV could not decode it")
+            img = np.ascontiguousarray(img[..., [2, 1, 0, 3][: img.shape[-1]]])
+        else:
+            # Name the decoder: left to guess, imageio tries every plugin on a corrupt file (TIFF, DICOM...).
+            plugin = "pillow" if path.suffix.lower() in IMAGE_EXTENSIONS else None
+            img = np.asarray(iio.imread(path, plugin=plugin))
     except Exception as exc:  # noqa: BLE001 - decoders raise many types (OSError, ValueError, SyntaxError, ...)
         raise InerfError(f"{path}: unreadable image ({one_line(exc)})") from None
     if img.dtype == np.uint8:
@@ -99,20 +120,38 @@ def read_image(path: Path) -> np.ndarray:
     return out
 
 
+def area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """``[n_out, n_in]`` matrix of exact area-resampling weights along one axis.
+
+    Input pixel ``i`` covers ``[i, i + 1)``; output pixel ``o`` covers ``[o s, (o + 1) s)`` of the same
+    axis with ``s = n_in / n_out``. The weight is the length of their overlap divided by ``s``, so each row
+    sums to 1 and an integer factor ``k`` gives the plain mean of ``k`` pixels.
+    """
+    s = n_in / n_out
+    lo = np.arange(n_out)[:, None] * s
+    i = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(lo + s, i + 1) - np.maximum(lo, i), 0.0, None)
+    return overlap / s
+
+
 def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize ``[H, W, C]`` float32 to ``[height, width, C]`` with area averaging.
 
-    Area filtering (each output pixel is the mean of the input pixels it covers) is the right
-    antialiasing for downscaling and keeps pixel centres at +0.5: the resized image is the same
-    continuous picture sampled on a coarser grid, so intrinsics simply scale. Premultiply colours by
-    alpha before calling this (averaging straight colours bleeds the colour of transparent pixels).
+    Area filtering (each output pixel is the mean of the input it covers, fractions of pixels weighted by
+    their covered area) is the right antialiasing for downscaling and keeps pixel centres at +0.5: the
+    resized image is the same continuous picture sampled on a coarser grid, so intrinsics simply scale.
+    Separable, so it is two small matrix products. Premultiply colours by alpha before calling this
+    (averaging straight colours bleeds the colour of transparent pixels into the edges).
     """
-    if img.shape[:2] == (height, width):
+    H, W = img.shape[:2]
+    if (H, W) == (height, width):
         return img
-    import cv2
-
-    out = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-    return out.reshape(height, width, img.shape[-1])
+    wy = area_weights(H, height).astype(np.float32)
+    wx = area_weights(W, width).astype(np.float32)
+    C = img.shape[2]
+    rows = wy @ img.astype(np.float32, copy=False).reshape(H, W * C)  # [height, W * C]
+    out = wx @ rows.reshape(height, W, C).transpose(1, 0, 2).reshape(W, height * C)  # [width, height * C]
+    return np.ascontiguousarray(out.reshape(width, height, C).transpose(1, 0, 2))
 
 
 def composite_straight(rgba: np.ndarray, background: tuple[float, float, float] | None,

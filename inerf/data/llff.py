@@ -121,7 +121,8 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     if not root.is_dir():
         raise InerfError(f"dataset folder not found: {root}")
     if split not in LLFF_SPLITS:
-        raise InerfError(f"unknown split {split!r} for an LLFF scene; expected one of {', '.join(LLFF_SPLITS)}")
+        raise InerfError(f"unknown split {split!r} for an LLFF scene; expected one of "
+                         f"{', '.join(LLFF_SPLITS)}")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise InerfError(f"image scale must be a positive number, got {scale!r}")
     bg = parse_background(background) or (0.0, 0.0, 0.0)
@@ -143,7 +144,8 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     bounds = arr[:, 15:17]
     hwf = mats[:, :, 4]
     if (hwf <= 0).any() or (bounds <= 0).any() or (bounds[:, 0] >= bounds[:, 1]).any():
-        raise InerfError(f"{source}: heights, widths, focal lengths and bounds must be positive with near < far")
+        raise InerfError(f"{source}: heights, widths, focal lengths and bounds must be positive, "
+                         "with near < far")
     c2w_llff = torch.from_numpy(mats[:, :, :4])
     check_rigid(c2w_llff, name=f"{source}: poses")
 
@@ -171,7 +173,8 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
             size = img.shape[:2]
             out_size = (max(round(size[0] * residual_scale), 1), max(round(size[1] * residual_scale), 1))
         elif img.shape[:2] != size:
-            raise InerfError(f"{files[i]}: image is {img.shape[1]}x{img.shape[0]}, expected {size[1]}x{size[0]}")
+            raise InerfError(f"{files[i]}: image is {img.shape[1]}x{img.shape[0]}, "
+                             f"expected {size[1]}x{size[0]}")
         images.append(resize_area(img, *out_size))
 
     H, W = out_size
@@ -186,6 +189,7 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     f = float(far) if far is not None else float(bounds.max())
     if not (0 <= n < f):
         raise InerfError(f"{root}: need 0 <= near < far, got near={n}, far={f}")
-    return ViewSet(images=torch.from_numpy(np.stack(images)).float(), alphas=None, cameras=cams, near=n, far=f,
+    return ViewSet(images=torch.from_numpy(np.stack(images)).float(), alphas=None, cameras=cams, near=n,
+                   far=f,
                    background=bg, names=[files[i].relative_to(root).as_posix() for i in idx], root=str(root),
                    split=split)

@@ -69,7 +69,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
     try:
         img = np.asarray(iio.imread(path))
-    except Exception as exc:  # any decoder failure means a bad input file
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad input file
         raise InerfError(
             f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else exc}"
         ) from None
@@ -86,7 +86,7 @@ def read_mask(path: Path) -> np.ndarray:
 
     try:
         m = np.asarray(iio.imread(path))
-    except Exception as exc:  # any decoder failure means a bad input file
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad input file
         raise InerfError(f"cannot read mask {path}: {exc}") from None
     if m.ndim == 3:
         m = m[..., 0]

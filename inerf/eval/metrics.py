@@ -84,6 +84,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0, window_
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
-        raise ValueError(f"images must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"images must have the same shape, got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
     if pred.ndim < 3:
         raise ValueError(f"expected [..., H, W, C] images, got shape {tuple(pred.shape)}")

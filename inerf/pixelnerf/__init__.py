@@ -1,15 +1,31 @@
 """pixelNeRF, compatible with the published checkpoints (sn64, sn64_unseen, srn_car, srn_chair, dtu).
 
-* :mod:`~inerf.pixelnerf.config`: typed configs read from the published HOCON ``.conf`` files.
+* :mod:`~inerf.pixelnerf.config`: typed configs read from the published HOCON ``.conf`` files (shipped in
+  ``configs/``: ``srn``, ``sn64``, ``sn64_unseen``, ``dtu``, ``multi_obj`` and their bases).
 * :mod:`~inerf.pixelnerf.encoder`, :mod:`~inerf.pixelnerf.resnetfc`, :mod:`~inerf.pixelnerf.model`: the
   field (``encode`` source views, then ``forward`` points) with the published module names, so a
-  ``pixel_nerf_latest`` file loads strictly.
-* :mod:`~inerf.pixelnerf.renderer`: pixelNeRF's sampler (64 coarse + 16 importance + 16 depth-guided) and
-  pure compositing functions, with a deterministic mode.
+  ``pixel_nerf_latest`` file loads strictly (278 entries).
+* :mod:`~inerf.pixelnerf.renderer`: pixelNeRF's sampler (64 coarse + 16 importance + 16 depth-guided, the
+  fine network on all 96) and pure compositing functions, with a deterministic mode.
 * :mod:`~inerf.pixelnerf.video`: the 360-degree video of the published ``gen_video.py``.
+* :mod:`~inerf.pixelnerf.pose`: iNeRF-public's pose estimation against one source image, on SE(3).
+
+Conventions: :meth:`PixelNeRF.encode` keeps the published ones (OpenGL c2w, images in [-1, 1], integer
+pixel centres); everything else in inerf uses OpenCV c2w, [0, 1] images and pixel centres at +0.5, and
+:meth:`PixelNeRF.encode_views` converts between the two in one place.
 """
 
-from inerf.pixelnerf.config import PixelNeRFConfig, load_config
+from inerf.pixelnerf.config import PixelNeRFConfig, RendererConfig, load_config
 from inerf.pixelnerf.model import PixelNeRF, load_pixelnerf, read_checkpoint
+from inerf.pixelnerf.renderer import render_rays, render_views
 
-__all__ = ["PixelNeRF", "PixelNeRFConfig", "load_config", "load_pixelnerf", "read_checkpoint"]
+__all__ = [
+    "PixelNeRF",
+    "PixelNeRFConfig",
+    "RendererConfig",
+    "load_config",
+    "load_pixelnerf",
+    "read_checkpoint",
+    "render_rays",
+    "render_views",
+]

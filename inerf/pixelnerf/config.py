@@ -312,11 +312,10 @@ def load_config(config: str | os.PathLike | PixelNeRFConfig) -> PixelNeRFConfig:
     if isinstance(config, PixelNeRFConfig):
         return config
     from pyhocon import ConfigFactory  # imported lazily: only needed when reading files
-    from pyhocon.exceptions import ConfigException
 
     name, path = _resolve_path(config)
     try:
         tree = ConfigFactory.parse_file(str(path))
-    except (ConfigException, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - pyhocon, pyparsing and OS errors all mean a bad file
         raise InerfError(f"cannot read pixelNeRF config {path}: {str(exc).splitlines()[0]}") from None
     return _from_tree(name, tree)

@@ -152,9 +152,8 @@ class PixelNeRF(nn.Module):
         fxfy = _intrinsics_per_view(focal, SB, NS, (0.0, 0.0), "focal", dev, dt)
         # Default principal point (W / 2, H / 2) in pixelNeRF's coordinates (integer = pixel centre).
         cxcy = _intrinsics_per_view(c, SB, NS, (W / 2, H / 2), "c", dev, dt)
-        self._encode(
-            images.reshape(SB * NS, 3, H, W), c2w.reshape(SB * NS, *c2w.shape[-2:]).to(dt), fxfy, cxcy, SB, NS
-        )
+        c2w = c2w.reshape(SB * NS, *c2w.shape[-2:]).to(device=dev, dtype=dt)
+        self._encode(images.reshape(SB * NS, 3, H, W), c2w, fxfy, cxcy, SB, NS)
 
     def encode_views(self, images: torch.Tensor, cameras: Cameras, num_objects: int = 1) -> None:
         """Encode source views given in inerf's internal convention.
@@ -300,7 +299,7 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, to
         raise InerfError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; all are user errors
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file: all user errors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise InerfError(
             f"cannot read checkpoint {path} (truncated or not a PyTorch state_dict): {first}"

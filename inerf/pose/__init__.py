@@ -1,1 +1,29 @@
-"""inerf.pose"""
+"""iNeRF pose estimation: camera pose by gradient descent through a frozen radiance field.
+
+Design note. The solver optimises a twist ``xi`` with ``c2w = exp(xi) @ c2w0`` (never a raw matrix), so the
+pose is rigid at every step. It takes fields and a :class:`~inerf.render.renderer.RenderConfig`, not a run
+directory, so any field works (NeRF MLP, grid, a pixelNeRF field conditioned on its source views). Pixel
+sampling strategies (:mod:`.sampling`) only choose pixel indices; the same renderer draws rays through
+them. Many starting poses (hypotheses) and many independent problems (benchmark trials) are solved in one
+batch that equals the separate solves. Modules:
+
+* :mod:`.config`   ``PoseConfig`` / ``SamplingConfig`` dataclasses and presets;
+* :mod:`.sampling` pixel-selection strategies (random, interest points/region, center, patch, mask);
+* :mod:`.solver`   ``estimate_pose`` and its result types;
+* :mod:`.protocol` the paper's evaluation protocol and report;
+* :mod:`.io`       reading targets, poses and intrinsics; writing pose files;
+* :mod:`.report`   the files written by ``inerf estimate``.
+
+Example::
+
+    from inerf.pose import PoseConfig, PoseTarget, SamplingConfig, estimate_pose
+    target = PoseTarget(image, fx, fy, cx, cy)                     # image [H, W, 3] on the device
+    cfg = PoseConfig(sampling=SamplingConfig("interest_region"))
+    result = estimate_pose(run.coarse, target, c2w_init, cfg, run.render_config, run.fine)
+    result.c2w[0]                                                   # [4, 4] camera-to-world, OpenCV axes
+"""
+
+from inerf.pose.config import PAPER, PoseConfig, SamplingConfig
+from inerf.pose.solver import PoseResult, PoseTarget, PoseTrajectory, estimate_pose
+
+__all__ = ["PAPER", "PoseConfig", "PoseResult", "PoseTarget", "PoseTrajectory", "SamplingConfig", "estimate_pose"]

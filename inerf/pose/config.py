@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["PoseConfig", "SamplingConfig", "LOSSES", "STRATEGIES", "DETECTORS", "PAPER", "FAST"]
+__all__ = ["DETECTORS", "FAST", "LOSSES", "PAPER", "STRATEGIES", "PoseConfig", "SamplingConfig"]
 
 LOSSES = ("mse", "huber", "mape")
 """Photometric losses: mean squared error (the paper's), Huber (robust to outliers such as unmodelled
@@ -118,7 +118,7 @@ class PoseConfig:
             raise ValueError("lr_decay must be in (0, 1] and lr_decay_steps >= 1")
         if self.stop_window < 1 or self.stop_tol < 0:
             raise ValueError("stop_window must be >= 1 and stop_tol >= 0")
-        self.prune_steps = tuple(sorted(set(int(s) for s in self.prune_steps)))
+        self.prune_steps = tuple(sorted({int(s) for s in self.prune_steps}))
 
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update at ``step`` (0-based)."""

@@ -31,8 +31,16 @@ from inerf.errors import InerfError
 from inerf.geometry import se3
 from inerf.geometry.conventions import check_rigid, opengl_to_opencv_c2w
 
-__all__ = ["POSE_CONVENTIONS", "Intrinsics", "read_target_image", "composite_target", "read_pose", "read_intrinsics", "write_json",
-           "pose_to_json"]
+__all__ = [
+    "POSE_CONVENTIONS",
+    "Intrinsics",
+    "composite_target",
+    "pose_to_json",
+    "read_intrinsics",
+    "read_pose",
+    "read_target_image",
+    "write_json",
+]
 
 POSE_CONVENTIONS = {
     "opencv": "opencv", "opencv_c2w": "opencv", "vision": "opencv",
@@ -55,7 +63,7 @@ class Intrinsics:
     width: int | None = None
     height: int | None = None
 
-    def check(self, width: int, height: int, source: str = "intrinsics") -> "Intrinsics":
+    def check(self, width: int, height: int, source: str = "intrinsics") -> Intrinsics:
         """Validate against an image of ``width x height``; return intrinsics with the size filled in."""
         values = (self.fx, self.fy, self.cx, self.cy)
         if not all(math.isfinite(v) for v in values):

@@ -31,8 +31,17 @@ from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.io import pose_to_json, write_json
 from inerf.pose.solver import PoseTarget, estimate_pose
 
-__all__ = ["ProtocolConfig", "BenchmarkResult", "strategy_label", "sample_perturbations", "apply_perturbations", "select_images",
-           "initial_poses", "run_pose_benchmark", "write_report"]
+__all__ = [
+    "BenchmarkResult",
+    "ProtocolConfig",
+    "apply_perturbations",
+    "initial_poses",
+    "run_pose_benchmark",
+    "sample_perturbations",
+    "select_images",
+    "strategy_label",
+    "write_report",
+]
 
 
 @dataclass
@@ -71,7 +80,7 @@ class ProtocolConfig:
             raise ValueError(f"perturb_frame must be 'world' or 'camera', got {self.perturb_frame!r}")
         if self.trials < 1 or self.hypotheses < 1 or (self.image_ids is None and self.images < 1):
             raise ValueError("images, trials and hypotheses must be >= 1")
-        self.checkpoints = tuple(sorted(set(int(c) for c in self.checkpoints)))
+        self.checkpoints = tuple(sorted({int(c) for c in self.checkpoints}))
 
 
 def sample_perturbations(n: int, rot_deg: float, trans: float, generator: torch.Generator) -> torch.Tensor:

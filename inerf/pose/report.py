@@ -26,7 +26,7 @@ from inerf.geometry.conventions import CONVENTION, opencv_to_opengl_c2w
 from inerf.pose.io import pose_to_json, write_json
 from inerf.pose.solver import PoseResult, PoseTarget
 
-__all__ = ["frame_steps", "render_frames", "write_trajectory_csv", "write_estimate_outputs", "summary_lines"]
+__all__ = ["frame_steps", "render_frames", "summary_lines", "write_estimate_outputs", "write_trajectory_csv"]
 
 
 def frame_steps(steps: int, n_frames: int) -> list[int]:
@@ -118,10 +118,11 @@ def write_estimate_outputs(out_dir: str | Path, result: PoseResult, target: Pose
         n_frames: overlay frames (0 = none, and no GIF/MP4).
         video: write the GIF and MP4.
     """
+    from PIL import Image
+
     from inerf.viz.overlay import mark_pixels, to_uint8
     from inerf.viz.plots import plot_convergence
     from inerf.viz.video import write_gif, write_mp4
-    from PIL import Image
 
     out = Path(out_dir)
     paths: dict[str, Path] = {}

@@ -29,7 +29,7 @@ import torch
 from inerf.errors import InerfError
 from inerf.pose.config import SamplingConfig
 
-__all__ = ["mix32", "hash_keys", "detect_keypoints", "interest_region_mask", "PixelSampler", "flat_to_uv"]
+__all__ = ["PixelSampler", "detect_keypoints", "flat_to_uv", "hash_keys", "interest_region_mask", "mix32"]
 
 _MASK32 = 0xFFFFFFFF
 # Constants of Chris Wellons' "lowbias32" integer hash (hash-prospector); both multipliers are odd, so

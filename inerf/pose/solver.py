@@ -45,8 +45,16 @@ from inerf.pose.sampling import PixelSampler, flat_to_uv
 from inerf.rays.rays import Rays, rays_from_pixels
 from inerf.render.renderer import RenderConfig, render_rays
 
-__all__ = ["PoseTarget", "PoseTrajectory", "PoseResult", "estimate_pose", "photometric_loss", "adam_update",
-           "frozen_fields", "require_finite"]
+__all__ = [
+    "PoseResult",
+    "PoseTarget",
+    "PoseTrajectory",
+    "adam_update",
+    "estimate_pose",
+    "frozen_fields",
+    "photometric_loss",
+    "require_finite",
+]
 
 
 @dataclass

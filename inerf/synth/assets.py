@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,21 @@ from inerf.errors import InerfError
 from inerf.synth import sweethome3d
 from inerf.synth.meshes import MeshPart, parts_from_trimesh, parts_vertices, transform_parts, write_part_obj
 
-__all__ = ["AssetInfo", "PreparedAsset", "PYBULLET_ASSETS", "MESH_SUFFIXES", "cache_dir", "resolve_asset",
-           "prepare_asset", "export_parts", "load_mesh", "load_mesh_vertices", "pybullet_version", "normalise_transform", "random_urdf_assets"]
+__all__ = [
+    "MESH_SUFFIXES",
+    "PYBULLET_ASSETS",
+    "AssetInfo",
+    "PreparedAsset",
+    "cache_dir",
+    "export_parts",
+    "load_mesh",
+    "load_mesh_vertices",
+    "normalise_transform",
+    "prepare_asset",
+    "pybullet_version",
+    "random_urdf_assets",
+    "resolve_asset",
+]
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl")
 
@@ -85,6 +99,7 @@ class AssetInfo:
         creator, licence, licence_url: provenance; ``attribution`` is the credit line to reproduce.
         up: ``y`` or ``z``, the axis of the mesh file that points up.
         model_rotation: ``[3, 3]`` rotation applied first (Sweet Home 3D's ``modelRotation``), or None.
+        sh3d: the catalog entry (Sweet Home 3D only).
     """
 
     name: str
@@ -100,7 +115,6 @@ class AssetInfo:
     member: str | None = None
     model_rotation: np.ndarray | None = field(default=None, repr=False)
     sh3d: sweethome3d.SH3DModel | None = field(default=None, repr=False)
-    default_color: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -109,9 +123,9 @@ class PreparedAsset:
 
     Attributes:
         info: provenance.
-        mesh_path: the file whose vertices (as ``trimesh.load`` returns them) ``object_to_world`` maps;
-            the asset file itself, or a file written to the cache (extracted from an archive, or the
-            union of a URDF's visuals).
+        mesh_path: the file whose vertices (as ``trimesh.load`` returns them; its processing merges
+            and reorders vertices but never moves them) ``object_to_world`` maps: the asset file itself,
+            or a file written to the cache (extracted from an archive, or the union of a URDF's visuals).
         object_to_world: ``[4, 4]`` affine map, mesh-file coordinates -> world (z up, centred).
         parts: the per-material parts, vertices already in the world frame.
         vertices: ``[N, 3]`` world positions of every vertex used by a face.
@@ -137,7 +151,7 @@ class PreparedAsset:
             "creator": i.creator, "licence": i.licence, "licence_url": i.licence_url,
             "attribution": i.attribution, "up_axis": i.up,
             "model_rotation": None if i.model_rotation is None else np.asarray(i.model_rotation).tolist(),
-            "n_vertices": int(len(self.vertices)), "n_faces": int(sum(len(p.faces) for p in self.parts)),
+            "n_vertices": len(self.vertices), "n_faces": int(sum(len(p.faces) for p in self.parts)),
             "n_materials": len(self.parts), "textured": any(p.textured for p in self.parts),
         }
 
@@ -286,7 +300,7 @@ def _load_trimesh(path: Path):
         # process=False: keep the file's vertices exactly (no merging, no reordering), so that
         # object_to_world refers to the coordinates that are in the file.
         return trimesh.load(str(path), process=False)
-    except Exception as exc:  # trimesh raises many types for a bad file
+    except Exception as exc:  # noqa: BLE001 - trimesh raises many exception types for a bad file
         raise InerfError(f"{path}: cannot read the mesh ({type(exc).__name__}: {exc})") from None
 
 
@@ -378,9 +392,11 @@ def _write_union_obj(parts: list[MeshPart], path: Path) -> None:
         lines.append("".join(f"v {x!r} {y!r} {z!r}\n" for x, y, z in p.vertices.tolist()))
         lines.append("".join(f"f {a} {b} {c}\n" for a, b, c in (p.faces + offset).tolist()))
         offset += len(p.vertices)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(lines))
-    tmp.replace(path)
+    # Write under a unique name and rename: workers preparing the same asset never see half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".obj")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(lines))
+    os.replace(tmp, path)
 
 
 def _load_source(info: AssetInfo, cache: Path) -> tuple[list[MeshPart], Path, np.ndarray]:
@@ -419,11 +435,11 @@ def normalise_transform(vertices: np.ndarray, mode: str = "max_side", size: floa
     """``[4, 4]`` uniform scale + translation that centres the bounding box of ``vertices`` ``[N, 3]`` at
     the origin and makes its largest side (``max_side``) or its diagonal (``diagonal``, ShapeNet's
     normalisation, used for SRN-style categories) equal to ``size``."""
+    if mode not in ("max_side", "diagonal"):
+        raise ValueError(f"mode must be max_side or diagonal, got {mode!r}")
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     extent = hi - lo
     measure = float(extent.max()) if mode == "max_side" else float(np.linalg.norm(extent))
-    if mode not in ("max_side", "diagonal"):
-        raise ValueError(f"mode must be max_side or diagonal, got {mode!r}")
     if not np.isfinite(measure) or measure <= 0:
         raise InerfError("the mesh is degenerate (zero or non-finite extent)")
     s = size / measure
@@ -457,9 +473,12 @@ def prepare_asset(info: AssetInfo, normalise: str = "max_side", size: float = 2.
 def export_parts(asset: PreparedAsset, folder: Path, double_sided: bool = True
                  ) -> list[tuple[str, tuple[float, float, float] | None]]:
     """Write each world-frame part to ``folder/NNN/part.obj``; return ``(obj path, rgb or None)`` pairs
-    for :meth:`inerf.synth.render.TinyRenderer.load` (None: textured, the texture gives the colour)."""
+    for :meth:`inerf.synth.render.TinyRenderer.load` (None: textured, the texture gives the colour).
+
+    ``double_sided``: draw both sides of every part that is not a closed surface (see
+    :func:`~inerf.synth.meshes.write_part_obj`); False draws front faces only."""
     out = []
     for k, part in enumerate(asset.parts):
-        path = write_part_obj(part, Path(folder) / f"{k:03d}", double_sided=double_sided)
+        path = write_part_obj(part, Path(folder) / f"{k:03d}", double_sided=None if double_sided else False)
         out.append((str(path), None if part.textured else tuple(part.color)))
     return out

@@ -10,16 +10,24 @@ Layout written for ``--out DIR``::
                                          near/far, renderer, seed, credits
         ATTRIBUTION.txt, preview.png
 
-Defaults follow SRN cars: 128 x 128, f = 131.25 px (scaled with --size), principal point at the image
-centre, cameras 1.3 from the origin looking at it, z-near/far 0.8/1.8. Each object is normalised as
-ShapeNet's are (bounding-box diagonal 1, centred), so it lies within 0.5 of the origin and the bounds
+Defaults follow SRN cars: 128 x 128, f = 131.25 px (scaled with --size), ``intrinsics.txt`` principal
+point (64, 64), cameras 1.3 from the origin looking at it, z-near/far 0.8/1.8. Each object is normalised
+as ShapeNet's are (bounding-box diagonal 1, centred), so it lies within 0.5 of the origin and the bounds
 hold in every view. The world is z up. Train instances get random views on the upper hemisphere (a new
 draw per instance); val and test instances share one spiral over the upper hemisphere, as SRN's test
 trajectories are identical across objects.
+
+Pixel centres: SRN files (and pixelNeRF, which reads them) put pixel centres at *integer* coordinates,
+inerf at +0.5 (:mod:`inerf.geometry.conventions`; :mod:`inerf.data.srn` adds 0.5 to the file's cx, cy).
+So that ``intrinsics.txt`` is exactly SRN cars' and its rays are exactly pixelNeRF's, the images are
+rendered with the principal point at (W / 2 + 0.5, H / 2 + 0.5) in inerf's convention, i.e. (W / 2, H / 2)
+in the file's: the optical axis passes through the centre of pixel (W / 2, H / 2), half a pixel off the
+image centre, as pixelNeRF assumes for every SRN object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from dataclasses import asdict, dataclass
@@ -32,13 +40,26 @@ from inerf.synth.output import GENERATOR, staged, write_json, write_png
 from inerf.synth.render import RenderSettings
 from inerf.synth.workers import Intrinsics, RenderJob, ViewTask, default_workers, render_job, run_parallel
 
-__all__ = ["CategoryConfig", "generate_category", "category_assets", "SOURCES", "SRN_FOCAL_128",
-           "split_dirs", "write_srn_intrinsics", "write_srn_pose"]
+__all__ = [
+    "SOURCES",
+    "SRN_FOCAL_128",
+    "CategoryConfig",
+    "assign_splits",
+    "category_assets",
+    "generate_category",
+    "parse_split",
+    "split_dirs",
+    "write_srn_intrinsics",
+    "write_srn_pose",
+]
 
 SOURCES = ("sweethome3d", "random-urdfs")
 SRN_FOCAL_128 = 131.25
 """Focal length of SRN cars at 128 x 128, in pixels."""
 SPLITS = ("train", "val", "test")
+TRAIN_PLACEMENT = "uniform on the upper hemisphere, drawn per instance"
+EVAL_PLACEMENT = ("spiral over the upper hemisphere (z = 1 - (i + 0.5) / n, golden-angle azimuth), "
+                  "identical for every instance")
 
 
 @dataclass
@@ -76,7 +97,8 @@ class CategoryConfig:
         if not 0 < self.near < self.far:
             raise InerfError(f"need 0 < near < far, got {self.near}, {self.far}")
         if self.radius <= 0.5:
-            raise InerfError(f"--radius must exceed 0.5 (the objects reach 0.5 from the origin), got {self.radius}")
+            raise InerfError(f"--radius must exceed 0.5 (the objects reach 0.5 from the origin), "
+                             f"got {self.radius}")
         if self.supersample < 1 or self.supersample % 2 == 0:
             raise InerfError(f"--supersample must be an odd positive integer, got {self.supersample}")
 
@@ -127,25 +149,27 @@ def instance_id(asset_name: str) -> str:
 
 
 def assign_splits(names: list[str], fractions, rng: np.random.Generator) -> dict[str, list[str]]:
-    """Shuffle ``names`` and cut them by ``fractions`` (rounded; test takes the remainder). Each split
-    with a positive fraction gets at least one instance when there are enough."""
+    """Shuffle ``names`` and cut them by ``fractions``: floors, the remainder to the largest fractional
+    parts, then every split with a positive fraction gets at least one instance, taken from the largest
+    split, while that has more than one. Each split is returned sorted."""
     order = [names[i] for i in rng.permutation(len(names))]
     n = len(order)
-    counts = [int(round(f * n)) for f in fractions[:2]]
-    for k in range(2):  # a requested split never ends up empty if it can be helped
-        if fractions[k] > 0 and counts[k] == 0 and n - sum(counts) > (1 if fractions[2] > 0 else 0):
-            counts[k] = 1
-    counts[1] = min(counts[1], n - counts[0])
-    n_test = n - counts[0] - counts[1]
-    if fractions[2] > 0 and n_test == 0 and counts[0] > 1:
-        counts[0] -= 1
+    exact = np.asarray(fractions, dtype=np.float64) * n
+    counts = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[k] += 1
+    for k in range(3):
+        if fractions[k] > 0 and counts[k] == 0 and counts.max() > 1:
+            counts[np.argmax(counts)] -= 1
+            counts[k] += 1
     a, b = counts[0], counts[0] + counts[1]
     return {"train": sorted(order[:a]), "val": sorted(order[a:b]), "test": sorted(order[b:])}
 
 
 def write_srn_intrinsics(path: Path, f: float, cx: float, cy: float, height: int, width: int) -> None:
     """SRN's ``intrinsics.txt``: ``f cx cy 0.``, the grid barycentre ``0. 0. 0.``, the scale ``1.``,
-    ``H W`` (loaders read the first and the last line)."""
+    ``H W`` (loaders read the first and the last line). ``cx, cy`` in SRN's convention: pixel centres at
+    integer coordinates."""
     Path(path).write_text(f"{f:.6f} {cx:.6f} {cy:.6f} 0.\n0. 0. 0.\n1.\n{height} {width}\n")
 
 
@@ -175,16 +199,18 @@ def render_instance(job: InstanceJob) -> dict:
 
     info = resolve_asset(job.asset)
     # ShapeNet's normalisation: unit bounding-box diagonal, so every point is within 0.5 of the origin.
-    prepared = prepare_asset(info, normalise="diagonal", size=1.0, cache=Path(job.cache) if job.cache else None)
+    cache = Path(job.cache) if job.cache else None
+    prepared = prepare_asset(info, normalise="diagonal", size=1.0, cache=cache)
     z_min, d_max = depth_extents(prepared.vertices, job.c2w)
     k = job.intrinsics
     if z_min.min() < k.near or d_max.max() > k.far:
-        raise InerfError(f"{info.name}: the object spans depths {z_min.min():.3f}..{d_max.max():.3f}, outside "
-                         f"near/far {k.near}/{k.far}; change --radius, --near or --far")
+        raise InerfError(f"{info.name}: the object spans depths {z_min.min():.3f}..{d_max.max():.3f}, "
+                         f"outside near/far {k.near}/{k.far}; change --radius, --near or --far")
     folder = Path(job.folder)
     (folder / "rgb").mkdir(parents=True)
     (folder / "pose").mkdir()
-    write_srn_intrinsics(folder / "intrinsics.txt", k.fx, k.cx, k.cy, k.height, k.width)
+    # The file holds SRN's integer-centred principal point (see the module docstring).
+    write_srn_intrinsics(folder / "intrinsics.txt", k.fx, k.cx - 0.5, k.cy - 0.5, k.height, k.width)
     views = []
     for i, (c2w, c2w_gl) in enumerate(zip(job.c2w, job.c2w_gl)):
         write_srn_pose(folder / "pose" / f"{i:06d}.txt", c2w)
@@ -203,9 +229,9 @@ def render_instance(job: InstanceJob) -> dict:
     }
 
 
-def generate_category(source: str, category: str | None, out: str | Path, config: CategoryConfig | None = None,
-                      overwrite: bool = False, progress: bool = True, command: str | None = None,
-                      cache: str | Path | None = None) -> dict[str, dict]:
+def generate_category(source: str, category: str | None, out: str | Path,
+                      config: CategoryConfig | None = None, overwrite: bool = False, progress: bool = True,
+                      command: str | None = None, cache: str | Path | None = None) -> dict[str, dict]:
     """Render a category of assets into the SRN layout at ``DIR_{train,val,test}``.
 
     Args:
@@ -237,24 +263,28 @@ def generate_category(source: str, category: str | None, out: str | Path, config
 
     S = config.size
     f = config.focal_px
-    intrinsics = Intrinsics(f, f, S / 2, S / 2, S, S, config.near, config.far)
+    # Principal point (S/2, S/2) in SRN's integer-centred pixels = S/2 + 0.5 in ours (module docstring).
+    c_file = S / 2
+    intrinsics = Intrinsics(f, f, c_file + 0.5, c_file + 0.5, S, S, config.near, config.far)
     settings = RenderSettings(supersample=config.supersample)
     workers = config.workers or default_workers()
     eval_views = config.eval_views or config.views
     spiral = np.stack([look_at(p) for p in spiral_positions(eval_views, config.radius)])
 
+    ids = [instance_id(n) for n in names]
+    if len(set(ids)) != len(ids):  # cannot happen with the shipped sources; guards future ones
+        raise InerfError("two assets map to the same instance folder name")
     metas: dict[str, dict] = {}
-    import contextlib
-
     with contextlib.ExitStack() as stack:
         stages = {s: stack.enter_context(staged(dirs[s], overwrite)) for s in SPLITS}
         jobs, where = [], []
         for split in SPLITS:
-            for idx, name in enumerate(splits[split]):
+            for name in splits[split]:
                 if split == "train":
                     # A fresh draw per instance, reproducible from (seed, instance name).
                     inst_rng = np.random.default_rng([config.seed, *instance_id(name).encode()])
-                    c2w = np.stack([look_at(p) for p in hemisphere_positions(config.views, config.radius, inst_rng)])
+                    positions = hemisphere_positions(config.views, config.radius, inst_rng)
+                    c2w = np.stack([look_at(p) for p in positions])
                 else:
                     c2w = spiral
                 jobs.append(InstanceJob(name, str(stages[split] / instance_id(name)), c2w, to_opengl(c2w),
@@ -281,15 +311,17 @@ def generate_category(source: str, category: str | None, out: str | Path, config
                 "world": "z up, right-handed; each object's bounding box is centred at the origin with "
                          "diagonal 1 (ShapeNet's normalisation)",
                 "camera": {
-                    "model": "pinhole", "width": S, "height": S, "fx": f, "fy": f, "cx": S / 2, "cy": S / 2,
-                    "pixel_centers": 0.5, "radius": config.radius, "look_at": [0.0, 0.0, 0.0],
+                    "model": "pinhole", "width": S, "height": S, "fx": f, "fy": f,
+                    "cx": intrinsics.cx, "cy": intrinsics.cy, "pixel_centers": 0.5,
+                    "intrinsics_txt": {"f": f, "cx": c_file, "cy": c_file, "pixel_centers": 0.0,
+                                       "note": "SRN/pixelNeRF convention: pixel centres at integers, so "
+                                               "cx_file = cx - 0.5"},
+                    "radius": config.radius, "look_at": [0.0, 0.0, 0.0],
                     "pose": "pose/NNNNNN.txt: camera-to-world, OpenCV camera axes (x right, y down, looks "
                             "along +z), 16 numbers row-major",
                 },
                 "views": {"count": config.views if split == "train" else eval_views,
-                          "placement": "uniform on the upper hemisphere, drawn per instance" if split == "train"
-                          else "spiral over the upper hemisphere (z = 1 - (i + 0.5) / n, golden-angle "
-                               "azimuth), identical for every instance"},
+                          "placement": TRAIN_PLACEMENT if split == "train" else EVAL_PLACEMENT},
                 "images": {"format": "PNG RGB 8-bit, sRGB", "background": "white",
                            "compositing": "c * a + (1 - a) in sRGB values"},
                 "renderer": renderer_meta(settings),
@@ -307,15 +339,18 @@ def generate_category(source: str, category: str | None, out: str | Path, config
     return metas
 
 
-def category_preview(folder: Path, instances: list[str], title: str, rows: int = 8, columns: int = 8) -> np.ndarray:
+def category_preview(folder: Path, instances: list[str], title: str, rows: int = 8,
+                     columns: int = 8) -> np.ndarray:
     """Contact sheet: up to ``rows`` instances, ``columns`` views each (evenly spread)."""
     from inerf.synth.preview import contact_sheet
 
-    paths, labels = [], []
+    paths, labels, per_row = [], [], 1
     for name in instances[:rows]:
         views = sorted((folder / name / "rgb").glob("*.png"))
         pick = np.unique(np.linspace(0, len(views) - 1, min(columns, len(views))).round().astype(int))
+        per_row = max(per_row, len(pick))  # every instance of a split has the same number of views
         for j in pick:
             paths.append(views[j])
-            labels.append(name if j == pick[0] else views[j].stem)
-    return contact_sheet(paths, labels, columns=min(columns, max(1, len(paths))), tile=96, title=title)
+            # The first tile of a row names the instance (its end, which is the distinctive part).
+            labels.append(name[-16:] if j == pick[0] else views[j].stem)
+    return contact_sheet(paths, labels, columns=per_row, tile=96, title=title)

@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MeshPart", "parts_from_trimesh", "transform_parts", "crease_normals", "write_part_obj",
-           "parts_vertices"]
+__all__ = [
+    "MeshPart",
+    "closed_orientation",
+    "crease_normals",
+    "parts_from_trimesh",
+    "parts_vertices",
+    "transform_parts",
+    "write_part_obj",
+]
 
 # A pair of faces meeting at an angle wider than this is a hard edge (SH3D / Blender "auto smooth").
 CREASE_ANGLE_DEG = 45.0
@@ -207,6 +214,35 @@ def crease_normals(vertices: np.ndarray, faces: np.ndarray, crease_deg: float = 
     return np.where(norm > 1e-300, normals / np.maximum(norm, 1e-300), np.array([0.0, 0.0, 1.0]))
 
 
+def closed_orientation(vertices: np.ndarray, faces: np.ndarray) -> int:
+    """+1 if the faces form closed surfaces wound counter-clockwise seen from outside, -1 if closed but
+    wound the other way (inside out), 0 if not closed (holes, non-manifold or inconsistent edges).
+
+    Vertices are welded by position first (OBJ files split them at texture seams). Closed and
+    consistently oriented means every directed edge (a, b) occurs exactly once and so does (b, a); the
+    orientation is the sign of the enclosed volume (divergence theorem: sum of det[v0, v1, v2] / 6).
+    """
+    if len(faces) == 0:
+        return 0
+    _, pos_id = np.unique(vertices, axis=0, return_inverse=True)
+    f = pos_id.reshape(-1)[faces]
+    a = f.reshape(-1)
+    b = f[:, [1, 2, 0]].reshape(-1)
+    if np.any(a == b):  # degenerate faces
+        return 0
+    n = int(f.max()) + 1
+    directed = a * n + b
+    uniq, counts = np.unique(directed, return_counts=True)
+    if counts.max() > 1:
+        return 0
+    reverse = b * n + a
+    if not np.isin(reverse, uniq).all():
+        return 0
+    tri = vertices[faces]
+    volume = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0
+    return 1 if volume > 0 else -1 if volume < 0 else 0
+
+
 def _format_rows(prefix: str, rows: np.ndarray, fmt: str) -> str:
     if len(rows) == 0:
         return ""
@@ -214,19 +250,26 @@ def _format_rows(prefix: str, rows: np.ndarray, fmt: str) -> str:
     return (line * len(rows)) % tuple(rows.reshape(-1).tolist())
 
 
-def write_part_obj(part: MeshPart, folder: Path, double_sided: bool = True) -> Path:
+def write_part_obj(part: MeshPart, folder: Path, double_sided: bool | None = None) -> Path:
     """Write ``part`` as ``folder/part.obj`` (+ ``part.mtl``, ``texture.bmp``) for pybullet.
 
     Each part gets its own folder because pybullet resolves ``mtllib`` and texture names relative to the
     OBJ and caches them by name. With ``double_sided`` every triangle is written a second time with the
     opposite winding and negated normals: TinyRenderer culls back faces, and without the copy an open
     surface seen from behind (a leaf, a sheet of glass, a badly wound model) would vanish from the image
-    and its silhouette. For a closed surface the copies are always hidden behind front faces.
+    and its silhouette. ``None`` (the default) decides per part: a closed surface needs no copies (its
+    back faces are always hidden behind front faces, and drawing them nearly doubles TinyRenderer's
+    time), only to be wound outwards, which it is made to be.
 
     Returns the path of the OBJ file.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if double_sided is None:
+        orientation = closed_orientation(part.vertices, part.faces)
+        double_sided = orientation == 0
+        if orientation < 0:  # closed but inside out: turn it the right way round
+            part = replace(part, faces=part.faces[:, ::-1].copy())
     normals = crease_normals(part.vertices, part.faces).reshape(-1, 3)  # one per corner, [3F, 3]
     # Normals are written to 6 decimals and de-duplicated, which keeps the files small.
     normals, n_index = np.unique(np.round(normals, 6), axis=0, return_inverse=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from inerf.errors import InerfError
 
-__all__ = ["GENERATOR", "check_destination", "staged", "write_json", "write_png", "to_uint8"]
+__all__ = ["GENERATOR", "check_destination", "staged", "to_uint8", "write_json", "write_png"]
 
 GENERATOR = "inerf synth"
 """Value of ``meta.json``'s ``generator.name``; marks folders that ``--overwrite`` may replace."""
@@ -43,7 +43,8 @@ def check_destination(folder: Path, overwrite: bool) -> None:
         raise InerfError(f"{folder} is not empty; choose another --out or pass --overwrite to replace a "
                          "dataset made by inerf synth")
     if not _made_by_us(folder):
-        raise InerfError(f"{folder} is not empty and holds no inerf synth meta.json; refusing to overwrite it")
+        raise InerfError(f"{folder} is not empty and holds no inerf synth meta.json; "
+                         "refusing to overwrite it")
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["contact_sheet", "checkerboard"]
+__all__ = ["checkerboard", "contact_sheet"]
 
 
 def checkerboard(height: int, width: int, cell: int = 8) -> np.ndarray:

@@ -19,8 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RenderSettings", "RenderResult", "TinyRenderer", "projection_matrix", "view_matrix",
-           "srgb_to_linear", "linear_to_srgb", "import_pybullet"]
+__all__ = [
+    "RenderResult",
+    "RenderSettings",
+    "TinyRenderer",
+    "import_pybullet",
+    "linear_to_srgb",
+    "projection_matrix",
+    "srgb_to_linear",
+    "view_matrix",
+]
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,8 @@ class RenderSettings:
     diffuse: float = 0.4
     specular: float = 0.05
     double_sided: bool = True
-    """Draw both sides of every triangle (TinyRenderer culls back faces; open surfaces would vanish)."""
+    """Draw both sides of open surfaces (TinyRenderer culls back faces, so an open surface seen from behind
+    would vanish); closed surfaces are wound outwards and drawn once, their back faces being hidden."""
 
     def __post_init__(self) -> None:
         if self.supersample < 1 or self.supersample % 2 == 0:
@@ -159,7 +168,7 @@ class TinyRenderer:
         self.client = self.p.connect(self.p.DIRECT)
         self._loaded_key: object = None
 
-    def __enter__(self) -> "TinyRenderer":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -170,7 +179,8 @@ class TinyRenderer:
             self.p.disconnect(physicsClientId=self.client)
         self.client = None
 
-    def load(self, parts: list[tuple[str | Path, tuple[float, float, float] | None]], key: object = None) -> None:
+    def load(self, parts: list[tuple[str | Path, tuple[float, float, float] | None]],
+             key: object = None) -> None:
         """Replace the scene with ``parts``: ``(obj_path, rgb)`` pairs, ``rgb`` None for a textured part.
 
         The part colour is passed as the visual shape's ``rgbaColor`` (TinyRenderer multiplies the
@@ -217,9 +227,13 @@ class TinyRenderer:
         mask = np.asarray(seg).reshape(H, W) >= 0  # -1 where no body was hit
         # Average colours in linear light (physically, coverage mixes light, not sRGB codes), only over
         # subsamples on the object: the result is straight (un-premultiplied) colour.
-        lin = srgb_to_linear(rgba[..., :3]) * mask[..., None]
-        lin_sum = lin.reshape(height, k, width, k, 3).sum(axis=(1, 3))
-        count = mask.reshape(height, k, width, k).sum(axis=(1, 3)).astype(np.float32)
+        lin = srgb_to_linear(rgba[..., :3])
+        np.multiply(lin, mask[..., None], out=lin)
+        # k x k block sums, rows first (contiguous memory), then columns.
+        lin_sum = lin.reshape(height, k, width * k * 3).sum(axis=1).reshape(height, width, k, 3).sum(axis=2)
+        count = mask.reshape(height, k, width * k).sum(axis=1, dtype=np.int32)
+        count = count.reshape(height, width, k).sum(axis=2)
+        count = count.astype(np.float32)
         rgb = linear_to_srgb(lin_sum / np.maximum(count, 1.0)[..., None])
         rgb[count == 0] = 0.0
         alpha = count / float(k * k)

@@ -30,8 +30,16 @@ import numpy as np
 
 from inerf.errors import InerfError
 
-__all__ = ["SH3DModel", "sweethome3d_dir", "load_catalogs", "find_model", "models_in_category",
-           "extract_model", "attribution", "INSTALL_HINT"]
+__all__ = [
+    "INSTALL_HINT",
+    "SH3DModel",
+    "attribution",
+    "extract_model",
+    "find_model",
+    "load_catalogs",
+    "models_in_category",
+    "sweethome3d_dir",
+]
 
 DEFAULT_DIR = "/usr/share/sweethome3d/furniture"
 ENV_DIR = "INERF_SWEETHOME3D_DIR"
@@ -150,6 +158,11 @@ def _float_tuple(text: str | None) -> tuple[float, ...] | None:
     return tuple(float(x) for x in text.split())
 
 
+def _indexed(props: dict[str, str], index: int, key: str, default: str | None = "") -> str | None:
+    """The value of ``key#index`` (the catalog's per-model keys)."""
+    return props.get(f"{key}#{index}", default)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_catalogs_cached(folder: str) -> tuple[SH3DModel, ...]:
     models: list[SH3DModel] = []
@@ -161,7 +174,7 @@ def _load_catalogs_cached(folder: str) -> tuple[SH3DModel, ...]:
             raise InerfError(f"{archive}: not a readable Sweet Home 3D catalog ({exc})") from None
         indices = sorted({int(k.split("#", 1)[1]) for k in props if k.startswith("model#")})
         for i in indices:
-            get = lambda key, default="": props.get(f"{key}#{i}", default)  # noqa: E731
+            get = functools.partial(_indexed, props, i)
             size = tuple(float(get(k, "0") or 0) for k in ("width", "depth", "height"))
             rotation = _float_tuple(get("modelRotation", None))
             models.append(SH3DModel(

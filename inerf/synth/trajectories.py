@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["look_at", "hemisphere_positions", "circle_positions", "spiral_positions", "depth_extents",
-           "fit_radius", "to_opengl"]
+__all__ = [
+    "circle_positions",
+    "depth_extents",
+    "fit_radius",
+    "hemisphere_positions",
+    "look_at",
+    "spiral_positions",
+    "to_opengl",
+]
 
 
 def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -61,7 +68,8 @@ def spiral_positions(n: int, radius: float) -> np.ndarray:
     return radius * np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=1)
 
 
-def depth_extents(vertices: np.ndarray, c2w: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+def depth_extents(vertices: np.ndarray, c2w: np.ndarray,
+                  chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
     """Per view: the smallest z-depth and the largest Euclidean distance of any vertex.
 
     Args:

@@ -9,18 +9,27 @@ statistics cross process boundaries. With one worker everything runs in the call
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from inerf.synth.output import to_uint8, write_png
 from inerf.synth.render import RenderResult, RenderSettings, TinyRenderer
 
-__all__ = ["Intrinsics", "ViewTask", "RenderJob", "render_job", "encode_image", "run_parallel",
-           "default_workers", "BACKGROUNDS"]
+__all__ = [
+    "BACKGROUNDS",
+    "Intrinsics",
+    "RenderJob",
+    "ViewTask",
+    "default_workers",
+    "encode_image",
+    "render_job",
+    "run_parallel",
+]
 
 BACKGROUNDS = ("transparent", "white")
 
@@ -114,7 +123,8 @@ def render_job(job: RenderJob) -> list[dict]:
         rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
         bbox = [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])] if len(rows) else None
         edge = np.concatenate([res.alpha[0], res.alpha[-1], res.alpha[:, 0], res.alpha[:, -1]])
-        stats.append({"coverage": float(res.alpha.mean()), "bbox": bbox, "touches_border": bool(edge.max() > 0)})
+        stats.append({"coverage": float(res.alpha.mean()), "bbox": bbox,
+                      "touches_border": bool(edge.max() > 0)})
     return stats
 
 
@@ -127,7 +137,8 @@ def default_workers() -> int:
     return max(1, min(8, n))
 
 
-def run_parallel(fn: Callable, jobs: list, workers: int, desc: str, units: Callable[[object], int] = lambda j: 1,
+def run_parallel(fn: Callable, jobs: list, workers: int, desc: str,
+                 units: Callable[[object], int] = lambda j: 1,
                  progress: bool = True) -> Iterator[tuple[int, object]]:
     """Yield ``(job index, fn(job))`` as jobs finish, with a tqdm bar counting ``units(job)`` per job.
 
@@ -165,4 +176,4 @@ def chunks(items: list, n_chunks: int) -> Iterable[list]:
     """Split ``items`` into at most ``n_chunks`` contiguous, nearly equal lists."""
     n_chunks = max(1, min(n_chunks, len(items)))
     bounds = np.linspace(0, len(items), n_chunks + 1).round().astype(int)
-    return [items[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]

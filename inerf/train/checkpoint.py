@@ -91,7 +91,8 @@ class DatasetInfo:
 
         kw = {"scale": self.scale, "background": self.background, "near": self.near, "far": self.far}
         kw.update(kwargs)
-        return load_dataset(root if root is not None else self.resolve_root(run_dir), split, format=self.format, **kw)
+        root = root if root is not None else self.resolve_root(run_dir)
+        return load_dataset(root, split, format=self.format, **kw)
 
 
 @dataclass
@@ -144,7 +145,8 @@ def read_run_config(run_dir: str | Path) -> dict:
         raise InerfError(f"run directory not found: {d}")
     path = d / CONFIG_NAME
     if not path.is_file() or not (d / WEIGHTS_NAME).is_file():
-        raise InerfError(f"{d}: no checkpoint here (expected {CONFIG_NAME} and {WEIGHTS_NAME}; train with `inerf train`)")
+        raise InerfError(f"{d}: no checkpoint here (expected {CONFIG_NAME} and {WEIGHTS_NAME}; "
+                         "train with `inerf train`)")
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -152,7 +154,8 @@ def read_run_config(run_dir: str | Path) -> dict:
     if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
         raise InerfError(f"{path}: not an inerf run config (missing \"format\": \"{RUN_FORMAT}\")")
     if cfg.get("version", 0) > RUN_VERSION:
-        raise InerfError(f"{path}: written by a newer inerf (run format {cfg.get('version')}; this reads {RUN_VERSION})")
+        raise InerfError(f"{path}: written by a newer inerf (run format {cfg.get('version')}; "
+                         f"this reads {RUN_VERSION})")
     for key in ("model", "field", "render", "dataset", "step"):
         if key not in cfg:
             raise InerfError(f"{path}: missing key {key!r}")
@@ -170,7 +173,8 @@ def render_config_from_dict(d: dict) -> RenderConfig:
 
 def _state_dict(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     # safetensors refuses shared or non-contiguous storage; clone to plain CPU tensors.
-    return {f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    return {f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone()
+            for k, v in module.state_dict().items()}
 
 
 def save_checkpoint(run_dir: str | Path, config: dict, coarse: nn.Module, fine: nn.Module | None = None,
@@ -197,8 +201,10 @@ def _few(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
 
 
-_SIZE_MISMATCH = re.compile(r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[[^\]]*\])\) "
-                            r"from checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+# PyTorch's wording for a tensor a module refused (the fallback prints the whole error on one line).
+_SIZE_MISMATCH = re.compile(r"size mismatch for ([^:]+): copying a param with shape "
+                            r"torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+                            r"the shape in current model is torch\.Size\((\[[^\]]*\])\)")
 
 
 def load_weights(run_dir: str | Path, coarse: nn.Module, fine: nn.Module | None, device="cpu") -> None:
@@ -231,11 +237,12 @@ def load_weights(run_dir: str | Path, coarse: nn.Module, fine: nn.Module | None,
         except RuntimeError as exc:
             found = _SIZE_MISMATCH.findall(str(exc))
             if not found:
-                raise InerfError(f"{path}: checkpoint does not match its config.json ({one_line(exc)})") from None
+                raise InerfError(f"{path}: checkpoint does not match its config.json "
+                                 f"({one_line(exc)})") from None
             key, got, want = found[0]
             more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
-            raise InerfError(f"{path}: checkpoint does not match its config.json: {name}.{key} has shape {got} "
-                             f"but the model in config.json expects {want}{more}") from None
+            raise InerfError(f"{path}: checkpoint does not match its config.json: {name}.{key} has "
+                             f"shape {got} but the model in config.json expects {want}{more}") from None
 
 
 def build_fields(cfg: dict, path: Path) -> tuple[nn.Module, nn.Module | None]:

@@ -80,7 +80,7 @@ class ModelPreset:
     fine_field: bool
     """Train a separate field for the fine pass (NeRF's two MLPs); else one field serves both passes."""
     adam_eps: float
-    """Adam's epsilon (grids need a tiny one: most cells get rare, tiny gradients)."""
+    """Adam's epsilon."""
     n_coarse: int | None
     """Stratified samples per ray; None asks the field (``samples_per_ray``), updated as the grid grows."""
     n_fine: int
@@ -90,7 +90,7 @@ class ModelPreset:
 MODEL_PRESETS = {
     # NeRF's published schedule (5e-4 decaying tenfold over the run) and sampling (64 + 128).
     "nerf": ModelPreset(lr=5e-4, lr_final=5e-5, fine_field=True, adam_eps=1e-8, n_coarse=64, n_fine=128),
-    # TensoRF's: grids at 2e-2 decaying tenfold, one dense pass at half-voxel spacing with empty space skipped.
+    # TensoRF's: grids at 2e-2 decaying tenfold; one dense pass at half-voxel spacing, empty space skipped.
     "grid": ModelPreset(lr=2e-2, lr_final=2e-3, fine_field=False, adam_eps=1e-8, n_coarse=None, n_fine=0),
 }
 
@@ -185,7 +185,7 @@ class TrainResult:
     step: int
     """Optimiser steps done in total."""
     elapsed_s: float
-    """Training wall-clock time in total (all sessions)."""
+    """Wall-clock time of the training steps in total (all sessions; validation and saving excluded)."""
     val_psnr: float | None
     """PSNR of the validation view at the end (dB)."""
     val_psnr_start: float | None
@@ -382,10 +382,12 @@ def _plan(cfg: TrainConfig, saved: dict | None, run_dir: Path, device: torch.dev
         auto_samples = saved.get("train", {}).get("auto_samples", False)
         return _RunPlan(kind=saved["model"], field_config=dict(saved["field"]),
                         fine_field=bool(saved.get("fine_field")),
-                        root=cfg.data if cfg.data is not None else info.resolve_root(run_dir), format=info.format,
+                        root=cfg.data if cfg.data is not None else info.resolve_root(run_dir),
+                        format=info.format,
                         scale=float(info.scale), background=info.background, near=info.near, far=info.far,
                         n_coarse=None if auto_samples else render.n_coarse, n_fine=render.n_fine,
-                        eval_render=render, step=int(saved["step"]), elapsed_s=float(saved.get("elapsed_s", 0.0)),
+                        eval_render=render, step=int(saved["step"]),
+                        elapsed_s=float(saved.get("elapsed_s", 0.0)),
                         metrics=dict(saved.get("metrics", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise InerfError(f"{run_dir / CONFIG_NAME}: cannot resume from it ({exc})") from None
@@ -405,7 +407,8 @@ class Trainer:
         self.run_dir = run_dir = Path(cfg.out)
         saved = _prepare_run_dir(cfg)
         plan = _plan(cfg, saved, run_dir, device)
-        self.kind, self.step, self.elapsed_s, self.metrics = plan.kind, plan.step, plan.elapsed_s, plan.metrics
+        self.kind, self.step, self.elapsed_s = plan.kind, plan.step, plan.elapsed_s
+        self.metrics = plan.metrics
         self.preset = MODEL_PRESETS[plan.kind]
 
         fmt = plan.format or detect_format(plan.root)
@@ -435,7 +438,8 @@ class Trainer:
             raise InerfError(f"the {plan.kind!r} field does not suggest a sample count; pass --n-coarse")
         self.eval_render = plan.eval_render or RenderConfig(
             n_coarse=plan.n_coarse or 2, n_fine=plan.n_fine, near=near, far=far,
-            background=tuple(self.train_views.background), jitter=False, deterministic_fine=True, chunk=cfg.chunk)
+            background=tuple(self.train_views.background), jitter=False, deterministic_fine=True,
+            chunk=cfg.chunk)
         self._update_sampling()
 
         self.lr0 = cfg.lr if cfg.lr is not None else self.preset.lr
@@ -448,13 +452,15 @@ class Trainer:
                 state = torch.load(run_dir / OPTIMIZER_NAME, map_location=device, weights_only=True)
                 self.optimizer.load_state_dict(state)
             except (RuntimeError, ValueError, KeyError, OSError) as exc:
-                raise InerfError(f"{run_dir / OPTIMIZER_NAME}: cannot load it for this model ({exc})") from None
+                raise InerfError(f"{run_dir / OPTIMIZER_NAME}: cannot load it for this model "
+                                 f"({exc})") from None
 
         self.rays = TrainingRays(self.train_views, device)
         self.batch_size = cfg.rays_per_batch or (4096 if device.type == "cuda" else 1024)
         self.crop_pool = self.rays.center_indices(cfg.precrop_frac) if cfg.precrop_steps > 0 else None
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(cfg.seed * 1_000_003 + self.step)  # a resumed run does not replay its batches
+        # Seeded with the step, so a resumed run does not replay the batches it has already seen.
+        self.generator.manual_seed(cfg.seed * 1_000_003 + self.step)
         self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
         self.history: list = []
 
@@ -502,7 +508,8 @@ class Trainer:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         gen, dev = self.generator, self.device
         if self.crop_pool is not None and self.step < self.cfg.precrop_steps:
-            idx = self.crop_pool[torch.randint(len(self.crop_pool), (self.batch_size,), device=dev, generator=gen)]
+            pick = torch.randint(len(self.crop_pool), (self.batch_size,), device=dev, generator=gen)
+            idx = self.crop_pool[pick]
         else:
             idx = torch.randint(len(self.rays), (self.batch_size,), device=dev, generator=gen)
         rays, target = self.rays.batch(idx)
@@ -528,8 +535,8 @@ class Trainer:
             return None
         cam = self.val_views.cameras.to(self.device)
         with precision_context(self.cfg.precision, self.device):
-            out = render_image(self.coarse, cam.c2w[0], cam.height, cam.width, cam.fx[0], cam.fy[0], cam.cx[0],
-                               cam.cy[0], self.eval_render, fine=self.fine)
+            out = render_image(self.coarse, cam.c2w[0], cam.height, cam.width, cam.fx[0], cam.fy[0],
+                               cam.cx[0], cam.cy[0], self.eval_render, fine=self.fine)
         err = ((out.rgb.float() - self.val_views.images[0].to(self.device)) ** 2).mean()
         return _psnr(err.item())
 
@@ -565,7 +572,8 @@ class Trainer:
                      disable=not cfg.progress) as pbar:
 
             def record(entry: dict) -> None:
-                log.write(json.dumps({"step": self.step, **entry, "elapsed_s": round(self.elapsed_s, 3)}) + "\n")
+                entry = {"step": self.step, **entry, "elapsed_s": round(self.elapsed_s, 3)}
+                log.write(json.dumps(entry) + "\n")
                 log.flush()
 
             def validate() -> float | None:
@@ -598,8 +606,9 @@ class Trainer:
                     mse_sum.zero_()
                     n_sum = 0
                     lr = self.optimizer.param_groups[0]["lr"]
+                    val = self.metrics.get("val_psnr") or float("nan")
                     pbar.set_postfix(loss=f"{mean_loss:.4f}", psnr=f"{self.metrics['train_psnr']:.2f}",
-                                     val=f"{self.metrics.get('val_psnr') or float('nan'):.2f}", lr=f"{lr:.1e}")
+                                     val=f"{val:.2f}", lr=f"{lr:.1e}")
                     record({"loss": mean_loss, "train_psnr": self.metrics["train_psnr"], "lr": lr})
                 side_work = False
                 if cfg.val_every and self.step % cfg.val_every == 0:

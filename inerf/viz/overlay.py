@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_uint8", "blend", "overlay_frame", "annotate", "mark_pixels", "enlarge", "hstack"]
+__all__ = ["annotate", "blend", "enlarge", "hstack", "mark_pixels", "overlay_frame", "to_uint8"]
 
 
 def to_uint8(image) -> np.ndarray:
@@ -53,7 +53,7 @@ def annotate(frame, lines: list[str] | str) -> np.ndarray:
     thick = max(1, round(1.5 * scale))
     y = 0
     for line in lines:
-        (tw, th), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        (_tw, th), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         y += th + base + 2
         org = (4, y - base)
         cv2.putText(out, line, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)

@@ -9,7 +9,7 @@ import numpy as np
 
 from inerf.viz.overlay import to_uint8
 
-__all__ = ["write_gif", "write_mp4", "pad_even"]
+__all__ = ["pad_even", "write_gif", "write_mp4"]
 
 
 def _frames(frames) -> list[np.ndarray]:

@@ -269,3 +269,15 @@ def test_other_bad_inputs(scene, tmp_path):
     (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": []}))
     with pytest.raises(InerfError, match="non-empty 'frames'"):
         load_blender(root, "train")
+
+
+def test_read_image_bit_depths_and_grey(tmp_path):
+    import cv2
+
+    from inerf.data.image_io import read_image
+
+    rgba16 = np.array([[[65535, 32768, 0, 65535], [0, 0, 65535, 0]]], np.uint16)  # [1, 2, 4] RGBA
+    cv2.imwrite(str(tmp_path / "c16.png"), rgba16[..., [2, 1, 0, 3]])  # OpenCV writes BGRA
+    np.testing.assert_allclose(read_image(tmp_path / "c16.png"), rgba16 / 65535.0, atol=1e-7)
+    iio.imwrite(tmp_path / "g8.png", np.array([[0, 51]], np.uint8))
+    np.testing.assert_allclose(read_image(tmp_path / "g8.png"), [[[0, 0, 0], [0.2, 0.2, 0.2]]], atol=1e-7)

@@ -90,6 +90,9 @@ def test_user_conf_file_with_include(tmp_path):
         load_config("srn_bicycle")
     with pytest.raises(InerfError, match="not found"):
         load_config(tmp_path / "missing.conf")
+    (tmp_path / "broken.conf").write_text("model {\n  code { num_freqs = [\n")
+    with pytest.raises(InerfError, match="cannot read pixelNeRF config"):
+        load_config(tmp_path / "broken.conf")
 
 
 # ----------------------------------------------------------------------------------------------------------

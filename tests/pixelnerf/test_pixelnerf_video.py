@@ -136,12 +136,9 @@ def test_video_end_to_end(video_project, capsys):
 def _read_frames(path: Path) -> list[np.ndarray]:
     import imageio.v2 as imageio
 
-    frames = []
     with imageio.get_reader(path) as reader:
-        # Not list(reader): the ffmpeg reader reports an infinite length, which list() tries to preallocate.
-        for frame in reader:
-            frames.append(frame)
-    return frames
+        # iter(): the ffmpeg reader reports an infinite length, which list(reader) would try to preallocate.
+        return list(iter(reader))
 
 
 def test_video_gif(video_project, capsys):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pose_scene import look_at
 
-from conftest import look_at
 from inerf.errors import InerfError
 from inerf.geometry.conventions import opencv_to_opengl_c2w
 from inerf.pose.io import Intrinsics, pose_to_json, read_intrinsics, read_pose, read_target_image

@@ -7,12 +7,19 @@ import math
 
 import pytest
 import torch
+from pose_scene import make_views, orbit_poses
 
-from conftest import make_views, orbit_poses
 from inerf.geometry import se3
 from inerf.pose.config import PoseConfig, SamplingConfig
-from inerf.pose.protocol import (ProtocolConfig, apply_perturbations, initial_poses, run_pose_benchmark,
-                                 sample_perturbations, select_images, write_report)
+from inerf.pose.protocol import (
+    ProtocolConfig,
+    apply_perturbations,
+    initial_poses,
+    run_pose_benchmark,
+    sample_perturbations,
+    select_images,
+    write_report,
+)
 
 
 def test_perturbations_have_the_protocol_ranges():

@@ -8,7 +8,14 @@ import torch
 
 from inerf.errors import InerfError
 from inerf.pose.config import SamplingConfig
-from inerf.pose.sampling import PixelSampler, detect_keypoints, flat_to_uv, hash_keys, interest_region_mask, mix32
+from inerf.pose.sampling import (
+    PixelSampler,
+    detect_keypoints,
+    flat_to_uv,
+    hash_keys,
+    interest_region_mask,
+    mix32,
+)
 
 
 def textured_image(h=64, w=80, seed=0) -> torch.Tensor:

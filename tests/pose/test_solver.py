@@ -6,13 +6,18 @@ from dataclasses import replace
 
 import pytest
 import torch
+from pose_scene import NaNField, look_at, perturb
 
-from conftest import NaNField, look_at, perturb
 from inerf.errors import InerfError
 from inerf.geometry import se3
 from inerf.pose.config import PoseConfig, SamplingConfig
-from inerf.pose.solver import (PoseTarget, adam_update, estimate_pose, frozen_fields, photometric_loss,
-                               require_finite)
+from inerf.pose.solver import (
+    PoseTarget,
+    adam_update,
+    estimate_pose,
+    photometric_loss,
+    require_finite,
+)
 
 FAST = PoseConfig(steps=250, n_rays=384, lr=0.01)
 

@@ -87,3 +87,45 @@ def write_sphere_scene(root: Path, size: int = 32, n_train: int = 8, n_val: int 
 @pytest.fixture(scope="session")
 def sphere_scene(tmp_path_factory) -> Path:
     return write_sphere_scene(tmp_path_factory.mktemp("sphere_scene"))
+
+
+# A NeRF small enough to fit the sphere in seconds on one CPU core (the architecture is NeRF's, scaled down).
+TINY_FIELD = {"width": 64, "depth": 3, "skip": 1, "pos_freqs": 4, "dir_freqs": 2}
+TINY_FIELD_ARGS = [a for k, v in TINY_FIELD.items() for a in ("--field", f"{k}={v}")]
+
+
+def tiny_config(data, out, **overrides):
+    from inerf.train import TrainConfig
+
+    kw = {"data": None if data is None else str(data), "out": str(out), "field": dict(TINY_FIELD), "n_coarse": 32, "n_fine": 16,
+          "rays_per_batch": 256, "lr": 5e-3, "max_steps": 200, "val_every": 100, "save_every": 0, "log_every": 50,
+          "device": "cpu", "progress": False}
+    kw.update(overrides)
+    return TrainConfig(**kw)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tests run tiny networks, where extra threads only contend with the other pytest worker."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def trained_run(sphere_scene, tmp_path_factory):
+    """One short training run shared by the tests that only read a run: ``(TrainResult, run_dir)``."""
+    import torch
+
+    from inerf.train import train
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(tiny_config(sphere_scene, tmp_path_factory.mktemp("runs") / "sphere"))
+    finally:
+        torch.set_num_threads(old)
+    return result

@@ -1,0 +1,179 @@
+"""``inerf estimate`` and ``inerf benchmark pose`` through ``inerf.cli.main.main``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from pose_scene import FOCAL, H, W, perturb
+
+from inerf.cli.main import main
+from inerf.pose.io import pose_to_json
+from inerf.viz.overlay import to_uint8
+
+
+@pytest.fixture()
+def inputs(tmp_path, fake_run):
+    """Target PNG, intrinsics, initial and ground-truth pose files for view 1 of the fake run."""
+    views = fake_run.dataset.views
+    gt = views.cameras.c2w[1].double()
+    Image.fromarray(to_uint8(views.images[1])).save(tmp_path / "target.png")  # 8-bit: close to, not exactly, the render
+    (tmp_path / "k.json").write_text(json.dumps({"fx": FOCAL, "fy": FOCAL, "cx": W / 2, "cy": H / 2, "width": W,
+                                                 "height": H}))
+    (tmp_path / "init.json").write_text(json.dumps({"c2w": pose_to_json(perturb(gt, 8.0, 0.04))}))
+    (tmp_path / "gt.json").write_text(json.dumps({"c2w": pose_to_json(gt)}))
+    return tmp_path
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, match):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("inerf estimate: error:"), err
+    assert match in lines[0], lines[0]
+
+
+BASE = ["estimate", "--run", "RUN", "--steps", "3", "--rays", "32", "--frames", "0", "--quiet"]
+
+
+def test_unreadable_image(inputs, capsys):
+    (inputs / "broken.png").write_bytes(b"\x89PNG garbage")
+    code, _, err = run_cli(BASE + ["--image", str(inputs / "broken.png"), "--intrinsics", str(inputs / "k.json"),
+                                   "--init", str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    assert_one_line_error(code, err, "unreadable image")
+
+
+def test_missing_image(inputs, capsys):
+    code, _, err = run_cli(BASE + ["--image", str(inputs / "nope.png"), "--fx", "50", "--init",
+                                   str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    assert_one_line_error(code, err, "not found")
+
+
+def test_image_size_not_matching_intrinsics(inputs, capsys):
+    (inputs / "k800.json").write_text(json.dumps({"fx": 1111, "cx": 400, "cy": 400, "width": 800, "height": 800}))
+    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--intrinsics", str(inputs / "k800.json"),
+                                   "--init", str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    assert_one_line_error(code, err, "800x800")
+    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--fx", "1111", "--cx", "400", "--cy",
+                                   "400", "--init", str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    assert_one_line_error(code, err, "principal point")
+
+
+@pytest.mark.parametrize("matrix, match", [
+    ([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "not a rigid transform"),
+    ([[1, 0, 0, float("nan")], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "NaN"),
+])
+def test_bad_initial_pose(inputs, capsys, matrix, match):
+    (inputs / "bad.json").write_text(json.dumps({"c2w": matrix}))  # Python json writes and reads NaN
+    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--intrinsics", str(inputs / "k.json"),
+                                   "--init", str(inputs / "bad.json"), "--out", str(inputs / "o")], capsys)
+    assert_one_line_error(code, err, match)
+
+
+def test_run_directory_without_checkpoint(inputs, capsys, monkeypatch):
+    import inerf.cli.estimate as estimate_cli
+
+    monkeypatch.undo()  # the real loader, not the fake run
+    assert estimate_cli.load_run_checked.__module__ == "inerf.cli.estimate"
+    (inputs / "emptyrun").mkdir()
+    argv = ["estimate", "--run", str(inputs / "emptyrun"), "--image", str(inputs / "target.png"), "--intrinsics",
+            str(inputs / "k.json"), "--init", str(inputs / "init.json"), "--out", str(inputs / "o"), "--quiet"]
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, "no checkpoint")
+    argv[2] = str(inputs / "missing_run")
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, "not found")
+
+
+def test_missing_initial_pose_and_nonempty_out(inputs, capsys):
+    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--intrinsics", str(inputs / "k.json"),
+                                   "--out", str(inputs / "o")], capsys)
+    assert_one_line_error(code, err, "--init")
+    (inputs / "full").mkdir()
+    (inputs / "full" / "x").write_text("x")
+    code, _, err = run_cli(BASE + ["--view", "1", "--init-from-gt", "--out", str(inputs / "full")], capsys)
+    assert_one_line_error(code, err, "--overwrite")
+
+
+def test_estimate_from_image_files(inputs, capsys):
+    out = inputs / "est"
+    code, stdout, _ = run_cli(["estimate", "--run", "RUN", "--image", str(inputs / "target.png"), "--intrinsics",
+                               str(inputs / "k.json"), "--init", str(inputs / "init.json"), "--gt",
+                               str(inputs / "gt.json"), "--steps", "150", "--rays", "256", "--frames", "4",
+                               "--out", str(out), "--quiet"], capsys)
+    assert code == 0, stdout
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["convention"] == "opencv_c2w" and pose["steps"] == 150 and pose["status"] == "ok"
+    assert pose["init_rotation_error_deg"] == pytest.approx(8.0, abs=1e-3)
+    assert pose["rotation_error_deg"] < 1.0 and pose["translation_error"] < 0.01
+    for name in ("trajectory.csv", "convergence.png", "convergence.gif", "target.png", "sampling.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert len(list((out / "frames").glob("*.png"))) == 4
+    header = (out / "trajectory.csv").read_text().splitlines()
+    assert header[0].startswith("step,lr,loss,rot_err_deg,trans_err") and len(header) == 152
+    assert "rotation error 8.000 ->" in stdout
+
+
+def test_estimate_dataset_view_with_hypotheses(inputs, capsys):
+    out = inputs / "est_k"
+    code, _stdout, _ = run_cli(["estimate", "--run", "RUN", "--view", "2", "--init-from-gt", "--perturb-rot", "20",
+                               "--perturb-trans", "0.1", "--hypotheses", "4", "--spread-rot", "20",
+                               "--prune-steps", "40", "--steps", "100", "--rays", "128", "--sampling", "mask",
+                               "--frames", "0", "--out", str(out), "--quiet"], capsys)
+    assert code == 0
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["hypotheses"] == 4 and pose["init_rotation_error_deg"] == pytest.approx(20.0, abs=1e-3)
+    assert pose["rotation_error_deg"] < 2.0
+    hyps = json.loads((out / "hypotheses.json").read_text())
+    assert len(hyps) == 4 and sum(h["last_step"] == 100 for h in hyps) == 2  # half pruned at step 40
+
+
+def test_estimate_with_a_real_checkpoint(inputs, capsys, monkeypatch):
+    """A run directory written by the trainer's checkpoint code (tiny untrained NeRF): loads and solves."""
+    from inerf.fields.factory import build_field, field_config_dict
+    from inerf.render.renderer import RenderConfig
+    from inerf.train.checkpoint import RUN_FORMAT, RUN_VERSION, save_checkpoint
+
+    monkeypatch.undo()
+    torch.manual_seed(0)
+    coarse = build_field("nerf", {"depth": 2, "width": 16, "skip": 0, "pos_freqs": 2, "dir_freqs": 1})
+    rc = RenderConfig(n_coarse=8, n_fine=4)
+    config = {"format": RUN_FORMAT, "version": RUN_VERSION, "model": "nerf", "field": field_config_dict(coarse),
+              "fine_field": False, "render": rc.__dict__, "step": 0,
+              "dataset": {"root": str(inputs), "format": "blender", "scale": 1.0, "background": "white",
+                          "near": 2.0, "far": 6.0}}
+    save_checkpoint(inputs / "run", config, coarse)
+    out = inputs / "real"
+    code, _stdout, err = run_cli(["estimate", "--run", str(inputs / "run"), "--image", str(inputs / "target.png"),
+                                 "--intrinsics", str(inputs / "k.json"), "--init", str(inputs / "init.json"),
+                                 "--steps", "3", "--rays", "16", "--frames", "2", "--no-video", "--out", str(out),
+                                 "--device", "cpu", "--quiet"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "pose.json").read_text())["steps"] == 3
+
+
+def test_benchmark_pose(inputs, capsys):
+    out = inputs / "bench"
+    code, stdout, _ = run_cli(["benchmark", "pose", "--run", "RUN", "--images", "2", "--trials", "2",
+                               "--perturb-rot", "10", "--perturb-trans", "0.05", "--sampling", "random,center",
+                               "--steps", "40", "--checkpoints", "20,40", "--rays", "128", "--out", str(out),
+                               "--quiet"], capsys)
+    assert code == 0
+    for name in ("results.md", "results.csv", "results.json", "trials.csv", "success_curve.png"):
+        assert (out / name).stat().st_size > 0
+    assert "| random |" in stdout and "| center |" in stdout
+    code, _, err = run_cli(["benchmark", "pose", "--run", "RUN", "--steps", "100", "--out", str(inputs / "b2")],
+                           capsys)
+    assert code == 2 and "--checkpoints" in err
+
+
+def test_benchmark_without_subcommand_prints_help(capsys):
+    code, out, _ = run_cli(["benchmark"], capsys)
+    assert code == 1 and "pose" in out
