@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ["add_parser", "run"]
 
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text}")
@@ -60,9 +60,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "blendswap-cc-0/oakChair; see `inerf synth assets`), or an OBJ/PLY/OFF/STL file")
     s.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (absent or empty)")
     s.add_argument("--size", type=int, default=400, help="image width and height in pixels (default 400)")
-    s.add_argument("--train", type=_positive_int, default=100, help="train views (default 100)")
-    s.add_argument("--val", type=_positive_int, default=20, help="val views (default 20)")
-    s.add_argument("--test", type=_positive_int, default=40, help="test views on the circle (default 40)")
+    s.add_argument("--train", type=_non_negative_int, default=100, help="train views (default 100)")
+    s.add_argument("--val", type=_non_negative_int, default=20, help="val views (default 20)")
+    s.add_argument("--test", type=_non_negative_int, default=40, help="test views on the circle (default 40)")
     s.add_argument("--depth", action="store_true",
                    help="also write r_<i>_depth.npy: float32 z-depth at pixel centres (0 = background)")
     s.add_argument("--background", choices=["transparent", "white"], default="transparent",

@@ -89,13 +89,13 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], aabb: torch.Tensor,
-               resolution: Sequence[int], alpha_threshold: float, dilation: int = 1, chunk: int = 1 << 18) -> None:
+               resolution: Sequence[int], alpha_threshold: float, dilation: int = 1, chunk: int = 1 << 18) -> bool:
         """Rebuild the grid over ``aabb`` at ``resolution`` from the density at the cell centres.
 
         A cell is occupied when a ray segment one cell long through its centre absorbs at least
         ``alpha_threshold`` of the light, ``1 - exp(-sigma * s_mean) >= alpha_threshold``, or when one of its
         neighbours within ``dilation`` cells is (the centre sample can miss a thin surface that crosses the
-        cell; dilation catches it). ``density_fn(xyz [M, 3]) -> sigma [M]`` is evaluated in chunks and
+        cell; dilation catches it). Returns False, keeping the old grid, if no cell would be occupied. ``density_fn(xyz [M, 3]) -> sigma [M]`` is evaluated in chunks and
         should include the current mask, so that empty space, once carved, stays empty (except for the
         dilation margin, through which the field can grow back one cell per update).
         """
@@ -108,8 +108,13 @@ class OccupancyGrid(nn.Module):
         occ = occ.reshape(1, 1, *res).float()
         if dilation > 0:
             occ = F.max_pool3d(occ, 2 * dilation + 1, stride=1, padding=dilation)
+        if not occ.any():
+            # An all-empty grid could never recover (the field is zero, hence untrainable, everywhere):
+            # this happens when the update comes before any density has formed. Keep the old grid.
+            return False
         self.aabb = aabb.clone()
         self.mask = occ[0, 0] > 0.5
+        return True
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         resize_to_state(self, state_dict, prefix)

@@ -328,7 +328,7 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
     config = config or PoseConfig()
     render_config = render_config or RenderConfig()
     device = target.image.device
-    c2w0 = _as_batch(torch.as_tensor(init_c2w))
+    c2w0 = _as_batch(torch.as_tensor(init_c2w)).detach().cpu()  # validated on the CPU: one check, one sync
     c2w0 = check_rigid(c2w0, "initial pose").to(device=device, dtype=torch.float32)
     G, K0 = c2w0.shape[:2]
     if isinstance(seeds, int):
@@ -443,7 +443,7 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
         stopped_early=stopped_early,
         seconds=seconds,
         device=str(device),
-        init_c2w=_as_batch(torch.as_tensor(init_c2w)).double().cpu(),
+        init_c2w=_as_batch(torch.as_tensor(init_c2w)).detach().double().cpu(),
         trajectory=trajectory,
     )
 

@@ -218,7 +218,7 @@ def render_instance(job: InstanceJob) -> dict:
     with tempfile.TemporaryDirectory(prefix="inerf-synth-parts-") as tmp:
         parts = export_parts(prepared, Path(tmp), double_sided=job.settings.double_sided)
         stats = render_job(RenderJob(parts_key=tmp, parts=parts, intrinsics=k, settings=job.settings,
-                                     image_mode="rgb_white", views=views))
+                                     image_mode="rgb_white", views=views, bound_points=prepared.vertices))
     return {
         "asset": prepared.meta(),
         "object_to_world": prepared.object_to_world.tolist(),

@@ -201,7 +201,8 @@ class TinyRenderer:
         self._loaded_key = key
 
     def render(self, c2w_gl: np.ndarray, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-               near: float, far: float, depth: bool = False) -> RenderResult:
+               near: float, far: float, depth: bool = False, bound_points: np.ndarray | None = None
+               ) -> RenderResult:
         """Render the loaded object from one camera.
 
         Args:
@@ -211,12 +212,28 @@ class TinyRenderer:
             near, far: clipping planes (z-depth); they must enclose the object, and tighter bounds give
                 more precise depth.
             depth: also return the z-depth at pixel centres.
+            bound_points: ``[N, 3]`` world points whose convex hull holds the object (its vertices).
+                Only the box of pixels they project to is rasterised, the rest is background by
+                construction; TinyRenderer's cost grows with the pixels it fills, so this saves about
+                half the time. The result is identical.
         """
         k = self.settings.supersample
-        W, H = width * k, height * k
+        x0, y0, x1, y1 = 0, 0, width, height
+        if bound_points is not None:
+            x0, y0, x1, y1 = _pixel_box(bound_points, c2w_gl, fx, fy, cx, cy, width, height)
+        w, h = x1 - x0, y1 - y0
+        rgb = np.zeros((height, width, 3), np.float32)
+        alpha = np.zeros((height, width), np.float32)
+        z = np.zeros((height, width), np.float32) if depth else None
+        out = RenderResult(rgb=rgb, alpha=alpha, depth=z)
+        if w <= 0 or h <= 0:
+            return out
+        W, H = w * k, h * k
         # Supersampling scales the intrinsics; subsample (a, b) of pixel (i, j) is centred at
         # (i + (a + 0.5) / k, j + (b + 0.5) / k), so the box filter keeps pixel centres at +0.5.
-        proj = projection_matrix(fx * k, fy * k, cx * k, cy * k, W, H, near, far)
+        # Rendering only the window [x0, x1) x [y0, y1) moves the principal point by its corner (whole
+        # pixels, so the window's pixel grid is the image's).
+        proj = projection_matrix(fx * k, fy * k, (cx - x0) * k, (cy - y0) * k, W, H, near, far)
         s = self.settings
         _, _, rgba, zbuf, seg = self.p.getCameraImage(
             W, H, viewMatrix=_column_major(view_matrix(c2w_gl)), projectionMatrix=_column_major(proj),
@@ -229,20 +246,44 @@ class TinyRenderer:
         # subsamples on the object: the result is straight (un-premultiplied) colour.
         lin = srgb_to_linear(rgba[..., :3])
         np.multiply(lin, mask[..., None], out=lin)
-        # k x k block sums, rows first (contiguous memory), then columns.
-        lin_sum = lin.reshape(height, k, width * k * 3).sum(axis=1).reshape(height, width, k, 3).sum(axis=2)
-        count = mask.reshape(height, k, width * k).sum(axis=1, dtype=np.int32)
-        count = count.reshape(height, width, k).sum(axis=2)
-        count = count.astype(np.float32)
-        rgb = linear_to_srgb(lin_sum / np.maximum(count, 1.0)[..., None])
-        rgb[count == 0] = 0.0
-        alpha = count / float(k * k)
-        out = RenderResult(rgb=rgb, alpha=alpha)
+        lin_sum = _block_sum(lin, k)
+        count = _block_sum(mask.astype(np.float32), k)
+        win = (slice(y0, y1), slice(x0, x1))
+        rgb[win] = linear_to_srgb(lin_sum / np.maximum(count, 1.0)[..., None])
+        rgb[win][count == 0] = 0.0
+        alpha[win] = count / float(k * k)
         if depth:
             c = k // 2  # the centre subsample of each block lies on the pixel centre (k is odd)
             d = np.asarray(zbuf, dtype=np.float64).reshape(H, W)[c::k, c::k]
             hit = mask[c::k, c::k]
             # OpenGL depth-buffer value d in [0, 1] -> z-depth (inverse of the projection's z row).
-            z = far * near / (far - (far - near) * d)
-            out.depth = np.where(hit, z, 0.0).astype(np.float32)
+            z_depth = far * near / (far - (far - near) * d)
+            out.depth[win] = np.where(hit, z_depth, 0.0)
         return out
+
+
+def _block_sum(x: np.ndarray, k: int) -> np.ndarray:
+    """Sums over k x k blocks of ``[k h, k w(, c)]`` -> ``[h, w(, c)]``, float32. Rows of a block are
+    summed first, over contiguous memory; this is the antialiasing box filter."""
+    h, w = x.shape[0] // k, x.shape[1] // k
+    rest = x.shape[2:]
+    rows = x.reshape(h, k, w * k, *rest).sum(axis=1, dtype=np.float32)
+    return rows.reshape(h, w, k, *rest).sum(axis=2, dtype=np.float32)
+
+
+def _pixel_box(points: np.ndarray, c2w_gl: np.ndarray, fx: float, fy: float, cx: float, cy: float,
+               width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer pixel box ``(x0, y0, x1, y1)`` (half-open, clipped to the image) that holds the projections
+    of ``points`` plus one pixel all round (a triangle covers part of a pixel it touches)."""
+    R, t = c2w_gl[:3, :3], c2w_gl[:3, 3]
+    p = (np.asarray(points, dtype=np.float64) - t) @ R  # camera coordinates, OpenGL axes
+    depth = -p[:, 2]  # the camera looks along -z
+    if (depth <= 0).any():  # a point behind the camera: its projection is meaningless, render it all
+        return 0, 0, width, height
+    u = fx * p[:, 0] / depth + cx
+    v = -fy * p[:, 1] / depth + cy  # OpenGL y is up, image rows go down
+    x0 = max(0, int(np.floor(u.min())) - 1)
+    y0 = max(0, int(np.floor(v.min())) - 1)
+    x1 = min(width, int(np.ceil(u.max())) + 1)
+    y1 = min(height, int(np.ceil(v.max())) + 1)
+    return x0, y0, x1, y1

@@ -173,7 +173,8 @@ def generate_scene(asset: str, out: str | Path, config: SceneConfig | None = Non
                 depth_path = str(stage / split / f"r_{i}_depth.npy") if config.depth else None
                 tasks.append(ViewTask(m, str(stage / split / f"r_{i}.png"), depth_path))
         jobs = [RenderJob(parts_key=tmp, parts=parts, intrinsics=intrinsics, settings=settings,
-                          image_mode=mode, views=c) for c in chunks(tasks, workers * 6)]
+                          image_mode=mode, views=c, bound_points=prepared.vertices)
+                for c in chunks(tasks, workers * 6)]
         stats = [None] * len(jobs)
         for i, result in run_parallel(render_job, jobs, workers, desc=f"synth {info.name}",
                                       units=lambda j: len(j.views), progress=progress):

@@ -66,6 +66,9 @@ class RenderJob:
         parts: ``(obj path, rgb or None)`` from :func:`inerf.synth.assets.export_parts`.
         image_mode: ``rgba`` (straight alpha, RGB 0 where empty), ``rgba_white`` (opaque, composited over
             white) or ``rgb_white`` (3 channels, composited over white; SRN).
+        views: the images to make.
+        bound_points: ``[N, 3]`` world points that enclose the object (its vertices): only the pixels
+            they project to are rasterised (see :meth:`~inerf.synth.render.TinyRenderer.render`).
     """
 
     parts_key: str
@@ -74,6 +77,7 @@ class RenderJob:
     settings: RenderSettings
     image_mode: str
     views: list[ViewTask] = field(default_factory=list)
+    bound_points: np.ndarray | None = None
 
 
 _RENDERER: TinyRenderer | None = None
@@ -115,7 +119,7 @@ def render_job(job: RenderJob) -> list[dict]:
     stats = []
     for view in job.views:
         res = r.render(view.c2w_gl, k.fx, k.fy, k.cx, k.cy, k.width, k.height, k.near, k.far,
-                       depth=view.depth_path is not None)
+                       depth=view.depth_path is not None, bound_points=job.bound_points)
         write_png(Path(view.image_path), encode_image(res, job.image_mode))
         if view.depth_path is not None:
             np.save(view.depth_path, res.depth)

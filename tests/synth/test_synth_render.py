@@ -176,3 +176,19 @@ def test_point_triangle_distance_reference():
     exact = np.linalg.norm(q - p, axis=1)
     brute = np.sqrt(((p[:, None, :] - samples[None]) ** 2).sum(-1)).min(axis=1)
     assert np.all(exact <= brute + 1e-12) and np.abs(exact - brute).max() < 5e-3
+
+
+def test_rendering_only_the_object_box_changes_nothing(tmp_path):
+    """``bound_points`` restricts rasterisation to the projected box of the object: same pixels exactly."""
+    v, f = _cube(0.35)
+    v = v @ np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]) + [0.1, -0.2, 0.05]
+    obj = write_part_obj(MeshPart("c", v, f, (0.9, 0.6, 0.2)), tmp_path / "c")
+    c2w = _gl(look_at([1.4, -2.1, 1.0]))
+    with TinyRenderer(RenderSettings(supersample=3)) as r:
+        r.load([(obj, (0.9, 0.6, 0.2))])
+        full = r.render(c2w, 45.0, 45.0, 20.0, 17.0, 40, 36, 1.0, 5.0, depth=True)
+        boxed = r.render(c2w, 45.0, 45.0, 20.0, 17.0, 40, 36, 1.0, 5.0, depth=True, bound_points=v)
+    assert 0.05 < full.alpha.mean() < 0.5  # the box is a real saving here
+    assert np.array_equal(full.alpha, boxed.alpha)
+    assert np.allclose(full.rgb, boxed.rgb, atol=1e-6)
+    assert np.allclose(full.depth, boxed.depth, atol=1e-6)
