@@ -183,8 +183,9 @@ def add_parser(subparsers) -> None:
     o.add_argument("--out", required=True, help="output folder (pose.json, trajectory.csv, frames, GIF/MP4, plot)")
     o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     o.add_argument("--frames", type=int, default=20, help="overlay frames spread over the solve (0 = none)")
-    o.add_argument("--frame-size", type=int, default=400,
-                   help="render frames with the long side at most this many pixels")
+    o.add_argument("--frame-size", type=int, default=None,
+                   help="render frames with the long side at most this many pixels (default: 400 on CUDA, 96 on "
+                   "the CPU, where every frame is a full render)")
     o.add_argument("--fps", type=float, default=5.0, help="frame rate of the GIF and MP4")
     o.add_argument("--no-video", action="store_true", help="write frames but no GIF/MP4")
     p.set_defaults(func=run)
@@ -233,7 +234,7 @@ def run(args) -> int:
 
     if args.hypotheses < 1:
         raise InerfError("--hypotheses must be >= 1")
-    if args.frames < 0 or args.frame_size < 1 or args.fps <= 0:
+    if args.frames < 0 or (args.frame_size is not None and args.frame_size < 1) or args.fps <= 0:
         raise InerfError("--frames must be >= 0, --frame-size >= 1 and --fps > 0")
     if args.view is not None and args.gt:
         raise InerfError("--gt and --view both give a ground truth; use one")
@@ -295,7 +296,8 @@ def run(args) -> int:
     meta = {"target": target_name, "run": str(args.run), "intrinsics": asdict(intr), "tf32": bool(
         device.type == "cuda" and args.tf32), "config": asdict(config)}
     paths = write_estimate_outputs(out, result, target, run_.coarse, run_.render_config, run_.fine, gt_c2w=gt,
-                                   meta=meta, sampler=sampler, n_frames=args.frames, max_side=args.frame_size,
+                                   meta=meta, sampler=sampler, n_frames=args.frames,
+                                   max_side=args.frame_size or (400 if device.type == "cuda" else 96),
                                    fps=args.fps, video=not args.no_video)
     print(f"inerf estimate: {target_name} ({args.sampling} sampling, {config.n_rays} rays"
           + (f", {args.hypotheses} hypotheses" if args.hypotheses > 1 else "") + ")")

@@ -13,18 +13,21 @@ L_k(u_c)`` is ``[C]`` per point, ``C = Cd + Ca`` channels (density components, t
 Each product is rank one in (plane, line), so the density is a sum of 3 Cd separable terms: a box
 ``1[x0<x<x1] 1[y0<y<y1] 1[z0<z<z1]`` is exactly one of them (the benchmark builds a chair from six).
 
-Why TensoRF and not a hash grid. The binding constraint is a pose step (forward and backward of 1024 rays
-with respect to the camera) in 50 ms on two CPU cores. Gradients with respect to sample positions must
-flow through the encoding: ``F.grid_sample`` gives them from one vectorised ATen kernel per plane on CPU
-and GPU, while a hash grid in plain PyTorch is 16 levels x 8 corners of gathers plus hashing and is several
-times slower per point at equal quality. The factorisation also keeps the weights small: a 160^3-voxel
-field with 8 + 24 components per plane is about 2.5 M numbers (5 MB as float16 safetensors).
+Why TensoRF and not a hash grid or a dense grid. The binding constraint is a pose step (forward and
+backward of 1024 rays with respect to the camera) in 50 ms on two CPU cores, so gradients with respect to
+sample positions must flow through the encoding cheaply. ``F.grid_sample`` gives them from one vectorised
+ATen kernel per plane, on CPU and GPU. Measured on the 2-core CPU at 65 k points, forward and backward with
+respect to the points: three 2-D planes of 24 channels take 15 ms, while 3-D ``grid_sample`` (what a dense
+voxel grid, or each level of a hash grid written in plain PyTorch, needs) takes 38 ms for only 4 channels;
+a hash grid adds 16 levels of 8-corner gathers and hashing. The factorisation also keeps the weights small:
+the default final field (about 160^3 voxels, 8 + 24 components per plane) is about 2.5 M numbers, 5 MB
+with float16 planes in safetensors.
 
-Empty-space skipping. Measured on the 2-core CPU, the encoding costs roughly 1 us per point forward and
-backward at 32 channels, so the 65 k samples of 1024 rays x 64 are already over budget; but a trained
-object fills only a few percent of the box. The field owns an :class:`~inerf.fields.occupancy.OccupancyGrid`
-and **defines** density (and colour) as zero outside it; :meth:`GridField.forward` then evaluates only the
-occupied points and scatters zeros elsewhere. Because the mask is part of the field, skipping is exact: any
+Empty-space skipping. On the same CPU the whole field costs about 1 us per point forward and backward, so
+the 65 k samples of 1024 rays x 64 would use the budget alone; but an object fills a few percent of its
+box (5.5 % of the samples of rays aimed at the benchmark chair). The field owns an
+:class:`~inerf.fields.occupancy.OccupancyGrid` and **defines** density (and colour) as zero outside it;
+:meth:`GridField.forward` then evaluates only the occupied points and scatters zeros elsewhere. Because the mask is part of the field, skipping is exact: any
 renderer (``inerf.render.render_rays``) gets the same values and gradients as from evaluating every point
 (:meth:`GridField.forward` with ``skip_empty=False``, tested), and it needs to know nothing about grids.
 The mask gets no gradient; a sample's gradient with respect to its position is zero in empty cells.
@@ -65,7 +68,8 @@ from torch.nn import functional as F
 from inerf.fields.encoding import PositionalEncoding
 from inerf.fields.occupancy import OccupancyGrid, resize_to_state
 
-__all__ = ["PLANE_AXES", "GridConfig", "GridField", "bilinear_reference", "linear_reference", "ray_aabb_intersect"]
+__all__ = ["PLANE_AXES", "GridConfig", "GridField", "bilinear_reference", "linear_reference",
+           "ray_aabb_intersect"]
 
 PLANE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
 """``(a, b, c)`` per factor: plane over axes ``(a, b)`` (``a`` indexes its width), line along ``c``."""
@@ -75,8 +79,9 @@ PLANE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
 class GridConfig:
     """A TensoRF-VM field, its occupancy grid and its training schedule.
 
-    The defaults are the GPU preset for a 400x400 Blender object in a ``[-1.5, 1.5]^3`` box (about 20 k steps
-    of 4096 rays in 10 minutes); :meth:`cpu` is the preset for small scenes on a few CPU cores.
+    The defaults are the GPU preset for a 400x400 Blender object in a ``[-1.5, 1.5]^3`` box, with TensoRF's
+    schedule (tens of thousands of steps of 4096 rays); :meth:`cpu` is the preset for small scenes trained
+    on a few CPU cores.
     """
 
     aabb: tuple[float, float, float, float, float, float] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
@@ -102,8 +107,8 @@ class GridConfig:
     density_shift: float = -10.0
     """Added before the softplus: a fresh field (features near 0) starts almost empty, sigma ~ 1e-3."""
     density_scale: float = 25.0
-    """Multiplies the softplus (TensoRF's ``distance_scale``): densities of opaque surfaces (~1e3 per unit)
-    are reached with features of order 10."""
+    """Multiplies the softplus (TensoRF's ``distance_scale``): a summed feature of 10 gives sigma = 17 per
+    unit, 20 gives 250 (opaque within a voxel)."""
     init_scale: float = 0.1
     """Standard deviation of the initial plane and line values."""
     occupancy_resolution: int = 128
@@ -148,9 +153,10 @@ class GridConfig:
         Coarser grids, fewer components and an earlier schedule: each step is ~30x cheaper than with the
         GPU preset and the schedule fits ~1-2 k steps.
         """
-        base = {"n_voxels_init": 48**3, "n_voxels_final": 112**3, "density_components": 8, "appearance_components": 12,
-                    "appearance_dim": 16, "mlp_width": 32, "occupancy_resolution": 96, "occupancy_steps": (300, 700),
-                    "upsample_steps": (300, 500, 700), "step_ratio": 1.0}
+        base = {"n_voxels_init": 48**3, "n_voxels_final": 112**3, "density_components": 8,
+                "appearance_components": 12, "appearance_dim": 16, "mlp_width": 32,
+                "occupancy_resolution": 96, "occupancy_steps": (300, 700), "upsample_steps": (300, 500, 700),
+                "step_ratio": 1.0}
         base.update(overrides)
         return cls(**base)
 
@@ -231,14 +237,16 @@ class GridField(nn.Module):
         C = cfg.density_components + cfg.appearance_components
         g = torch.Generator().manual_seed(0)  # same initial field for the same config
         self.planes = nn.ParameterList(
-            nn.Parameter(cfg.init_scale * torch.randn(1, C, res[b], res[a], generator=g)) for a, b, _ in PLANE_AXES)
+            nn.Parameter(cfg.init_scale * torch.randn(1, C, res[b], res[a], generator=g))
+            for a, b, _ in PLANE_AXES)
         self.lines = nn.ParameterList(
-            nn.Parameter(cfg.init_scale * torch.randn(1, C, res[c], 1, generator=g)) for _, _, c in PLANE_AXES)
+            nn.Parameter(cfg.init_scale * torch.randn(1, C, res[c], 1, generator=g))
+            for _, _, c in PLANE_AXES)
         self.basis = nn.Linear(3 * cfg.appearance_components, cfg.appearance_dim, bias=False)
         self.dir_enc = PositionalEncoding(cfg.view_freqs) if cfg.view_dependent else None
         in_dim = cfg.appearance_dim + (self.dir_enc.out_dim if self.dir_enc is not None else 0)
-        self.mlp = nn.Sequential(nn.Linear(in_dim, cfg.mlp_width), nn.ReLU(), nn.Linear(cfg.mlp_width, cfg.mlp_width),
-                                 nn.ReLU(), nn.Linear(cfg.mlp_width, 3))
+        w = cfg.mlp_width
+        self.mlp = nn.Sequential(nn.Linear(in_dim, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 3))
         self.occupancy = OccupancyGrid(self.aabb)
 
     # ---------------------------------------------------------------- geometry of the grids
@@ -258,7 +266,7 @@ class GridField(nn.Module):
         return (self.aabb[1] - self.aabb[0]) / (res - 1)
 
     def normalize(self, xyz: torch.Tensor) -> torch.Tensor:
-        """World points ``[N, 3]`` -> box coordinates ``[N, 3]`` in ``[-1, 1]`` (outside for points outside)."""
+        """World points ``[N, 3]`` -> box coordinates ``[N, 3]``, in ``[-1, 1]`` inside the box."""
         lo, hi = self.aabb.to(xyz.dtype)
         return (xyz - lo) * (2.0 / (hi - lo)) - 1.0
 
@@ -311,14 +319,17 @@ class GridField(nn.Module):
             if viewdirs is None:
                 raise ValueError("this field is view-dependent: pass viewdirs")
             if viewdirs.shape != xyz.shape:
-                raise ValueError(f"viewdirs must be [N, 3] like xyz {tuple(xyz.shape)}, got {tuple(viewdirs.shape)}")
+                raise ValueError(f"viewdirs must be [N, 3] like xyz {tuple(xyz.shape)}, "
+                                 f"got {tuple(viewdirs.shape)}")
 
-    def _factors(self, u: torch.Tensor) -> list[torch.Tensor]:
-        """Fast path: ``f_k = P_k(u_a, u_b) * L_k(u_c)``, one ``[C, N]`` per plane (``u [N, 3]`` in [-1, 1])."""
+    def _factors(self, u: torch.Tensor, channels: int | None = None) -> list[torch.Tensor]:
+        """Fast path: ``f_k = P_k(u_a, u_b) * L_k(u_c)``, one ``[C, N]`` per plane, for ``u [N, 3]``; only
+        the first ``channels`` channels if given (the density components)."""
         n = u.shape[0]
         zeros = torch.zeros_like(u[:, 0])
         out = []
         for (a, b, c), plane, line in zip(PLANE_AXES, self.planes, self.lines):
+            plane, line = plane[:, :channels], line[:, :channels]
             # grid_sample wants [1, H_out, W_out, 2] with (x -> width, y -> height); one row of N points.
             gp = torch.stack([u[:, a], u[:, b]], -1).view(1, 1, n, 2)
             gl = torch.stack([zeros, u[:, c]], -1).view(1, 1, n, 2)  # the line is an [R_c x 1] image
@@ -336,16 +347,20 @@ class GridField(nn.Module):
             out.append((p * ln).t())
         return out
 
+    def _sigma(self, factors: list[torch.Tensor]) -> torch.Tensor:
+        """Density ``[N]`` from the factors ``3 x [C, N]`` (their first ``Cd`` channels)."""
+        cd = self.config.density_components
+        raw = sum(f[:cd].sum(0) for f in factors)
+        return self.config.density_scale * F.softplus(raw + self.config.density_shift)
+
     def _decode(self, factors: list[torch.Tensor], viewdirs: torch.Tensor | None):
         """Factors ``3 x [C, N]`` -> ``(rgb [N, 3], sigma [N])``."""
         cd = self.config.density_components
-        raw = sum(f[:cd].sum(0) for f in factors)
-        sigma = self.config.density_scale * F.softplus(raw + self.config.density_shift)
         app = torch.cat([f[cd:] for f in factors], 0).t()  # [N, 3 Ca]
         h = self.basis(app)
         if self.dir_enc is not None:
             h = torch.cat([h, self.dir_enc(viewdirs.to(h.dtype))], -1)
-        return torch.sigmoid(self.mlp(h)), sigma
+        return torch.sigmoid(self.mlp(h)), self._sigma(factors)
 
     def query(self, xyz: torch.Tensor, viewdirs: torch.Tensor | None = None):
         """The unmasked field (fast path) at every point: ``(rgb [N, 3], sigma [N])``.
@@ -384,21 +399,9 @@ class GridField(nn.Module):
         return rgb * m[:, None], sigma * m
 
     def density(self, xyz: torch.Tensor) -> torch.Tensor:
-        """``sigma [N]`` alone (no colour network), zero outside :meth:`occupied`."""
-        keep = self.occupied(xyz)
-        idx = keep.nonzero().squeeze(1)
-        cd = self.config.density_components
-        u = self.normalize(xyz[idx])
-        n = u.shape[0]
-        raw = torch.zeros(n, dtype=xyz.dtype, device=xyz.device)
-        zeros = torch.zeros_like(u[:, 0])
-        for (a, b, c), plane, line in zip(PLANE_AXES, self.planes, self.lines):
-            gp = torch.stack([u[:, a], u[:, b]], -1).view(1, 1, n, 2)
-            gl = torch.stack([zeros, u[:, c]], -1).view(1, 1, n, 2)
-            p = F.grid_sample(plane[:, :cd], gp, mode="bilinear", padding_mode="border", align_corners=True)
-            ln = F.grid_sample(line[:, :cd], gl, mode="bilinear", padding_mode="border", align_corners=True)
-            raw = raw + (p.view(cd, n) * ln.view(cd, n)).sum(0)
-        sigma = self.config.density_scale * F.softplus(raw + self.config.density_shift)
+        """``sigma [N]`` alone (density channels only, no colour network), zero outside :meth:`occupied`."""
+        idx = self.occupied(xyz).nonzero().squeeze(1)
+        sigma = self._sigma(self._factors(self.normalize(xyz[idx]), self.config.density_components))
         return torch.zeros(xyz.shape[0], dtype=sigma.dtype, device=xyz.device).index_copy(0, idx, sigma)
 
     # ---------------------------------------------------------------- training
@@ -426,7 +429,8 @@ class GridField(nn.Module):
         for plane, line in zip(self.planes, self.lines):
             if w_l1 > 0:
                 total = total + w_l1 * (plane[:, :cd].abs().mean() + line[:, :cd].abs().mean())
-            for w, sl in ((cfg.tv_weight_density, slice(None, cd)), (cfg.tv_weight_appearance, slice(cd, None))):
+            for w, sl in ((cfg.tv_weight_density, slice(None, cd)),
+                          (cfg.tv_weight_appearance, slice(cd, None))):
                 if w > 0:
                     total = total + w * (_tv(plane[:, sl]) + _tv(line[:, sl]))
         return total
@@ -451,7 +455,8 @@ class GridField(nn.Module):
         lo, hi = self.aabb
 
         def coords(d: int) -> torch.Tensor:  # new vertex positions along axis d, in the old [-1, 1]
-            x = torch.linspace(aabb[0, d].item(), aabb[1, d].item(), resolution[d], dtype=lo.dtype, device=lo.device)
+            x = torch.linspace(aabb[0, d].item(), aabb[1, d].item(), resolution[d], dtype=lo.dtype,
+                               device=lo.device)
             return (x - lo[d]) * (2.0 / (hi[d] - lo[d])) - 1.0
 
         for k, (a, b, c) in enumerate(PLANE_AXES):

@@ -23,7 +23,8 @@ __all__ = ["OccupancyGrid", "cell_centers", "resize_to_state"]
 
 def cell_centers(aabb: torch.Tensor, resolution: Sequence[int]) -> torch.Tensor:
     """Centres of the cells of a ``resolution = (X, Y, Z)`` tiling of ``aabb [2, 3]``: ``[X, Y, Z, 3]``."""
-    axes = [aabb[0, d] + (torch.arange(r, device=aabb.device, dtype=aabb.dtype) + 0.5) * (aabb[1, d] - aabb[0, d]) / r
+    lo, hi = aabb
+    axes = [lo[d] + (torch.arange(r, device=aabb.device, dtype=aabb.dtype) + 0.5) * (hi[d] - lo[d]) / r
             for d, r in enumerate(resolution)]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
 
@@ -89,20 +90,24 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], aabb: torch.Tensor,
-               resolution: Sequence[int], alpha_threshold: float, dilation: int = 1, chunk: int = 1 << 18) -> bool:
+               resolution: Sequence[int], alpha_threshold: float, dilation: int = 1,
+               chunk: int = 1 << 18) -> bool:
         """Rebuild the grid over ``aabb`` at ``resolution`` from the density at the cell centres.
 
         A cell is occupied when a ray segment one cell long through its centre absorbs at least
-        ``alpha_threshold`` of the light, ``1 - exp(-sigma * s_mean) >= alpha_threshold``, or when one of its
-        neighbours within ``dilation`` cells is (the centre sample can miss a thin surface that crosses the
-        cell; dilation catches it). Returns False, keeping the old grid, if no cell would be occupied. ``density_fn(xyz [M, 3]) -> sigma [M]`` is evaluated in chunks and
+        ``alpha_threshold`` of the light, ``1 - exp(-sigma * s_mean) >= alpha_threshold``, or when one of
+        its neighbours within ``dilation`` cells is (the centre sample can miss a thin surface that crosses
+        the cell; dilation catches it). ``density_fn(xyz [M, 3]) -> sigma [M]`` is evaluated in chunks and
         should include the current mask, so that empty space, once carved, stays empty (except for the
         dilation margin, through which the field can grow back one cell per update).
+
+        Returns False, keeping the old grid, if no cell would be occupied.
         """
         aabb = torch.as_tensor(aabb, dtype=self.aabb.dtype, device=self.aabb.device).reshape(2, 3)
         res = tuple(int(r) for r in resolution)
         pts = cell_centers(aabb, res).reshape(-1, 3)
-        sigma = torch.cat([density_fn(pts[s : s + chunk]).to(pts.dtype) for s in range(0, pts.shape[0], chunk)])
+        sigma = torch.cat([density_fn(pts[s : s + chunk]).to(pts.dtype)
+                           for s in range(0, pts.shape[0], chunk)])
         step = ((aabb[1] - aabb[0]) / torch.tensor(res, dtype=aabb.dtype, device=aabb.device)).mean()
         occ = (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
         occ = occ.reshape(1, 1, *res).float()

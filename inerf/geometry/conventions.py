@@ -64,7 +64,7 @@ def check_rigid(c2w, name: str = "pose", atol: float = 1e-3) -> torch.Tensor:
     """
     t = torch.as_tensor(c2w, dtype=torch.float64)
     if t.shape[-2:] == (3, 4):
-        bottom = torch.zeros(*t.shape[:-2], 1, 4, dtype=t.dtype)
+        bottom = torch.zeros(*t.shape[:-2], 1, 4, dtype=t.dtype, device=t.device)
         bottom[..., 0, 3] = 1.0
         t = torch.cat([t, bottom], dim=-2)
     if t.shape[-2:] != (4, 4):
@@ -72,7 +72,7 @@ def check_rigid(c2w, name: str = "pose", atol: float = 1e-3) -> torch.Tensor:
     if not torch.isfinite(t).all():
         raise InerfError(f"{name}: the matrix contains NaN or infinite values")
     R = t[..., :3, :3]
-    eye = torch.eye(3, dtype=t.dtype)
+    eye = torch.eye(3, dtype=t.dtype, device=t.device)
     ortho = (R.transpose(-1, -2) @ R - eye).abs().amax()
     det = torch.linalg.det(R)
     if ortho > atol or (det - 1.0).abs().amax() > atol:
@@ -80,6 +80,6 @@ def check_rigid(c2w, name: str = "pose", atol: float = 1e-3) -> torch.Tensor:
             f"{name}: not a rigid transform (|R^T R - I| = {ortho:.2e}, det R = {det.flatten()[0]:.4f}); "
             "expected a rotation with determinant +1"
         )
-    if (t[..., 3, :] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=t.dtype)).abs().amax() > atol:
+    if (t[..., 3, :] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=t.dtype, device=t.device)).abs().amax() > atol:
         raise InerfError(f"{name}: the last row must be [0, 0, 0, 1]")
-    return t.float()
+    return t.float()  # stays on the input's device

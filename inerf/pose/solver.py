@@ -250,6 +250,9 @@ class _Problem:
         self.coarse, self.fine, self.config = coarse, fine, config
         if config.deterministic_render:
             render_config = replace(render_config, jitter=False, deterministic_fine=True)
+        if config.coarse_loss_weight <= 0:
+            # only the fine colours are scored: the coarse pass just places samples, keep it out of the graph
+            render_config = replace(render_config, coarse_grad=False)
         self.render_config = render_config
         self.target = target
         self.width = target.width

@@ -152,7 +152,7 @@ def test_gradcheck_points_and_viewdirs():
     # Interpolation is piecewise polynomial; random points sit well inside cells, so finite differences
     # with eps 1e-6 never cross a vertex.
     assert torch.autograd.gradcheck(lambda x, d: field(x, d), (xyz, dirs), eps=1e-6, atol=1e-6)
-    assert torch.autograd.gradcheck(lambda x, d: field.forward_reference(x, d), (xyz, dirs), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(field.forward_reference, (xyz, dirs), eps=1e-6, atol=1e-6)
 
 
 def test_float32_matches_float64():
@@ -186,9 +186,8 @@ def test_box_is_one_rank_one_component():
         field.lines[0][0, 0, :, 0] = inside
     pts = torch.tensor([[0.0, 0.0, 0.0], [0.3, -0.3, 0.3], [0.8, 0.0, 0.0], [0.0, 0.0, -0.8]])
     sigma = field.density(pts)
-    expected_out = 25 * math.log1p(math.exp(-10))
-    assert torch.allclose(sigma, torch.tensor([25 * (10 + math.log1p(math.exp(-10)))] * 2 + [expected_out] * 2),
-                          rtol=1e-4)
+    inside, outside = 25 * (10 + math.log1p(math.exp(-10))), 25 * math.log1p(math.exp(-10))
+    assert torch.allclose(sigma, torch.tensor([inside, inside, outside, outside]), rtol=1e-4)
 
 
 # ------------------------------------------------------------------ occupancy and empty-space skipping
@@ -198,7 +197,8 @@ def test_occupancy_lookup_hand_example():
     occ = OccupancyGrid(torch.tensor([[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]]), (2, 2, 2))
     occ.mask[:] = False
     occ.mask[1, 0, 1] = True  # cell x in [1, 2), y in [0, 1), z in [1, 2)
-    pts = torch.tensor([[1.5, 0.5, 1.5], [0.5, 0.5, 1.5], [2.0, 0.0, 2.0],  # max face belongs to the last cell
+    pts = torch.tensor([[1.5, 0.5, 1.5], [0.5, 0.5, 1.5],
+                        [2.0, 0.0, 2.0],  # a point on the max face belongs to the last cell
                         [2.01, 0.5, 1.5], [float("nan"), 0.5, 1.5]])
     assert occ(pts).tolist() == [True, False, True, False, False]
     assert torch.allclose(occ.bbox(), torch.tensor([[1.0, 0.0, 1.0], [2.0, 1.0, 2.0]]))
@@ -241,7 +241,8 @@ def test_skipping_equals_full_rendering_values_and_pose_gradient():
     field.requires_grad_(False)
     c2w0 = torch.eye(4, dtype=torch.float64)
     c2w0[2, 3] = -3.0  # camera on -z looking at the origin along +z (OpenCV axes)
-    uv = torch.stack(torch.meshgrid(torch.arange(0, 16, 2), torch.arange(0, 16, 2), indexing="xy"), -1).reshape(-1, 2)
+    uv = torch.stack(torch.meshgrid(torch.arange(0, 16, 2), torch.arange(0, 16, 2), indexing="xy"), -1)
+    uv = uv.reshape(-1, 2)
     cfg = RenderConfig(n_coarse=48, n_fine=16, near=1.5, far=4.5)
 
     def render(fn):
@@ -406,14 +407,15 @@ class ColouredSphere(torch.nn.Module):
     def forward(self, xyz, viewdirs=None):
         r = xyz.norm(dim=-1)
         sigma = 60.0 * torch.sigmoid((0.6 - r) * 40.0)
-        rgb = 0.5 + 0.45 * torch.tanh(torch.stack([xyz[:, 0] * 2, xyz[:, 1] * 2, xyz[:, 2] * 2 + xyz[:, 0]], -1))
+        x, y, z = xyz.unbind(-1)
+        rgb = 0.5 + 0.45 * torch.tanh(torch.stack([2 * x, 2 * y, 2 * z + x], -1))
         return rgb, sigma
 
 
 def orbit_c2w(azimuth: float, elevation: float, radius: float = 3.0) -> torch.Tensor:
     """OpenCV-axes camera on a sphere around the origin, looking at it, z up."""
-    eye = radius * torch.tensor([math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth),
-                                 math.sin(elevation)])
+    ce, se = math.cos(elevation), math.sin(elevation)
+    eye = radius * torch.tensor([ce * math.cos(azimuth), ce * math.sin(azimuth), se])
     fwd = -eye / eye.norm()
     right = F.normalize(torch.linalg.cross(fwd, torch.tensor([0.0, 0.0, 1.0])), dim=0)
     down = torch.linalg.cross(fwd, right)
@@ -439,18 +441,19 @@ def test_fits_a_coloured_sphere_quickly():
     viewdirs = torch.cat([r.viewdirs for r in rays])
 
     field = GridField(GridConfig.cpu(aabb=(-1, -1, -1, 1, 1, 1), n_voxels_init=24**3, n_voxels_final=40**3,
-                                     appearance_components=6, occupancy_steps=(150,), upsample_steps=(150, 200)))
+                                     appearance_components=6, occupancy_steps=(120,),
+                                     upsample_steps=(120, 160)))
     opt = torch.optim.Adam(field.param_groups(), eps=1e-15)
     train_cfg = RenderConfig(n_coarse=40, n_fine=0, near=1.8, far=4.2, jitter=True)
     g = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    for step in range(250):
+    for step in range(200):
         if field.on_train_step(step):
             opt = torch.optim.Adam(field.param_groups(), eps=1e-15)
-        idx = torch.randint(0, len(targets), (768,), generator=g)
+        idx = torch.randint(0, len(targets), (512,), generator=g)
         near, far = field.ray_bounds(origins[idx], directions[idx], train_cfg.near, train_cfg.n_coarse)
-        out = render_rays(field, Rays(origins[idx], directions[idx], viewdirs[idx]), train_cfg, near=near, far=far,
-                          generator=g)
+        batch = Rays(origins[idx], directions[idx], viewdirs[idx])
+        out = render_rays(field, batch, train_cfg, near=near, far=far, generator=g)
         loss = (out.rgb - targets[idx]).pow(2).mean() + field.regularization()
         opt.zero_grad()
         loss.backward()
