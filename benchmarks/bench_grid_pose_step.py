@@ -94,7 +94,7 @@ def load_field(weights: str, config: str) -> GridField:
     with open(config) as f:
         cfg = json.load(f)
     field = GridField(GridConfig(**cfg.get("field", cfg)))
-    field.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()})
+    field.load_state_dict(load_file(weights))  # adopts the checkpoint's grid shapes; float16 is upcast
     return field
 
 
@@ -104,8 +104,7 @@ def pose_step_times(field, c2w0: torch.Tensor, uv: torch.Tensor, target: torch.T
     for _ in range(repeats + 3):  # 3 warm-up steps (allocator, first-call dispatch)
         t0 = time.perf_counter()
         xi = torch.zeros(6, requires_grad=True)
-        rays = rays_from_pixels(uv, se3_exp(xi) @ c2w0, FOCAL, FOCAL, W / 2, H / 2)
-        out = render_rays(field, rays, render)
+        out = render_rays(field, _rays(uv, se3_exp(xi) @ c2w0), render)
         loss = (out.rgb - target).pow(2).mean()
         loss.backward()
         assert torch.isfinite(xi.grad).all()
@@ -130,15 +129,16 @@ def main() -> None:
     field = load_field(args.weights, args.config) if args.weights else box_chair_field()
     field.eval().requires_grad_(False)
     elev, azim = math.radians(30.0), math.radians(-60.0)
-    eye = 4.5 * torch.tensor([math.cos(elev) * math.cos(azim), math.cos(elev) * math.sin(azim), math.sin(elev)])
+    eye = 4.5 * torch.tensor([math.cos(elev) * math.cos(azim), math.cos(elev) * math.sin(azim),
+                              math.sin(elev)])
     c2w0 = look_at_c2w(eye, torch.zeros(3))
 
     # Silhouette from a coarse render of the whole image: pixels the object covers.
     j, i = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     all_uv = torch.stack([i, j], -1).reshape(-1, 2)
+    full = RenderConfig(n_coarse=128, n_fine=0, near=NEAR, far=FAR)
     with torch.no_grad():
-        acc = torch.cat([render_rays(field, rays_from_pixels(all_uv[s : s + 8192], c2w0, FOCAL, FOCAL, W / 2, H / 2),
-                                     RenderConfig(n_coarse=128, n_fine=0, near=NEAR, far=FAR)).acc
+        acc = torch.cat([render_rays(field, _rays(all_uv[s : s + 8192], c2w0), full).acc
                          for s in range(0, H * W, 8192)])
     on_object = all_uv[acc > 0.5]
     g = torch.Generator().manual_seed(0)
@@ -156,11 +156,10 @@ def main() -> None:
     for s in args.samples:
         render = RenderConfig(n_coarse=s, n_fine=0, near=NEAR, far=FAR)
         for name, uv in selections.items():
-            uv = uv[: args.rays]
-            # Target: the image 0.5 degrees / 1 cm away, so the loss has a real gradient.
+            # Target: the image 0.5 degrees / 0.01 units away, so the loss has a real gradient.
             with torch.no_grad():
                 c2w_t = se3_exp(torch.tensor([0.01, 0.0, 0.0, 0.0, 0.0, 0.0087])) @ c2w0
-                target = render_rays(field, rays_from_pixels(uv, c2w_t, FOCAL, FOCAL, W / 2, H / 2), render).rgb
+                target = render_rays(field, _rays(uv, c2w_t), render).rgb
                 xyz_frac = _occupied_fraction(field, uv, c2w0, render)
             for vname, fld in variants:
                 ts = pose_step_times(fld, c2w0, uv, target, render, args.repeats)
@@ -169,8 +168,13 @@ def main() -> None:
                       f"min {1e3 * min(ts):6.1f} ms   (n={len(ts)})")
 
 
+def _rays(uv: torch.Tensor, c2w: torch.Tensor):
+    return rays_from_pixels(uv, c2w, FOCAL, FOCAL, W / 2, H / 2)  # centred principal point, as the scene
+
+
 def _occupied_fraction(field: GridField, uv, c2w, render: RenderConfig) -> float:
-    rays = rays_from_pixels(uv, c2w, FOCAL, FOCAL, W / 2, H / 2)
+    """Fraction of the (unjittered) samples of these rays that fall in occupied cells."""
+    rays = _rays(uv, c2w)
     t = torch.linspace(render.near, render.far, render.n_coarse)
     pts = rays.origins[:, None] + rays.directions[:, None] * t[:, None]
     return field.occupied(pts.reshape(-1, 3)).float().mean().item()
