@@ -165,12 +165,9 @@ def export(run: Path, scene: Path, meta: dict, train_stats: dict, psnr: dict, de
     """Write the minimal run, the targets and the provenance into ``dest`` (replacing the previous build)."""
     from safetensors.torch import load_file, save_file
 
-    from inerf.data import load_dataset
+    from inerf.geometry.conventions import opengl_to_opencv_c2w
     from inerf.pose.io import pose_to_json
-    from inerf.render.renderer import RenderConfig  # noqa: F401  (documents the 'render' entry below)
-    from inerf.train.checkpoint import load_run
 
-    loaded = load_run(run, "cpu")
     cfg = json.loads((run / "config.json").read_text())
     # The dataset is not bundled: keep what it was, not where it was on the build machine.
     cfg["dataset"]["root"] = f"(not bundled) {meta['generator']['command']}"
@@ -196,18 +193,18 @@ def export(run: Path, scene: Path, meta: dict, train_stats: dict, psnr: dict, de
                                                                           "step": str(cfg["step"])})
     (dest / "run" / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
-    views = load_dataset(scene, "test", format="blender", background=loaded.dataset.background)
+    # Poses and intrinsics straight from the scene's files in float64 (the loaders hand out float32 cameras).
+    frames = json.loads((scene / "transforms_test.json").read_text())["frames"]
+    cam = meta["camera"]
     picks = list(TARGET_VIEWS)
     targets = []
     for k, i in enumerate(picks):
-        name = views.names[i]
-        src = scene / name
+        src = scene / (frames[i]["file_path"] + ".png")
         rel = f"targets/{k:02d}.png"
         shutil.copyfile(src, dest / rel)
-        cam = views.cameras[i]
-        targets.append({"name": f"test/{Path(name).stem}", "image": rel, "width": views.width, "height": views.height,
-                        "fx": cam.fx.item(), "fy": cam.fy.item(), "cx": cam.cx.item(), "cy": cam.cy.item(),
-                        "c2w": pose_to_json(cam.c2w[0].double())})
+        c2w = opengl_to_opencv_c2w(torch.tensor(frames[i]["transform_matrix"], dtype=torch.float64))
+        targets.append({"name": f"test/{src.stem}", "image": rel, "width": cam["width"], "height": cam["height"],
+                        "fx": cam["fx"], "fy": cam["fy"], "cx": cam["cx"], "cy": cam["cy"], "c2w": pose_to_json(c2w)})
     (dest / "targets.json").write_text(json.dumps({
         "format": "inerf.demo_targets", "version": 1, "convention": "opencv",
         "description": "held-out test views of the generated scene (never trained on); c2w is camera-to-world "

@@ -2,6 +2,7 @@
 
 from inerf.fields.base import RadianceField
 from inerf.fields.encoding import PositionalEncoding
+from inerf.fields.grid import GridConfig, GridField
 from inerf.fields.nerf import NeRFConfig, NeRFField
 
-__all__ = ["RadianceField", "PositionalEncoding", "NeRFConfig", "NeRFField"]
+__all__ = ["RadianceField", "PositionalEncoding", "NeRFConfig", "NeRFField", "GridConfig", "GridField"]

@@ -513,8 +513,16 @@ class Trainer:
         else:
             idx = torch.randint(len(self.rays), (self.batch_size,), device=dev, generator=gen)
         rays, target = self.rays.batch(idx)
+        near = far = None
+        if hasattr(self.coarse, "ray_bounds"):
+            # Bounded fields (the grid): sample only inside their box, with the open last interval just
+            # outside it. Otherwise a far plane inside the box makes the last sample opaque from the start,
+            # and a saturated alpha gets no gradient (a white shell is learnt; see GridField.ray_bounds).
+            near, far = self.coarse.ray_bounds(rays.origins, rays.directions, self.train_render.near,
+                                               self.train_render.n_coarse)
         with precision_context(self.cfg.precision, dev):
-            out = render_rays(self.coarse, rays, self.train_render, fine=self.fine, generator=gen)
+            out = render_rays(self.coarse, rays, self.train_render, fine=self.fine, near=near, far=far,
+                              generator=gen)
         fine_mse = ((out.rgb.float() - target) ** 2).mean()
         loss = fine_mse
         if out.rgb_coarse is not None:  # NeRF supervises both passes: the coarse one must learn where to look
