@@ -7,8 +7,8 @@ minutes of training on 2 cores):
    views on the upper hemisphere, 5 val views, 20 test views on the 30-degree circle (held out: never
    trained on).
 2. ``inerf train --model grid`` (:class:`inerf.train.Trainer`) with the CPU preset of the grid field, its
-   box tightened to the object (the synth scene scales the object into [-1, 1]^3) and ``far`` moved past
-   the box (see ``train_config`` for why).
+   box tightened to the object (the synth scene scales the object into [-1, 1]^3) and its occupancy grid
+   and upsampling brought forward (:data:`FIELD`).
 3. Test PSNR over all test views, with the float32 weights and with the float16 export.
 4. Export: ``run/config.json`` + ``run/model.safetensors`` (planes and lines as float16), ``targets/NN.png``
    (5 test views spread over the circle, as rendered), ``targets.json`` (their intrinsics and OpenCV c2w),
@@ -48,11 +48,6 @@ ASSETS = REPO / "inerf" / "assets" / "demo"
 ASSET = "duck"
 AABB = (-1.1, -1.1, -1.1, 1.1, 1.1, 1.1)
 """Training box: the synth scene's object fills [-1, 1]^3 (largest side exactly 2), plus a margin of 0.1."""
-TRAIN_FAR = 6.0
-"""Ray end during training. With cameras at radius 4 the box above lies within 4 + 1.1 * sqrt(3) = 5.91 of
-every camera, so the last sample of every ray lies outside the box, where the grid field is exactly
-empty: an open last interval inside the box would stay opaque and be learnt as a white shell (see
-:meth:`inerf.fields.grid.GridField.ray_bounds`). The scene's own far (5.3) bounds the object, not the box."""
 FIELD = {"aabb": AABB, "occupancy_steps": (150, 400), "upsample_steps": (150, 250, 400)}
 """Overrides of :meth:`inerf.fields.grid.GridConfig.cpu`: the tight box, and the occupancy grid and upsampling
 brought forward. Until the first occupancy update every sample of every ray is evaluated (~10x the cost
@@ -114,7 +109,7 @@ def train_config(scene: Path, run: Path, minutes: float | None, steps: int | Non
     from inerf.train.trainer import TrainConfig
 
     field = dataclasses.asdict(GridConfig.cpu(**FIELD))
-    return TrainConfig(data=str(scene), out=str(run), model="grid", field=field, far=TRAIN_FAR, device="cpu",
+    return TrainConfig(data=str(scene), out=str(run), model="grid", field=field, device="cpu",
                        max_minutes=minutes, max_steps=steps or 1_000_000, val_every=250, log_every=50,
                        save_every=0, seed=seed, overwrite=True, progress=False)
 
@@ -174,13 +169,6 @@ def export(run: Path, scene: Path, meta: dict, train_stats: dict, psnr: dict, de
     cfg["dataset"]["root_relative"] = None
     cfg["train"]["data"] = "SCENE"
     cfg["train"]["out"] = "RUN"
-    # Rendering for pose estimation and the GIF stops at the scene's far (5.3: past the object's farthest
-    # point, 5.15) instead of the training far (6.0, past the box): the trained field is exactly empty
-    # outside its occupancy grid, so nothing is lost, and 20 % fewer samples are evaluated.
-    render = cfg["render"]
-    spacing = (render["far"] - render["near"]) / render["n_coarse"]
-    render["far"] = float(meta["far"])
-    render["n_coarse"] = max(2, math.ceil((render["far"] - render["near"]) / spacing))
     cfg["metrics"].update({"test_psnr": psnr["fp16_mean"], "test_psnr_fp32": psnr["fp32_mean"],
                            "test_views": psnr["views"], "train_minutes": train_stats["train_minutes"]})
 

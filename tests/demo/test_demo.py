@@ -22,6 +22,16 @@ from inerf.errors import InerfError
 from inerf.geometry import se3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """`make test` runs two pytest workers on two cores: two intra-op threads each would oversubscribe the
+    CPU, and a busy OpenMP barrier then costs far more than the second thread gains."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def assets():
     return load_demo("cpu")
