@@ -39,11 +39,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from inerf.errors import InerfError
 from inerf.pose.config import PoseConfig, SamplingConfig
+
+if TYPE_CHECKING:
+    from inerf.pose.io import Intrinsics
+    from inerf.pose.solver import PoseResult, PoseTarget
+    from inerf.train.checkpoint import LoadedRun
 
 __all__ = [
     "DEMO_FRAMES",
@@ -60,6 +66,7 @@ __all__ = [
     "load_demo",
     "parse_targets",
     "run_demo",
+    "solve_target",
 ]
 
 DEMO_ROOT = Path(__file__).resolve().parent / "assets" / "demo"
@@ -116,7 +123,7 @@ class DemoTarget:
     name: str
     image: torch.Tensor
     alpha: torch.Tensor | None
-    intrinsics: object
+    intrinsics: Intrinsics
     gt_c2w: torch.Tensor
     path: Path
 
@@ -126,8 +133,8 @@ class DemoAssets:
     """Everything the demo loads: the trained run, its targets and the scene's provenance."""
 
     root: Path
-    run: object
-    """:class:`inerf.train.checkpoint.LoadedRun` of ``root/run``."""
+    run: LoadedRun
+    """The trained run in ``root/run`` (fields frozen, on the requested device)."""
     targets: list[DemoTarget]
     scene: dict
     """``scene.json``: asset title, source, licence, camera, the ``inerf synth`` command."""
@@ -277,7 +284,7 @@ class TargetOutcome:
 
     target: DemoTarget
     init_c2w: torch.Tensor
-    result: object
+    result: PoseResult
     rot_err0: float
     trans_err0: float
     rot_err: float
@@ -320,7 +327,7 @@ _ERROR_HEADER = ["target", "image", "start rot (deg)", "start trans", "final rot
                  "solve (s)", f"< {ROT_OK_DEG:g} deg and < {TRANS_OK:g}"]
 
 
-def _settings_table(config: PoseConfig, render_config, device: str, seed: int, n_frames: int) -> object:
+def _settings_table(config: PoseConfig, render_config, device: str, seed: int, n_frames: int):
     from inerf.viz.report import Table
 
     perturb = (f"rotation uniform in [-{DEMO_PERTURB_ROT:g}, {DEMO_PERTURB_ROT:g}] deg about a random axis, "
@@ -415,11 +422,11 @@ def _version() -> str:
 
 
 def solve_target(assets: DemoAssets, target: DemoTarget, config: PoseConfig, seed: int, device: torch.device,
-                 progress: bool = False):
+                 progress: bool = False) -> tuple[torch.Tensor, PoseTarget, PoseResult]:
     """Perturb ``target``'s ground truth (:func:`demo_start_pose`) and estimate its pose.
 
-    Returns ``(init_c2w [4, 4], PoseResult)``. The pixel-sampling seed is ``seed`` as well, so a demo run is
-    a pure function of ``(seed, target)``.
+    Returns ``(init_c2w [4, 4] float64, the PoseTarget on device, PoseResult)``. The pixel-sampling seed is
+    ``seed`` as well, so a demo run is a pure function of ``(seed, target)``.
     """
     from inerf.pose.solver import PoseTarget, estimate_pose
 

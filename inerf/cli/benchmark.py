@@ -104,14 +104,15 @@ def run_pose(args) -> int:
     strategies = [sampling_config_from_args(args, s) for s in dict.fromkeys(args.sampling)]
     out = prepare_out_dir(args.out, args.overwrite)
     device = resolve_device(args.device, args.tf32)
-    run_ = load_run_checked(args.run, device)
+    run_ = load_run_checked(args.run, device, args.samples)
     views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
     check_background(views, run_.render_config.background)
     log = (lambda *a, **k: None) if args.quiet else print
     result = run_pose_benchmark(run_.coarse, views, strategies, config, run_.render_config, protocol, run_.fine,
                                 device=device, progress=not args.quiet, log=log)
     result.meta.update({"run": str(args.run), "data": str(views.root), "split": args.split,
-                        "tf32": bool(device.type == "cuda" and args.tf32), "model": run_.model})
+                        "tf32": bool(device.type == "cuda" and args.tf32), "model": run_.model,
+                        "samples_per_ray": run_.render_config.n_coarse})
     paths = write_report(result, out)
     print(paths["markdown"].read_text(encoding="utf-8"), end="")
     print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))

@@ -24,17 +24,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=f"Pick a held-out image of the bundled scene, move its ground-truth camera by a random "
         f"rotation of up to {DEMO_PERTURB_ROT:g} degrees and a translation of up to {DEMO_PERTURB_TRANS:g} per "
         "axis, and recover the pose by inverting the bundled radiance field (iNeRF). Prints the errors before "
-        "and after and writes pose.json, the convergence GIF/MP4, the error plot and report.html.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "and after and writes pose.json, the convergence GIF/MP4, the error plot and report.html.")
     p.add_argument("--target", default="0", metavar="N|all",
-                   help="which bundled target: an index, several (0,2), or 'all'")
-    p.add_argument("--steps", type=int, default=DEMO_POSE.steps, help="gradient steps per target")
-    p.add_argument("--seed", type=int, default=0, help="seeds the start perturbation and the pixel sampling")
+                   help="which bundled target: an index, several (0,2), or 'all' (default: 0)")
+    p.add_argument("--steps", type=int, default=DEMO_POSE.steps, help=f"gradient steps per target (default: {DEMO_POSE.steps})")
+    p.add_argument("--seed", type=int, default=0, help="seeds the start perturbation and the pixel sampling (default: 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--out", default="outputs/demo", help="output folder")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the previous demo run in --out (otherwise an existing run is an error)")
-    p.add_argument("--frames", type=int, default=DEMO_FRAMES, help="overlay frames in the convergence GIF (0 = none)")
+    p.add_argument("--frames", type=int, default=DEMO_FRAMES, help=f"overlay frames in the convergence GIF (0 = none; default: {DEMO_FRAMES})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p

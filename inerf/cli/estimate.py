@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from inerf.errors import InerfError
-from inerf.pose.config import DETECTORS, LOSSES, STRATEGIES, PoseConfig, SamplingConfig
+from inerf.pose.config import DETECTORS, LOSSES, OPTIMIZERS, STRATEGIES, PoseConfig, SamplingConfig
 
 DEFAULTS = PoseConfig()
 SAMPLING_DEFAULTS = SamplingConfig()
@@ -35,7 +35,14 @@ def _ints(text: str) -> tuple[int, ...]:
 def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the solver shared by ``inerf estimate`` and ``inerf benchmark pose``."""
     g = parser.add_argument_group("solver (defaults: the iNeRF paper)")
-    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="gradient steps")
+    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="optimiser steps")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer,
+                   help="adam (the paper's), lm (Levenberg-Marquardt: Gauss-Newton steps on the pixel residuals, "
+                   "no learning rate, sub-pixel final accuracy) or adam+lm (Adam, then --lm-steps LM steps)")
+    g.add_argument("--lm-steps", type=int, default=DEFAULTS.lm_steps,
+                   help="with --optimizer adam+lm: the last this many of --steps are LM steps")
+    g.add_argument("--lm-damping", type=float, default=DEFAULTS.lm_damping,
+                   help="initial LM damping (relative to the Gauss-Newton diagonal); adapts per step")
     g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="initial Adam learning rate")
     g.add_argument("--trans-lr-scale", type=float, default=DEFAULTS.trans_lr_scale,
                    help="learning rate of the translation part = lr * this (raise for scenes larger than ~4 units)")
@@ -55,6 +62,8 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
                    help="side of the square kernel that grows keypoints into the interest region")
     g.add_argument("--dilate-iters", type=int, default=SAMPLING_DEFAULTS.dilate_iterations,
                    help="dilation iterations of the interest region (the paper's I)")
+    g.add_argument("--mask-dilate", type=int, default=SAMPLING_DEFAULTS.mask_dilate,
+                   help="mask strategy: also sample the background within this many pixels of the silhouette")
     g.add_argument("--center-fraction", type=float, default=SAMPLING_DEFAULTS.center_fraction,
                    help="side of the 'center' strategy's box as a fraction of the image side")
     g.add_argument("--prune-steps", type=_ints, default=(),
@@ -63,6 +72,9 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
                    help="stop once every hypothesis moves less than this per step (radians / scene units) for "
                    "--stop-window steps; 0 = always run --steps")
     g.add_argument("--stop-window", type=int, default=DEFAULTS.stop_window, help="see --stop-tol")
+    g.add_argument("--samples", type=int, default=None,
+                   help="stratified samples per ray for the pose renders (default: the run's own; a grid field "
+                   "trained at high resolution renders nearly as well with 128-256 and several times faster)")
     g.add_argument("--ray-chunk", type=int, default=DEFAULTS.ray_chunk,
                    help="rays per forward/backward pass (lower it if the GPU runs out of memory)")
     g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -76,14 +88,15 @@ def sampling_config_from_args(args, strategy: str) -> SamplingConfig:
     try:
         return SamplingConfig(strategy=strategy, detector=args.detector, max_keypoints=args.max_keypoints,
                               dilate_kernel=args.dilate_kernel, dilate_iterations=args.dilate_iters,
-                              center_fraction=args.center_fraction)
+                              center_fraction=args.center_fraction, mask_dilate=args.mask_dilate)
     except ValueError as exc:
         raise InerfError(str(exc)) from None
 
 
 def pose_config_from_args(args, strategy: str) -> PoseConfig:
     try:
-        return PoseConfig(steps=args.steps, lr=args.lr, trans_lr_scale=args.trans_lr_scale, lr_decay=args.lr_decay,
+        return PoseConfig(steps=args.steps, optimizer=args.optimizer, lm_steps=args.lm_steps,
+                          lm_damping=args.lm_damping, lr=args.lr, trans_lr_scale=args.trans_lr_scale, lr_decay=args.lr_decay,
                           lr_decay_steps=args.lr_decay_steps, n_rays=args.rays,
                           sampling=sampling_config_from_args(args, strategy), loss=args.loss,
                           huber_delta=args.huber_delta, coarse_loss_weight=args.coarse_loss_weight,
@@ -118,13 +131,21 @@ def prepare_out_dir(path: str, overwrite: bool) -> Path:
     return out
 
 
-def load_run_checked(run_dir: str, device):
-    """:func:`inerf.train.checkpoint.load_run` with the run directory's existence checked first."""
+def load_run_checked(run_dir: str, device, samples: int | None = None):
+    """:func:`inerf.train.checkpoint.load_run` with the run directory's existence checked first; ``samples``
+    overrides the run's stratified samples per ray (``--samples``)."""
+    from dataclasses import replace
+
     from inerf.train.checkpoint import load_run
 
     if not Path(run_dir).is_dir():
         raise InerfError(f"--run {run_dir}: run directory not found")
-    return load_run(run_dir, device)
+    if samples is not None and samples < 3:
+        raise InerfError(f"--samples must be at least 3, got {samples}")
+    run_ = load_run(run_dir, device)
+    if samples is not None:
+        run_.render_config = replace(run_.render_config, n_coarse=samples)
+    return run_
 
 
 def check_background(views, background) -> None:
@@ -255,7 +276,7 @@ def run(args) -> int:
     gt = read_pose(args.gt, args.pose_convention, "ground-truth pose") if args.gt else None
 
     device = resolve_device(args.device, args.tf32)
-    run_ = load_run_checked(args.run, device)
+    run_ = load_run_checked(args.run, device, args.samples)
     background = run_.render_config.background
     alpha = None
     if args.view is not None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DETECTORS", "FAST", "LOSSES", "PAPER", "STRATEGIES", "PoseConfig", "SamplingConfig"]
+__all__ = ["DETECTORS", "FAST", "LOSSES", "OPTIMIZERS", "PAPER", "STRATEGIES", "PoseConfig", "SamplingConfig"]
+
+OPTIMIZERS = ("adam", "lm", "adam+lm")
+"""``adam``: the paper's first-order solve; ``lm``: Levenberg-Marquardt (Gauss-Newton with adaptive damping)
+on the per-pixel colour residuals, see :mod:`inerf.pose.solver`."""
 
 LOSSES = ("mse", "huber", "mape")
 """Photometric losses: mean squared error (the paper's), Huber (robust to outliers such as unmodelled
@@ -43,6 +47,9 @@ class SamplingConfig:
     """Side of the square structuring element that grows keypoints into the interest region (paper: 5)."""
     dilate_iterations: int = 3
     """How many times the dilation is applied (the paper's I = 3)."""
+    mask_dilate: int = 0
+    """``mask`` strategy: grow the foreground by this many pixels (a square of side ``2 r + 1``), so that
+    the background just outside the silhouette, where a misaligned render spills over, is sampled too."""
     center_fraction: float = 0.5
     """Side of the ``center`` box as a fraction of the image side (0.5: the central half, as the
     pixelNeRF pose-estimation code)."""
@@ -52,8 +59,8 @@ class SamplingConfig:
             raise ValueError(f"unknown sampling strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if self.detector not in DETECTORS:
             raise ValueError(f"unknown keypoint detector {self.detector!r}; expected one of {DETECTORS}")
-        if self.dilate_kernel < 1 or self.dilate_iterations < 0 or self.max_keypoints < 0:
-            raise ValueError("dilate_kernel must be >= 1, dilate_iterations and max_keypoints >= 0")
+        if self.dilate_kernel < 1 or self.dilate_iterations < 0 or self.max_keypoints < 0 or self.mask_dilate < 0:
+            raise ValueError("dilate_kernel must be >= 1, dilate_iterations, max_keypoints and mask_dilate >= 0")
         if not 0.0 < self.center_fraction <= 1.0:
             raise ValueError(f"center_fraction must be in (0, 1], got {self.center_fraction}")
 
@@ -63,7 +70,21 @@ class PoseConfig:
     """The gradient-descent solve ``c2w = exp(xi) @ c2w0`` over a twist ``xi`` (see :mod:`inerf.geometry.se3`)."""
 
     steps: int = 300
-    """Adam steps (the paper uses 300)."""
+    """Optimiser steps (the paper uses 300 Adam steps)."""
+    optimizer: str = "adam"
+    """One of :data:`OPTIMIZERS`. ``adam`` is the paper's. ``lm`` (Levenberg-Marquardt) takes Gauss-Newton
+    steps on the colour residuals, scaled by their curvature: no learning rate to tune, and it settles
+    to a fraction of a pixel where Adam keeps jittering by about ``lr`` per step. ``adam+lm`` runs Adam
+    for ``steps - lm_steps`` steps and then refines with ``lm_steps`` LM steps."""
+    lm_steps: int = 0
+    """With ``optimizer="adam+lm"``: how many of the ``steps`` are LM refinement steps at the end."""
+    lm_damping: float = 1e-2
+    """Initial Levenberg-Marquardt damping, relative to the diagonal of the Gauss-Newton matrix
+    (Marquardt's scaling); divided by 3 after an accepted step, multiplied by 4 after a rejected one."""
+    lm_max_rot: float = 0.1
+    """Trust region of one LM step: at most this rotation (radians) ..."""
+    lm_max_trans: float = 0.2
+    """... and this translation (scene units); larger steps are shortened along their direction."""
     lr: float = 0.01
     """Initial Adam learning rate for the rotation part of the twist (radians per step, roughly, since Adam
     normalises gradients)."""
@@ -112,6 +133,14 @@ class PoseConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of {LOSSES}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.optimizer != "adam" and self.loss == "mape":
+            raise ValueError("the lm optimizer supports the mse and huber losses, not mape")
+        if self.optimizer == "adam+lm" and not 0 < self.lm_steps <= self.steps:
+            raise ValueError(f"adam+lm needs 0 < lm_steps <= steps, got lm_steps={self.lm_steps}")
+        if self.lm_damping <= 0 or self.lm_max_rot <= 0 or self.lm_max_trans <= 0:
+            raise ValueError("lm_damping, lm_max_rot and lm_max_trans must be > 0")
         if self.steps < 0 or self.n_rays < 1 or self.lr <= 0 or self.ray_chunk < 1:
             raise ValueError("steps must be >= 0, n_rays and ray_chunk >= 1, lr > 0")
         if not 0.0 < self.lr_decay <= 1.0 or self.lr_decay_steps < 1:
@@ -119,6 +148,12 @@ class PoseConfig:
         if self.stop_window < 1 or self.stop_tol < 0:
             raise ValueError("stop_window must be >= 1 and stop_tol >= 0")
         self.prune_steps = tuple(sorted({int(s) for s in self.prune_steps}))
+
+    def uses_lm(self, step: int) -> bool:
+        """Whether the update at ``step`` (0-based) is a Levenberg-Marquardt step."""
+        if self.optimizer == "lm":
+            return True
+        return self.optimizer == "adam+lm" and step >= self.steps - self.lm_steps
 
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update at ``step`` (0-based)."""

@@ -11,7 +11,7 @@ fresh selection every step:
                         sampled uniformly; only pixels inside it, so fewer rays when it is small;
 * ``center``            uniform inside the central box (``center_fraction`` of each side);
 * ``patch``             one ``s x s`` square at a random position, ``s = floor(sqrt(n_rays))``;
-* ``mask``              uniform over the foreground (alpha > 0.5).
+* ``mask``              uniform over the foreground (alpha > 0.5), optionally grown by ``mask_dilate`` px.
 
 Randomness is *counter-based*: the selection for (seed, step) is a pure function of those integers,
 computed with a 32-bit integer hash on the device. So a selection does not depend on how many problems
@@ -194,7 +194,13 @@ class PixelSampler:
                 raise InerfError("mask sampling needs a foreground alpha: give an RGBA target image or a dataset "
                                  "view with alpha")
             a = alpha.detach().cpu().numpy() if isinstance(alpha, torch.Tensor) else np.asarray(alpha)
-            support = np.flatnonzero(a.reshape(-1) > 0.5)
+            fg = a > 0.5
+            if config.mask_dilate > 0 and fg.any():
+                import cv2
+
+                side = 2 * config.mask_dilate + 1
+                fg = cv2.dilate(fg.astype(np.uint8), np.ones((side, side), np.uint8)).astype(bool)
+            support = np.flatnonzero(fg.reshape(-1))
             if support.size == 0:
                 raise InerfError("mask sampling: the target's alpha has no foreground pixel (alpha > 0.5)")
         elif strategy == "patch":

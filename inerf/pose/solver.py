@@ -52,6 +52,7 @@ __all__ = [
     "adam_update",
     "estimate_pose",
     "frozen_fields",
+    "lm_step",
     "photometric_loss",
     "require_finite",
 ]
@@ -303,6 +304,76 @@ class _Problem:
         torch.autograd.backward(ray_t, ray_grads, inputs=[xi])
         return loss_k, xi.grad
 
+    def linearize(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor):
+        """Gauss-Newton system of the poses ``exp(xi) @ c2w0`` on pixels ``pix``: ``(loss [G, K],
+        H [G, K, 6, 6], g [G, K, 6])`` with ``H = sum_i J_i^T W_i J_i`` and ``g = sum_i J_i^T W_i r_i``
+        (float64), where ``r_i`` is pixel ``i``'s colour residual, ``W_i`` its IRLS weights (1 for MSE) and
+        ``J_i = d colour_i / d delta`` the ``[3, 6]`` Jacobian for a left update ``exp(delta) @ T``.
+
+        Each colour depends only on its own ray, so the per-pixel Jacobians come from three backward passes
+        (one per colour channel) to the ray tensors, chained with the ray's derivative at ``delta = 0``:
+        a point moves by ``rho + phi x p`` and a direction by ``phi x d``, hence
+        ``J = [g_o, o x g_o + d x g_d + v x g_v]`` for the colour's gradients ``g_o, g_d, g_v`` with respect
+        to the ray's origin ``o``, direction ``d`` and unit view direction ``v``.
+        """
+        cfg = self.config
+        G, K = xi.shape[:2]
+        n = pix.shape[-1]
+        with torch.no_grad():
+            c2w = se3.se3_exp(xi) @ c2w0
+            uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2)
+            rays = rays_from_pixels(uv, c2w, self.target.fx, self.target.fy, self.target.cx, self.target.cy)
+            ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
+        tgt = self.target_flat[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
+        total = tgt.shape[0]
+        device = tgt.device
+        per_ray = torch.empty(total, device=device, dtype=tgt.dtype)
+        hyp = torch.arange(total, device=device) // n
+        H = torch.zeros(G * K, 6, 6, device=device, dtype=torch.float64)
+        g = torch.zeros(G * K, 6, device=device, dtype=torch.float64)
+        for a in range(0, total, cfg.ray_chunk):
+            b = min(a + cfg.ray_chunk, total)
+            leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
+            with torch.enable_grad():
+                rgb = render_rays(self.coarse, Rays(*leaves), self.render_config, fine=self.fine).rgb
+            res = rgb.detach() - tgt[a:b]
+            per_ray[a:b] = photometric_loss(rgb.detach(), tgt[a:b], cfg)
+            J = torch.empty(b - a, 3, 6, device=device, dtype=res.dtype)
+            for c in range(3):
+                grads = torch.autograd.grad(rgb[:, c].sum(), leaves, retain_graph=c < 2, allow_unused=True)
+                g_o, g_d, g_v = (torch.zeros_like(t) if gr is None else gr for gr, t in zip(grads, leaves))
+                J[:, c, :3] = g_o
+                J[:, c, 3:] = (torch.linalg.cross(leaves[0].detach(), g_o) + torch.linalg.cross(leaves[1].detach(), g_d)
+                               + torch.linalg.cross(leaves[2].detach(), g_v))
+            del rgb
+            if cfg.loss == "huber":  # IRLS: quadratic inside delta, linear (weight delta / |r|) outside
+                w = (cfg.huber_delta / res.abs().clamp_min(1e-12)).clamp(max=1.0)
+            else:
+                w = torch.ones_like(res)
+            H.index_add_(0, hyp[a:b], torch.einsum("rci,rc,rcj->rij", J, w, J).double())
+            g.index_add_(0, hyp[a:b], torch.einsum("rci,rc,rc->ri", J, w, res).double())
+        return per_ray.reshape(G, K, n).mean(-1), H.reshape(G, K, 6, 6), g.reshape(G, K, 6)
+
+
+def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.Tensor, max_rot: float,
+            max_trans: float) -> torch.Tensor:
+    """Candidate twists after one damped Gauss-Newton step from ``exp(xi)``: ``[..., 6]``.
+
+    ``delta = -(H + damping * diag(H))^-1 g`` (Marquardt's scaling, so the damping is unit-free), shortened to
+    the trust region (``|phi| <= max_rot``, ``|rho| <= max_trans``), applied on the left as the gradient was:
+    ``exp(xi') = exp(delta) exp(xi)``. Solved in float64.
+    """
+    Hd = H.double()
+    diag = torch.diagonal(Hd, dim1=-2, dim2=-1)
+    # A direction no pixel constrains (diag 0) gets a tiny floor, so the system stays solvable.
+    floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
+    A = Hd + torch.diag_embed(damping.double()[..., None] * diag + floor)
+    delta = -torch.linalg.solve(A, g.double()[..., None])[..., 0]
+    shrink = torch.minimum(max_trans / delta[..., :3].norm(dim=-1).clamp_min(1e-30),
+                           max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30)).clamp(max=1.0)
+    delta = delta * shrink[..., None]
+    return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double())).to(xi.dtype)
+
 
 def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: PoseConfig | None = None,
                   render_config: RenderConfig | None = None, fine=None, *, seeds: int | list[int] = 0,
@@ -371,13 +442,21 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
         window_max = torch.zeros((), device=device)
         stopped_early = False
         step = 0
+        damping = torch.full((G, K0), config.lm_damping, device=device)
         for step in range(config.steps):
             pix = problem.sampler.sample(seed_t, step)
-            loss_k, grad = problem.evaluate(xi, c2w0, pix, need_grad=True)
-            lr = config.lr_at(step)
-            rec_lr.append(lr)
+            use_lm = config.uses_lm(step)
+            if use_lm:
+                loss_k, H, grad = problem.linearize(xi, c2w0, pix)
+                rec_lr.append(math.nan)  # no learning rate: the damping adapts per hypothesis
+            else:
+                loss_k, grad = problem.evaluate(xi, c2w0, pix, need_grad=True)
+                lr = config.lr_at(step)
+                rec_lr.append(lr)
             # A hypothesis fails for good the first time its loss or gradient is not finite.
             bad = ~torch.isfinite(loss_k) | ~torch.isfinite(grad).all(-1)
+            if use_lm:
+                bad = bad | ~torch.isfinite(H).flatten(-2).all(-1)
             failed_step[rows, ids] = torch.where(bad & ~dead & (failed_step[rows, ids] < 0), step,
                                                  failed_step[rows, ids])
             dead = dead | bad
@@ -386,10 +465,24 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
                 # Rank on this step's loss (same pixels for every hypothesis of a problem); failed ones last.
                 score = torch.where(dead, math.inf, loss_k)
                 keep = torch.topk(score, xi.shape[1] // 2, dim=1, largest=False).indices.sort(dim=1).values
-                xi, m, v, grad, dead, ids, loss_k = (t[rows, keep] for t in (xi, m, v, grad, dead, ids, loss_k))
+                xi, m, v, grad, dead, ids, loss_k, damping = (
+                    t[rows, keep] for t in (xi, m, v, grad, dead, ids, loss_k, damping))
                 c2w0 = c2w0[rows, keep]
+                if use_lm:
+                    H = H[rows, keep]
             grad = torch.where(dead[..., None], 0.0, grad)
-            new_xi, new_m, new_v = adam_update(xi, grad, m, v, step + 1, lr * lr_scale, config.betas, config.eps)
+            new_m, new_v = m, v
+            if use_lm:
+                H = torch.where(dead[..., None, None], torch.eye(6, device=device, dtype=H.dtype), H)
+                cand = lm_step(xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans)
+                # Accept a step only if it lowers the loss on the same pixels (Levenberg-Marquardt).
+                loss_c, _ = problem.evaluate(cand, c2w0, pix, need_grad=False)
+                accept = torch.isfinite(loss_c) & (loss_c < loss_k) & torch.isfinite(cand).all(-1)
+                new_xi = torch.where(accept[..., None], cand, xi)
+                damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
+            else:
+                new_xi, new_m, new_v = adam_update(xi, grad, m, v, step + 1, lr * lr_scale, config.betas,
+                                                   config.eps)
             # Failed hypotheses stay where they were (their last finite pose).
             frozen = dead[..., None]
             delta = torch.where(frozen, 0.0, new_xi - xi)

@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -298,6 +298,22 @@ def _prepare_run_dir(cfg: TrainConfig) -> dict | None:
     return None
 
 
+RESUMED_SETTINGS = ("max_steps", "max_minutes", "lr", "lr_final", "rays_per_batch", "precrop_steps", "precrop_frac",
+                    "val_every", "val_view", "save_every", "log_every", "chunk", "seed", "precision")
+"""Training settings that a resumed run keeps from its own config unless given again: the budgets, because
+the learning-rate schedule anneals over them (a default budget on resume would jump the rate back up)."""
+
+
+def _inherit_schedule(cfg: TrainConfig, saved_train: dict) -> TrainConfig:
+    """``cfg`` with every :data:`RESUMED_SETTINGS` entry still at its default taken from the saved run."""
+    defaults = TrainConfig()
+    updates = {k: saved_train[k] for k in RESUMED_SETTINGS
+               if k in saved_train and getattr(cfg, k) == getattr(defaults, k)}
+    out = replace(cfg, **updates)
+    _validate_config(out)
+    return out
+
+
 def _load_validation_view(root: str, fmt: str, view: int, **kw) -> ViewSet | None:
     """View ``view`` of the val split (the test split when there is no val split); None if neither exists."""
     if fmt == "blender":
@@ -406,6 +422,8 @@ class Trainer:
         self.device = device = resolve_device(cfg.device)
         self.run_dir = run_dir = Path(cfg.out)
         saved = _prepare_run_dir(cfg)
+        if saved is not None:
+            self.cfg = cfg = _inherit_schedule(cfg, saved.get("train", {}))
         plan = _plan(cfg, saved, run_dir, device)
         self.kind, self.step, self.elapsed_s = plan.kind, plan.step, plan.elapsed_s
         self.metrics = plan.metrics
@@ -592,49 +610,59 @@ class Trainer:
                 return value
 
             val_start = validate() if self.val_views is not None else None
-            # Accumulate on the device: reading a value every step would stall the GPU's queue.
-            loss_sum, mse_sum, n_sum = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
             t_last = time.perf_counter()
-            while self.step < cfg.max_steps and self.elapsed_s < self.budget_s:
-                loss, fine_mse = self.train_step()
-                loss_sum += loss
-                mse_sum += fine_mse
-                n_sum += 1
-                now = time.perf_counter()
-                self.elapsed_s += now - t_last
-                t_last = now
-                pbar.update(1)
-                if self.step % cfg.log_every == 0:
-                    mean_loss = loss_sum.item() / n_sum
-                    if not math.isfinite(mean_loss):
-                        raise InerfError(f"training diverged at step {self.step} (loss {mean_loss}); "
-                                         "try a lower --lr")
-                    self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
-                    loss_sum.zero_()
-                    mse_sum.zero_()
-                    n_sum = 0
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    val = self.metrics.get("val_psnr") or float("nan")
-                    pbar.set_postfix(loss=f"{mean_loss:.4f}", psnr=f"{self.metrics['train_psnr']:.2f}",
-                                     val=f"{val:.2f}", lr=f"{lr:.1e}")
-                    record({"loss": mean_loss, "train_psnr": self.metrics["train_psnr"], "lr": lr})
-                side_work = False
-                if cfg.val_every and self.step % cfg.val_every == 0:
-                    validate()
-                    side_work = True
-                if cfg.save_every and self.step % cfg.save_every == 0:
-                    self.save()
-                    side_work = True
-                if side_work:
-                    t_last = time.perf_counter()  # the budget counts training steps, not validation or saving
-            if n_sum:
-                self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
+            try:
+                self._loop(cfg, pbar, record, validate, t_last, dev)
+            except KeyboardInterrupt:
+                # Ctrl-C (or SIGINT from a job scheduler) keeps the work done so far: the checkpoint is
+                # written atomically, and --resume continues from it with the same schedule.
+                self.save()
+                raise
             if not self.history or self.history[-1]["step"] != self.step:
                 validate()
             self.save()
         return TrainResult(run_dir=self.run_dir, step=self.step, elapsed_s=self.elapsed_s,
                            val_psnr=self.metrics.get("val_psnr"), val_psnr_start=val_start,
                            train_psnr=self.metrics.get("train_psnr"), history=self.history)
+
+    def _loop(self, cfg, pbar, record, validate, t_last: float, dev) -> None:
+        """The optimisation steps of :meth:`run`, until a step or time budget is spent."""
+        # Accumulate on the device: reading a value every step would stall the GPU's queue.
+        loss_sum, mse_sum, n_sum = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
+        while self.step < cfg.max_steps and self.elapsed_s < self.budget_s:
+            loss, fine_mse = self.train_step()
+            loss_sum += loss
+            mse_sum += fine_mse
+            n_sum += 1
+            now = time.perf_counter()
+            self.elapsed_s += now - t_last
+            t_last = now
+            pbar.update(1)
+            if self.step % cfg.log_every == 0:
+                mean_loss = loss_sum.item() / n_sum
+                if not math.isfinite(mean_loss):
+                    raise InerfError(f"training diverged at step {self.step} (loss {mean_loss}); "
+                                     "try a lower --lr")
+                self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
+                loss_sum.zero_()
+                mse_sum.zero_()
+                n_sum = 0
+                lr = self.optimizer.param_groups[0]["lr"]
+                val = self.metrics.get("val_psnr") or float("nan")
+                pbar.set_postfix(loss=f"{mean_loss:.4f}", psnr=f"{self.metrics['train_psnr']:.2f}",
+                                 val=f"{val:.2f}", lr=f"{lr:.1e}")
+                record({"loss": mean_loss, "train_psnr": self.metrics["train_psnr"], "lr": lr})
+            side_work = False
+            if cfg.val_every and self.step % cfg.val_every == 0:
+                validate()
+                side_work = True
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save()
+                side_work = True
+            if side_work:
+                t_last = time.perf_counter()  # the budget counts training steps, not validation or saving
+        if n_sum:
+            self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
 
 
 def _psnr(mse: float) -> float:

@@ -47,5 +47,5 @@ def fake_run(monkeypatch, field, render_config):
 
     views = make_views(field, render_config, orbit_poses(4))
     run = FakeRun(field, render_config, views)
-    monkeypatch.setattr(estimate_cli, "load_run_checked", lambda run_dir, device: run)
+    monkeypatch.setattr(estimate_cli, "load_run_checked", lambda run_dir, device, samples=None: run)
     return run

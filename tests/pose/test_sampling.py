@@ -96,6 +96,18 @@ def test_mask_sampling_only_returns_foreground():
         PixelSampler(30, 30, 50, SamplingConfig("mask"), alpha=torch.zeros(30, 30))
 
 
+def test_mask_dilation_adds_exactly_the_band_around_the_silhouette():
+    alpha = torch.zeros(30, 30)
+    alpha[5:12, 8:20] = 1.0
+    s = PixelSampler(30, 30, 2000, SamplingConfig("mask", mask_dilate=2), alpha=alpha)
+    support = s.support_mask()
+    expected = torch.zeros(30, 30, dtype=torch.bool)
+    expected[3:14, 6:22] = True  # the 7 x 12 box grown by 2 pixels on every side
+    assert torch.equal(support, expected)
+    idx = s.sample(torch.tensor([0]), 0)
+    assert idx.numel() == 11 * 16  # fewer candidates than rays: all of them
+
+
 @pytest.mark.parametrize("detector", ["sift", "orb"])
 def test_detectors_find_corners(detector):
     img = textured_image(128, 128)

@@ -199,3 +199,40 @@ def test_grid_model_and_bf16_steps(sphere_scene, tmp_path):
     t = Trainer(tiny_config(sphere_scene, tmp_path / "b", precision="bf16", max_steps=2))
     loss, _ = t.train_step()
     assert torch.isfinite(loss)
+
+
+def test_resume_keeps_the_runs_budget_and_schedule(sphere_scene, tmp_path):
+    """A bare --resume continues the run's own schedule: a default step budget would re-warm the learning
+    rate (progress = step / max_steps) instead of finishing the anneal."""
+    from inerf.train import TrainConfig
+    from inerf.train.trainer import Trainer
+
+    out = tmp_path / "run"
+    train(tiny_config(sphere_scene, out, max_steps=5, lr=4e-3, lr_final=1e-4, val_every=0))
+    bare = TrainConfig(out=str(out), resume=True, device="cpu", progress=False)
+    trainer = Trainer(bare)
+    assert (trainer.cfg.max_steps, trainer.lr0, trainer.lr_final) == (5, 4e-3, 1e-4)
+    assert trainer.run().step == 5  # the budget is already spent: nothing more to do
+    longer = Trainer(TrainConfig(out=str(out), resume=True, device="cpu", progress=False, max_steps=8))
+    assert longer.cfg.max_steps == 8 and longer.lr0 == 4e-3  # an explicit budget wins, the rest is kept
+    assert longer.run().step == 8
+
+
+def test_interrupt_saves_a_checkpoint_to_resume_from(sphere_scene, tmp_path, monkeypatch):
+    from inerf.train.trainer import Trainer
+
+    out = tmp_path / "run"
+    trainer = Trainer(tiny_config(sphere_scene, out, max_steps=50, val_every=0))
+    real_step = trainer.train_step
+
+    def step_then_interrupt():
+        if trainer.step == 3:
+            raise KeyboardInterrupt
+        return real_step()
+
+    monkeypatch.setattr(trainer, "train_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert json.loads((out / "config.json").read_text())["step"] == 3
+    resumed = train(tiny_config(None, out, max_steps=5, val_every=0, resume=True))
+    assert resumed.step == 5
