@@ -50,6 +50,12 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
                    help="learning rate multiplied by this every --lr-decay-steps (smooth exponential decay)")
     g.add_argument("--lr-decay-steps", type=int, default=DEFAULTS.lr_decay_steps, help="see --lr-decay")
     g.add_argument("--rays", type=int, default=DEFAULTS.n_rays, help="pixels rendered per step (per hypothesis)")
+    g.add_argument("--blur", type=float, default=DEFAULTS.blur_sigma,
+                   help="coarse-to-fine: Gaussian blur (pixels) of render and target at the start, shrinking "
+                   "linearly to 0 at --blur-steps; widens the basin of convergence (0 = off, the paper)")
+    g.add_argument("--blur-steps", type=int, default=DEFAULTS.blur_steps, help="step at which the blur reaches 0")
+    g.add_argument("--blur-rays", type=int, default=DEFAULTS.blur_rays,
+                   help="rays per pixel while blurring (their mean colour is the blurred render)")
     g.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss, help="photometric loss")
     g.add_argument("--huber-delta", type=float, default=DEFAULTS.huber_delta, help="transition point of --loss huber")
     g.add_argument("--coarse-loss-weight", type=float, default=DEFAULTS.coarse_loss_weight,
@@ -96,7 +102,8 @@ def sampling_config_from_args(args, strategy: str) -> SamplingConfig:
 def pose_config_from_args(args, strategy: str) -> PoseConfig:
     try:
         return PoseConfig(steps=args.steps, optimizer=args.optimizer, lm_steps=args.lm_steps,
-                          lm_damping=args.lm_damping, lr=args.lr, trans_lr_scale=args.trans_lr_scale, lr_decay=args.lr_decay,
+                          lm_damping=args.lm_damping, blur_sigma=args.blur, blur_steps=args.blur_steps,
+                          blur_rays=args.blur_rays, lr=args.lr, trans_lr_scale=args.trans_lr_scale, lr_decay=args.lr_decay,
                           lr_decay_steps=args.lr_decay_steps, n_rays=args.rays,
                           sampling=sampling_config_from_args(args, strategy), loss=args.loss,
                           huber_delta=args.huber_delta, coarse_loss_weight=args.coarse_loss_weight,

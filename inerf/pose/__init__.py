@@ -23,7 +23,7 @@ Example::
     result.c2w[0]                                                   # [4, 4] camera-to-world, OpenCV axes
 """
 
-from inerf.pose.config import PAPER, PoseConfig, SamplingConfig
+from inerf.pose.config import PAPER, ROBUST, PoseConfig, SamplingConfig
 from inerf.pose.solver import PoseResult, PoseTarget, PoseTrajectory, estimate_pose
 
-__all__ = ["PAPER", "PoseConfig", "PoseResult", "PoseTarget", "PoseTrajectory", "SamplingConfig", "estimate_pose"]
+__all__ = ["PAPER", "ROBUST", "PoseConfig", "PoseResult", "PoseTarget", "PoseTrajectory", "SamplingConfig", "estimate_pose"]

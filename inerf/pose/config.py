@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DETECTORS", "FAST", "LOSSES", "OPTIMIZERS", "PAPER", "STRATEGIES", "PoseConfig", "SamplingConfig"]
+__all__ = ["DETECTORS", "FAST", "LOSSES", "OPTIMIZERS", "PAPER", "ROBUST", "STRATEGIES", "PoseConfig", "SamplingConfig"]
 
 OPTIMIZERS = ("adam", "lm", "adam+lm")
 """``adam``: the paper's first-order solve; ``lm``: Levenberg-Marquardt (Gauss-Newton with adaptive damping)
@@ -110,6 +110,16 @@ class PoseConfig:
     """Transition point of the Huber loss (colour units in [0, 1])."""
     mape_eps: float = 0.01
     """Added to the target in the MAPE denominator, so black pixels do not divide by zero."""
+    blur_sigma: float = 0.0
+    """Coarse-to-fine: start by comparing a Gaussian-blurred render with the target blurred alike, with
+    this standard deviation in pixels, shrinking linearly to 0 at ``blur_steps`` (0 = off, the paper).
+    Blurring widens the basin of the photometric loss to about the blur's size, which thin or repeated
+    structures (chair legs and spindles) otherwise shrink to a few pixels."""
+    blur_steps: int = 100
+    """Step at which the blur reaches 0."""
+    blur_rays: int = 4
+    """Rays per sampled pixel while blurring, spread on a ring of radius ``sqrt(2) * sigma`` (the blur's
+    second moment) that turns from step to step; their mean colour is the blurred render."""
     coarse_loss_weight: float = 0.0
     """Weight of the coarse pass's loss when the field has a fine pass (0 = fine colour only, as iNeRF)."""
     deterministic_render: bool = True
@@ -139,6 +149,8 @@ class PoseConfig:
             raise ValueError("the lm optimizer supports the mse and huber losses, not mape")
         if self.optimizer == "adam+lm" and not 0 < self.lm_steps <= self.steps:
             raise ValueError(f"adam+lm needs 0 < lm_steps <= steps, got lm_steps={self.lm_steps}")
+        if self.blur_sigma < 0 or self.blur_steps < 1 or self.blur_rays < 1:
+            raise ValueError("blur_sigma must be >= 0, blur_steps and blur_rays >= 1")
         if self.lm_damping <= 0 or self.lm_max_rot <= 0 or self.lm_max_trans <= 0:
             raise ValueError("lm_damping, lm_max_rot and lm_max_trans must be > 0")
         if self.steps < 0 or self.n_rays < 1 or self.lr <= 0 or self.ray_chunk < 1:
@@ -155,6 +167,12 @@ class PoseConfig:
             return True
         return self.optimizer == "adam+lm" and step >= self.steps - self.lm_steps
 
+    def blur_at(self, step: int) -> float:
+        """Blur (pixels, standard deviation) of the renders and target at ``step`` (0-based)."""
+        if self.blur_sigma <= 0 or step >= self.blur_steps:
+            return 0.0
+        return self.blur_sigma * (1.0 - step / self.blur_steps)
+
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update at ``step`` (0-based)."""
         return self.lr * self.lr_decay ** (step / self.lr_decay_steps)
@@ -165,3 +183,8 @@ PAPER = PoseConfig()
 
 FAST = PoseConfig(steps=150, n_rays=1024, lr=0.02, lr_decay_steps=50)
 """A quicker, coarser solve for CPU previews."""
+
+ROBUST = PoseConfig(optimizer="adam+lm", lm_steps=50, blur_sigma=8.0, blur_steps=100, blur_rays=4)
+"""The paper's settings plus coarse-to-fine blur and a Levenberg-Marquardt finish: on the paper's protocol
+(chair, +-40 degrees / +-0.1) random sampling succeeds in 100% of 25 trials instead of 72% (BENCHMARKS.md).
+The first 100 steps render 4 rays per pixel, so a solve costs about twice the paper's."""

@@ -20,6 +20,19 @@ hypothesis ``(g, k)``'s own loss, and Adam acts elementwise, so the batch solve 
 separate solves with the same seeds (tested). Optionally the worse half of each problem's hypotheses is
 dropped at ``config.prune_steps``; the result is the lowest-loss hypothesis of each problem.
 
+**Optimisers.** ``adam`` is the paper's. ``lm`` (Levenberg-Marquardt) linearises the colour residuals
+``r_i`` around the current pose ``T`` for a left update ``exp(delta) @ T``: each rendered colour depends
+only on its own ray, so the per-pixel Jacobians ``J_i = d colour_i / d delta`` ``[3, 6]`` come from three
+backward passes to the ray tensors (one per colour channel) chained with the ray's derivative at
+``delta = 0`` (:meth:`_Problem.linearize`). The step ``-(H + lambda diag H)^-1 g`` with ``H = sum J^T W J``,
+``g = sum J^T W r`` (IRLS weights ``W`` for Huber) is kept only if it lowers the loss on the same pixels,
+and the damping adapts per hypothesis. ``adam+lm`` runs Adam and finishes with LM steps.
+
+**Coarse-to-fine blur.** With ``blur_sigma > 0`` the first ``blur_steps`` steps compare a blurred render
+(the mean colour of ``blur_rays`` rays on a ring of radius ``sqrt(2) sigma`` around each pixel, the ring's
+second moment matching a Gaussian's) with the target blurred by a Gaussian of the same ``sigma``, which
+shrinks linearly to 0. This widens the basin of the loss to about the blur's size.
+
 **Numerical safety.** A hypothesis whose loss or gradient is not finite is frozen at its last finite
 pose and marked ``"nan"`` (with the step); the others continue. Nothing non-finite ever enters a pose.
 
@@ -258,10 +271,51 @@ class _Problem:
         self.target = target
         self.width = target.width
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
+        self._blurred: dict[float, torch.Tensor] = {}
         self.sampler = PixelSampler(target.height, target.width, config.n_rays, config.sampling, image=target.image,
                                     alpha=target.alpha, device=device)
 
-    def evaluate(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, need_grad: bool):
+    def target_at(self, sigma: float) -> torch.Tensor:
+        """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px)."""
+        key = round(sigma * 4) / 4
+        if key <= 0:
+            return self.target_flat
+        if key not in self._blurred:
+            from torchvision.transforms.functional import gaussian_blur
+
+            if len(self._blurred) > 64:
+                self._blurred.clear()
+            img = self.target_flat.reshape(self.target.height, self.width, 3).permute(2, 0, 1)
+            size = 2 * math.ceil(3 * key) + 1
+            # Reflect padding: the border pixels of an object-centred image are background on both sides.
+            self._blurred[key] = gaussian_blur(img, [size, size], [key, key]).permute(1, 2, 0).reshape(-1, 3)
+        return self._blurred[key]
+
+    def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float, step: int):
+        """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``), the target colours
+        ``[G * K * n, 3]`` and ``k``, the rays per pixel: 1 without blur, else ``blur_rays`` rays on a ring of
+        radius ``sqrt(2) sigma`` around the pixel centre (turned by the golden angle each step), whose mean
+        colour stands for the blurred render."""
+        G, K = xi.shape[:2]
+        n = pix.shape[-1]
+        uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2).to(torch.float32)
+        k = self.config.blur_rays if sigma > 0 else 1
+        if k > 1:
+            angle = step * 2.399963229728653 + torch.arange(k, device=uv.device) * (2 * math.pi / k)
+            ring = math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)  # [k, 2]
+            uv = (uv[..., None, :] + ring).reshape(G, K, n * k, 2)
+        c2w = se3.se3_exp(xi) @ c2w0  # [G, K, 4, 4]
+        rays = rays_from_pixels(uv, c2w, self.target.fx, self.target.fy, self.target.cx, self.target.cy)
+        ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
+        tgt = self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
+        return ray_t, tgt, k
+
+    def _chunk(self, k: int) -> int:
+        """Rays per render call: a multiple of the rays per pixel, so a pixel's rays stay together."""
+        return max(k, self.config.ray_chunk // k * k)
+
+    def evaluate(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, need_grad: bool,
+                 sigma: float = 0.0, step: int = 0):
         """Loss ``[G, K]`` of the poses ``exp(xi) @ c2w0`` on pixels ``pix`` ``[G, n]`` and, with
         ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]``.
 
@@ -274,37 +328,37 @@ class _Problem:
         n = pix.shape[-1]
         xi = xi.detach().requires_grad_(need_grad)
         with torch.set_grad_enabled(need_grad):
-            c2w = se3.se3_exp(xi) @ c2w0  # [G, K, 4, 4]
-            uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2)
-            rays = rays_from_pixels(uv, c2w, self.target.fx, self.target.fy, self.target.cx, self.target.cy)
-            ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
-        tgt = self.target_flat[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
-        total = tgt.shape[0]
-        per_ray = torch.empty(total, device=tgt.device, dtype=tgt.dtype)
+            ray_t, tgt, k = self.rays(xi, c2w0, pix, sigma, step)
+        total = ray_t[0].shape[0]
+        per_pix = torch.empty(tgt.shape[0], device=tgt.device, dtype=tgt.dtype)
         ray_grads = [torch.zeros_like(t) for t in ray_t] if need_grad else None
-        for a in range(0, total, cfg.ray_chunk):
-            b = min(a + cfg.ray_chunk, total)
+        chunk_size = self._chunk(k)
+        for a in range(0, total, chunk_size):
+            b = min(a + chunk_size, total)
             chunk = [t[a:b].detach().requires_grad_(need_grad) for t in ray_t]
             with torch.set_grad_enabled(need_grad):
                 out = render_rays(self.coarse, Rays(*chunk), self.render_config, fine=self.fine)
-                loss = photometric_loss(out.rgb, tgt[a:b], cfg)
+                rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
+                loss = photometric_loss(rgb, tgt[a // k:b // k], cfg)
                 if cfg.coarse_loss_weight > 0 and out.rgb_coarse is not None:
-                    loss = loss + cfg.coarse_loss_weight * photometric_loss(out.rgb_coarse, tgt[a:b], cfg)
-                del out  # drop the coarse pass's graph now, not at the end of the loop body
+                    rgb_c = out.rgb_coarse if k == 1 else out.rgb_coarse.reshape(-1, k, 3).mean(1)
+                    loss = loss + cfg.coarse_loss_weight * photometric_loss(rgb_c, tgt[a // k:b // k], cfg)
+                del out, rgb  # drop the coarse pass's graph now, not at the end of the loop body
             if need_grad:
-                # d(sum_k mean_n l) / d l_ray = 1 / n for every ray.
+                # d(sum_k mean_n l) / d l_pixel = 1 / n for every pixel.
                 torch.autograd.backward(loss.sum() / n, inputs=chunk)
                 for acc, leaf in zip(ray_grads, chunk):
                     if leaf.grad is not None:  # None: the field ignores that input (e.g. view directions)
                         acc[a:b] = leaf.grad
-            per_ray[a:b] = loss.detach()
-        loss_k = per_ray.reshape(G, K, n).mean(-1)
+            per_pix[a // k:b // k] = loss.detach()
+        loss_k = per_pix.reshape(G, K, n).mean(-1)
         if not need_grad:
             return loss_k, None
         torch.autograd.backward(ray_t, ray_grads, inputs=[xi])
         return loss_k, xi.grad
 
-    def linearize(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor):
+    def linearize(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float = 0.0,
+                  step: int = 0):
         """Gauss-Newton system of the poses ``exp(xi) @ c2w0`` on pixels ``pix``: ``(loss [G, K],
         H [G, K, 6, 6], g [G, K, 6])`` with ``H = sum_i J_i^T W_i J_i`` and ``g = sum_i J_i^T W_i r_i``
         (float64), where ``r_i`` is pixel ``i``'s colour residual, ``W_i`` its IRLS weights (1 for MSE) and
@@ -320,24 +374,24 @@ class _Problem:
         G, K = xi.shape[:2]
         n = pix.shape[-1]
         with torch.no_grad():
-            c2w = se3.se3_exp(xi) @ c2w0
-            uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2)
-            rays = rays_from_pixels(uv, c2w, self.target.fx, self.target.fy, self.target.cx, self.target.cy)
-            ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
-        tgt = self.target_flat[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
-        total = tgt.shape[0]
+            ray_t, tgt, k = self.rays(xi, c2w0, pix, sigma, step)
+        total = ray_t[0].shape[0]
         device = tgt.device
-        per_ray = torch.empty(total, device=device, dtype=tgt.dtype)
-        hyp = torch.arange(total, device=device) // n
+        per_pix = torch.empty(tgt.shape[0], device=device, dtype=tgt.dtype)
+        hyp = torch.arange(tgt.shape[0], device=device) // n
         H = torch.zeros(G * K, 6, 6, device=device, dtype=torch.float64)
         g = torch.zeros(G * K, 6, device=device, dtype=torch.float64)
-        for a in range(0, total, cfg.ray_chunk):
-            b = min(a + cfg.ray_chunk, total)
+        chunk_size = self._chunk(k)
+        for a in range(0, total, chunk_size):
+            b = min(a + chunk_size, total)
+            pa, pb = a // k, b // k  # the chunk's pixels
             leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
             with torch.enable_grad():
                 rgb = render_rays(self.coarse, Rays(*leaves), self.render_config, fine=self.fine).rgb
-            res = rgb.detach() - tgt[a:b]
-            per_ray[a:b] = photometric_loss(rgb.detach(), tgt[a:b], cfg)
+                if k > 1:
+                    rgb = rgb.reshape(-1, k, 3).mean(1)
+            res = rgb.detach() - tgt[pa:pb]
+            per_pix[pa:pb] = photometric_loss(rgb.detach(), tgt[pa:pb], cfg)
             J = torch.empty(b - a, 3, 6, device=device, dtype=res.dtype)
             for c in range(3):
                 grads = torch.autograd.grad(rgb[:, c].sum(), leaves, retain_graph=c < 2, allow_unused=True)
@@ -346,13 +400,15 @@ class _Problem:
                 J[:, c, 3:] = (torch.linalg.cross(leaves[0].detach(), g_o) + torch.linalg.cross(leaves[1].detach(), g_d)
                                + torch.linalg.cross(leaves[2].detach(), g_v))
             del rgb
+            if k > 1:  # a pixel's colour is the mean of its rays': its Jacobian is the sum of theirs (1/k inside)
+                J = J.reshape(-1, k, 3, 6).sum(1)
             if cfg.loss == "huber":  # IRLS: quadratic inside delta, linear (weight delta / |r|) outside
                 w = (cfg.huber_delta / res.abs().clamp_min(1e-12)).clamp(max=1.0)
             else:
                 w = torch.ones_like(res)
-            H.index_add_(0, hyp[a:b], torch.einsum("rci,rc,rcj->rij", J, w, J).double())
-            g.index_add_(0, hyp[a:b], torch.einsum("rci,rc,rc->ri", J, w, res).double())
-        return per_ray.reshape(G, K, n).mean(-1), H.reshape(G, K, 6, 6), g.reshape(G, K, 6)
+            H.index_add_(0, hyp[pa:pb], torch.einsum("rci,rc,rcj->rij", J, w, J).double())
+            g.index_add_(0, hyp[pa:pb], torch.einsum("rci,rc,rc->ri", J, w, res).double())
+        return per_pix.reshape(G, K, n).mean(-1), H.reshape(G, K, 6, 6), g.reshape(G, K, 6)
 
 
 def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.Tensor, max_rot: float,
@@ -446,11 +502,12 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
         for step in range(config.steps):
             pix = problem.sampler.sample(seed_t, step)
             use_lm = config.uses_lm(step)
+            sigma = config.blur_at(step)
             if use_lm:
-                loss_k, H, grad = problem.linearize(xi, c2w0, pix)
+                loss_k, H, grad = problem.linearize(xi, c2w0, pix, sigma, step)
                 rec_lr.append(math.nan)  # no learning rate: the damping adapts per hypothesis
             else:
-                loss_k, grad = problem.evaluate(xi, c2w0, pix, need_grad=True)
+                loss_k, grad = problem.evaluate(xi, c2w0, pix, need_grad=True, sigma=sigma, step=step)
                 lr = config.lr_at(step)
                 rec_lr.append(lr)
             # A hypothesis fails for good the first time its loss or gradient is not finite.
@@ -476,7 +533,7 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
                 H = torch.where(dead[..., None, None], torch.eye(6, device=device, dtype=H.dtype), H)
                 cand = lm_step(xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans)
                 # Accept a step only if it lowers the loss on the same pixels (Levenberg-Marquardt).
-                loss_c, _ = problem.evaluate(cand, c2w0, pix, need_grad=False)
+                loss_c, _ = problem.evaluate(cand, c2w0, pix, need_grad=False, sigma=sigma, step=step)
                 accept = torch.isfinite(loss_c) & (loss_c < loss_k) & torch.isfinite(cand).all(-1)
                 new_xi = torch.where(accept[..., None], cand, xi)
                 damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
