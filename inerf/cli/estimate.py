@@ -100,6 +100,8 @@ def sampling_config_from_args(args, strategy: str) -> SamplingConfig:
 
 
 def pose_config_from_args(args, strategy: str) -> PoseConfig:
+    if args.samples is not None and args.samples < 3:
+        raise InerfError(f"--samples must be at least 3, got {args.samples}")
     try:
         return PoseConfig(steps=args.steps, optimizer=args.optimizer, lm_steps=args.lm_steps,
                           lm_damping=args.lm_damping, blur_sigma=args.blur, blur_steps=args.blur_steps,
@@ -147,8 +149,6 @@ def load_run_checked(run_dir: str, device, samples: int | None = None):
 
     if not Path(run_dir).is_dir():
         raise InerfError(f"--run {run_dir}: run directory not found")
-    if samples is not None and samples < 3:
-        raise InerfError(f"--samples must be at least 3, got {samples}")
     run_ = load_run(run_dir, device)
     if samples is not None:
         run_.render_config = replace(run_.render_config, n_coarse=samples)

@@ -413,7 +413,7 @@ def run_pose(args) -> int:
     )
     r = config.renderer
     render_config = RenderConfig(
-        n_coarse=r.n_coarse,
+        n_coarse=r.n_coarse if args.samples is None else args.samples,
         n_fine=r.n_fine,
         near=args.z_near,
         far=args.z_far,

@@ -177,3 +177,26 @@ def test_benchmark_pose(inputs, capsys):
 def test_benchmark_without_subcommand_prints_help(capsys):
     code, out, _ = run_cli(["benchmark"], capsys)
     assert code == 1 and "pose" in out
+
+
+def test_estimate_with_blur_and_levenberg_marquardt(inputs, capsys):
+    out = inputs / "robust"
+    code, stdout, _ = run_cli(["estimate", "--run", "RUN", "--image", str(inputs / "target.png"), "--intrinsics",
+                               str(inputs / "k.json"), "--init", str(inputs / "init.json"), "--gt",
+                               str(inputs / "gt.json"), "--steps", "60", "--optimizer", "adam+lm", "--lm-steps", "15",
+                               "--lr", "0.02", "--blur", "3", "--blur-steps", "30", "--blur-rays", "4", "--rays",
+                               "256", "--frames", "0", "--out", str(out), "--quiet"], capsys)
+    assert code == 0, stdout
+    pose = json.loads((out / "pose.json").read_text())
+    assert pose["steps"] == 60 and pose["rotation_error_deg"] < 0.2 and pose["translation_error"] < 0.005
+
+
+@pytest.mark.parametrize(("flags", "match"), [(["--optimizer", "lm", "--loss", "mape"], "mape"),
+                                              (["--optimizer", "adam+lm"], "lm_steps"),
+                                              (["--samples", "2"], "--samples"),
+                                              (["--blur", "-1"], "blur_sigma")])
+def test_bad_solver_flags_are_one_line_errors(inputs, capsys, flags, match):
+    code, _, err = run_cli(["estimate", "--run", "RUN", "--image", str(inputs / "target.png"), "--intrinsics",
+                            str(inputs / "k.json"), "--init", str(inputs / "init.json"), *flags,
+                            "--out", str(inputs / "bad"), "--quiet"], capsys)
+    assert_one_line_error(code, err, match)
