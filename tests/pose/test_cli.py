@@ -200,3 +200,20 @@ def test_bad_solver_flags_are_one_line_errors(inputs, capsys, flags, match):
                             str(inputs / "k.json"), "--init", str(inputs / "init.json"), *flags,
                             "--out", str(inputs / "bad"), "--quiet"], capsys)
     assert_one_line_error(code, err, match)
+
+
+def test_robust_preset_and_explicit_options():
+    import argparse
+
+    from inerf.cli.estimate import add_solver_arguments, pose_config_from_args
+    from inerf.pose.config import PAPER, ROBUST
+
+    p = argparse.ArgumentParser()
+    add_solver_arguments(p)
+    p.add_argument("--sampling", default="random")
+    paper = pose_config_from_args(p.parse_args([]), "random")
+    assert paper == PAPER
+    robust = pose_config_from_args(p.parse_args(["--preset", "robust"]), "random")
+    assert robust == ROBUST and robust.optimizer == "adam+lm" and robust.blur_sigma == 8.0
+    mixed = pose_config_from_args(p.parse_args(["--preset", "robust", "--blur", "4", "--rays", "512"]), "center")
+    assert (mixed.blur_sigma, mixed.n_rays, mixed.lm_steps, mixed.sampling.strategy) == (4.0, 512, 50, "center")

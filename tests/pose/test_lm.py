@@ -97,9 +97,10 @@ def test_lm_options_are_validated():
 
 def test_lm_on_an_unseen_view_direction_still_converges(field, render_config):
     """A second camera (looking from below) so the result does not hinge on one view."""
+    from pose_scene import FOCAL, H, W
+
     from inerf.pose.solver import PoseTarget
     from inerf.render.renderer import render_image
-    from pose_scene import FOCAL, H, W
 
     gt = look_at((-1.5, 3.2, -2.0))
     out = render_image(field, gt.float(), H, W, FOCAL, FOCAL, W / 2, H / 2, render_config)
