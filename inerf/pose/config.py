@@ -81,6 +81,10 @@ class PoseConfig:
     lm_damping: float = 1e-2
     """Initial Levenberg-Marquardt damping, relative to the diagonal of the Gauss-Newton matrix
     (Marquardt's scaling); divided by 3 after an accepted step, multiplied by 4 after a rejected one."""
+    lm_average: int = 0
+    """Return the mean of the last this many LM iterates (Polyak-Ruppert averaging; 0 or 1 = the last
+    iterate). Each LM step fits the step's random pixels exactly, so with few rays the iterates jitter
+    around the optimum; their mean does not."""
     lm_max_rot: float = 0.1
     """Trust region of one LM step: at most this rotation (radians) ..."""
     lm_max_trans: float = 0.2
@@ -153,6 +157,8 @@ class PoseConfig:
             raise ValueError("blur_sigma must be >= 0, blur_steps and blur_rays >= 1")
         if self.lm_damping <= 0 or self.lm_max_rot <= 0 or self.lm_max_trans <= 0:
             raise ValueError("lm_damping, lm_max_rot and lm_max_trans must be > 0")
+        if self.lm_average < 0:
+            raise ValueError(f"lm_average must be >= 0, got {self.lm_average}")
         if self.steps < 0 or self.n_rays < 1 or self.lr <= 0 or self.ray_chunk < 1:
             raise ValueError("steps must be >= 0, n_rays and ray_chunk >= 1, lr > 0")
         if not 0.0 < self.lr_decay <= 1.0 or self.lr_decay_steps < 1:

@@ -411,6 +411,21 @@ class _Problem:
         return per_pix.reshape(G, K, n).mean(-1), H.reshape(G, K, 6, 6), g.reshape(G, K, 6)
 
 
+def _average_tail(xi, c2w0, recorded, rows, ids, dead):
+    """Polyak-Ruppert averaging of the last LM iterates: the twists ``xi`` (``[G, K, 6]``) of the mean of the
+    current poses ``exp(xi) @ c2w0`` and the ``recorded`` earlier ones (``[G, K0, 4, 4]`` each, indexed by
+    the original hypothesis ``ids``). The mean is taken in the tangent space at the current pose (left
+    perturbations), where the iterates jitter by a fraction of a degree. Failed hypotheses keep theirs."""
+    current = se3.se3_exp(xi.double()) @ c2w0.double()
+    inv = se3.inverse(current)
+    deltas = [torch.zeros_like(xi, dtype=torch.float64)]
+    deltas += [se3.se3_log(T[rows, ids].double() @ inv) for T in recorded]
+    mean = torch.stack(deltas).mean(0)
+    averaged = se3.se3_log(se3.se3_exp(mean) @ se3.se3_exp(xi.double())).to(xi.dtype)
+    ok = torch.isfinite(averaged).all(-1) & ~dead
+    return torch.where(ok[..., None], averaged, xi)
+
+
 def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.Tensor, max_rot: float,
             max_trans: float) -> torch.Tensor:
     """Candidate twists after one damped Gauss-Newton step from ``exp(xi)``: ``[..., 6]``.
@@ -564,6 +579,9 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
             step = config.steps
         if bar is not None:
             bar.close()
+        n_avg = min(config.lm_average, sum(config.uses_lm(s) for s in range(step)))
+        if n_avg > 1:
+            xi = _average_tail(xi, c2w0, rec_c2w[len(rec_c2w) - (n_avg - 1):], rows, ids, dead)
         # Score the final poses on the next step's pixels (no update): the loss of the returned pose.
         pix = problem.sampler.sample(seed_t, step)
         loss_k, _ = problem.evaluate(xi, c2w0, pix, need_grad=False)

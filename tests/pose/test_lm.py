@@ -142,3 +142,20 @@ def test_coarse_to_fine_blur_still_converges_exactly(field, render_config, scene
     result = estimate_pose(field, target, perturb(gt, 12.0, 0.05), config, render_config, seeds=0)
     rot, trans = errors(result.c2w[0], gt)
     assert rot < 0.1 and trans < 0.005
+
+
+def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, scene):
+    target, gt = scene
+    init = perturb(gt, 15.0, 0.05)  # few steps from far: the last iterates still differ
+    plain = PoseConfig(optimizer="lm", steps=4, n_rays=64)
+    last = estimate_pose(field, target, init, plain, render_config, seeds=2)
+    averaged = estimate_pose(field, target, init, PoseConfig(optimizer="lm", steps=4, n_rays=64, lm_average=4),
+                             render_config, seeds=2)
+    # The same iterates; only the returned pose differs: the mean of the last 4 in the tangent space at the last.
+    torch.testing.assert_close(averaged.trajectory.c2w[:-1], last.trajectory.c2w[:-1])
+    T_last = last.trajectory.c2w[-1, 0, 0]
+    iterates = [*last.trajectory.c2w[-4:-1, 0, 0], T_last]
+    mean = torch.stack([se3.se3_log(T @ se3.inverse(T_last)) for T in iterates]).mean(0)
+    expected = se3.se3_exp(mean) @ T_last
+    torch.testing.assert_close(averaged.c2w[0], expected, atol=1e-5, rtol=0)
+    assert (averaged.c2w[0] - T_last).abs().max() > 1e-4  # it did average something
