@@ -56,6 +56,9 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --optimizer adam+lm: the last this many of --steps are LM steps")
     g.add_argument("--lm-average", type=int, default=DEFAULTS.lm_average,
                    help="return the mean pose of the last this many LM steps (cancels their jitter with few rays)")
+    g.add_argument("--lm-decay", type=float, default=DEFAULTS.lm_decay,
+                   help="LM step j goes min(1, 1/(lm_decay*j)) of the way (a running mean of the per-step fits, "
+                   "steadier with few rays); 0 = full steps")
     g.add_argument("--lm-damping", type=float, default=DEFAULTS.lm_damping,
                    help="initial LM damping (relative to the Gauss-Newton diagonal); adapts per step")
     g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="initial Adam learning rate")
@@ -119,7 +122,7 @@ def pose_config_from_args(args, strategy: str) -> PoseConfig:
         raise InerfError(f"--samples must be at least 3, got {args.samples}")
     try:
         config = PoseConfig(steps=args.steps, optimizer=args.optimizer, lm_steps=args.lm_steps,
-                          lm_damping=args.lm_damping, lm_average=args.lm_average, blur_sigma=args.blur, blur_steps=args.blur_steps,
+                          lm_damping=args.lm_damping, lm_average=args.lm_average, lm_decay=args.lm_decay, blur_sigma=args.blur, blur_steps=args.blur_steps,
                           blur_rays=args.blur_rays, lr=args.lr, trans_lr_scale=args.trans_lr_scale, lr_decay=args.lr_decay,
                           lr_decay_steps=args.lr_decay_steps, n_rays=args.rays,
                           sampling=sampling_config_from_args(args, strategy), loss=args.loss,

@@ -85,6 +85,10 @@ class PoseConfig:
     """Return the mean of the last this many LM iterates (Polyak-Ruppert averaging; 0 or 1 = the last
     iterate). Each LM step fits the step's random pixels exactly, so with few rays the iterates jitter
     around the optimum; their mean does not."""
+    lm_decay: float = 0.0
+    """With ``> 0``, LM step ``j`` (0-based) goes only ``min(1, 1 / (lm_decay * j))`` of the way to its
+    Gauss-Newton target, so the pose becomes a running mean of the per-step targets (Robbins-Monro): each
+    step fits its own random pixels, and with few rays those fits scatter. 0 = full steps."""
     lm_max_rot: float = 0.1
     """Trust region of one LM step: at most this rotation (radians) ..."""
     lm_max_trans: float = 0.2
@@ -157,8 +161,8 @@ class PoseConfig:
             raise ValueError("blur_sigma must be >= 0, blur_steps and blur_rays >= 1")
         if self.lm_damping <= 0 or self.lm_max_rot <= 0 or self.lm_max_trans <= 0:
             raise ValueError("lm_damping, lm_max_rot and lm_max_trans must be > 0")
-        if self.lm_average < 0:
-            raise ValueError(f"lm_average must be >= 0, got {self.lm_average}")
+        if self.lm_average < 0 or self.lm_decay < 0:
+            raise ValueError("lm_average and lm_decay must be >= 0")
         if self.steps < 0 or self.n_rays < 1 or self.lr <= 0 or self.ray_chunk < 1:
             raise ValueError("steps must be >= 0, n_rays and ray_chunk >= 1, lr > 0")
         if not 0.0 < self.lr_decay <= 1.0 or self.lr_decay_steps < 1:
@@ -178,6 +182,14 @@ class PoseConfig:
         if self.blur_sigma <= 0 or step >= self.blur_steps:
             return 0.0
         return self.blur_sigma * (1.0 - step / self.blur_steps)
+
+    def lm_fraction(self, step: int) -> float:
+        """Fraction of the Gauss-Newton step taken at ``step`` (see :attr:`lm_decay`)."""
+        if self.lm_decay <= 0:
+            return 1.0
+        first = next((s for s in range(self.steps) if self.uses_lm(s)), step)
+        j = step - first
+        return 1.0 if j * self.lm_decay <= 1.0 else 1.0 / (self.lm_decay * j)
 
     def lr_at(self, step: int) -> float:
         """Learning rate used for the update at ``step`` (0-based)."""

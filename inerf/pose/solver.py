@@ -427,11 +427,12 @@ def _average_tail(xi, c2w0, recorded, rows, ids, dead):
 
 
 def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.Tensor, max_rot: float,
-            max_trans: float) -> torch.Tensor:
+            max_trans: float, fraction: float = 1.0) -> torch.Tensor:
     """Candidate twists after one damped Gauss-Newton step from ``exp(xi)``: ``[..., 6]``.
 
     ``delta = -(H + damping * diag(H))^-1 g`` (Marquardt's scaling, so the damping is unit-free), shortened to
-    the trust region (``|phi| <= max_rot``, ``|rho| <= max_trans``), applied on the left as the gradient was:
+    the trust region (``|phi| <= max_rot``, ``|rho| <= max_trans``), scaled by ``fraction`` (see
+    :meth:`PoseConfig.lm_fraction`), applied on the left as the gradient was:
     ``exp(xi') = exp(delta) exp(xi)``. Solved in float64.
     """
     Hd = H.double()
@@ -442,7 +443,7 @@ def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.T
     delta = -torch.linalg.solve(A, g.double()[..., None])[..., 0]
     shrink = torch.minimum(max_trans / delta[..., :3].norm(dim=-1).clamp_min(1e-30),
                            max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30)).clamp(max=1.0)
-    delta = delta * shrink[..., None]
+    delta = delta * (shrink * fraction)[..., None]
     return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double())).to(xi.dtype)
 
 
@@ -546,7 +547,8 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
             new_m, new_v = m, v
             if use_lm:
                 H = torch.where(dead[..., None, None], torch.eye(6, device=device, dtype=H.dtype), H)
-                cand = lm_step(xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans)
+                cand = lm_step(xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans,
+                               config.lm_fraction(step))
                 # Accept a step only if it lowers the loss on the same pixels (Levenberg-Marquardt).
                 loss_c, _ = problem.evaluate(cand, c2w0, pix, need_grad=False, sigma=sigma, step=step)
                 accept = torch.isfinite(loss_c) & (loss_c < loss_k) & torch.isfinite(cand).all(-1)

@@ -159,3 +159,21 @@ def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, 
     expected = se3.se3_exp(mean) @ T_last
     torch.testing.assert_close(averaged.c2w[0], expected, atol=1e-5, rtol=0)
     assert (averaged.c2w[0] - T_last).abs().max() > 1e-4  # it did average something
+
+
+def test_lm_decay_turns_the_steps_into_a_running_mean(field, render_config, scene):
+    config = PoseConfig(optimizer="adam+lm", steps=20, lm_steps=10, lm_decay=0.5)
+    # LM starts at step 10: full steps while 0.5 * j <= 1, then 1 / (0.5 j).
+    assert [config.lm_fraction(s) for s in (10, 11, 12, 13, 14, 19)] == [1.0, 1.0, 1.0, 2 / 3, 0.5, 2 / 9]
+    assert PoseConfig(optimizer="lm").lm_fraction(7) == 1.0  # off by default
+    target, gt = scene
+    result = estimate_pose(field, target, perturb(gt, 10.0, 0.05),
+                           PoseConfig(optimizer="lm", steps=25, n_rays=384, lm_decay=0.2), render_config, seeds=0)
+    rot, trans = errors(result.c2w[0], gt)
+    assert rot < 0.05 and trans < 0.002
+    # A partial step moves a fraction of the full one from the same point.
+    H = torch.eye(6, dtype=torch.float64)[None]
+    g = torch.full((1, 6), -0.01, dtype=torch.float64)
+    full = lm_step(torch.zeros(1, 6), H, g, torch.tensor([0.0]), 1.0, 1.0)
+    part = lm_step(torch.zeros(1, 6), H, g, torch.tensor([0.0]), 1.0, 1.0, fraction=0.25)
+    torch.testing.assert_close(part, 0.25 * full, atol=1e-7, rtol=1e-4)
