@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inerf {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"inerf {args.verb}: interrupted", file=sys.stderr)
+        hint = "; the checkpoint is saved, continue with --resume" if args.verb == "train" else ""
+        print(f"inerf {args.verb}: interrupted{hint}", file=sys.stderr)
         return 130
 
 
