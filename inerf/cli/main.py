@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inerf {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = "; the checkpoint is saved, continue with --resume" if args.verb == "train" else ""
+        hint = " (training steps done so far are checkpointed: continue with --resume)" if args.verb == "train" else ""
         print(f"inerf {args.verb}: interrupted{hint}", file=sys.stderr)
         return 130
 
