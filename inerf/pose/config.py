@@ -187,8 +187,7 @@ class PoseConfig:
         """Fraction of the Gauss-Newton step taken at ``step`` (see :attr:`lm_decay`)."""
         if self.lm_decay <= 0:
             return 1.0
-        first = next((s for s in range(self.steps) if self.uses_lm(s)), step)
-        j = step - first
+        j = step if self.optimizer == "lm" else step - (self.steps - self.lm_steps)
         return 1.0 if j * self.lm_decay <= 1.0 else 1.0 / (self.lm_decay * j)
 
     def lr_at(self, step: int) -> float:
