@@ -35,10 +35,13 @@ demo: install
 	$(VENV)/bin/inerf demo $(ARGS)
 
 test: install-test sweethome3d
+	$(VENV)/bin/ruff check inerf tests benchmarks
+	$(VENV)/bin/ruff format --check inerf tests benchmarks
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 lint: install-test
-	$(VENV)/bin/ruff check inerf tests
+	$(VENV)/bin/ruff check inerf tests benchmarks
+	$(VENV)/bin/ruff format --check inerf tests benchmarks
 
 clean:
 	rm -rf $(VENV) outputs

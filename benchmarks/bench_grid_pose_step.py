@@ -98,8 +98,9 @@ def load_field(weights: str, config: str) -> GridField:
     return field
 
 
-def pose_step_times(field, c2w0: torch.Tensor, uv: torch.Tensor, target: torch.Tensor, render: RenderConfig,
-                    repeats: int) -> list[float]:
+def pose_step_times(
+    field, c2w0: torch.Tensor, uv: torch.Tensor, target: torch.Tensor, render: RenderConfig, repeats: int
+) -> list[float]:
     times = []
     for _ in range(repeats + 3):  # 3 warm-up steps (allocator, first-call dispatch)
         t0 = time.perf_counter()
@@ -129,8 +130,9 @@ def main() -> None:
     field = load_field(args.weights, args.config) if args.weights else box_chair_field()
     field.eval().requires_grad_(False)
     elev, azim = math.radians(30.0), math.radians(-60.0)
-    eye = 4.5 * torch.tensor([math.cos(elev) * math.cos(azim), math.cos(elev) * math.sin(azim),
-                              math.sin(elev)])
+    eye = 4.5 * torch.tensor(
+        [math.cos(elev) * math.cos(azim), math.cos(elev) * math.sin(azim), math.sin(elev)]
+    )
     c2w0 = look_at_c2w(eye, torch.zeros(3))
 
     # Silhouette from a coarse render of the whole image: pixels the object covers.
@@ -138,18 +140,23 @@ def main() -> None:
     all_uv = torch.stack([i, j], -1).reshape(-1, 2)
     full = RenderConfig(n_coarse=128, n_fine=0, near=NEAR, far=FAR)
     with torch.no_grad():
-        acc = torch.cat([render_rays(field, _rays(all_uv[s : s + 8192], c2w0), full).acc
-                         for s in range(0, H * W, 8192)])
+        acc = torch.cat(
+            [render_rays(field, _rays(all_uv[s : s + 8192], c2w0), full).acc for s in range(0, H * W, 8192)]
+        )
     on_object = all_uv[acc > 0.5]
     g = torch.Generator().manual_seed(0)
-    selections = {"object": on_object[torch.randperm(len(on_object), generator=g)[: args.rays]],
-                  "uniform": all_uv[torch.randperm(H * W, generator=g)[: args.rays]]}
+    selections = {
+        "object": on_object[torch.randperm(len(on_object), generator=g)[: args.rays]],
+        "uniform": all_uv[torch.randperm(H * W, generator=g)[: args.rays]],
+    }
 
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; field {field.resolution} vertices, "
-          f"{sum(p.numel() for p in field.parameters()) / 1e6:.2f} M params, occupancy "
-          f"{field.occupancy.resolution} cells, {100 * field.occupancy.fraction():.1f}% occupied; "
-          f"object covers {100 * len(on_object) / (H * W):.1f}% of the image")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; field {field.resolution} vertices, "
+        f"{sum(p.numel() for p in field.parameters()) / 1e6:.2f} M params, occupancy "
+        f"{field.occupancy.resolution} cells, {100 * field.occupancy.fraction():.1f}% occupied; "
+        f"object covers {100 * len(on_object) / (H * W):.1f}% of the image"
+    )
     variants = [("skip", field)]
     if args.dense:
         variants.append(("dense", lambda x, d: field(x, d, skip_empty=False)))
@@ -163,9 +170,11 @@ def main() -> None:
                 xyz_frac = _occupied_fraction(field, uv, c2w0, render)
             for vname, fld in variants:
                 ts = pose_step_times(fld, c2w0, uv, target, render, args.repeats)
-                print(f"pose step  S={s:4d}  pixels={name:8s} field={vname:5s} occupied samples "
-                      f"{100 * xyz_frac:5.1f}%   median {1e3 * statistics.median(ts):6.1f} ms   "
-                      f"min {1e3 * min(ts):6.1f} ms   (n={len(ts)})")
+                print(
+                    f"pose step  S={s:4d}  pixels={name:8s} field={vname:5s} occupied samples "
+                    f"{100 * xyz_frac:5.1f}%   median {1e3 * statistics.median(ts):6.1f} ms   "
+                    f"min {1e3 * min(ts):6.1f} ms   (n={len(ts)})"
+                )
 
 
 def _rays(uv: torch.Tensor, c2w: torch.Tensor):

@@ -35,21 +35,44 @@ if str(REPO) not in sys.path:
 from inerf.cli.main import main as inerf_main  # after the sys.path set-up above
 
 # A NeRF shrunk for the CPU smoke test (the same code path; the numbers mean nothing).
-TINY = ["--field", "width=32", "--field", "depth=2", "--field", "skip=0", "--field", "pos_freqs=4",
-        "--field", "dir_freqs=2", "--n-coarse", "8", "--n-fine", "8", "--rays-per-batch", "64"]
+TINY = [
+    "--field",
+    "width=32",
+    "--field",
+    "depth=2",
+    "--field",
+    "skip=0",
+    "--field",
+    "pos_freqs=4",
+    "--field",
+    "dir_freqs=2",
+    "--n-coarse",
+    "8",
+    "--n-fine",
+    "8",
+    "--rays-per-batch",
+    "64",
+]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("scene", help="Blender-layout scene folder (the shared chair scene)")
     p.add_argument("--out", default="runs/bench_nerf_chair", help="run directory (overwritten)")
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget")
-    p.add_argument("--max-steps", type=int, default=200_000, help="step budget (the time budget usually ends first)")
+    p.add_argument(
+        "--max-steps", type=int, default=200_000, help="step budget (the time budget usually ends first)"
+    )
     p.add_argument("--image-scale", type=float, default=0.5, help="0.5 = 200x200 images")
     p.add_argument("--device", default="cuda", help="cuda, cpu or auto")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "tf32", "bf16"),
-                   help="numerics of the field evaluations (auto = tf32 on CUDA)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "tf32", "bf16"),
+        help="numerics of the field evaluations (auto = tf32 on CUDA)",
+    )
     p.add_argument("--rays-per-batch", type=int, default=None, help="rays per step (default: 4096 on CUDA)")
     p.add_argument("--val-every", type=int, default=2500, help="validation-PSNR interval in steps")
     p.add_argument("--max-test-views", type=int, default=None, help="score only the first N test views")
@@ -62,11 +85,35 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     run = Path(args.out)
     quiet = ["--no-progress"] if args.no_progress else []
-    train_argv = ["train", "--data", args.scene, "--out", str(run), "--overwrite", "--model", "nerf",
-                  "--image-scale", str(args.image_scale), "--max-minutes", str(args.minutes),
-                  "--max-steps", str(args.max_steps), "--device", args.device, "--precision", args.precision,
-                  "--val-every", str(args.val_every), "--save-every", "10000", "--precrop-steps", "500",
-                  "--background", "white", *quiet]
+    train_argv = [
+        "train",
+        "--data",
+        args.scene,
+        "--out",
+        str(run),
+        "--overwrite",
+        "--model",
+        "nerf",
+        "--image-scale",
+        str(args.image_scale),
+        "--max-minutes",
+        str(args.minutes),
+        "--max-steps",
+        str(args.max_steps),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+        "--val-every",
+        str(args.val_every),
+        "--save-every",
+        "10000",
+        "--precrop-steps",
+        "500",
+        "--background",
+        "white",
+        *quiet,
+    ]
     if args.rays_per_batch:
         train_argv += ["--rays-per-batch", str(args.rays_per_batch)]
     if args.tiny:
@@ -79,8 +126,18 @@ def main(argv=None) -> int:
     train_wall = time.perf_counter() - t0
     cfg = json.loads((run / "config.json").read_text())
 
-    render_argv = ["render", "--run", str(run), "--split", "test", "--device", args.device, "--video", "gif",
-                   *quiet]
+    render_argv = [
+        "render",
+        "--run",
+        str(run),
+        "--split",
+        "test",
+        "--device",
+        args.device,
+        "--video",
+        "gif",
+        *quiet,
+    ]
     if args.max_test_views:
         render_argv += ["--max-views", str(args.max_test_views)]
     print("bench: inerf " + " ".join(render_argv), flush=True)
@@ -94,21 +151,37 @@ def main(argv=None) -> int:
     device = cfg.get("device", args.device)
     gpu = torch.cuda.get_device_name() if device.startswith("cuda") and torch.cuda.is_available() else None
     result = {
-        "benchmark": "nerf_chair", "scene": str(Path(args.scene).resolve()), "image_scale": args.image_scale,
-        "minutes_budget": args.minutes, "steps": cfg["step"], "train_seconds": cfg["elapsed_s"],
-        "train_wall_seconds": round(train_wall, 1), "steps_per_second": cfg["step"] / max(cfg["elapsed_s"], 1e-9),
-        "rays_per_batch": cfg["train"]["rays_per_batch"], "precision": args.precision, "tiny": args.tiny,
-        "val_psnr": cfg["metrics"].get("val_psnr"), "test_psnr": summary["mean"]["psnr"],
-        "test_ssim": summary["mean"]["ssim"], "test_views": summary["n_views"],
-        "seconds_per_test_view": summary["seconds_per_view"], "device": device, "gpu": gpu,
-        "torch": torch.__version__, "python": platform.python_version(),
+        "benchmark": "nerf_chair",
+        "scene": str(Path(args.scene).resolve()),
+        "image_scale": args.image_scale,
+        "minutes_budget": args.minutes,
+        "steps": cfg["step"],
+        "train_seconds": cfg["elapsed_s"],
+        "train_wall_seconds": round(train_wall, 1),
+        "steps_per_second": cfg["step"] / max(cfg["elapsed_s"], 1e-9),
+        "rays_per_batch": cfg["train"]["rays_per_batch"],
+        "precision": args.precision,
+        "tiny": args.tiny,
+        "val_psnr": cfg["metrics"].get("val_psnr"),
+        "test_psnr": summary["mean"]["psnr"],
+        "test_ssim": summary["mean"]["ssim"],
+        "test_views": summary["n_views"],
+        "seconds_per_test_view": summary["seconds_per_view"],
+        "device": device,
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
     }
     (run / "bench_result.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"bench: {result['steps']} steps in {result['train_seconds'] / 60:.1f} min "
-          f"({result['steps_per_second']:.1f} steps/s, {result['rays_per_batch']} rays/step) on {gpu or device}")
+    print(
+        f"bench: {result['steps']} steps in {result['train_seconds'] / 60:.1f} min "
+        f"({result['steps_per_second']:.1f} steps/s, {result['rays_per_batch']} rays/step) on {gpu or device}"
+    )
     ssim = result["test_ssim"]
-    print(f"test PSNR: {result['test_psnr']:.2f} dB (SSIM {ssim if ssim is None else round(ssim, 4)}, "
-          f"{result['test_views']} views at {summary['width']}x{summary['height']})")
+    print(
+        f"test PSNR: {result['test_psnr']:.2f} dB (SSIM {ssim if ssim is None else round(ssim, 4)}, "
+        f"{result['test_views']} views at {summary['width']}x{summary['height']})"
+    )
     return 0
 
 

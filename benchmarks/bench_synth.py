@@ -46,8 +46,9 @@ def _load() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--write", type=Path, default=None, help="write the results table (markdown) here")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -67,33 +68,61 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
         tmp = Path(tmp)
         env = {**os.environ, "INERF_CACHE_DIR": str(tmp / "cache")}  # cold cache: extraction is timed too
-        cases = [("scene", "duck", ["--asset", "duck"]), ("category", "random-urdfs blob",
-                                                           ["--source", "random-urdfs", "--instances", "40"])]
+        cases = [
+            ("scene", "duck", ["--asset", "duck"]),
+            ("category", "random-urdfs blob", ["--source", "random-urdfs", "--instances", "40"]),
+        ]
         if have_sh3d:
             cases.insert(1, ("scene", "Sweet Home 3D oakChair", ["--asset", "oakChair"]))
-            cases.append(("category", "Sweet Home 3D chair",
-                          ["--source", "sweethome3d", "--category", "chair", "--instances", "40"]))
+            cases.append(
+                (
+                    "category",
+                    "Sweet Home 3D chair",
+                    ["--source", "sweethome3d", "--category", "chair", "--instances", "40"],
+                )
+            )
         for kind, label, extra in cases:
             out = tmp / f"{kind}-{len(rows)}"
             if kind == "scene":
                 sizes = ["--size", "400", "--train", "100", "--val", "20", "--test", "40"]
             else:
                 sizes = ["--views", "50", "--size", "128"]
-            cmd = [*inerf, "synth", kind, *extra, "--out", str(out), *sizes,
-                   "--workers", str(args.workers), "--quiet"]
+            cmd = [
+                *inerf,
+                "synth",
+                kind,
+                *extra,
+                "--out",
+                str(out),
+                *sizes,
+                "--workers",
+                str(args.workers),
+                "--quiet",
+            ]
             load_before = _load()
             seconds, cpu_seconds = _run(cmd, env)
             if kind == "scene":
                 s = summarise(check_scene(out, views_per_split=10))
             else:
                 s = summarise(check_srn_split(out.with_name(out.name + "_test"), views_per_instance=5))
-            shown = ["inerf", *cmd[len(inerf):]]
+            shown = ["inerf", *cmd[len(inerf) :]]
             shown[shown.index("--out") + 1] = "OUT"
-            rows.append({"what": f"{kind}: {label}", "seconds": seconds, "cpu": cpu_seconds,
-                         "command": shlex.join(shown), "load": load_before, "exact": s})
-            print(f"{kind:8s} {label:28s} {seconds:6.1f} s (CPU {cpu_seconds:6.1f} s, "
-                  f"load before {load_before})   bbox err max {s['bbox_error_max']:.2f} px, "
-                  f"shift {s['bbox_shift'][0]:+.2f}/{s['bbox_shift'][1]:+.2f} px", flush=True)
+            rows.append(
+                {
+                    "what": f"{kind}: {label}",
+                    "seconds": seconds,
+                    "cpu": cpu_seconds,
+                    "command": shlex.join(shown),
+                    "load": load_before,
+                    "exact": s,
+                }
+            )
+            print(
+                f"{kind:8s} {label:28s} {seconds:6.1f} s (CPU {cpu_seconds:6.1f} s, "
+                f"load before {load_before})   bbox err max {s['bbox_error_max']:.2f} px, "
+                f"shift {s['bbox_shift'][0]:+.2f}/{s['bbox_shift'][1]:+.2f} px",
+                flush=True,
+            )
 
     cpu = platform.processor() or platform.machine()
     date = datetime.date.today().isoformat()
@@ -102,21 +131,29 @@ def main() -> int:
         "",
         "Produced by `python benchmarks/bench_synth.py --write benchmarks/RESULTS_synth.md`.",
         "",
-        (f"Machine: 2-core CPU ({os.cpu_count()} logical CPUs visible, {cpu}), "
-         f"Python {platform.python_version()}, {args.workers} render workers. Date: {date}. "
-         "Wall-clock time of the whole command (cold asset cache)."),
-        ("Targets: scene 100/20/40 views at 400x400 <= 60 s; "
-         "category 40 instances x 50 views at 128x128 <= 60 s."),
+        (
+            f"Machine: 2-core CPU ({os.cpu_count()} logical CPUs visible, {cpu}), "
+            f"Python {platform.python_version()}, {args.workers} render workers. Date: {date}. "
+            "Wall-clock time of the whole command (cold asset cache)."
+        ),
+        (
+            "Targets: scene 100/20/40 views at 400x400 <= 60 s; "
+            "category 40 instances x 50 views at 128x128 <= 60 s."
+        ),
         "",
-        ("| benchmark | wall time (s) | CPU time, all processes (s) | load avg before (1/5/15 min) "
-         "| bbox error max (px) | mean shift x/y (px) | command |"),
+        (
+            "| benchmark | wall time (s) | CPU time, all processes (s) | load avg before (1/5/15 min) "
+            "| bbox error max (px) | mean shift x/y (px) | command |"
+        ),
         "|---|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
         s = r["exact"]
-        lines.append(f"| {r['what']} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['load']} | "
-                     f"{s['bbox_error_max']:.2f} | {s['bbox_shift'][0]:+.2f} / {s['bbox_shift'][1]:+.2f} | "
-                     f"`{r['command']}` |")
+        lines.append(
+            f"| {r['what']} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['load']} | "
+            f"{s['bbox_error_max']:.2f} | {s['bbox_shift'][0]:+.2f} / {s['bbox_shift'][1]:+.2f} | "
+            f"`{r['command']}` |"
+        )
     lines += [
         "",
         "CPU time counts every process of the command (the CLI and its render workers). With two workers",

@@ -79,8 +79,14 @@ def _cpu_name() -> str:
 
 
 def machine() -> dict:
-    return {"cpu": _cpu_name(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    return {
+        "cpu": _cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
 
 
 # ------------------------------------------------------------------------------------------ 1. scene
@@ -93,8 +99,10 @@ def synth_scene(scene: Path, size: int, n_train: int, seed: int) -> dict:
         print(f"[synth] reusing {scene}")
         return json.loads((scene / "meta.json").read_text())
     cfg = SceneConfig(size=size, n_train=n_train, n_val=5, n_test=20, seed=seed, workers=2)
-    cmd = (f"inerf synth scene --asset {ASSET} --out SCENE --size {size} --train {n_train} --val 5 --test 20 "
-           f"--seed {seed}")
+    cmd = (
+        f"inerf synth scene --asset {ASSET} --out SCENE --size {size} --train {n_train} --val 5 --test 20 "
+        f"--seed {seed}"
+    )
     t = time.perf_counter()
     meta = generate_scene(ASSET, scene, cfg, progress=False, command=cmd)
     print(f"[synth] {scene}: {time.perf_counter() - t:.1f} s")
@@ -109,9 +117,21 @@ def train_config(scene: Path, run: Path, minutes: float | None, steps: int | Non
     from inerf.train.trainer import TrainConfig
 
     field = dataclasses.asdict(GridConfig.cpu(**FIELD))
-    return TrainConfig(data=str(scene), out=str(run), model="grid", field=field, device="cpu",
-                       max_minutes=minutes, max_steps=steps or 1_000_000, val_every=250, log_every=50,
-                       save_every=0, seed=seed, overwrite=True, progress=False)
+    return TrainConfig(
+        data=str(scene),
+        out=str(run),
+        model="grid",
+        field=field,
+        device="cpu",
+        max_minutes=minutes,
+        max_steps=steps or 1_000_000,
+        val_every=250,
+        log_every=50,
+        save_every=0,
+        seed=seed,
+        overwrite=True,
+        progress=False,
+    )
 
 
 def train(scene: Path, run: Path, minutes: float | None, steps: int | None, seed: int) -> dict:
@@ -121,12 +141,21 @@ def train(scene: Path, run: Path, minutes: float | None, steps: int | None, seed
     cpu0, t0 = time.process_time(), time.perf_counter()
     load_before = _load()
     result = Trainer(cfg).run()
-    stats = {"steps": result.step, "train_minutes": result.elapsed_s / 60, "wall_minutes_with_validation":
-             (time.perf_counter() - t0) / 60, "process_cpu_minutes": (time.process_time() - cpu0) / 60,
-             "val_psnr": result.val_psnr, "train_psnr": result.train_psnr, "load_before": load_before,
-             "load_after": _load(), "budget": {"minutes": minutes, "steps": steps}}
-    print(f"[train] {result.step} steps in {stats['train_minutes']:.2f} min of training "
-          f"({stats['process_cpu_minutes']:.2f} CPU-min); val PSNR {result.val_psnr:.2f} dB")
+    stats = {
+        "steps": result.step,
+        "train_minutes": result.elapsed_s / 60,
+        "wall_minutes_with_validation": (time.perf_counter() - t0) / 60,
+        "process_cpu_minutes": (time.process_time() - cpu0) / 60,
+        "val_psnr": result.val_psnr,
+        "train_psnr": result.train_psnr,
+        "load_before": load_before,
+        "load_after": _load(),
+        "budget": {"minutes": minutes, "steps": steps},
+    }
+    print(
+        f"[train] {result.step} steps in {stats['train_minutes']:.2f} min of training "
+        f"({stats['process_cpu_minutes']:.2f} CPU-min); val PSNR {result.val_psnr:.2f} dB"
+    )
     return stats
 
 
@@ -141,16 +170,28 @@ def test_psnr(coarse, fine, render_config, views) -> list[float]:
     out = []
     for i in range(len(views)):
         cam = views.cameras[i]
-        img = render_image(coarse, cam.c2w[0], views.height, views.width, cam.fx[0], cam.fy[0], cam.cx[0],
-                           cam.cy[0], render_config, fine=fine).rgb
+        img = render_image(
+            coarse,
+            cam.c2w[0],
+            views.height,
+            views.width,
+            cam.fx[0],
+            cam.fy[0],
+            cam.cx[0],
+            cam.cy[0],
+            render_config,
+            fine=fine,
+        ).rgb
         mse = (img - views.images[i]).square().mean().item()
         out.append(10 * math.log10(1 / mse))
     return out
 
 
 def halve(tensors: dict) -> dict:
-    return {k: (v.half() if k.split(".", 1)[1].startswith(HALF_KEYS) and v.is_floating_point() else v)
-            for k, v in tensors.items()}
+    return {
+        k: (v.half() if k.split(".", 1)[1].startswith(HALF_KEYS) and v.is_floating_point() else v)
+        for k, v in tensors.items()
+    }
 
 
 # ------------------------------------------------------------------------------------------ 4. export
@@ -169,16 +210,25 @@ def export(run: Path, scene: Path, meta: dict, train_stats: dict, psnr: dict, de
     cfg["dataset"]["root_relative"] = None
     cfg["train"]["data"] = "SCENE"
     cfg["train"]["out"] = "RUN"
-    cfg["metrics"].update({"test_psnr": psnr["fp16_mean"], "test_psnr_fp32": psnr["fp32_mean"],
-                           "test_views": psnr["views"], "train_minutes": train_stats["train_minutes"]})
+    cfg["metrics"].update(
+        {
+            "test_psnr": psnr["fp16_mean"],
+            "test_psnr_fp32": psnr["fp32_mean"],
+            "test_views": psnr["views"],
+            "train_minutes": train_stats["train_minutes"],
+        }
+    )
 
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "run").mkdir(parents=True)
     (dest / "targets").mkdir()
     tensors = halve(load_file(str(run / "model.safetensors")))
-    save_file(tensors, str(dest / "run" / "model.safetensors"), metadata={"format": "inerf.run",
-                                                                          "step": str(cfg["step"])})
+    save_file(
+        tensors,
+        str(dest / "run" / "model.safetensors"),
+        metadata={"format": "inerf.run", "step": str(cfg["step"])},
+    )
     (dest / "run" / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
     # Poses and intrinsics straight from the scene's files in float64 (the loaders hand out float32 cameras).
@@ -191,31 +241,65 @@ def export(run: Path, scene: Path, meta: dict, train_stats: dict, psnr: dict, de
         rel = f"targets/{k:02d}.png"
         shutil.copyfile(src, dest / rel)
         c2w = opengl_to_opencv_c2w(torch.tensor(frames[i]["transform_matrix"], dtype=torch.float64))
-        targets.append({"name": f"test/{src.stem}", "image": rel, "width": cam["width"], "height": cam["height"],
-                        "fx": cam["fx"], "fy": cam["fy"], "cx": cam["cx"], "cy": cam["cy"], "c2w": pose_to_json(c2w)})
-    (dest / "targets.json").write_text(json.dumps({
-        "format": "inerf.demo_targets", "version": 1, "convention": "opencv",
-        "description": "held-out test views of the generated scene (never trained on); c2w is camera-to-world "
-                       "with OpenCV camera axes (x right, y down, z forward); intrinsics in pixels, pixel centres "
-                       "at +0.5",
-        "targets": targets}, indent=2) + "\n")
+        targets.append(
+            {
+                "name": f"test/{src.stem}",
+                "image": rel,
+                "width": cam["width"],
+                "height": cam["height"],
+                "fx": cam["fx"],
+                "fy": cam["fy"],
+                "cx": cam["cx"],
+                "cy": cam["cy"],
+                "c2w": pose_to_json(c2w),
+            }
+        )
+    (dest / "targets.json").write_text(
+        json.dumps(
+            {
+                "format": "inerf.demo_targets",
+                "version": 1,
+                "convention": "opencv",
+                "description": "held-out test views of the generated scene (never trained on); c2w is camera-to-world "
+                "with OpenCV camera axes (x right, y down, z forward); intrinsics in pixels, pixel centres "
+                "at +0.5",
+                "targets": targets,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
     asset = dict(meta["asset"])
     for key in ("path", "mesh_path"):  # absolute paths of the build machine -> file names
         if asset.get(key):
             asset[key] = Path(asset[key]).name
-    scene_info = {"generator": meta["generator"], "asset": asset, "n_train": meta["config"]["n_train"],
-                  "n_val": meta["config"]["n_val"], "n_test": meta["config"]["n_test"], "near": meta["near"],
-                  "far": meta["far"], "camera": meta["camera"], "splits": meta["splits"],
-                  "object_to_world": meta["object_to_world"], "object_bounds": meta["object_bounds"],
-                  "world": meta["world"], "renderer": meta["renderer"], "seed": meta["seed"],
-                  "built_by": "benchmarks/build_demo_assets.py"}
+    scene_info = {
+        "generator": meta["generator"],
+        "asset": asset,
+        "n_train": meta["config"]["n_train"],
+        "n_val": meta["config"]["n_val"],
+        "n_test": meta["config"]["n_test"],
+        "near": meta["near"],
+        "far": meta["far"],
+        "camera": meta["camera"],
+        "splits": meta["splits"],
+        "object_to_world": meta["object_to_world"],
+        "object_bounds": meta["object_bounds"],
+        "world": meta["world"],
+        "renderer": meta["renderer"],
+        "seed": meta["seed"],
+        "built_by": "benchmarks/build_demo_assets.py",
+    }
     (dest / "scene.json").write_text(json.dumps(scene_info, indent=2) + "\n")
     shutil.copyfile(scene / "ATTRIBUTION.txt", dest / "ATTRIBUTION.txt")
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     print(f"[export] {dest}: {size / 1e6:.2f} MB; targets {picks}")
-    return {"bytes": size, "weights_bytes": (dest / "run" / "model.safetensors").stat().st_size,
-            "target_views": picks}
+    return {
+        "bytes": size,
+        "weights_bytes": (dest / "run" / "model.safetensors").stat().st_size,
+        "target_views": picks,
+    }
 
 
 # ------------------------------------------------------------------------------------------ 5. verify
@@ -231,14 +315,28 @@ def verify(seeds: int, steps: int | None) -> list[dict]:
     rows = []
     for seed in range(seeds):
         with tempfile.TemporaryDirectory() as tmp:
-            demo = run_demo(Path(tmp) / "out", "all", device="cpu", seed=seed, steps=steps, n_frames=0, assets=assets)
+            demo = run_demo(
+                Path(tmp) / "out", "all", device="cpu", seed=seed, steps=steps, n_frames=0, assets=assets
+            )
         for o in demo.outcomes:
-            rows.append({"seed": seed, "target": o.target.index, "name": o.target.name, "rot0": o.rot_err0,
-                         "trans0": o.trans_err0, "rot": o.rot_err, "trans": o.trans_err, "recovered": o.recovered,
-                         "solve_s": o.result.seconds})
-            print(f"[verify] seed {seed} target {o.target.index} ({o.target.name}): {o.rot_err0:6.2f} deg / "
-                  f"{o.trans_err0:.3f} -> {o.rot_err:.3f} deg / {o.trans_err:.4f} in {o.result.seconds:.1f} s"
-                  + ("" if o.recovered else "   NOT RECOVERED"))
+            rows.append(
+                {
+                    "seed": seed,
+                    "target": o.target.index,
+                    "name": o.target.name,
+                    "rot0": o.rot_err0,
+                    "trans0": o.trans_err0,
+                    "rot": o.rot_err,
+                    "trans": o.trans_err,
+                    "recovered": o.recovered,
+                    "solve_s": o.result.seconds,
+                }
+            )
+            print(
+                f"[verify] seed {seed} target {o.target.index} ({o.target.name}): {o.rot_err0:6.2f} deg / "
+                f"{o.trans_err0:.3f} -> {o.rot_err:.3f} deg / {o.trans_err:.4f} in {o.result.seconds:.1f} s"
+                + ("" if o.recovered else "   NOT RECOVERED")
+            )
     return rows
 
 
@@ -251,8 +349,11 @@ def time_demo(n: int) -> list[float]:
     for i in range(n):
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            subprocess.run([str(exe), "demo", "--out", str(Path(tmp) / "demo"), "--quiet"], check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [str(exe), "demo", "--out", str(Path(tmp) / "demo"), "--quiet"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             times.append(time.perf_counter() - t)
         print(f"[time] inerf demo run {i + 1}: {times[-1]:.1f} s (load {_load()})")
     return times
@@ -260,11 +361,15 @@ def time_demo(n: int) -> list[float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/inerf_demo_build"), help="scratch folder (scene, run)")
+    ap.add_argument(
+        "--work", type=Path, default=Path("/tmp/inerf_demo_build"), help="scratch folder (scene, run)"
+    )
     ap.add_argument("--dest", type=Path, default=ASSETS, help="where the assets go")
     ap.add_argument("--size", type=int, default=200)
     ap.add_argument("--train-views", type=int, default=100)
-    ap.add_argument("--minutes", type=float, default=10.0, help="training budget in wall-clock minutes (0: none)")
+    ap.add_argument(
+        "--minutes", type=float, default=10.0, help="training budget in wall-clock minutes (0: none)"
+    )
     ap.add_argument("--steps", type=int, default=None, help="training budget in steps (reproducible)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-train", action="store_true", help="reuse WORK/run (re-export and verify only)")
@@ -294,19 +399,31 @@ def main() -> int:
     fp32 = test_psnr(loaded.coarse, loaded.fine, loaded.render_config, views)
     from safetensors.torch import load_file
 
-    half = {k[len("coarse."):]: v for k, v in halve(load_file(str(run / "model.safetensors"))).items()
-            if k.startswith("coarse.")}
+    half = {
+        k[len("coarse.") :]: v
+        for k, v in halve(load_file(str(run / "model.safetensors"))).items()
+        if k.startswith("coarse.")
+    }
     loaded.coarse.load_state_dict(half)
     fp16 = test_psnr(loaded.coarse, loaded.fine, loaded.render_config, views)
-    stats["psnr"] = {"fp32_mean": statistics.fmean(fp32), "fp16_mean": statistics.fmean(fp16),
-                     "fp32_min": min(fp32), "fp16_min": min(fp16), "views": len(views),
-                     "render_samples": loaded.render_config.n_coarse, "seconds": time.perf_counter() - t}
-    print(f"[psnr] test ({len(views)} views, {loaded.render_config.n_coarse} samples/ray): float32 "
-          f"{stats['psnr']['fp32_mean']:.2f} dB (min {min(fp32):.2f}), float16 export {stats['psnr']['fp16_mean']:.2f} dB")
+    stats["psnr"] = {
+        "fp32_mean": statistics.fmean(fp32),
+        "fp16_mean": statistics.fmean(fp16),
+        "fp32_min": min(fp32),
+        "fp16_min": min(fp16),
+        "views": len(views),
+        "render_samples": loaded.render_config.n_coarse,
+        "seconds": time.perf_counter() - t,
+    }
+    print(
+        f"[psnr] test ({len(views)} views, {loaded.render_config.n_coarse} samples/ray): float32 "
+        f"{stats['psnr']['fp32_mean']:.2f} dB (min {min(fp32):.2f}), float16 export {stats['psnr']['fp16_mean']:.2f} dB"
+    )
 
     if not args.no_export:
-        stats["export"] = export(run, scene, meta, stats.get("train", {"train_minutes": None}), stats["psnr"],
-                                 args.dest)
+        stats["export"] = export(
+            run, scene, meta, stats.get("train", {"train_minutes": None}), stats["psnr"], args.dest
+        )
     if args.seeds > 0:
         stats["verify"] = verify(args.seeds, args.verify_steps)
         ok = sum(r["recovered"] for r in stats["verify"])

@@ -80,8 +80,9 @@ DEMO_PERTURB_ROT = 30.0
 DEMO_PERTURB_TRANS = 0.1
 """Largest start translation offset per axis (scene units; the object spans 2, the camera is 4 away)."""
 
-DEMO_POSE = PoseConfig(steps=300, n_rays=1024, lr=0.02, lr_decay=0.1, lr_decay_steps=150,
-                       sampling=SamplingConfig("random"))
+DEMO_POSE = PoseConfig(
+    steps=300, n_rays=1024, lr=0.02, lr_decay=0.1, lr_decay_steps=150, sampling=SamplingConfig("random")
+)
 """Solver settings of the demo, tuned on the bundled targets (benchmarks/RESULTS_demo.md).
 
 Why not the paper's (lr 0.01 x 0.8 per 100 steps, 2048 rays): the demo asks for < 1 degree and < 0.01,
@@ -159,8 +160,14 @@ def _read_targets(root: Path, background) -> list[DemoTarget]:
             img_path = root / t["image"]
             image, alpha = read_target_image(img_path, background)
             h, w = image.shape[:2]
-            intr = Intrinsics(float(t["fx"]), float(t["fy"]), float(t["cx"]), float(t["cy"]), int(t["width"]),
-                              int(t["height"])).check(w, h, source=f"{path} target {i}")
+            intr = Intrinsics(
+                float(t["fx"]),
+                float(t["fy"]),
+                float(t["cx"]),
+                float(t["cy"]),
+                int(t["width"]),
+                int(t["height"]),
+            ).check(w, h, source=f"{path} target {i}")
             gt = check_rigid(torch.tensor(t["c2w"], dtype=torch.float64), f"{path} target {i} c2w").double()
         except (KeyError, TypeError, ValueError) as exc:
             raise InerfError(f"{path}: malformed target {i} ({exc})") from None
@@ -180,8 +187,10 @@ def load_demo(device: str | torch.device = "cpu", root: str | Path | None = None
 
     root = Path(root) if root is not None else DEMO_ROOT
     if not (root / "run").is_dir() or not (root / "targets.json").is_file():
-        raise InerfError(f"the demo assets are missing from {root}; rebuild them with "
-                         "`python benchmarks/build_demo_assets.py` or reinstall inerf")
+        raise InerfError(
+            f"the demo assets are missing from {root}; rebuild them with "
+            "`python benchmarks/build_demo_assets.py` or reinstall inerf"
+        )
     run = load_run(root / "run", device)
     targets = _read_targets(root, run.render_config.background)
     scene = {}
@@ -204,7 +213,9 @@ def parse_targets(text: str | int | Sequence[int] | None, n_targets: int) -> lis
         try:
             picks = [int(x) for x in text.replace(",", " ").split()]
         except ValueError:
-            raise InerfError(f"--target {text!r}: expected a target index (0..{n_targets - 1}) or 'all'") from None
+            raise InerfError(
+                f"--target {text!r}: expected a target index (0..{n_targets - 1}) or 'all'"
+            ) from None
     elif isinstance(text, int):
         picks = [text]
     else:
@@ -215,14 +226,26 @@ def parse_targets(text: str | int | Sequence[int] | None, n_targets: int) -> lis
     return list(dict.fromkeys(picks))  # keep order, drop repeats
 
 
-def demo_start_pose(gt_c2w: torch.Tensor, seed: int, index: int, rot_deg: float = DEMO_PERTURB_ROT,
-                    trans: float = DEMO_PERTURB_TRANS) -> torch.Tensor:
+def demo_start_pose(
+    gt_c2w: torch.Tensor,
+    seed: int,
+    index: int,
+    rot_deg: float = DEMO_PERTURB_ROT,
+    trans: float = DEMO_PERTURB_TRANS,
+) -> torch.Tensor:
     """The start pose ``[4, 4]`` (float64) of target ``index``: ``gt_c2w`` perturbed in the world frame by the
     evaluation protocol's own sampler, with the generator seeded by ``(seed, index)``."""
     from inerf.pose.protocol import ProtocolConfig, initial_poses
 
-    protocol = ProtocolConfig(images=1, trials=1, hypotheses=1, perturb_rot=rot_deg, perturb_trans=trans,
-                              perturb_frame="world", seed=seed)
+    protocol = ProtocolConfig(
+        images=1,
+        trials=1,
+        hypotheses=1,
+        perturb_rot=rot_deg,
+        perturb_trans=trans,
+        perturb_frame="world",
+        seed=seed,
+    )
     return initial_poses(gt_c2w, protocol, index)[0, 0]
 
 
@@ -316,35 +339,74 @@ class DemoRun:
 def _fmt_pose_rows(outcomes: list[TargetOutcome]) -> tuple[list[list[str]], list[str]]:
     rows, marks = [], []
     for o in outcomes:
-        rows.append([f"{o.target.index}", o.target.name, f"{o.rot_err0:.2f}", f"{o.trans_err0:.4f}",
-                     f"{o.rot_err:.3f}", f"{o.trans_err:.4f}", f"{o.result.steps}", f"{o.result.seconds:.1f}",
-                     "yes" if o.recovered else "no"])
+        rows.append(
+            [
+                f"{o.target.index}",
+                o.target.name,
+                f"{o.rot_err0:.2f}",
+                f"{o.trans_err0:.4f}",
+                f"{o.rot_err:.3f}",
+                f"{o.trans_err:.4f}",
+                f"{o.result.steps}",
+                f"{o.result.seconds:.1f}",
+                "yes" if o.recovered else "no",
+            ]
+        )
         marks.append("ok" if o.recovered else "bad")
     return rows, marks
 
 
-_ERROR_HEADER = ["target", "image", "start rot (deg)", "start trans", "final rot (deg)", "final trans", "steps",
-                 "solve (s)", f"< {ROT_OK_DEG:g} deg and < {TRANS_OK:g}"]
+_ERROR_HEADER = [
+    "target",
+    "image",
+    "start rot (deg)",
+    "start trans",
+    "final rot (deg)",
+    "final trans",
+    "steps",
+    "solve (s)",
+    f"< {ROT_OK_DEG:g} deg and < {TRANS_OK:g}",
+]
 
 
 def _settings_table(config: PoseConfig, render_config, device: str, seed: int, n_frames: int):
     from inerf.viz.report import Table
 
-    perturb = (f"rotation uniform in [-{DEMO_PERTURB_ROT:g}, {DEMO_PERTURB_ROT:g}] deg about a random axis, "
-               f"translation uniform in [-{DEMO_PERTURB_TRANS:g}, {DEMO_PERTURB_TRANS:g}] per axis (world frame)")
-    optimiser = (f"Adam, lr {config.lr:g} x {config.lr_decay:g} every {config.lr_decay_steps} steps "
-                 f"(translation x {config.trans_lr_scale:g})")
-    samples = (f"{render_config.n_coarse} (+{render_config.n_fine} fine), depth {render_config.near:g} to "
-               f"{render_config.far:g}")
-    rows = [["perturbation", perturb], ["steps", str(config.steps)],
-            ["rays per step", f"{config.n_rays} ({config.sampling.strategy} sampling)"], ["optimiser", optimiser],
-            ["loss", config.loss], ["samples per ray", samples], ["device", device], ["seed", str(seed)],
-            ["GIF frames", str(n_frames)]]
+    perturb = (
+        f"rotation uniform in [-{DEMO_PERTURB_ROT:g}, {DEMO_PERTURB_ROT:g}] deg about a random axis, "
+        f"translation uniform in [-{DEMO_PERTURB_TRANS:g}, {DEMO_PERTURB_TRANS:g}] per axis (world frame)"
+    )
+    optimiser = (
+        f"Adam, lr {config.lr:g} x {config.lr_decay:g} every {config.lr_decay_steps} steps "
+        f"(translation x {config.trans_lr_scale:g})"
+    )
+    samples = (
+        f"{render_config.n_coarse} (+{render_config.n_fine} fine), depth {render_config.near:g} to "
+        f"{render_config.far:g}"
+    )
+    rows = [
+        ["perturbation", perturb],
+        ["steps", str(config.steps)],
+        ["rays per step", f"{config.n_rays} ({config.sampling.strategy} sampling)"],
+        ["optimiser", optimiser],
+        ["loss", config.loss],
+        ["samples per ray", samples],
+        ["device", device],
+        ["seed", str(seed)],
+        ["GIF frames", str(n_frames)],
+    ]
     return Table(["setting", "value"], rows, caption="Settings")
 
 
-def _write_report(out: Path, outcomes: list[TargetOutcome], assets: DemoAssets, config: PoseConfig, device: str,
-                  seed: int, n_frames: int) -> Path:
+def _write_report(
+    out: Path,
+    outcomes: list[TargetOutcome],
+    assets: DemoAssets,
+    config: PoseConfig,
+    device: str,
+    seed: int,
+    n_frames: int,
+) -> Path:
     """``out/report.html``: summary, per-target figures and errors, settings, credits (one self-contained page)."""
     from inerf.viz.report import Figure, Section, Table, write_html_report
 
@@ -359,23 +421,43 @@ def _write_report(out: Path, outcomes: list[TargetOutcome], assets: DemoAssets, 
         minutes = train.get("max_minutes")
         trained += f" (test PSNR {psnr:.2f} dB" + (f", {minutes:g} minutes on a CPU)" if minutes else ")")
     intro = [
-        ("iNeRF estimates the camera pose of an image by gradient descent through a trained radiance field "
-         f"(Yen-Chen et al., IROS 2021). The field bundled with inerf is a {assets.run.model} field trained on "
-         f"{trained}."),
-        ("Each target is a held-out view (never seen in training). Its ground-truth pose was perturbed by a "
-         f"random rotation of up to {DEMO_PERTURB_ROT:g} degrees and a translation of up to {DEMO_PERTURB_TRANS:g} "
-         "per axis; the solver started there and moved the camera until the rendered pixels matched the "
-         "target's. The overlays blend the render at the current pose 50/50 with the target: ghosting means "
-         "misalignment."),
+        (
+            "iNeRF estimates the camera pose of an image by gradient descent through a trained radiance field "
+            f"(Yen-Chen et al., IROS 2021). The field bundled with inerf is a {assets.run.model} field trained on "
+            f"{trained}."
+        ),
+        (
+            "Each target is a held-out view (never seen in training). Its ground-truth pose was perturbed by a "
+            f"random rotation of up to {DEMO_PERTURB_ROT:g} degrees and a translation of up to {DEMO_PERTURB_TRANS:g} "
+            "per axis; the solver started there and moved the camera until the rendered pixels matched the "
+            "target's. The overlays blend the render at the current pose 50/50 with the target: ghosting means "
+            "misalignment."
+        ),
     ]
     rows, marks = _fmt_pose_rows(outcomes)
-    sections = [Section("Summary", tables=[Table(_ERROR_HEADER, rows, caption="Pose errors against the ground "
-                                                 "truth (rotation: geodesic angle; translation: camera-centre "
-                                                 "distance, scene units)", highlight=marks)])]
+    sections = [
+        Section(
+            "Summary",
+            tables=[
+                Table(
+                    _ERROR_HEADER,
+                    rows,
+                    caption="Pose errors against the ground "
+                    "truth (rotation: geodesic angle; translation: camera-centre "
+                    "distance, scene units)",
+                    highlight=marks,
+                )
+            ],
+        )
+    ]
     for o in outcomes:
         f = o.files
         steps = o.result.steps
-        figs = [Figure(f["target"], f"target: {o.target.name} ({o.target.image.shape[1]}x{o.target.image.shape[0]})")]
+        figs = [
+            Figure(
+                f["target"], f"target: {o.target.name} ({o.target.image.shape[1]}x{o.target.image.shape[0]})"
+            )
+        ]
         frames = f.get("frames")
         if frames is not None:
             first, last = Path(frames) / "0000.png", Path(frames) / f"{steps:04d}.png"
@@ -387,18 +469,36 @@ def _write_report(out: Path, outcomes: list[TargetOutcome], assets: DemoAssets, 
             figs.append(Figure(f["gif"], "convergence (render at the current pose blended with the target)"))
         if "plot" in f:
             figs.append(Figure(f["plot"], "loss and errors against step", width=560))
-        table = Table(["quantity", "start", "final"],
-                      [["rotation error (deg)", f"{o.rot_err0:.3f}", f"{o.rot_err:.3f}"],
-                       ["translation error", f"{o.trans_err0:.4f}", f"{o.trans_err:.4f}"],
-                       ["photometric loss", f"{float(o.result.trajectory.loss[0, 0, 0]):.3e}",
-                        f"{float(o.result.loss[0]):.3e}"]],
-                      highlight=[None, None, None])
+        table = Table(
+            ["quantity", "start", "final"],
+            [
+                ["rotation error (deg)", f"{o.rot_err0:.3f}", f"{o.rot_err:.3f}"],
+                ["translation error", f"{o.trans_err0:.4f}", f"{o.trans_err:.4f}"],
+                [
+                    "photometric loss",
+                    f"{float(o.result.trajectory.loss[0, 0, 0]):.3e}",
+                    f"{float(o.result.loss[0]):.3e}",
+                ],
+            ],
+            highlight=[None, None, None],
+        )
         folder = "" if o.folder == out else f" (files in {o.folder.name}/)"
-        sections.append(Section(f"Target {o.target.index}: {o.target.name}{folder}", figures=figs, tables=[table],
-                                notes=[f"{steps} steps in {o.result.seconds:.1f} s on {o.result.device}; "
-                                       + ("recovered." if o.recovered else "NOT recovered to the thresholds.")]))
-    sections.append(Section("Settings", tables=[_settings_table(config, assets.run.render_config, device, seed,
-                                                                n_frames)]))
+        sections.append(
+            Section(
+                f"Target {o.target.index}: {o.target.name}{folder}",
+                figures=figs,
+                tables=[table],
+                notes=[
+                    f"{steps} steps in {o.result.seconds:.1f} s on {o.result.device}; "
+                    + ("recovered." if o.recovered else "NOT recovered to the thresholds.")
+                ],
+            )
+        )
+    sections.append(
+        Section(
+            "Settings", tables=[_settings_table(config, assets.run.render_config, device, seed, n_frames)]
+        )
+    )
     footer = ["Asset credits: " + line for line in _credit_lines(assets)]
     footer.append(f"Generated by inerf {_version()} on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.")
     title = f"iNeRF demo: the camera pose of a held-out view of the {title_obj}"
@@ -421,8 +521,14 @@ def _version() -> str:
 # ----------------------------------------------------------------------------------------- the run
 
 
-def solve_target(assets: DemoAssets, target: DemoTarget, config: PoseConfig, seed: int, device: torch.device,
-                 progress: bool = False) -> tuple[torch.Tensor, PoseTarget, PoseResult]:
+def solve_target(
+    assets: DemoAssets,
+    target: DemoTarget,
+    config: PoseConfig,
+    seed: int,
+    device: torch.device,
+    progress: bool = False,
+) -> tuple[torch.Tensor, PoseTarget, PoseResult]:
     """Perturb ``target``'s ground truth (:func:`demo_start_pose`) and estimate its pose.
 
     Returns ``(init_c2w [4, 4] float64, the PoseTarget on device, PoseResult)``. The pixel-sampling seed is
@@ -433,18 +539,42 @@ def solve_target(assets: DemoAssets, target: DemoTarget, config: PoseConfig, see
     run = assets.run
     init = demo_start_pose(target.gt_c2w, seed, target.index)
     intr = target.intrinsics
-    pt = PoseTarget(image=target.image.to(device), fx=intr.fx, fy=intr.fy, cx=intr.cx, cy=intr.cy,
-                    alpha=target.alpha.to(device) if target.alpha is not None else None)
-    result = estimate_pose(run.coarse, pt, init, config, run.render_config, run.fine, seeds=seed, progress=progress,
-                           desc=f"iNeRF target {target.index}")
+    pt = PoseTarget(
+        image=target.image.to(device),
+        fx=intr.fx,
+        fy=intr.fy,
+        cx=intr.cx,
+        cy=intr.cy,
+        alpha=target.alpha.to(device) if target.alpha is not None else None,
+    )
+    result = estimate_pose(
+        run.coarse,
+        pt,
+        init,
+        config,
+        run.render_config,
+        run.fine,
+        seeds=seed,
+        progress=progress,
+        desc=f"iNeRF target {target.index}",
+    )
     return init, pt, result
 
 
-def run_demo(out: str | Path = "outputs/demo", targets: str | int | Sequence[int] | None = None, *,
-             device: str | torch.device = "cpu", steps: int | None = None, seed: int = 0, overwrite: bool = False,
-             config: PoseConfig | None = None, n_frames: int = DEMO_FRAMES, progress: bool = False,
-             assets: DemoAssets | None = None,
-             on_target: Callable[[TargetOutcome], None] | None = None) -> DemoRun:
+def run_demo(
+    out: str | Path = "outputs/demo",
+    targets: str | int | Sequence[int] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    steps: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    config: PoseConfig | None = None,
+    n_frames: int = DEMO_FRAMES,
+    progress: bool = False,
+    assets: DemoAssets | None = None,
+    on_target: Callable[[TargetOutcome], None] | None = None,
+) -> DemoRun:
     """Run the demo: for each chosen target, perturb, solve, write the outputs; then the report.
 
     Args:
@@ -488,39 +618,96 @@ def run_demo(out: str | Path = "outputs/demo", targets: str | int | Sequence[int
         folder = out if len(picks) == 1 else out / f"target_{i:02d}"
         folder.mkdir(exist_ok=True)
         gt = target.gt_c2w
-        sampler = PixelSampler(pt.height, pt.width, config.n_rays, config.sampling, image=pt.image.cpu(),
-                               alpha=None if pt.alpha is None else pt.alpha.cpu(), device="cpu")
-        meta = {"demo": {"target": i, "name": target.name, "seed": seed,
-                         "perturbation": {"rot_deg": DEMO_PERTURB_ROT, "trans": DEMO_PERTURB_TRANS, "frame": "world"}},
-                "intrinsics": dataclasses.asdict(target.intrinsics), "config": dataclasses.asdict(config)}
-        files = write_estimate_outputs(folder, result, pt, assets.run.coarse, assets.run.render_config,
-                                       assets.run.fine, gt_c2w=gt, meta=meta, sampler=sampler, n_frames=n_frames,
-                                       max_side=max(pt.height, pt.width),
-                                       rot_thresh=ROT_OK_DEG, trans_thresh=TRANS_OK)
+        sampler = PixelSampler(
+            pt.height,
+            pt.width,
+            config.n_rays,
+            config.sampling,
+            image=pt.image.cpu(),
+            alpha=None if pt.alpha is None else pt.alpha.cpu(),
+            device="cpu",
+        )
+        meta = {
+            "demo": {
+                "target": i,
+                "name": target.name,
+                "seed": seed,
+                "perturbation": {"rot_deg": DEMO_PERTURB_ROT, "trans": DEMO_PERTURB_TRANS, "frame": "world"},
+            },
+            "intrinsics": dataclasses.asdict(target.intrinsics),
+            "config": dataclasses.asdict(config),
+        }
+        files = write_estimate_outputs(
+            folder,
+            result,
+            pt,
+            assets.run.coarse,
+            assets.run.render_config,
+            assets.run.fine,
+            gt_c2w=gt,
+            meta=meta,
+            sampler=sampler,
+            n_frames=n_frames,
+            max_side=max(pt.height, pt.width),
+            rot_thresh=ROT_OK_DEG,
+            trans_thresh=TRANS_OK,
+        )
         c2w = result.c2w[0]
-        outcome = TargetOutcome(target=target, init_c2w=init, result=result,
-                                rot_err0=float(se3.rotation_error_deg(init, gt)),
-                                trans_err0=float(se3.translation_error(init, gt)),
-                                rot_err=float(se3.rotation_error_deg(c2w, gt)),
-                                trans_err=float(se3.translation_error(c2w, gt)), folder=folder, files=files)
+        outcome = TargetOutcome(
+            target=target,
+            init_c2w=init,
+            result=result,
+            rot_err0=float(se3.rotation_error_deg(init, gt)),
+            trans_err0=float(se3.translation_error(init, gt)),
+            rot_err=float(se3.rotation_error_deg(c2w, gt)),
+            trans_err=float(se3.translation_error(c2w, gt)),
+            folder=folder,
+            files=files,
+        )
         outcomes.append(outcome)
         if on_target is not None:
             on_target(outcome)
 
     report = _write_report(out, outcomes, assets, config, str(device), seed, n_frames)
-    written = sorted({p.relative_to(out).parts[0] for o in outcomes for p in o.files.values()} | {"report.html"})
+    written = sorted(
+        {p.relative_to(out).parts[0] for o in outcomes for p in o.files.values()} | {"report.html"}
+    )
     seconds = time.perf_counter() - t_start
     summary = out / "demo.json"
-    write_json(summary, {
-        "targets": [{"index": o.target.index, "name": o.target.name, "folder": o.folder.relative_to(out).as_posix()
-                     or ".", "init_rotation_error_deg": o.rot_err0, "init_translation_error": o.trans_err0,
-                     "rotation_error_deg": o.rot_err, "translation_error": o.trans_err, "recovered": o.recovered,
-                     "steps": o.result.steps, "solve_seconds": o.result.seconds} for o in outcomes],
-        "all_recovered": all(o.recovered for o in outcomes),
-        "thresholds": {"rotation_deg": ROT_OK_DEG, "translation": TRANS_OK},
-        "seed": seed, "device": str(device), "config": dataclasses.asdict(config), "seconds": seconds,
-        "outputs": written,
-    })
-    return DemoRun(out=out, outcomes=outcomes, report=report, summary=summary, config=config, device=str(device),
-                   seed=seed, seconds=seconds)
-
+    write_json(
+        summary,
+        {
+            "targets": [
+                {
+                    "index": o.target.index,
+                    "name": o.target.name,
+                    "folder": o.folder.relative_to(out).as_posix() or ".",
+                    "init_rotation_error_deg": o.rot_err0,
+                    "init_translation_error": o.trans_err0,
+                    "rotation_error_deg": o.rot_err,
+                    "translation_error": o.trans_err,
+                    "recovered": o.recovered,
+                    "steps": o.result.steps,
+                    "solve_seconds": o.result.seconds,
+                }
+                for o in outcomes
+            ],
+            "all_recovered": all(o.recovered for o in outcomes),
+            "thresholds": {"rotation_deg": ROT_OK_DEG, "translation": TRANS_OK},
+            "seed": seed,
+            "device": str(device),
+            "config": dataclasses.asdict(config),
+            "seconds": seconds,
+            "outputs": written,
+        },
+    )
+    return DemoRun(
+        out=out,
+        outcomes=outcomes,
+        report=report,
+        summary=summary,
+        config=config,
+        device=str(device),
+        seed=seed,
+        seconds=seconds,
+    )

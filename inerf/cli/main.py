@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         "NeRFs; generate datasets; run pixelNeRF.",
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, module in VERBS.items():
+    for module in VERBS.values():
         try:
             mod = importlib.import_module(f"inerf.cli.{module}")
         except ModuleNotFoundError as exc:  # a verb whose module is not built yet
@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"inerf {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = " (training steps done so far are checkpointed: continue with --resume)" if args.verb == "train" else ""
+        hint = (
+            " (training steps done so far are checkpointed: continue with --resume)"
+            if args.verb == "train"
+            else ""
+        )
         print(f"inerf {args.verb}: interrupted{hint}", file=sys.stderr)
         return 130
 

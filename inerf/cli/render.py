@@ -18,24 +18,43 @@ SPLITS = ("train", "val", "test", "all")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "render", help="render a trained run and score it (PSNR/SSIM)",
+        "render",
+        help="render a trained run and score it (PSNR/SSIM)",
         description="Render a run written by `inerf train` from the cameras of a dataset split. Writes one "
         "PNG per view, metrics.json (PSNR and SSIM per view and their means) and a GIF/MP4 of the views.",
-        formatter_class=HelpFormatter)
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--run", metavar="RUN_DIR", required=True, help="Run directory written by `inerf train`.")
-    p.add_argument("--split", default="test", choices=SPLITS,
-                   help="Cameras to render (Blender: train/val/test; LLFF also all).")
-    p.add_argument("--data", metavar="DIR", default=None,
-                   help="Dataset folder, overriding the one recorded in the run (e.g. after moving it). "
-                   "The run's image scale, background and near/far are kept.")
-    p.add_argument("--out", metavar="DIR", default=None,
-                   help="Output folder (default: RUN_DIR/renders/SPLIT).")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=SPLITS,
+        help="Cameras to render (Blender: train/val/test; LLFF also all).",
+    )
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None,
+        help="Dataset folder, overriding the one recorded in the run (e.g. after moving it). "
+        "The run's image scale, background and near/far are kept.",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", default=None, help="Output folder (default: RUN_DIR/renders/SPLIT)."
+    )
     p.add_argument("--max-views", type=int, default=None, help="Render only the first N views of the split.")
-    p.add_argument("--video", choices=(*VIDEO_FORMATS, "both", "none"), default="both",
-                   help="Video(s) of the rendered views to write.")
+    p.add_argument(
+        "--video",
+        choices=(*VIDEO_FORMATS, "both", "none"),
+        default="both",
+        help="Video(s) of the rendered views to write.",
+    )
     p.add_argument("--fps", type=float, default=10.0, help="Frames per second of the videos.")
-    p.add_argument("--chunk", type=int, default=None,
-                   help="Rays per forward pass (default: the run's); lower it if memory runs out.")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="Rays per forward pass (default: the run's); lower it if memory runs out.",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available).")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="Do not show a progress bar.")
     p.set_defaults(func=run)
@@ -68,7 +87,9 @@ def run(args) -> int:
     summary["videos"] = [p.name for p in written if p is not None]  # write_mp4 gives None without ffmpeg
     write_json_atomic(out / "metrics.json", summary)
     ssim = summary["mean"]["ssim"]
-    print(f"{summary['n_views']} {args.split} views at {summary['width']}x{summary['height']}: "
-          f"PSNR {summary['mean']['psnr']:.2f} dB, SSIM {'n/a' if ssim is None else f'{ssim:.4f}'} "
-          f"(step {summary['step']}); wrote {out}")
+    print(
+        f"{summary['n_views']} {args.split} views at {summary['width']}x{summary['height']}: "
+        f"PSNR {summary['mean']['psnr']:.2f} dB, SSIM {'n/a' if ssim is None else f'{ssim:.4f}'} "
+        f"(step {summary['step']}); wrote {out}"
+    )
     return 0

@@ -23,8 +23,9 @@ def attribute_docs(cls) -> dict[str, str]:
     for node, nxt in itertools.pairwise(body):
         is_attr = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
         value = getattr(nxt, "value", None)
-        is_doc = isinstance(nxt, ast.Expr) and isinstance(value, ast.Constant) \
-            and isinstance(value.value, str)
+        is_doc = (
+            isinstance(nxt, ast.Expr) and isinstance(value, ast.Constant) and isinstance(value.value, str)
+        )
         if is_attr and is_doc:
             docs[node.target.id] = " ".join(value.value.split())
     return docs
@@ -56,16 +57,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     doc = attribute_docs(TrainConfig)
     d = TrainConfig()
     p = subparsers.add_parser(
-        "train", help="train a NeRF on a posed dataset",
+        "train",
+        help="train a NeRF on a posed dataset",
         description="Train a radiance field (NeRF MLP or grid) on a Blender or LLFF dataset. Writes RUN_DIR/"
         "config.json, model.safetensors (keys coarse.*/fine.*), optimizer.pt and train_log.jsonl; "
         "checkpoints are written atomically, so a run can be stopped and --resume'd at any time.",
-        formatter_class=HelpFormatter)
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--data", metavar="DIR", help=doc["data"])
     p.add_argument("--out", metavar="RUN_DIR", required=True, help=doc["out"])
     p.add_argument("--model", choices=FIELD_KINDS, default=d.model, help=doc["model"])
-    p.add_argument("--field", metavar="KEY=VALUE", type=_field_override, action="append", default=[],
-                   help=doc["field"] + " Repeatable; VALUE is JSON (e.g. --field width=64 --field depth=4).")
+    p.add_argument(
+        "--field",
+        metavar="KEY=VALUE",
+        type=_field_override,
+        action="append",
+        default=[],
+        help=doc["field"] + " Repeatable; VALUE is JSON (e.g. --field width=64 --field depth=4).",
+    )
     p.add_argument("--max-steps", type=int, default=d.max_steps, help=doc["max_steps"])
     p.add_argument("--max-minutes", type=float, default=d.max_minutes, help=doc["max_minutes"])
     p.add_argument("--lr", type=float, default=None, help=doc["lr"])
@@ -105,6 +114,8 @@ def run(args) -> int:
     def db(v):
         return "n/a" if v is None else f"{v:.2f} dB"
 
-    print(f"trained {result.step} steps ({result.elapsed_s / 60:.1f} min of training); validation PSNR "
-          f"{db(result.val_psnr_start)} -> {db(result.val_psnr)}; run: {result.run_dir}")
+    print(
+        f"trained {result.step} steps ({result.elapsed_s / 60:.1f} min of training); validation PSNR "
+        f"{db(result.val_psnr_start)} -> {db(result.val_psnr)}; run: {result.run_dir}"
+    )
     return 0

@@ -38,8 +38,10 @@ def detect_format(root: str | Path) -> str:
         return "blender"
     if is_llff(root):
         return "llff"
-    raise InerfError(f"{root}: not a recognised dataset (expected transforms_train.json for a Blender scene "
-                     "or poses_bounds.npy for an LLFF scene)")
+    raise InerfError(
+        f"{root}: not a recognised dataset (expected transforms_train.json for a Blender scene "
+        "or poses_bounds.npy for an LLFF scene)"
+    )
 
 
 def load_dataset(root: str | Path, split: str = "train", *, format: str | None = None, **kwargs) -> ViewSet:

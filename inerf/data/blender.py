@@ -136,8 +136,9 @@ def _frame_intrinsics(meta: dict, frame: dict, width: int, height: int, source: 
     return fx * sx, fy * sy, cx * sx, cy * sy
 
 
-def _near_far(root: Path, meta: dict, source: Path, near: float | None,
-              far: float | None) -> tuple[float, float]:
+def _near_far(
+    root: Path, meta: dict, source: Path, near: float | None, far: float | None
+) -> tuple[float, float]:
     """Explicit arguments win, then ``meta.json`` beside the transforms, then the transforms file, then
     2 and 6."""
     found = {}
@@ -155,9 +156,16 @@ def _near_far(root: Path, meta: dict, source: Path, near: float | None,
     return n, f
 
 
-def load_blender(root: str | Path, split: str = "train", *, scale: float = 1.0, background="white",
-                 near: float | None = None, far: float | None = None,
-                 max_views: int | None = None) -> ViewSet:
+def load_blender(
+    root: str | Path,
+    split: str = "train",
+    *,
+    scale: float = 1.0,
+    background="white",
+    near: float | None = None,
+    far: float | None = None,
+    max_views: int | None = None,
+) -> ViewSet:
     """Load one split of a Blender-layout scene.
 
     Args:
@@ -176,8 +184,9 @@ def load_blender(root: str | Path, split: str = "train", *, scale: float = 1.0, 
     if not root.is_dir():
         raise InerfError(f"dataset folder not found: {root}")
     if split not in BLENDER_SPLITS:
-        raise InerfError(f"unknown split {split!r} for a Blender scene; expected one of "
-                         f"{', '.join(BLENDER_SPLITS)}")
+        raise InerfError(
+            f"unknown split {split!r} for a Blender scene; expected one of {', '.join(BLENDER_SPLITS)}"
+        )
     source = root / f"transforms_{split}.json"
     if not source.is_file():
         raise InerfError(f"{source}: file not found (a Blender scene needs transforms_{split}.json)")
@@ -203,8 +212,10 @@ def load_blender(root: str | Path, split: str = "train", *, scale: float = 1.0, 
             full_size = img.shape[:2]
             out_size = (max(round(full_size[0] * scale), 1), max(round(full_size[1] * scale), 1))
         elif img.shape[:2] != full_size:
-            raise InerfError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, but the first frame's is "
-                             f"{full_size[1]}x{full_size[0]}; all views of a split must share one size")
+            raise InerfError(
+                f"{path}: image is {img.shape[1]}x{img.shape[0]}, but the first frame's is "
+                f"{full_size[1]}x{full_size[0]}; all views of a split must share one size"
+            )
         intr.append(_frame_intrinsics(meta, frame, full_size[1], full_size[0], source))
         if img.shape[-1] == 4:
             rgb, alpha = composite_straight(img, bg, *out_size)
@@ -218,8 +229,15 @@ def load_blender(root: str | Path, split: str = "train", *, scale: float = 1.0, 
 
     intr_t = torch.tensor(intr, dtype=torch.float64)
     c2w = opengl_to_opencv_c2w(torch.stack(c2w_gl))  # the one axis flip for this format
-    cams = Cameras(c2w=c2w.float(), fx=intr_t[:, 0].float(), fy=intr_t[:, 1].float(), cx=intr_t[:, 2].float(),
-                   cy=intr_t[:, 3].float(), height=full_size[0], width=full_size[1])
+    cams = Cameras(
+        c2w=c2w.float(),
+        fx=intr_t[:, 0].float(),
+        fy=intr_t[:, 1].float(),
+        cx=intr_t[:, 2].float(),
+        cy=intr_t[:, 3].float(),
+        height=full_size[0],
+        width=full_size[1],
+    )
     if out_size != full_size:
         cams = cams.scaled(scale)
         # Cameras.scaled rounds the size the same way; keep both in lock-step.

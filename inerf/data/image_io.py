@@ -62,8 +62,9 @@ def inside_root(root: Path, relative: str, source: Path) -> Path:
     elsewhere, but a file cannot name ``../../etc/passwd`` or an absolute path.
     """
     if os.path.isabs(relative) or Path(relative).drive:
-        raise InerfError(f"{source}: image path {relative!r} is absolute; it must be inside the dataset "
-                         "folder")
+        raise InerfError(
+            f"{source}: image path {relative!r} is absolute; it must be inside the dataset folder"
+        )
     root_norm = os.path.normpath(os.path.abspath(root))
     joined = os.path.normpath(os.path.join(root_norm, relative))
     if os.path.commonpath([root_norm, joined]) != root_norm:
@@ -154,8 +155,12 @@ def resize_area(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(width, height, C).transpose(1, 0, 2))
 
 
-def composite_straight(rgba: np.ndarray, background: tuple[float, float, float] | None,
-                       height: int | None = None, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def composite_straight(
+    rgba: np.ndarray,
+    background: tuple[float, float, float] | None,
+    height: int | None = None,
+    width: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Composite a straight-alpha RGBA image on ``background``, resizing to ``height x width`` if given.
 
     Returns ``(rgb [h, w, 3], alpha [h, w])``. Colour is premultiplied before resizing, which makes

@@ -76,8 +76,11 @@ def llff_split_indices(n: int, split: str, llffhold: int = 8) -> list[int]:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _pick_folder(root: Path, scale: float) -> tuple[Path, float]:
@@ -97,9 +100,18 @@ def _pick_folder(root: Path, scale: float) -> tuple[Path, float]:
     raise InerfError(f"{root}: neither 'images_{k}' nor 'images' folder found")
 
 
-def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llffhold: int = 8,
-              bd_factor: float | None = 0.75, near: float | None = None, far: float | None = None,
-              background="black", max_views: int | None = None) -> ViewSet:
+def load_llff(
+    root: str | Path,
+    split: str = "train",
+    *,
+    scale: float = 1.0,
+    llffhold: int = 8,
+    bd_factor: float | None = 0.75,
+    near: float | None = None,
+    far: float | None = None,
+    background="black",
+    max_views: int | None = None,
+) -> ViewSet:
     """Load one split of an LLFF scene.
 
     Args:
@@ -121,8 +133,9 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     if not root.is_dir():
         raise InerfError(f"dataset folder not found: {root}")
     if split not in LLFF_SPLITS:
-        raise InerfError(f"unknown split {split!r} for an LLFF scene; expected one of "
-                         f"{', '.join(LLFF_SPLITS)}")
+        raise InerfError(
+            f"unknown split {split!r} for an LLFF scene; expected one of {', '.join(LLFF_SPLITS)}"
+        )
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise InerfError(f"image scale must be a positive number, got {scale!r}")
     bg = parse_background(background) or (0.0, 0.0, 0.0)
@@ -134,8 +147,10 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     except Exception as exc:  # noqa: BLE001 - ValueError (pickled / corrupt), OSError, EOFError...
         raise InerfError(f"{source}: unreadable ({one_line(exc)})") from None
     if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.number):
-        raise InerfError(f"{source}: expected a numeric N x 17 array (3x5 [R|t|hwf] + near, far per image), "
-                         f"got shape {arr.shape}")
+        raise InerfError(
+            f"{source}: expected a numeric N x 17 array (3x5 [R|t|hwf] + near, far per image), "
+            f"got shape {arr.shape}"
+        )
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(1))[0])
@@ -144,8 +159,9 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     bounds = arr[:, 15:17]
     hwf = mats[:, :, 4]
     if (hwf <= 0).any() or (bounds <= 0).any() or (bounds[:, 0] >= bounds[:, 1]).any():
-        raise InerfError(f"{source}: heights, widths, focal lengths and bounds must be positive, "
-                         "with near < far")
+        raise InerfError(
+            f"{source}: heights, widths, focal lengths and bounds must be positive, with near < far"
+        )
     c2w_llff = torch.from_numpy(mats[:, :, :4])
     check_rigid(c2w_llff, name=f"{source}: poses")
 
@@ -173,8 +189,9 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
             size = img.shape[:2]
             out_size = (max(round(size[0] * residual_scale), 1), max(round(size[1] * residual_scale), 1))
         elif img.shape[:2] != size:
-            raise InerfError(f"{files[i]}: image is {img.shape[1]}x{img.shape[0]}, "
-                             f"expected {size[1]}x{size[0]}")
+            raise InerfError(
+                f"{files[i]}: image is {img.shape[1]}x{img.shape[0]}, expected {size[1]}x{size[0]}"
+            )
         images.append(resize_area(img, *out_size))
 
     H, W = out_size
@@ -183,13 +200,27 @@ def load_llff(root: str | Path, split: str = "train", *, scale: float = 1.0, llf
     fx, fy = f_ref * W / w_ref, f_ref * H / h_ref
     c2w = llff_to_opencv_c2w(c2w_llff[idx])  # the one axis conversion for this format
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype).expand(len(idx), 1, 4)
-    cams = Cameras(c2w=torch.cat([c2w, bottom], 1).float(), fx=fx.float(), fy=fy.float(),
-                   cx=torch.full((len(idx),), W / 2), cy=torch.full((len(idx),), H / 2), height=H, width=W)
+    cams = Cameras(
+        c2w=torch.cat([c2w, bottom], 1).float(),
+        fx=fx.float(),
+        fy=fy.float(),
+        cx=torch.full((len(idx),), W / 2),
+        cy=torch.full((len(idx),), H / 2),
+        height=H,
+        width=W,
+    )
     n = float(near) if near is not None else 0.9 * float(bounds.min())
     f = float(far) if far is not None else float(bounds.max())
     if not (0 <= n < f):
         raise InerfError(f"{root}: need 0 <= near < far, got near={n}, far={f}")
-    return ViewSet(images=torch.from_numpy(np.stack(images)).float(), alphas=None, cameras=cams, near=n,
-                   far=f,
-                   background=bg, names=[files[i].relative_to(root).as_posix() for i in idx], root=str(root),
-                   split=split)
+    return ViewSet(
+        images=torch.from_numpy(np.stack(images)).float(),
+        alphas=None,
+        cameras=cams,
+        near=n,
+        far=f,
+        background=bg,
+        names=[files[i].relative_to(root).as_posix() for i in idx],
+        root=str(root),
+        split=split,
+    )

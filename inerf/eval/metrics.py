@@ -44,8 +44,16 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64, dev
     return g / g.sum()
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0, window_size: int = 11,
-         sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03, return_map: bool = False) -> torch.Tensor:
+def ssim(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    max_val: float = 1.0,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    return_map: bool = False,
+) -> torch.Tensor:
     """Structural similarity per image: ``[..., H, W, C]`` -> ``[...]`` (or the SSIM map
     ``[..., H - window_size + 1, W - window_size + 1, C]`` with ``return_map``).
 
@@ -84,7 +92,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, max_val: float = 1.0, window_
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
-        raise ValueError(f"images must have the same shape, got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"images must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if pred.ndim < 3:
         raise ValueError(f"expected [..., H, W, C] images, got shape {tuple(pred.shape)}")

@@ -46,8 +46,21 @@ def render_views(run: LoadedRun, views: ViewSet, device: torch.device | str = "c
 
         it = tqdm(it, desc=f"render {views.split}", unit="view", dynamic_ncols=True)
     for i in it:
-        yield i, render_image(run.coarse, cams.c2w[i], cams.height, cams.width, cams.fx[i], cams.fy[i],
-                              cams.cx[i], cams.cy[i], run.render_config, fine=run.fine)
+        yield (
+            i,
+            render_image(
+                run.coarse,
+                cams.c2w[i],
+                cams.height,
+                cams.width,
+                cams.fx[i],
+                cams.fy[i],
+                cams.cx[i],
+                cams.cy[i],
+                run.render_config,
+                fine=run.fine,
+            ),
+        )
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
@@ -55,8 +68,14 @@ def to_uint8(rgb: torch.Tensor) -> np.ndarray:
     return (rgb.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
-def evaluate_views(run: LoadedRun, views: ViewSet, out_dir: str | Path, *, device: torch.device | str = "cpu",
-                   progress: bool = False) -> tuple[dict, list[np.ndarray]]:
+def evaluate_views(
+    run: LoadedRun,
+    views: ViewSet,
+    out_dir: str | Path,
+    *,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> tuple[dict, list[np.ndarray]]:
     """Render every view, write ``NNN_name.png`` and ``metrics.json`` into ``out_dir``.
 
     Returns the summary written to ``metrics.json`` (``mean`` PSNR and SSIM over the views, ``views`` with
@@ -79,12 +98,24 @@ def evaluate_views(run: LoadedRun, views: ViewSet, out_dir: str | Path, *, devic
         file = f"{i:03d}_{stem}.png"
         iio.imwrite(out / file, frame)
         frames.append(frame)
-        scores.append(ViewScore(name=views.names[i], file=file, psnr=float(psnr(pred, target)),
-                                ssim=float(ssim(pred, target)) if min(pred.shape[:2]) >= 11 else None))
+        scores.append(
+            ViewScore(
+                name=views.names[i],
+                file=file,
+                psnr=float(psnr(pred, target)),
+                ssim=float(ssim(pred, target)) if min(pred.shape[:2]) >= 11 else None,
+            )
+        )
     seconds = time.perf_counter() - t0
     summary = {
-        "run": str(run.run_dir), "step": run.step, "model": run.model, "split": views.split,
-        "dataset": views.root, "height": views.height, "width": views.width, "n_views": len(scores),
+        "run": str(run.run_dir),
+        "step": run.step,
+        "model": run.model,
+        "split": views.split,
+        "dataset": views.root,
+        "height": views.height,
+        "width": views.width,
+        "n_views": len(scores),
         "mean": {"psnr": _mean([s.psnr for s in scores]), "ssim": _mean([s.ssim for s in scores])},
         "seconds_per_view": seconds / max(len(scores), 1),
         "views": [asdict(s) for s in scores],

@@ -5,4 +5,4 @@ from inerf.fields.encoding import PositionalEncoding
 from inerf.fields.grid import GridConfig, GridField
 from inerf.fields.nerf import NeRFConfig, NeRFField
 
-__all__ = ["RadianceField", "PositionalEncoding", "NeRFConfig", "NeRFField", "GridConfig", "GridField"]
+__all__ = ["GridConfig", "GridField", "NeRFConfig", "NeRFField", "PositionalEncoding", "RadianceField"]

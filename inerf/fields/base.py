@@ -18,5 +18,6 @@ class RadianceField(Protocol):
     the point). Fields that are not view-dependent ignore them.
     """
 
-    def __call__(self, xyz: torch.Tensor, viewdirs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        ...
+    def __call__(
+        self, xyz: torch.Tensor, viewdirs: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...

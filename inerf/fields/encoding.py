@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -29,5 +28,3 @@ class PositionalEncoding(nn.Module):
         # Order (sin f0 xyz, cos f0 xyz, sin f1 ...) differs from NeRF's only by a fixed permutation,
         # which the first linear layer absorbs.
         return torch.cat([x, enc], -1) if self.include_input else enc
-
-

@@ -68,8 +68,14 @@ from torch.nn import functional as F
 from inerf.fields.encoding import PositionalEncoding
 from inerf.fields.occupancy import OccupancyGrid, resize_to_state
 
-__all__ = ["PLANE_AXES", "GridConfig", "GridField", "bilinear_reference", "linear_reference",
-           "ray_aabb_intersect"]
+__all__ = [
+    "PLANE_AXES",
+    "GridConfig",
+    "GridField",
+    "bilinear_reference",
+    "linear_reference",
+    "ray_aabb_intersect",
+]
 
 PLANE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
 """``(a, b, c)`` per factor: plane over axes ``(a, b)`` (``a`` indexes its width), line along ``c``."""
@@ -153,10 +159,18 @@ class GridConfig:
         Coarser grids, fewer components and an earlier schedule: each step is ~30x cheaper than with the
         GPU preset and the schedule fits ~1-2 k steps.
         """
-        base = {"n_voxels_init": 48**3, "n_voxels_final": 112**3, "density_components": 8,
-                "appearance_components": 12, "appearance_dim": 16, "mlp_width": 32,
-                "occupancy_resolution": 96, "occupancy_steps": (300, 700), "upsample_steps": (300, 500, 700),
-                "step_ratio": 1.0}
+        base = {
+            "n_voxels_init": 48**3,
+            "n_voxels_final": 112**3,
+            "density_components": 8,
+            "appearance_components": 12,
+            "appearance_dim": 16,
+            "mlp_width": 32,
+            "occupancy_resolution": 96,
+            "occupancy_steps": (300, 700),
+            "upsample_steps": (300, 500, 700),
+            "step_ratio": 1.0,
+        }
         base.update(overrides)
         return cls(**base)
 
@@ -238,10 +252,11 @@ class GridField(nn.Module):
         g = torch.Generator().manual_seed(0)  # same initial field for the same config
         self.planes = nn.ParameterList(
             nn.Parameter(cfg.init_scale * torch.randn(1, C, res[b], res[a], generator=g))
-            for a, b, _ in PLANE_AXES)
+            for a, b, _ in PLANE_AXES
+        )
         self.lines = nn.ParameterList(
-            nn.Parameter(cfg.init_scale * torch.randn(1, C, res[c], 1, generator=g))
-            for _, _, c in PLANE_AXES)
+            nn.Parameter(cfg.init_scale * torch.randn(1, C, res[c], 1, generator=g)) for _, _, c in PLANE_AXES
+        )
         self.basis = nn.Linear(3 * cfg.appearance_components, cfg.appearance_dim, bias=False)
         self.dir_enc = PositionalEncoding(cfg.view_freqs) if cfg.view_dependent else None
         in_dim = cfg.appearance_dim + (self.dir_enc.out_dim if self.dir_enc is not None else 0)
@@ -276,8 +291,9 @@ class GridField(nn.Module):
         return ((xyz >= lo) & (xyz <= hi)).all(-1) & self.occupancy(xyz)
 
     @torch.no_grad()
-    def ray_bounds(self, origins: torch.Tensor, directions: torch.Tensor, near: float,
-                   n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def ray_bounds(
+        self, origins: torch.Tensor, directions: torch.Tensor, near: float, n_samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-ray ``(near [R], far [R])`` spanning the box, for ``render_rays(..., near=, far=)`` with
         ``n_samples`` stratified samples per ray (``RenderConfig.n_coarse``), jittered or not.
 
@@ -319,8 +335,9 @@ class GridField(nn.Module):
             if viewdirs is None:
                 raise ValueError("this field is view-dependent: pass viewdirs")
             if viewdirs.shape != xyz.shape:
-                raise ValueError(f"viewdirs must be [N, 3] like xyz {tuple(xyz.shape)}, "
-                                 f"got {tuple(viewdirs.shape)}")
+                raise ValueError(
+                    f"viewdirs must be [N, 3] like xyz {tuple(xyz.shape)}, got {tuple(viewdirs.shape)}"
+                )
 
     def _factors(self, u: torch.Tensor, channels: int | None = None) -> list[torch.Tensor]:
         """Fast path: ``f_k = P_k(u_a, u_b) * L_k(u_c)``, one ``[C, N]`` per plane, for ``u [N, 3]``; only
@@ -413,8 +430,10 @@ class GridField(nn.Module):
         lr = cfg.lr_grid if lr is None else lr
         grids = list(self.planes) + list(self.lines)
         network = list(self.basis.parameters()) + list(self.mlp.parameters())
-        return [{"params": grids, "lr": lr, "name": "grids"},
-                {"params": network, "lr": lr * cfg.lr_network / cfg.lr_grid, "name": "network"}]
+        return [
+            {"params": grids, "lr": lr, "name": "grids"},
+            {"params": network, "lr": lr * cfg.lr_network / cfg.lr_grid, "name": "network"},
+        ]
 
     def regularization(self) -> torch.Tensor:
         """Scalar to add to the loss: weighted L1 of the density factors (mean absolute value of planes and
@@ -429,8 +448,10 @@ class GridField(nn.Module):
         for plane, line in zip(self.planes, self.lines):
             if w_l1 > 0:
                 total = total + w_l1 * (plane[:, :cd].abs().mean() + line[:, :cd].abs().mean())
-            for w, sl in ((cfg.tv_weight_density, slice(None, cd)),
-                          (cfg.tv_weight_appearance, slice(cd, None))):
+            for w, sl in (
+                (cfg.tv_weight_density, slice(None, cd)),
+                (cfg.tv_weight_appearance, slice(cd, None)),
+            ):
                 if w > 0:
                     total = total + w * (_tv(plane[:, sl]) + _tv(line[:, sl]))
         return total
@@ -443,8 +464,9 @@ class GridField(nn.Module):
         ext = self.aabb[1] - self.aabb[0]
         cell = max(self.voxel_size.max().item(), ext.max().item() / cfg.occupancy_resolution)
         res = [max(1, math.ceil(e / cell - 1e-6)) for e in ext.tolist()]
-        self.occupancy.update(self.density, self.aabb, res,
-                              cfg.occupancy_threshold if threshold is None else threshold)
+        self.occupancy.update(
+            self.density, self.aabb, res, cfg.occupancy_threshold if threshold is None else threshold
+        )
         return self.occupancy.fraction()
 
     @torch.no_grad()
@@ -455,8 +477,9 @@ class GridField(nn.Module):
         lo, hi = self.aabb
 
         def coords(d: int) -> torch.Tensor:  # new vertex positions along axis d, in the old [-1, 1]
-            x = torch.linspace(aabb[0, d].item(), aabb[1, d].item(), resolution[d], dtype=lo.dtype,
-                               device=lo.device)
+            x = torch.linspace(
+                aabb[0, d].item(), aabb[1, d].item(), resolution[d], dtype=lo.dtype, device=lo.device
+            )
             return (x - lo[d]) * (2.0 / (hi[d] - lo[d])) - 1.0
 
         for k, (a, b, c) in enumerate(PLANE_AXES):
@@ -532,4 +555,3 @@ def _tv(x: torch.Tensor) -> torch.Tensor:
     if x.shape[3] > 1:
         tv = tv + (x[:, :, :, 1:] - x[:, :, :, :-1]).pow(2).mean()
     return tv
-

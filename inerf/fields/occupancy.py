@@ -24,8 +24,10 @@ __all__ = ["OccupancyGrid", "cell_centers", "resize_to_state"]
 def cell_centers(aabb: torch.Tensor, resolution: Sequence[int]) -> torch.Tensor:
     """Centres of the cells of a ``resolution = (X, Y, Z)`` tiling of ``aabb [2, 3]``: ``[X, Y, Z, 3]``."""
     lo, hi = aabb
-    axes = [lo[d] + (torch.arange(r, device=aabb.device, dtype=aabb.dtype) + 0.5) * (hi[d] - lo[d]) / r
-            for d, r in enumerate(resolution)]
+    axes = [
+        lo[d] + (torch.arange(r, device=aabb.device, dtype=aabb.dtype) + 0.5) * (hi[d] - lo[d]) / r
+        for d, r in enumerate(resolution)
+    ]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
 
 
@@ -89,9 +91,15 @@ class OccupancyGrid(nn.Module):
         return torch.stack([lo, hi])
 
     @torch.no_grad()
-    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], aabb: torch.Tensor,
-               resolution: Sequence[int], alpha_threshold: float, dilation: int = 1,
-               chunk: int = 1 << 18) -> bool:
+    def update(
+        self,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        aabb: torch.Tensor,
+        resolution: Sequence[int],
+        alpha_threshold: float,
+        dilation: int = 1,
+        chunk: int = 1 << 18,
+    ) -> bool:
         """Rebuild the grid over ``aabb`` at ``resolution`` from the density at the cell centres.
 
         A cell is occupied when a ray segment one cell long through its centre absorbs at least
@@ -106,8 +114,9 @@ class OccupancyGrid(nn.Module):
         aabb = torch.as_tensor(aabb, dtype=self.aabb.dtype, device=self.aabb.device).reshape(2, 3)
         res = tuple(int(r) for r in resolution)
         pts = cell_centers(aabb, res).reshape(-1, 3)
-        sigma = torch.cat([density_fn(pts[s : s + chunk]).to(pts.dtype)
-                           for s in range(0, pts.shape[0], chunk)])
+        sigma = torch.cat(
+            [density_fn(pts[s : s + chunk]).to(pts.dtype) for s in range(0, pts.shape[0], chunk)]
+        )
         step = ((aabb[1] - aabb[0]) / torch.tensor(res, dtype=aabb.dtype, device=aabb.device)).mean()
         occ = (1.0 - torch.exp(-sigma * step)) >= alpha_threshold
         occ = occ.reshape(1, 1, *res).float()

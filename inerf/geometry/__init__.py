@@ -1,5 +1,6 @@
 """Cameras, conventions and SE(3). Imports nothing else of ours."""
 
+from inerf.geometry import se3
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import (
     CONVENTION,
@@ -7,6 +8,5 @@ from inerf.geometry.conventions import (
     opencv_to_opengl_c2w,
     opengl_to_opencv_c2w,
 )
-from inerf.geometry import se3
 
-__all__ = ["Cameras", "CONVENTION", "check_rigid", "opencv_to_opengl_c2w", "opengl_to_opencv_c2w", "se3"]
+__all__ = ["CONVENTION", "Cameras", "check_rigid", "opencv_to_opengl_c2w", "opengl_to_opencv_c2w", "se3"]

@@ -50,26 +50,41 @@ class Cameras:
                 raise ValueError(f"{name} must have 1 or {n} values, got {tuple(v.shape)}")
 
     @classmethod
-    def from_fov(cls, c2w: torch.Tensor, height: int, width: int, fov_x: float) -> "Cameras":
+    def from_fov(cls, c2w: torch.Tensor, height: int, width: int, fov_x: float) -> Cameras:
         """Centred square-pixel cameras from a horizontal field of view (radians), as Blender's
         ``camera_angle_x``: fx = fy = W / (2 tan(fov_x / 2)), (cx, cy) = (W / 2, H / 2)."""
         f = 0.5 * width / torch.tan(torch.as_tensor(0.5 * fov_x, dtype=torch.float64)).item()
-        return cls(c2w=c2w, fx=torch.tensor(f), fy=torch.tensor(f), cx=torch.tensor(width / 2),
-                   cy=torch.tensor(height / 2), height=height, width=width)
+        return cls(
+            c2w=c2w,
+            fx=torch.tensor(f),
+            fy=torch.tensor(f),
+            cx=torch.tensor(width / 2),
+            cy=torch.tensor(height / 2),
+            height=height,
+            width=width,
+        )
 
     def __len__(self) -> int:
         return self.c2w.shape[0]
 
-    def __getitem__(self, idx) -> "Cameras":
-        sel = lambda t: t[idx].reshape(-1, *t.shape[1:])  # noqa: E731 - keep the batch dimension
-        return Cameras(sel(self.c2w), sel(self.fx), sel(self.fy), sel(self.cx), sel(self.cy),
-                       self.height, self.width)
+    def __getitem__(self, idx) -> Cameras:
+        sel = lambda t: t[idx].reshape(-1, *t.shape[1:])
+        return Cameras(
+            sel(self.c2w), sel(self.fx), sel(self.fy), sel(self.cx), sel(self.cy), self.height, self.width
+        )
 
-    def to(self, device) -> "Cameras":
-        return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
-                       self.cy.to(device), self.height, self.width)
+    def to(self, device) -> Cameras:
+        return Cameras(
+            self.c2w.to(device),
+            self.fx.to(device),
+            self.fy.to(device),
+            self.cx.to(device),
+            self.cy.to(device),
+            self.height,
+            self.width,
+        )
 
-    def scaled(self, factor: float) -> "Cameras":
+    def scaled(self, factor: float) -> Cameras:
         """Cameras for the image resized by ``factor`` (intrinsics scale; pixel centres stay at +0.5)."""
         h, w = round(self.height * factor), round(self.width * factor)
         sx, sy = w / self.width, h / self.height
@@ -83,8 +98,9 @@ class Cameras:
 
     def pixel_grid(self, device=None) -> torch.Tensor:
         """``[H, W, 2]`` integer pixel indices (i = column, j = row) as float."""
-        j, i = torch.meshgrid(torch.arange(self.height, device=device), torch.arange(self.width, device=device),
-                              indexing="ij")
+        j, i = torch.meshgrid(
+            torch.arange(self.height, device=device), torch.arange(self.width, device=device), indexing="ij"
+        )
         return torch.stack([i, j], dim=-1).float()
 
 
@@ -102,7 +118,9 @@ def project(points_world: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy):
     R, t = c2w[..., :3, :3], c2w[..., :3, 3]
     p_cam = (points_world - t[..., None, :]) @ R  # R^T (p - t), written as a row-vector product
     z = p_cam[..., 2]
-    fx, fy, cx, cy = (torch.as_tensor(v, dtype=points_world.dtype, device=points_world.device) for v in (fx, fy, cx, cy))
+    fx, fy, cx, cy = (
+        torch.as_tensor(v, dtype=points_world.dtype, device=points_world.device) for v in (fx, fy, cx, cy)
+    )
     u = fx[..., None] * p_cam[..., 0] / z + cx[..., None]
     v = fy[..., None] * p_cam[..., 1] / z + cy[..., None]
     return torch.stack([u, v], dim=-1), z

@@ -80,6 +80,8 @@ def check_rigid(c2w, name: str = "pose", atol: float = 1e-3) -> torch.Tensor:
             f"{name}: not a rigid transform (|R^T R - I| = {ortho:.2e}, det R = {det.flatten()[0]:.4f}); "
             "expected a rotation with determinant +1"
         )
-    if (t[..., 3, :] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=t.dtype, device=t.device)).abs().amax() > atol:
+    if (
+        t[..., 3, :] - torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=t.dtype, device=t.device)
+    ).abs().amax() > atol:
         raise InerfError(f"{name}: the last row must be [0, 0, 0, 1]")
     return t.float()  # stays on the input's device

@@ -22,18 +22,18 @@ import math
 import torch
 
 __all__ = [
-    "hat",
-    "vee",
-    "so3_exp",
-    "so3_log",
-    "se3_exp",
-    "se3_log",
+    "axis_angle_to_matrix",
     "compose",
+    "hat",
     "inverse",
     "rotation_angle",
     "rotation_error_deg",
+    "se3_exp",
+    "se3_log",
+    "so3_exp",
+    "so3_log",
     "translation_error",
-    "axis_angle_to_matrix",
+    "vee",
 ]
 
 
@@ -101,9 +101,10 @@ def so3_log(R: torch.Tensor) -> torch.Tensor:
     near_pi = theta > math.pi - 1e-3
     if near_pi.any():
         cos_t = torch.cos(theta)
-        nnT = ((R + R.transpose(-1, -2)) / 2 - cos_t[..., None, None] * torch.eye(3, dtype=R.dtype, device=R.device)) / (
-            (1 - cos_t)[..., None, None]
-        ).clamp_min(1e-12)
+        nnT = (
+            (R + R.transpose(-1, -2)) / 2
+            - cos_t[..., None, None] * torch.eye(3, dtype=R.dtype, device=R.device)
+        ) / ((1 - cos_t)[..., None, None]).clamp_min(1e-12)
         diag = nnT.diagonal(dim1=-2, dim2=-1)
         k = diag.argmax(-1)
         col = torch.gather(nnT, -1, k[..., None, None].expand(*nnT.shape[:-1], 1)).squeeze(-1)

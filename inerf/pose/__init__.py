@@ -26,4 +26,13 @@ Example::
 from inerf.pose.config import PAPER, ROBUST, PoseConfig, SamplingConfig
 from inerf.pose.solver import PoseResult, PoseTarget, PoseTrajectory, estimate_pose
 
-__all__ = ["PAPER", "ROBUST", "PoseConfig", "PoseResult", "PoseTarget", "PoseTrajectory", "SamplingConfig", "estimate_pose"]
+__all__ = [
+    "PAPER",
+    "ROBUST",
+    "PoseConfig",
+    "PoseResult",
+    "PoseTarget",
+    "PoseTrajectory",
+    "SamplingConfig",
+    "estimate_pose",
+]

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["DETECTORS", "FAST", "LOSSES", "OPTIMIZERS", "PAPER", "ROBUST", "STRATEGIES", "PoseConfig", "SamplingConfig"]
+__all__ = [
+    "DETECTORS",
+    "FAST",
+    "LOSSES",
+    "OPTIMIZERS",
+    "PAPER",
+    "ROBUST",
+    "STRATEGIES",
+    "PoseConfig",
+    "SamplingConfig",
+]
 
 OPTIMIZERS = ("adam", "lm", "adam+lm")
 """``adam``: the paper's first-order solve; ``lm``: Levenberg-Marquardt (Gauss-Newton with adaptive damping)
@@ -59,8 +69,15 @@ class SamplingConfig:
             raise ValueError(f"unknown sampling strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if self.detector not in DETECTORS:
             raise ValueError(f"unknown keypoint detector {self.detector!r}; expected one of {DETECTORS}")
-        if self.dilate_kernel < 1 or self.dilate_iterations < 0 or self.max_keypoints < 0 or self.mask_dilate < 0:
-            raise ValueError("dilate_kernel must be >= 1, dilate_iterations, max_keypoints and mask_dilate >= 0")
+        if (
+            self.dilate_kernel < 1
+            or self.dilate_iterations < 0
+            or self.max_keypoints < 0
+            or self.mask_dilate < 0
+        ):
+            raise ValueError(
+                "dilate_kernel must be >= 1, dilate_iterations, max_keypoints and mask_dilate >= 0"
+            )
         if not 0.0 < self.center_fraction <= 1.0:
             raise ValueError(f"center_fraction must be in (0, 1], got {self.center_fraction}")
 

@@ -43,8 +43,13 @@ __all__ = [
 ]
 
 POSE_CONVENTIONS = {
-    "opencv": "opencv", "opencv_c2w": "opencv", "vision": "opencv",
-    "opengl": "opengl", "opengl_c2w": "opengl", "blender": "opengl", "graphics": "opengl",
+    "opencv": "opencv",
+    "opencv_c2w": "opencv",
+    "vision": "opencv",
+    "opengl": "opengl",
+    "opengl_c2w": "opengl",
+    "blender": "opengl",
+    "graphics": "opengl",
 }
 """Accepted names of camera-axis conventions in pose files and on the command line."""
 
@@ -67,17 +72,23 @@ class Intrinsics:
         """Validate against an image of ``width x height``; return intrinsics with the size filled in."""
         values = (self.fx, self.fy, self.cx, self.cy)
         if not all(math.isfinite(v) for v in values):
-            raise InerfError(f"{source}: intrinsics must be finite numbers, got fx={self.fx} fy={self.fy} "
-                             f"cx={self.cx} cy={self.cy}")
+            raise InerfError(
+                f"{source}: intrinsics must be finite numbers, got fx={self.fx} fy={self.fy} "
+                f"cx={self.cx} cy={self.cy}"
+            )
         if self.fx <= 0 or self.fy <= 0:
             raise InerfError(f"{source}: focal lengths must be positive, got fx={self.fx} fy={self.fy}")
         if (self.width, self.height) != (None, None) and (self.width, self.height) != (width, height):
-            raise InerfError(f"the image is {width}x{height} but {source} are for {self.width}x{self.height} "
-                             "images; resize the image or scale the intrinsics")
+            raise InerfError(
+                f"the image is {width}x{height} but {source} are for {self.width}x{self.height} "
+                "images; resize the image or scale the intrinsics"
+            )
         # A principal point outside the image almost always means intrinsics of another resolution.
         if not (0 < self.cx < width and 0 < self.cy < height):
-            raise InerfError(f"{source}: principal point ({self.cx:g}, {self.cy:g}) lies outside the {width}x{height} "
-                             "image; are these intrinsics for another resolution?")
+            raise InerfError(
+                f"{source}: principal point ({self.cx:g}, {self.cy:g}) lies outside the {width}x{height} "
+                "image; are these intrinsics for another resolution?"
+            )
         return Intrinsics(self.fx, self.fy, self.cx, self.cy, width, height)
 
     def as_dict(self) -> dict:

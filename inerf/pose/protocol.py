@@ -119,9 +119,11 @@ def initial_poses(gt_c2w: torch.Tensor, protocol: ProtocolConfig, image_index: i
     """Start poses ``[trials, hypotheses, 4, 4]`` (float64) for one view, seeded by (seed, view index)."""
     gen = torch.Generator().manual_seed(protocol.seed * 1_000_003 + image_index)
     T, K = protocol.trials, protocol.hypotheses
-    starts = apply_perturbations(gt_c2w.double(), sample_perturbations(T, protocol.perturb_rot,
-                                                                      protocol.perturb_trans, gen),
-                                 protocol.perturb_frame)
+    starts = apply_perturbations(
+        gt_c2w.double(),
+        sample_perturbations(T, protocol.perturb_rot, protocol.perturb_trans, gen),
+        protocol.perturb_frame,
+    )
     if K == 1:
         return starts[:, None]
     spread_rot = protocol.perturb_rot if protocol.spread_rot is None else protocol.spread_rot
@@ -158,8 +160,10 @@ class BenchmarkResult:
     def success_curves(self) -> dict:
         """name -> ``[S + 1]`` success rate against step."""
         p = self.protocol
-        return {name: ((self.rot_err[name] < p.rot_thresh) & (self.trans_err[name] < p.trans_thresh)).mean(0)
-                for name in self.rot_err}
+        return {
+            name: ((self.rot_err[name] < p.rot_thresh) & (self.trans_err[name] < p.trans_thresh)).mean(0)
+            for name in self.rot_err
+        }
 
 
 def strategy_label(s: SamplingConfig) -> str:
@@ -169,22 +173,43 @@ def strategy_label(s: SamplingConfig) -> str:
     return s.strategy
 
 
-def _summarise(name: str, rot: np.ndarray, trans: np.ndarray, protocol: ProtocolConfig, steps: int) -> list[dict]:
+def _summarise(
+    name: str, rot: np.ndarray, trans: np.ndarray, protocol: ProtocolConfig, steps: int
+) -> list[dict]:
     rows = []
     for c in protocol.checkpoints:
         if c > steps:
             continue
         r, t = rot[:, c], trans[:, c]
         ok = (r < protocol.rot_thresh) & (t < protocol.trans_thresh)
-        rows.append({"strategy": name, "step": c, "trials": int(r.size), "success_rate": float(ok.mean()),
-                     "rot_err_mean": float(r.mean()), "rot_err_median": float(np.median(r)),
-                     "trans_err_mean": float(t.mean()), "trans_err_median": float(np.median(t))})
+        rows.append(
+            {
+                "strategy": name,
+                "step": c,
+                "trials": int(r.size),
+                "success_rate": float(ok.mean()),
+                "rot_err_mean": float(r.mean()),
+                "rot_err_median": float(np.median(r)),
+                "trans_err_mean": float(t.mean()),
+                "trans_err_median": float(np.median(t)),
+            }
+        )
     return rows
 
 
-def run_pose_benchmark(coarse, views, strategies: list[SamplingConfig], pose_config: PoseConfig,
-                       render_config, protocol: ProtocolConfig, fine=None, *, device=None,
-                       progress: bool = True, log=print) -> BenchmarkResult:
+def run_pose_benchmark(
+    coarse,
+    views,
+    strategies: list[SamplingConfig],
+    pose_config: PoseConfig,
+    render_config,
+    protocol: ProtocolConfig,
+    fine=None,
+    *,
+    device=None,
+    progress: bool = True,
+    log=print,
+) -> BenchmarkResult:
     """Run the protocol for every strategy on ``views`` (a :class:`inerf.data.views.ViewSet` whose images are
     composited on ``render_config.background``).
 
@@ -216,16 +241,31 @@ def run_pose_benchmark(coarse, views, strategies: list[SamplingConfig], pose_con
         gt = views.cameras.c2w[i].double()
         cam = views.cameras[i]
         alpha = views.alphas[i].to(device) if views.alphas is not None else None
-        target = PoseTarget(image=views.images[i].to(device), fx=cam.fx.item(), fy=cam.fy.item(), cx=cam.cx.item(),
-                            cy=cam.cy.item(), alpha=alpha)
+        target = PoseTarget(
+            image=views.images[i].to(device),
+            fx=cam.fx.item(),
+            fy=cam.fy.item(),
+            cx=cam.cx.item(),
+            cy=cam.cy.item(),
+            alpha=alpha,
+        )
         init = initial_poses(gt, protocol, i)
         T = init.shape[0]
         seeds = [protocol.seed * 1_000_003 + i * 1000 + t for t in range(T)]
         for strat, name in zip(strategies, labels):
             cfg = replace(base, sampling=strat)
             t0 = time.perf_counter()
-            res = estimate_pose(coarse, target, init, cfg, render_config, fine, seeds=seeds, progress=progress,
-                                desc=f"view {i} ({n_img + 1}/{len(ids)}) {name}")
+            res = estimate_pose(
+                coarse,
+                target,
+                init,
+                cfg,
+                render_config,
+                fine,
+                seeds=seeds,
+                progress=progress,
+                desc=f"view {i} ({n_img + 1}/{len(ids)}) {name}",
+            )
             seconds[name] += time.perf_counter() - t0
             best = res.trajectory.best_c2w()  # [S + 1, T, 4, 4]: what stopping at each step returns
             r, t = res.trajectory.errors(gt[None].expand(T, 4, 4), best)
@@ -233,25 +273,37 @@ def run_pose_benchmark(coarse, views, strategies: list[SamplingConfig], pose_con
             trans_err[name].append(t.T.numpy())
             r0, t0_ = se3.rotation_error_deg(init[:, 0], gt), se3.translation_error(init[:, 0], gt)
             for k in range(T):
-                trials.append({
-                    "strategy": name, "view": i, "name": views.names[i] if views.names else str(i),
-                    "trial": k, "seed": seeds[k], "status": res.status[k],
-                    "init_rot_err": float(r0[k]), "init_trans_err": float(t0_[k]),
-                    **{f"rot_err@{c}": float(r[c, k]) for c in protocol.checkpoints if c <= steps},
-                    **{f"trans_err@{c}": float(t[c, k]) for c in protocol.checkpoints if c <= steps},
-                    "final_loss": float(res.loss[k]), "hypothesis": int(res.hypothesis[k]),
-                    "init_c2w": pose_to_json(init[k, 0]), "final_c2w": pose_to_json(res.c2w[k]),
-                    "gt_c2w": pose_to_json(gt),
-                })
+                trials.append(
+                    {
+                        "strategy": name,
+                        "view": i,
+                        "name": views.names[i] if views.names else str(i),
+                        "trial": k,
+                        "seed": seeds[k],
+                        "status": res.status[k],
+                        "init_rot_err": float(r0[k]),
+                        "init_trans_err": float(t0_[k]),
+                        **{f"rot_err@{c}": float(r[c, k]) for c in protocol.checkpoints if c <= steps},
+                        **{f"trans_err@{c}": float(t[c, k]) for c in protocol.checkpoints if c <= steps},
+                        "final_loss": float(res.loss[k]),
+                        "hypothesis": int(res.hypothesis[k]),
+                        "init_c2w": pose_to_json(init[k, 0]),
+                        "final_c2w": pose_to_json(res.c2w[k]),
+                        "gt_c2w": pose_to_json(gt),
+                    }
+                )
             last = min(steps, protocol.checkpoints[-1]) if protocol.checkpoints else steps
             ok = ((r[last] < protocol.rot_thresh) & (t[last] < protocol.trans_thresh)).double().mean()
-            log(f"view {i} {name:>16}: success@{last} {100 * ok:.0f}%  median rot {r[last].median():.2f} deg"
-                f"  median trans {t[last].median():.4f}  ({res.seconds:.1f} s)")
+            log(
+                f"view {i} {name:>16}: success@{last} {100 * ok:.0f}%  median rot {r[last].median():.2f} deg"
+                f"  median trans {t[last].median():.4f}  ({res.seconds:.1f} s)"
+            )
     rot = {k: np.concatenate(v) for k, v in rot_err.items()}
     trans = {k: np.concatenate(v) for k, v in trans_err.items()}
     summary = [row for n in labels for row in _summarise(n, rot[n], trans[n], protocol, steps)]
-    return BenchmarkResult(rot, trans, summary, trials, seconds, protocol, base,
-                           meta={"device": str(device), "views": ids})
+    return BenchmarkResult(
+        rot, trans, summary, trials, seconds, protocol, base, meta={"device": str(device), "views": ids}
+    )
 
 
 def _markdown(result: BenchmarkResult) -> str:
@@ -262,7 +314,8 @@ def _markdown(result: BenchmarkResult) -> str:
         f"Success rate (rotation < {p.rot_thresh:g} deg and translation < {p.trans_thresh:g}); start perturbation "
         f"+-{p.perturb_rot:g} deg, +-{p.perturb_trans:g} per axis ({p.perturb_frame} frame); "
         f"{len(result.meta.get('views', []))} views x {p.trials} trials"
-        + (f", {p.hypotheses} hypotheses per trial" if p.hypotheses > 1 else "") + ".",
+        + (f", {p.hypotheses} hypotheses per trial" if p.hypotheses > 1 else "")
+        + ".",
         "",
         "| strategy | " + " | ".join(f"step {c}" for c in cps) + " |",
         "|---|" + "---:|" * len(cps),
@@ -270,13 +323,20 @@ def _markdown(result: BenchmarkResult) -> str:
     by = {(r["strategy"], r["step"]): r for r in result.summary}
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{100 * by[(n, c)]['success_rate']:.1f}%" for c in cps) + " |")
-    lines += ["", "Errors at each checkpoint (mean / median):", "",
-              "| strategy | step | rotation (deg) | translation |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "Errors at each checkpoint (mean / median):",
+        "",
+        "| strategy | step | rotation (deg) | translation |",
+        "|---|---:|---:|---:|",
+    ]
     for n in names:
         for c in cps:
             r = by[(n, c)]
-            lines.append(f"| {n} | {c} | {r['rot_err_mean']:.2f} / {r['rot_err_median']:.2f} | "
-                         f"{r['trans_err_mean']:.4f} / {r['trans_err_median']:.4f} |")
+            lines.append(
+                f"| {n} | {c} | {r['rot_err_mean']:.2f} / {r['rot_err_median']:.2f} | "
+                f"{r['trans_err_mean']:.4f} / {r['trans_err_median']:.4f} |"
+            )
     lines += ["", "Wall time per strategy: " + ", ".join(f"{n} {s:.1f} s" for n, s in result.seconds.items())]
     return "\n".join(lines) + "\n"
 
@@ -287,8 +347,13 @@ def write_report(result: BenchmarkResult, out_dir: str | Path) -> dict:
     from inerf.viz.plots import plot_success_curves
 
     out = Path(out_dir)
-    paths = {"markdown": out / "results.md", "csv": out / "results.csv", "trials_csv": out / "trials.csv",
-             "json": out / "results.json", "plot": out / "success_curve.png"}
+    paths = {
+        "markdown": out / "results.md",
+        "csv": out / "results.csv",
+        "trials_csv": out / "trials.csv",
+        "json": out / "results.json",
+        "plot": out / "success_curve.png",
+    }
     md = _markdown(result)
     paths["markdown"].write_text(md, encoding="utf-8")
     with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
@@ -301,17 +366,24 @@ def write_report(result: BenchmarkResult, out_dir: str | Path) -> dict:
         w.writeheader()
         w.writerows(flat)
     curves = result.success_curves()
-    write_json(paths["json"], {
-        "protocol": asdict(result.protocol),
-        "pose_config": asdict(result.pose_config),
-        "meta": result.meta,
-        "summary": result.summary,
-        "seconds": result.seconds,
-        "success_curve": {k: [float(x) for x in v] for k, v in curves.items()},
-        "trials": result.trials,
-    })
+    write_json(
+        paths["json"],
+        {
+            "protocol": asdict(result.protocol),
+            "pose_config": asdict(result.pose_config),
+            "meta": result.meta,
+            "summary": result.summary,
+            "seconds": result.seconds,
+            "success_curve": {k: [float(x) for x in v] for k, v in curves.items()},
+            "trials": result.trials,
+        },
+    )
     p = result.protocol
-    plot_success_curves(paths["plot"], curves, checkpoints=list(p.checkpoints),
-                        title=f"iNeRF success (rot < {p.rot_thresh:g} deg, trans < {p.trans_thresh:g}), start "
-                              f"+-{p.perturb_rot:g} deg / +-{p.perturb_trans:g}")
+    plot_success_curves(
+        paths["plot"],
+        curves,
+        checkpoints=list(p.checkpoints),
+        title=f"iNeRF success (rot < {p.rot_thresh:g} deg, trans < {p.trans_thresh:g}), start "
+        f"+-{p.perturb_rot:g} deg / +-{p.perturb_trans:g}",
+    )
     return paths

@@ -36,8 +36,17 @@ def frame_steps(steps: int, n_frames: int) -> list[int]:
     return sorted(set(np.linspace(0, steps, n_frames).round().astype(int).tolist()))
 
 
-def render_frames(coarse, target: PoseTarget, poses: torch.Tensor, render_config, fine=None, *,
-                  max_side: int = 400, labels: list[list[str]] | None = None, min_side: int = 256) -> list[np.ndarray]:
+def render_frames(
+    coarse,
+    target: PoseTarget,
+    poses: torch.Tensor,
+    render_config,
+    fine=None,
+    *,
+    max_side: int = 400,
+    labels: list[list[str]] | None = None,
+    min_side: int = 256,
+) -> list[np.ndarray]:
     """Overlay frames for poses ``[F, 4, 4]``: the render at each pose blended 50/50 with the target.
 
     Frames are rendered at a reduced size when the target's long side exceeds ``max_side`` (intrinsics scale
@@ -58,13 +67,25 @@ def render_frames(coarse, target: PoseTarget, poses: torch.Tensor, render_config
     device = target.image.device
     frames = []
     for i, c2w in enumerate(poses):
-        out = render_image(coarse, c2w.to(device=device, dtype=torch.float32), h, w, target.fx * sx, target.fy * sy,
-                           target.cx * sx, target.cy * sy, render_config, fine=fine)
+        out = render_image(
+            coarse,
+            c2w.to(device=device, dtype=torch.float32),
+            h,
+            w,
+            target.fx * sx,
+            target.fy * sy,
+            target.cx * sx,
+            target.cy * sy,
+            render_config,
+            fine=fine,
+        )
         frames.append(overlay_frame(out.rgb, tgt, labels[i] if labels else None, min_side=min_side))
     return frames
 
 
-def write_trajectory_csv(path: str | Path, result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> Path:
+def write_trajectory_csv(
+    path: str | Path, result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0
+) -> Path:
     """Per-step CSV of problem ``g``'s returned hypothesis: step, lr, loss, rot/trans error, 12 pose entries."""
     track = result.track()[:, g]  # [S + 1, 4, 4]
     loss = result.trajectory.loss[:, g, int(result.hypothesis[g])]
@@ -75,7 +96,9 @@ def write_trajectory_csv(path: str | Path, result: PoseResult, gt_c2w: torch.Ten
     names = [f"c2w_{r}{c}" for r in range(3) for c in range(4)]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["step", "lr", "loss"] + (["rot_err_deg", "trans_err"] if gt_c2w is not None else []) + names)
+        w.writerow(
+            ["step", "lr", "loss"] + (["rot_err_deg", "trans_err"] if gt_c2w is not None else []) + names
+        )
         for s in range(track.shape[0]):
             row = [s, "" if math.isnan(lr[s]) else f"{lr[s]:.6g}", f"{loss[s]:.8g}"]
             if gt_c2w is not None:
@@ -92,11 +115,13 @@ def _errors(c2w, gt):
 def summary_lines(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> list[str]:
     """A short human-readable summary of problem ``g``."""
     K = result.init_c2w.shape[1]
-    lines = [f"{result.steps} steps in {result.seconds:.1f} s on {result.device}"
-             + (" (stopped early: updates below --stop-tol)" if result.stopped_early else "")
-             + (f"; returned hypothesis {int(result.hypothesis[g])} of {K}" if K > 1 else ""),
-             f"final loss {float(result.loss[g]):.4e}" + ("" if result.status[g] == "ok" else
-                                                           f" (status: {result.status[g]})")]
+    lines = [
+        f"{result.steps} steps in {result.seconds:.1f} s on {result.device}"
+        + (" (stopped early: updates below --stop-tol)" if result.stopped_early else "")
+        + (f"; returned hypothesis {int(result.hypothesis[g])} of {K}" if K > 1 else ""),
+        f"final loss {float(result.loss[g]):.4e}"
+        + ("" if result.status[g] == "ok" else f" (status: {result.status[g]})"),
+    ]
     if gt_c2w is not None:
         r0, t0 = _errors(result.init_c2w[g, 0], gt_c2w)
         r1, t1 = _errors(result.c2w[g], gt_c2w)
@@ -104,10 +129,24 @@ def summary_lines(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int
     return lines
 
 
-def write_estimate_outputs(out_dir: str | Path, result: PoseResult, target: PoseTarget, coarse, render_config,
-                           fine=None, *, gt_c2w: torch.Tensor | None = None, meta: dict | None = None,
-                           sampler=None, n_frames: int = 20, max_side: int = 400, fps: float = 5.0,
-                           video: bool = True, rot_thresh: float = 5.0, trans_thresh: float = 0.05) -> dict:
+def write_estimate_outputs(
+    out_dir: str | Path,
+    result: PoseResult,
+    target: PoseTarget,
+    coarse,
+    render_config,
+    fine=None,
+    *,
+    gt_c2w: torch.Tensor | None = None,
+    meta: dict | None = None,
+    sampler=None,
+    n_frames: int = 20,
+    max_side: int = 400,
+    fps: float = 5.0,
+    video: bool = True,
+    rot_thresh: float = 5.0,
+    trans_thresh: float = 0.05,
+) -> dict:
     """Write every output of a single-problem estimate into ``out_dir`` (which must exist); return the paths.
 
     Args:
@@ -145,8 +184,15 @@ def write_estimate_outputs(out_dir: str | Path, result: PoseResult, target: Pose
     if gt is not None:
         r0, t0 = _errors(result.init_c2w[0, 0], gt)
         r1, t1 = _errors(c2w, gt)
-        record.update({"gt_c2w": pose_to_json(gt), "rotation_error_deg": r1, "translation_error": t1,
-                       "init_rotation_error_deg": r0, "init_translation_error": t0})
+        record.update(
+            {
+                "gt_c2w": pose_to_json(gt),
+                "rotation_error_deg": r1,
+                "translation_error": t1,
+                "init_rotation_error_deg": r0,
+                "init_translation_error": t0,
+            }
+        )
     if result.status[0] != "ok":
         record["failed_step"] = int(result.failed_step[0].clamp_min(0).min())
     record.update(meta or {})
@@ -157,17 +203,25 @@ def write_estimate_outputs(out_dir: str | Path, result: PoseResult, target: Pose
     K = result.init_c2w.shape[1]
     loss_all = result.trajectory.loss[:, 0]  # [S + 1, K]
     if K > 1:
-        last_alive = torch.isfinite(loss_all).float().cumsum(0).argmax(0)  # last step each hypothesis was live
+        last_alive = (
+            torch.isfinite(loss_all).float().cumsum(0).argmax(0)
+        )  # last step each hypothesis was live
         paths["hypotheses"] = out / "hypotheses.json"
-        write_json(paths["hypotheses"], [{
-            "hypothesis": k,
-            "init_c2w": pose_to_json(result.init_c2w[0, k]),
-            "last_step": int(last_alive[k]),
-            "last_c2w": pose_to_json(result.trajectory.c2w[int(last_alive[k]), 0, k]),
-            "last_loss": float(loss_all[int(last_alive[k]), k]),
-            "failed_step": int(result.failed_step[0, k]),
-            "loss": [float(x) for x in loss_all[:, k]],
-        } for k in range(K)])
+        write_json(
+            paths["hypotheses"],
+            [
+                {
+                    "hypothesis": k,
+                    "init_c2w": pose_to_json(result.init_c2w[0, k]),
+                    "last_step": int(last_alive[k]),
+                    "last_c2w": pose_to_json(result.trajectory.c2w[int(last_alive[k]), 0, k]),
+                    "last_loss": float(loss_all[int(last_alive[k]), k]),
+                    "failed_step": int(result.failed_step[0, k]),
+                    "loss": [float(x) for x in loss_all[:, k]],
+                }
+                for k in range(K)
+            ],
+        )
 
     tgt_u8 = to_uint8(target.image)
     paths["target"] = out / "target.png"
@@ -181,12 +235,16 @@ def write_estimate_outputs(out_dir: str | Path, result: PoseResult, target: Pose
     if gt is not None:
         rot_all, trans_all = result.trajectory.errors(gt)
         rot_all, trans_all = rot_all[:, 0], trans_all[:, 0]
-    paths["plot"] = plot_convergence(out / "convergence.png", loss_all if K > 1 else loss_all[:, 0],
-                                     None if rot_all is None else (rot_all if K > 1 else rot_all[:, 0]),
-                                     None if trans_all is None else (trans_all if K > 1 else trans_all[:, 0]),
-                                     selected=hyp, rot_thresh=rot_thresh if gt is not None else None,
-                                     trans_thresh=trans_thresh if gt is not None else None,
-                                     title=f"iNeRF pose estimate ({result.steps} steps)")
+    paths["plot"] = plot_convergence(
+        out / "convergence.png",
+        loss_all if K > 1 else loss_all[:, 0],
+        None if rot_all is None else (rot_all if K > 1 else rot_all[:, 0]),
+        None if trans_all is None else (trans_all if K > 1 else trans_all[:, 0]),
+        selected=hyp,
+        rot_thresh=rot_thresh if gt is not None else None,
+        trans_thresh=trans_thresh if gt is not None else None,
+        title=f"iNeRF pose estimate ({result.steps} steps)",
+    )
 
     if n_frames > 0:
         steps = frame_steps(result.steps, n_frames)
@@ -198,7 +256,9 @@ def write_estimate_outputs(out_dir: str | Path, result: PoseResult, target: Pose
                 r, t = _errors(track[s], gt)
                 lab.append(f"rot {r:.2f} deg  trans {t:.3f}")
             labels.append(lab)
-        frames = render_frames(coarse, target, track[steps], render_config, fine, max_side=max_side, labels=labels)
+        frames = render_frames(
+            coarse, target, track[steps], render_config, fine, max_side=max_side, labels=labels
+        )
         fdir = out / "frames"
         fdir.mkdir(exist_ok=True)
         for s, f in zip(steps, frames):

@@ -122,8 +122,14 @@ def detect_keypoints(image, detector: str = "sift", max_keypoints: int = 0) -> n
     return ij[np.sort(first)]  # unique pixels, still strongest first
 
 
-def interest_region_mask(image, detector: str = "sift", kernel: int = 5, iterations: int = 3,
-                         max_keypoints: int = 0, keypoints: np.ndarray | None = None) -> np.ndarray:
+def interest_region_mask(
+    image,
+    detector: str = "sift",
+    kernel: int = 5,
+    iterations: int = 3,
+    max_keypoints: int = 0,
+    keypoints: np.ndarray | None = None,
+) -> np.ndarray:
     """Boolean ``[H, W]`` mask: keypoint pixels dilated ``iterations`` times by a ``kernel`` square."""
     import cv2
 
@@ -154,8 +160,16 @@ class PixelSampler:
         keypoints: ``[P, 2]`` (column, row) for the interest strategies, else None.
     """
 
-    def __init__(self, height: int, width: int, n_rays: int, config: SamplingConfig, image=None,
-                 alpha=None, device=None):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        n_rays: int,
+        config: SamplingConfig,
+        image=None,
+        alpha=None,
+        device=None,
+    ):
         self.height, self.width, self.config = int(height), int(width), config
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.keypoints: np.ndarray | None = None
@@ -176,12 +190,19 @@ class PixelSampler:
                 rest[support] = False
                 self.fill = torch.as_tensor(np.flatnonzero(rest), device=self.device)
         elif strategy == "interest_region":
-            mask = interest_region_mask(image, config.detector, config.dilate_kernel, config.dilate_iterations,
-                                        keypoints=self.keypoints)
+            mask = interest_region_mask(
+                image,
+                config.detector,
+                config.dilate_kernel,
+                config.dilate_iterations,
+                keypoints=self.keypoints,
+            )
             support = np.flatnonzero(mask.reshape(-1))
             if support.size == 0:
-                raise InerfError(f"interest_region sampling: the {config.detector.upper()} detector found no "
-                                 "keypoints in the target image; use another --sampling strategy")
+                raise InerfError(
+                    f"interest_region sampling: the {config.detector.upper()} detector found no "
+                    "keypoints in the target image; use another --sampling strategy"
+                )
         elif strategy == "center":
             f = config.center_fraction
             # The box is centred and at least one pixel wide; rows/cols [lo, lo + size).
@@ -191,8 +212,10 @@ class PixelSampler:
             support = (rows * self.width + cols).reshape(-1)
         elif strategy == "mask":
             if alpha is None:
-                raise InerfError("mask sampling needs a foreground alpha: give an RGBA target image or a dataset "
-                                 "view with alpha")
+                raise InerfError(
+                    "mask sampling needs a foreground alpha: give an RGBA target image or a dataset "
+                    "view with alpha"
+                )
             a = alpha.detach().cpu().numpy() if isinstance(alpha, torch.Tensor) else np.asarray(alpha)
             fg = a > 0.5
             if config.mask_dilate > 0 and fg.any():

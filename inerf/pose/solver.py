@@ -93,7 +93,9 @@ class PoseTarget:
         if self.image.ndim != 3 or self.image.shape[-1] != 3:
             raise ValueError(f"target image must be [H, W, 3], got {tuple(self.image.shape)}")
         if self.alpha is not None and self.alpha.shape != self.image.shape[:2]:
-            raise ValueError(f"alpha must be [H, W] = {tuple(self.image.shape[:2])}, got {tuple(self.alpha.shape)}")
+            raise ValueError(
+                f"alpha must be [H, W] = {tuple(self.image.shape[:2])}, got {tuple(self.alpha.shape)}"
+            )
         self.fx, self.fy, self.cx, self.cy = (float(v) for v in (self.fx, self.fy, self.cx, self.cy))
 
     @property
@@ -136,7 +138,9 @@ class PoseTrajectory:
         idx = self.best_hypothesis()
         return torch.take_along_dim(self.c2w, idx[..., None, None, None], dim=2)[:, :, 0]
 
-    def errors(self, gt_c2w: torch.Tensor, c2w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def errors(
+        self, gt_c2w: torch.Tensor, c2w: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotation error (degrees, geodesic) and translation error (scene units) against ``gt_c2w``
         ``[G, 4, 4]`` (or ``[4, 4]``) for ``c2w`` (default: all entries, ``[S + 1, G, K]`` each)."""
         c2w = self.c2w if c2w is None else c2w
@@ -203,8 +207,16 @@ def photometric_loss(pred: torch.Tensor, target: torch.Tensor, config: PoseConfi
     return per.mean(-1)
 
 
-def adam_update(x: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, t: int,
-                lr: torch.Tensor | float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+def adam_update(
+    x: torch.Tensor,
+    grad: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    t: int,
+    lr: torch.Tensor | float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+):
     """One Adam step (Kingma & Ba 2015), written out so the solver can index the moments of individual
     hypotheses when pruning. Same arithmetic as ``torch.optim.Adam`` (tested against it).
 
@@ -259,8 +271,15 @@ def _as_batch(init_c2w: torch.Tensor) -> torch.Tensor:
 class _Problem:
     """The fixed parts of one solve: target pixels, sampler, fields and renderer settings."""
 
-    def __init__(self, coarse, fine, target: PoseTarget, config: PoseConfig, render_config: RenderConfig,
-                 device: torch.device):
+    def __init__(
+        self,
+        coarse,
+        fine,
+        target: PoseTarget,
+        config: PoseConfig,
+        render_config: RenderConfig,
+        device: torch.device,
+    ):
         self.coarse, self.fine, self.config = coarse, fine, config
         if config.deterministic_render:
             render_config = replace(render_config, jitter=False, deterministic_fine=True)
@@ -272,8 +291,15 @@ class _Problem:
         self.width = target.width
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
         self._blurred: dict[float, torch.Tensor] = {}
-        self.sampler = PixelSampler(target.height, target.width, config.n_rays, config.sampling, image=target.image,
-                                    alpha=target.alpha, device=device)
+        self.sampler = PixelSampler(
+            target.height,
+            target.width,
+            config.n_rays,
+            config.sampling,
+            image=target.image,
+            alpha=target.alpha,
+            device=device,
+        )
 
     def target_at(self, sigma: float) -> torch.Tensor:
         """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px)."""
@@ -314,8 +340,15 @@ class _Problem:
         """Rays per render call: a multiple of the rays per pixel, so a pixel's rays stay together."""
         return max(k, self.config.ray_chunk // k * k)
 
-    def evaluate(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, need_grad: bool,
-                 sigma: float = 0.0, step: int = 0):
+    def evaluate(
+        self,
+        xi: torch.Tensor,
+        c2w0: torch.Tensor,
+        pix: torch.Tensor,
+        need_grad: bool,
+        sigma: float = 0.0,
+        step: int = 0,
+    ):
         """Loss ``[G, K]`` of the poses ``exp(xi) @ c2w0`` on pixels ``pix`` ``[G, n]`` and, with
         ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]``.
 
@@ -339,10 +372,10 @@ class _Problem:
             with torch.set_grad_enabled(need_grad):
                 out = render_rays(self.coarse, Rays(*chunk), self.render_config, fine=self.fine)
                 rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
-                loss = photometric_loss(rgb, tgt[a // k:b // k], cfg)
+                loss = photometric_loss(rgb, tgt[a // k : b // k], cfg)
                 if cfg.coarse_loss_weight > 0 and out.rgb_coarse is not None:
                     rgb_c = out.rgb_coarse if k == 1 else out.rgb_coarse.reshape(-1, k, 3).mean(1)
-                    loss = loss + cfg.coarse_loss_weight * photometric_loss(rgb_c, tgt[a // k:b // k], cfg)
+                    loss = loss + cfg.coarse_loss_weight * photometric_loss(rgb_c, tgt[a // k : b // k], cfg)
                 del out, rgb  # drop the coarse pass's graph now, not at the end of the loop body
             if need_grad:
                 # d(sum_k mean_n l) / d l_pixel = 1 / n for every pixel.
@@ -350,15 +383,16 @@ class _Problem:
                 for acc, leaf in zip(ray_grads, chunk):
                     if leaf.grad is not None:  # None: the field ignores that input (e.g. view directions)
                         acc[a:b] = leaf.grad
-            per_pix[a // k:b // k] = loss.detach()
+            per_pix[a // k : b // k] = loss.detach()
         loss_k = per_pix.reshape(G, K, n).mean(-1)
         if not need_grad:
             return loss_k, None
         torch.autograd.backward(ray_t, ray_grads, inputs=[xi])
         return loss_k, xi.grad
 
-    def linearize(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float = 0.0,
-                  step: int = 0):
+    def linearize(
+        self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float = 0.0, step: int = 0
+    ):
         """Gauss-Newton system of the poses ``exp(xi) @ c2w0`` on pixels ``pix``: ``(loss [G, K],
         H [G, K, 6, 6], g [G, K, 6])`` with ``H = sum_i J_i^T W_i J_i`` and ``g = sum_i J_i^T W_i r_i``
         (float64), where ``r_i`` is pixel ``i``'s colour residual, ``W_i`` its IRLS weights (1 for MSE) and
@@ -397,10 +431,15 @@ class _Problem:
                 grads = torch.autograd.grad(rgb[:, c].sum(), leaves, retain_graph=c < 2, allow_unused=True)
                 g_o, g_d, g_v = (torch.zeros_like(t) if gr is None else gr for gr, t in zip(grads, leaves))
                 J[:, c, :3] = g_o
-                J[:, c, 3:] = (torch.linalg.cross(leaves[0].detach(), g_o) + torch.linalg.cross(leaves[1].detach(), g_d)
-                               + torch.linalg.cross(leaves[2].detach(), g_v))
+                J[:, c, 3:] = (
+                    torch.linalg.cross(leaves[0].detach(), g_o)
+                    + torch.linalg.cross(leaves[1].detach(), g_d)
+                    + torch.linalg.cross(leaves[2].detach(), g_v)
+                )
             del rgb
-            if k > 1:  # a pixel's colour is the mean of its rays': its Jacobian is the sum of theirs (1/k inside)
+            if (
+                k > 1
+            ):  # a pixel's colour is the mean of its rays': its Jacobian is the sum of theirs (1/k inside)
                 J = J.reshape(-1, k, 3, 6).sum(1)
             if cfg.loss == "huber":  # IRLS: quadratic inside delta, linear (weight delta / |r|) outside
                 w = (cfg.huber_delta / res.abs().clamp_min(1e-12)).clamp(max=1.0)
@@ -426,8 +465,15 @@ def _average_tail(xi, c2w0, recorded, rows, ids, dead):
     return torch.where(ok[..., None], averaged, xi)
 
 
-def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.Tensor, max_rot: float,
-            max_trans: float, fraction: float = 1.0) -> torch.Tensor:
+def lm_step(
+    xi: torch.Tensor,
+    H: torch.Tensor,
+    g: torch.Tensor,
+    damping: torch.Tensor,
+    max_rot: float,
+    max_trans: float,
+    fraction: float = 1.0,
+) -> torch.Tensor:
     """Candidate twists after one damped Gauss-Newton step from ``exp(xi)``: ``[..., 6]``.
 
     ``delta = -(H + damping * diag(H))^-1 g`` (Marquardt's scaling, so the damping is unit-free), shortened to
@@ -441,15 +487,26 @@ def lm_step(xi: torch.Tensor, H: torch.Tensor, g: torch.Tensor, damping: torch.T
     floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
     A = Hd + torch.diag_embed(damping.double()[..., None] * diag + floor)
     delta = -torch.linalg.solve(A, g.double()[..., None])[..., 0]
-    shrink = torch.minimum(max_trans / delta[..., :3].norm(dim=-1).clamp_min(1e-30),
-                           max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30)).clamp(max=1.0)
+    shrink = torch.minimum(
+        max_trans / delta[..., :3].norm(dim=-1).clamp_min(1e-30),
+        max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30),
+    ).clamp(max=1.0)
     delta = delta * (shrink * fraction)[..., None]
     return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double())).to(xi.dtype)
 
 
-def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: PoseConfig | None = None,
-                  render_config: RenderConfig | None = None, fine=None, *, seeds: int | list[int] = 0,
-                  progress: bool = False, desc: str = "iNeRF") -> PoseResult:
+def estimate_pose(
+    coarse,
+    target: PoseTarget,
+    init_c2w: torch.Tensor,
+    config: PoseConfig | None = None,
+    render_config: RenderConfig | None = None,
+    fine=None,
+    *,
+    seeds: int | list[int] = 0,
+    progress: bool = False,
+    desc: str = "iNeRF",
+) -> PoseResult:
     """Estimate camera poses by inverting a radiance field (iNeRF).
 
     Args:
@@ -530,8 +587,9 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
             bad = ~torch.isfinite(loss_k) | ~torch.isfinite(grad).all(-1)
             if use_lm:
                 bad = bad | ~torch.isfinite(H).flatten(-2).all(-1)
-            failed_step[rows, ids] = torch.where(bad & ~dead & (failed_step[rows, ids] < 0), step,
-                                                 failed_step[rows, ids])
+            failed_step[rows, ids] = torch.where(
+                bad & ~dead & (failed_step[rows, ids] < 0), step, failed_step[rows, ids]
+            )
             dead = dead | bad
             record(xi, loss_k, dead, ids, c2w0)
             if step in config.prune_steps and xi.shape[1] > 1:
@@ -539,7 +597,8 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
                 score = torch.where(dead, math.inf, loss_k)
                 keep = torch.topk(score, xi.shape[1] // 2, dim=1, largest=False).indices.sort(dim=1).values
                 xi, m, v, grad, dead, ids, loss_k, damping = (
-                    t[rows, keep] for t in (xi, m, v, grad, dead, ids, loss_k, damping))
+                    t[rows, keep] for t in (xi, m, v, grad, dead, ids, loss_k, damping)
+                )
                 c2w0 = c2w0[rows, keep]
                 if use_lm:
                     H = H[rows, keep]
@@ -547,16 +606,18 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
             new_m, new_v = m, v
             if use_lm:
                 H = torch.where(dead[..., None, None], torch.eye(6, device=device, dtype=H.dtype), H)
-                cand = lm_step(xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans,
-                               config.lm_fraction(step))
+                cand = lm_step(
+                    xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans, config.lm_fraction(step)
+                )
                 # Accept a step only if it lowers the loss on the same pixels (Levenberg-Marquardt).
                 loss_c, _ = problem.evaluate(cand, c2w0, pix, need_grad=False, sigma=sigma, step=step)
                 accept = torch.isfinite(loss_c) & (loss_c < loss_k) & torch.isfinite(cand).all(-1)
                 new_xi = torch.where(accept[..., None], cand, xi)
                 damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
             else:
-                new_xi, new_m, new_v = adam_update(xi, grad, m, v, step + 1, lr * lr_scale, config.betas,
-                                                   config.eps)
+                new_xi, new_m, new_v = adam_update(
+                    xi, grad, m, v, step + 1, lr * lr_scale, config.betas, config.eps
+                )
             # Failed hypotheses stay where they were (their last finite pose).
             frozen = dead[..., None]
             delta = torch.where(frozen, 0.0, new_xi - xi)
@@ -583,7 +644,7 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
             bar.close()
         n_avg = min(config.lm_average, sum(config.uses_lm(s) for s in range(step)))
         if n_avg > 1:
-            xi = _average_tail(xi, c2w0, rec_c2w[len(rec_c2w) - (n_avg - 1):], rows, ids, dead)
+            xi = _average_tail(xi, c2w0, rec_c2w[len(rec_c2w) - (n_avg - 1) :], rows, ids, dead)
         # Score the final poses on the next step's pixels (no update): the loss of the returned pose.
         pix = problem.sampler.sample(seed_t, step)
         loss_k, _ = problem.evaluate(xi, c2w0, pix, need_grad=False)
@@ -603,8 +664,11 @@ def estimate_pose(coarse, target: PoseTarget, init_c2w: torch.Tensor, config: Po
             torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t_start
 
-    trajectory = PoseTrajectory(c2w=torch.stack(rec_c2w).double().cpu(), loss=torch.stack(rec_loss).double().cpu(),
-                                lr=torch.tensor(rec_lr, dtype=torch.float64))
+    trajectory = PoseTrajectory(
+        c2w=torch.stack(rec_c2w).double().cpu(),
+        loss=torch.stack(rec_loss).double().cpu(),
+        lr=torch.tensor(rec_lr, dtype=torch.float64),
+    )
     all_dead_cpu = all_dead.cpu().tolist()
     return PoseResult(
         c2w=final_c2w.detach().double().cpu(),
@@ -627,5 +691,7 @@ def require_finite(result: PoseResult) -> None:
     for g, s in enumerate(result.status):
         if s != "ok":
             first = int(result.failed_step[g].clamp_min(0).min())
-            raise InerfError(f"the photometric loss became NaN or infinite at step {first} for every hypothesis; "
-                             "check the field, the target image and the learning rate")
+            raise InerfError(
+                f"the photometric loss became NaN or infinite at step {first} for every hypothesis; "
+                "check the field, the target image and the learning rate"
+            )

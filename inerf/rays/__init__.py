@@ -1,6 +1,13 @@
 """Ray generation for arbitrary pixels, and samplers along rays."""
 
-from inerf.rays.rays import Rays, rays_from_pixels, rays_for_image
-from inerf.rays.samplers import stratified_samples, importance_samples, sample_pdf
+from inerf.rays.rays import Rays, rays_for_image, rays_from_pixels
+from inerf.rays.samplers import importance_samples, sample_pdf, stratified_samples
 
-__all__ = ["Rays", "rays_from_pixels", "rays_for_image", "stratified_samples", "importance_samples", "sample_pdf"]
+__all__ = [
+    "Rays",
+    "importance_samples",
+    "rays_for_image",
+    "rays_from_pixels",
+    "sample_pdf",
+    "stratified_samples",
+]

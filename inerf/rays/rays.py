@@ -28,11 +28,14 @@ class Rays:
     directions: torch.Tensor
     viewdirs: torch.Tensor
 
-    def reshape(self, *shape) -> "Rays":
-        return Rays(self.origins.reshape(*shape, 3), self.directions.reshape(*shape, 3),
-                    self.viewdirs.reshape(*shape, 3))
+    def reshape(self, *shape) -> Rays:
+        return Rays(
+            self.origins.reshape(*shape, 3),
+            self.directions.reshape(*shape, 3),
+            self.viewdirs.reshape(*shape, 3),
+        )
 
-    def __getitem__(self, idx) -> "Rays":
+    def __getitem__(self, idx) -> Rays:
         return Rays(self.origins[idx], self.directions[idx], self.viewdirs[idx])
 
     def __len__(self) -> int:
@@ -68,7 +71,8 @@ def rays_from_pixels(uv: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, *, cen
 
 def rays_for_image(c2w: torch.Tensor, height: int, width: int, fx, fy, cx, cy) -> Rays:
     """Rays for every pixel of one image, in row-major order: ``[H * W]`` for ``c2w`` of ``[4, 4]``."""
-    j, i = torch.meshgrid(torch.arange(height, device=c2w.device), torch.arange(width, device=c2w.device),
-                          indexing="ij")
+    j, i = torch.meshgrid(
+        torch.arange(height, device=c2w.device), torch.arange(width, device=c2w.device), indexing="ij"
+    )
     uv = torch.stack([i, j], dim=-1).reshape(-1, 2)
     return rays_from_pixels(uv, c2w, fx, fy, cx, cy)

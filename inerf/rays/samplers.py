@@ -5,8 +5,17 @@ from __future__ import annotations
 import torch
 
 
-def stratified_samples(near, far, n_samples: int, n_rays: int | tuple = (), *, jitter: bool = False,
-                       device=None, dtype=torch.float32, generator: torch.Generator | None = None) -> torch.Tensor:
+def stratified_samples(
+    near,
+    far,
+    n_samples: int,
+    n_rays: int | tuple = (),
+    *,
+    jitter: bool = False,
+    device=None,
+    dtype=torch.float32,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sample distances ``t`` in ``[near, far]``: one per equal-width bin.
 
     Args:
@@ -33,8 +42,14 @@ def stratified_samples(near, far, n_samples: int, n_rays: int | tuple = (), *, j
     return t.contiguous()
 
 
-def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, *, deterministic: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_pdf(
+    bins: torch.Tensor,
+    weights: torch.Tensor,
+    n_samples: int,
+    *,
+    deterministic: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Inverse-transform sampling of a piecewise-constant PDF.
 
     Args:
@@ -65,8 +80,14 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, n_samples: int, *, det
     return bin_lo + (u - cdf_lo) / denom * (bin_hi - bin_lo)
 
 
-def importance_samples(t_coarse: torch.Tensor, weights: torch.Tensor, n_samples: int, *,
-                       deterministic: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
+def importance_samples(
+    t_coarse: torch.Tensor,
+    weights: torch.Tensor,
+    n_samples: int,
+    *,
+    deterministic: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Hierarchical sampling (NeRF §5.2): draw ``n_samples`` new distances from the coarse weights and
     return them merged and sorted with the coarse ones, ``[..., n_coarse + n_samples]``.
 

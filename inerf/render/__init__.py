@@ -3,4 +3,4 @@
 from inerf.render import volrend
 from inerf.render.renderer import RenderConfig, RenderOutput, render_image, render_rays
 
-__all__ = ["volrend", "RenderConfig", "RenderOutput", "render_image", "render_rays"]
+__all__ = ["RenderConfig", "RenderOutput", "render_image", "render_rays", "volrend"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import torch
 
@@ -64,9 +65,15 @@ def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, background):
     return volrend.composite(w, rgb, background), w
 
 
-def render_rays(coarse: RadianceField, rays: Rays, config: RenderConfig, fine: RadianceField | None = None,
-                near: torch.Tensor | float | None = None, far: torch.Tensor | float | None = None,
-                generator: torch.Generator | None = None) -> RenderOutput:
+def render_rays(
+    coarse: RadianceField,
+    rays: Rays,
+    config: RenderConfig,
+    fine: RadianceField | None = None,
+    near: torch.Tensor | float | None = None,
+    far: torch.Tensor | float | None = None,
+    generator: torch.Generator | None = None,
+) -> RenderOutput:
     """Render a flat batch of rays ``[R]``.
 
     With ``fine`` (or ``config.n_fine > 0`` and one shared field) a second pass evaluates the union of
@@ -77,21 +84,37 @@ def render_rays(coarse: RadianceField, rays: Rays, config: RenderConfig, fine: R
     dev, dt = rays.origins.device, rays.origins.dtype
     near = config.near if near is None else near
     far = config.far if far is None else far
-    t = stratified_samples(near, far, config.n_coarse, n, jitter=config.jitter, device=dev, dtype=dt,
-                           generator=generator)
+    t = stratified_samples(
+        near, far, config.n_coarse, n, jitter=config.jitter, device=dev, dtype=dt, generator=generator
+    )
     bg = torch.as_tensor(config.background, dtype=dt, device=dev)
     with torch.set_grad_enabled(torch.is_grad_enabled() and (config.coarse_grad or config.n_fine <= 0)):
         rgb_c, w_c = _shade(coarse, rays, t, bg)
     if config.n_fine <= 0:
         return RenderOutput(rgb_c, volrend.expected_depth(w_c, t, normalize=True), w_c.sum(-1))
-    t_f = importance_samples(t, w_c, config.n_fine, deterministic=config.deterministic_fine, generator=generator)
+    t_f = importance_samples(
+        t, w_c, config.n_fine, deterministic=config.deterministic_fine, generator=generator
+    )
     rgb_f, w_f = _shade(fine if fine is not None else coarse, rays, t_f, bg)
-    return RenderOutput(rgb_f, volrend.expected_depth(w_f, t_f, normalize=True), w_f.sum(-1), rgb_coarse=rgb_c)
+    return RenderOutput(
+        rgb_f, volrend.expected_depth(w_f, t_f, normalize=True), w_f.sum(-1), rgb_coarse=rgb_c
+    )
 
 
 @torch.no_grad()
-def render_image(coarse: RadianceField, c2w: torch.Tensor, height: int, width: int, fx, fy, cx, cy,
-                 config: RenderConfig, fine: RadianceField | None = None, progress: bool = False) -> RenderOutput:
+def render_image(
+    coarse: RadianceField,
+    c2w: torch.Tensor,
+    height: int,
+    width: int,
+    fx,
+    fy,
+    cx,
+    cy,
+    config: RenderConfig,
+    fine: RadianceField | None = None,
+    progress: bool = False,
+) -> RenderOutput:
     """Render a full ``H x W`` image from one camera (c2w ``[4, 4]``, OpenCV axes), ``chunk`` rays at a
     time. Returns a :class:`RenderOutput` with ``rgb [H, W, 3]``, ``depth [H, W]``, ``acc [H, W]``.
 

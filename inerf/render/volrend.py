@@ -17,8 +17,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["deltas", "alpha_from_density", "transmittance", "render_weights", "composite", "accumulated_opacity",
-           "expected_depth"]
+__all__ = [
+    "accumulated_opacity",
+    "alpha_from_density",
+    "composite",
+    "deltas",
+    "expected_depth",
+    "render_weights",
+    "transmittance",
+]
 
 FAR_DELTA = 1e10
 """Length of the last, open-ended interval (everything behind the last sample)."""
@@ -62,7 +69,9 @@ def accumulated_opacity(weights: torch.Tensor) -> torch.Tensor:
     return weights.sum(-1)
 
 
-def composite(weights: torch.Tensor, colors: torch.Tensor, background: torch.Tensor | float | None = None) -> torch.Tensor:
+def composite(
+    weights: torch.Tensor, colors: torch.Tensor, background: torch.Tensor | float | None = None
+) -> torch.Tensor:
     """C = sum_i w_i c_i + (1 - sum_i w_i) background.
 
     Args:

@@ -55,8 +55,10 @@ MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl")
 # A Sweet Home 3D model's front (+z) then faces -y, as in the NeRF-synthetic scenes.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
-_PYBULLET_LICENCE = ("zlib (distributed with pybullet, Bullet Physics SDK)",
-                     "https://github.com/bulletphysics/bullet3/blob/master/LICENSE.txt")
+_PYBULLET_LICENCE = (
+    "zlib (distributed with pybullet, Bullet Physics SDK)",
+    "https://github.com/bulletphysics/bullet3/blob/master/LICENSE.txt",
+)
 _PYBULLET_CREDIT = "Erwin Coumans and the Bullet Physics contributors (pybullet_data)"
 
 
@@ -70,8 +72,12 @@ class _PybulletEntry:
 
 PYBULLET_ASSETS: dict[str, _PybulletEntry] = {
     # The duck, torus, sphere and teddy meshes are Y-up (their URDFs, if any, do not rotate them).
-    "duck": _PybulletEntry("duck_vhacd.urdf", "textured duck",
-                           "COLLADA sample model (Sony Computer Entertainment), via pybullet_data", up="y"),
+    "duck": _PybulletEntry(
+        "duck_vhacd.urdf",
+        "textured duck",
+        "COLLADA sample model (Sony Computer Entertainment), via pybullet_data",
+        up="y",
+    ),
     "soccerball": _PybulletEntry("soccerball.urdf", "soccer ball"),
     "jenga": _PybulletEntry("jenga/jenga.urdf", "jenga block (wood texture with Top/Front/Left labels)"),
     "torus": _PybulletEntry("torus/torus_textured.obj", "textured torus", up="y"),
@@ -146,13 +152,23 @@ class PreparedAsset:
         """The ``asset`` entry of ``meta.json``."""
         i = self.info
         return {
-            "name": i.name, "title": i.title, "source": i.source, "package": i.package,
-            "path": str(i.path), "member": i.member, "mesh_path": str(self.mesh_path),
-            "creator": i.creator, "licence": i.licence, "licence_url": i.licence_url,
-            "attribution": i.attribution, "up_axis": i.up,
+            "name": i.name,
+            "title": i.title,
+            "source": i.source,
+            "package": i.package,
+            "path": str(i.path),
+            "member": i.member,
+            "mesh_path": str(self.mesh_path),
+            "creator": i.creator,
+            "licence": i.licence,
+            "licence_url": i.licence_url,
+            "attribution": i.attribution,
+            "up_axis": i.up,
             "model_rotation": None if i.model_rotation is None else np.asarray(i.model_rotation).tolist(),
-            "n_vertices": len(self.vertices), "n_faces": int(sum(len(p.faces) for p in self.parts)),
-            "n_materials": len(self.parts), "textured": any(p.textured for p in self.parts),
+            "n_vertices": len(self.vertices),
+            "n_faces": int(sum(len(p.faces) for p in self.parts)),
+            "n_materials": len(self.parts),
+            "textured": any(p.textured for p in self.parts),
         }
 
 
@@ -170,8 +186,9 @@ def _pybullet_data() -> tuple[Path, str]:
         pybullet = import_pybullet()
         import pybullet_data
     except ImportError:
-        raise InerfError("pybullet is not installed: run `pip install 'inerf[synth]'` (or pip install "
-                         "pybullet trimesh)") from None
+        raise InerfError(
+            "pybullet is not installed: run `pip install 'inerf[synth]'` (or pip install pybullet trimesh)"
+        ) from None
     version = getattr(pybullet, "__version__", None)
     if version is None:
         from importlib.metadata import version as pkg_version
@@ -188,34 +205,62 @@ def _pybullet_info(name: str, rel: str, entry: _PybulletEntry | None = None) -> 
     entry = entry or _PybulletEntry(rel, Path(rel).stem)
     licence, url = _PYBULLET_LICENCE
     return AssetInfo(
-        name=name, source="pybullet_data", package=package, path=path, title=entry.title,
-        creator=entry.creator, licence=licence, licence_url=url, up=entry.up,
-        attribution=(f"\"{entry.title}\" ({rel}) from pybullet_data ({package}), by {entry.creator}; "
-                     f"{licence}. Please cite PyBullet (Coumans and Bai, 2016-2019, http://pybullet.org). "
-                     "Re-oriented, rescaled and rendered by inerf synth."))
+        name=name,
+        source="pybullet_data",
+        package=package,
+        path=path,
+        title=entry.title,
+        creator=entry.creator,
+        licence=licence,
+        licence_url=url,
+        up=entry.up,
+        attribution=(
+            f'"{entry.title}" ({rel}) from pybullet_data ({package}), by {entry.creator}; '
+            f"{licence}. Please cite PyBullet (Coumans and Bai, 2016-2019, http://pybullet.org). "
+            "Re-oriented, rescaled and rendered by inerf synth."
+        ),
+    )
 
 
 def _file_info(path: Path, up: str) -> AssetInfo:
     if not path.is_file():
         raise InerfError(f"asset file {path} does not exist")
     if path.suffix.lower() not in MESH_SUFFIXES + (".urdf",):
-        raise InerfError(f"{path}: unsupported mesh format {path.suffix!r} (use one of "
-                         f"{', '.join(MESH_SUFFIXES)} or a single-link .urdf)")
+        raise InerfError(
+            f"{path}: unsupported mesh format {path.suffix!r} (use one of "
+            f"{', '.join(MESH_SUFFIXES)} or a single-link .urdf)"
+        )
     return AssetInfo(
-        name=str(path.resolve()), source="file", package="user file", path=path.resolve(), title=path.stem,
-        creator="unknown (user-supplied file)", licence="unknown (user-supplied file)", licence_url=None,
+        name=str(path.resolve()),
+        source="file",
+        package="user file",
+        path=path.resolve(),
+        title=path.stem,
+        creator="unknown (user-supplied file)",
+        licence="unknown (user-supplied file)",
+        licence_url=None,
         up="z" if path.suffix.lower() == ".urdf" else up,  # URDF frames are z-up by definition
-        attribution=f"{path.name}: user-supplied model; check its licence before publishing.")
+        attribution=f"{path.name}: user-supplied model; check its licence before publishing.",
+    )
 
 
 def _sh3d_info(model: sweethome3d.SH3DModel) -> AssetInfo:
     short, url = model.licence
     return AssetInfo(
-        name=f"sweethome3d:{model.key}", source="sweethome3d",
-        package=f"sweethome3d-furniture (catalog \"{model.catalog}\" {model.catalog_version})",
-        path=model.archive, member=model.member, title=model.name, creator=model.creator, licence=short,
-        licence_url=url, attribution=sweethome3d.attribution(model), up="y",
-        model_rotation=model.rotation_matrix() if model.model_rotation is not None else None, sh3d=model)
+        name=f"sweethome3d:{model.key}",
+        source="sweethome3d",
+        package=f'sweethome3d-furniture (catalog "{model.catalog}" {model.catalog_version})',
+        path=model.archive,
+        member=model.member,
+        title=model.name,
+        creator=model.creator,
+        licence=short,
+        licence_url=url,
+        attribution=sweethome3d.attribution(model),
+        up="y",
+        model_rotation=model.rotation_matrix() if model.model_rotation is not None else None,
+        sh3d=model,
+    )
 
 
 def resolve_asset(name: str, up: str = "auto") -> AssetInfo:
@@ -265,22 +310,30 @@ def _resolve_pybullet(text: str, strict: bool) -> AssetInfo | None:
         if not idx.isdigit():
             raise InerfError(f"unknown asset {text!r}: expected random_urdfs/NNN with NNN in 000..999")
         n = f"{int(idx):03d}"
-        return _pybullet_info(f"random_urdfs/{n}", f"random_urdfs/{n}/{n}.urdf",
-                              _PybulletEntry(f"random_urdfs/{n}/{n}.urdf", f"random blob {n}"))
+        return _pybullet_info(
+            f"random_urdfs/{n}",
+            f"random_urdfs/{n}/{n}.urdf",
+            _PybulletEntry(f"random_urdfs/{n}/{n}.urdf", f"random blob {n}"),
+        )
     root, _ = _pybullet_data()
     if (root / key).is_file() and Path(key).suffix.lower() in MESH_SUFFIXES + (".urdf",):
         return _pybullet_info(f"pybullet:{key}", key)
     if strict:
-        raise InerfError(f"unknown pybullet_data asset {text!r} (named: {', '.join(PYBULLET_ASSETS)}; or "
-                         "random_urdfs/NNN, or a path inside pybullet_data)")
+        raise InerfError(
+            f"unknown pybullet_data asset {text!r} (named: {', '.join(PYBULLET_ASSETS)}; or "
+            "random_urdfs/NNN, or a path inside pybullet_data)"
+        )
     return None
 
 
 def random_urdf_assets() -> list[str]:
     """Names of pybullet_data's random blobs (``random_urdfs/000`` ...), sorted."""
     root, _ = _pybullet_data()
-    return sorted(f"random_urdfs/{p.name}" for p in (root / "random_urdfs").iterdir()
-                  if p.is_dir() and (p / f"{p.name}.urdf").is_file())
+    return sorted(
+        f"random_urdfs/{p.name}"
+        for p in (root / "random_urdfs").iterdir()
+        if p.is_dir() and (p / f"{p.name}.urdf").is_file()
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -376,8 +429,11 @@ def _urdf_visuals(urdf: Path) -> list[tuple[Path, np.ndarray, tuple[float, float
         mat = vis.find("material")
         if mat is not None:
             c = mat.find("color")
-            color = tuple(_floats(c.get("rgba"), (1, 1, 1, 1))[:3]) if c is not None else named_colors.get(
-                mat.get("name"))
+            color = (
+                tuple(_floats(c.get("rgba"), (1, 1, 1, 1))[:3])
+                if c is not None
+                else named_colors.get(mat.get("name"))
+            )
         visuals.append(((urdf.parent / mesh.get("filename")).resolve(), M, color))
     if not visuals:
         raise InerfError(f"{urdf}: no mesh visual to render")
@@ -449,8 +505,9 @@ def normalise_transform(vertices: np.ndarray, mode: str = "max_side", size: floa
     return T
 
 
-def prepare_asset(info: AssetInfo, normalise: str = "max_side", size: float = 2.0,
-                  cache: Path | None = None) -> PreparedAsset:
+def prepare_asset(
+    info: AssetInfo, normalise: str = "max_side", size: float = 2.0, cache: Path | None = None
+) -> PreparedAsset:
     """Load ``info``, split it per material and place it in the world (see the module docstring).
 
     Args:
@@ -466,12 +523,18 @@ def prepare_asset(info: AssetInfo, normalise: str = "max_side", size: float = 2.
         raise InerfError(f"{info.name}: the mesh has non-finite vertex coordinates")
     object_to_world = normalise_transform(upright_vertices, normalise, size) @ mesh_to_upright
     world_parts = transform_parts(parts, object_to_world)
-    return PreparedAsset(info=info, mesh_path=Path(mesh_path), object_to_world=object_to_world,
-                         parts=world_parts, vertices=parts_vertices(world_parts))
+    return PreparedAsset(
+        info=info,
+        mesh_path=Path(mesh_path),
+        object_to_world=object_to_world,
+        parts=world_parts,
+        vertices=parts_vertices(world_parts),
+    )
 
 
-def export_parts(asset: PreparedAsset, folder: Path, double_sided: bool = True
-                 ) -> list[tuple[str, tuple[float, float, float] | None]]:
+def export_parts(
+    asset: PreparedAsset, folder: Path, double_sided: bool = True
+) -> list[tuple[str, tuple[float, float, float] | None]]:
     """Write each world-frame part to ``folder/NNN/part.obj``; return ``(obj path, rgb or None)`` pairs
     for :meth:`inerf.synth.render.TinyRenderer.load` (None: textured, the texture gives the colour).
 

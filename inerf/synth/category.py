@@ -58,8 +58,10 @@ SRN_FOCAL_128 = 131.25
 """Focal length of SRN cars at 128 x 128, in pixels."""
 SPLITS = ("train", "val", "test")
 TRAIN_PLACEMENT = "uniform on the upper hemisphere, drawn per instance"
-EVAL_PLACEMENT = ("spiral over the upper hemisphere (z = 1 - (i + 0.5) / n, golden-angle azimuth), "
-                  "identical for every instance")
+EVAL_PLACEMENT = (
+    "spiral over the upper hemisphere (z = 1 - (i + 0.5) / n, golden-angle azimuth), "
+    "identical for every instance"
+)
 
 
 @dataclass
@@ -97,8 +99,9 @@ class CategoryConfig:
         if not 0 < self.near < self.far:
             raise InerfError(f"need 0 < near < far, got {self.near}, {self.far}")
         if self.radius <= 0.5:
-            raise InerfError(f"--radius must exceed 0.5 (the objects reach 0.5 from the origin), "
-                             f"got {self.radius}")
+            raise InerfError(
+                f"--radius must exceed 0.5 (the objects reach 0.5 from the origin), got {self.radius}"
+            )
         if self.supersample < 1 or self.supersample % 2 == 0:
             raise InerfError(f"--supersample must be an odd positive integer, got {self.supersample}")
 
@@ -204,8 +207,10 @@ def render_instance(job: InstanceJob) -> dict:
     z_min, d_max = depth_extents(prepared.vertices, job.c2w)
     k = job.intrinsics
     if z_min.min() < k.near or d_max.max() > k.far:
-        raise InerfError(f"{info.name}: the object spans depths {z_min.min():.3f}..{d_max.max():.3f}, "
-                         f"outside near/far {k.near}/{k.far}; change --radius, --near or --far")
+        raise InerfError(
+            f"{info.name}: the object spans depths {z_min.min():.3f}..{d_max.max():.3f}, "
+            f"outside near/far {k.near}/{k.far}; change --radius, --near or --far"
+        )
     folder = Path(job.folder)
     (folder / "rgb").mkdir(parents=True)
     (folder / "pose").mkdir()
@@ -217,8 +222,17 @@ def render_instance(job: InstanceJob) -> dict:
         views.append(ViewTask(c2w_gl, str(folder / "rgb" / f"{i:06d}.png")))
     with tempfile.TemporaryDirectory(prefix="inerf-synth-parts-") as tmp:
         parts = export_parts(prepared, Path(tmp), double_sided=job.settings.double_sided)
-        stats = render_job(RenderJob(parts_key=tmp, parts=parts, intrinsics=k, settings=job.settings,
-                                     image_mode="rgb_white", views=views, bound_points=prepared.vertices))
+        stats = render_job(
+            RenderJob(
+                parts_key=tmp,
+                parts=parts,
+                intrinsics=k,
+                settings=job.settings,
+                image_mode="rgb_white",
+                views=views,
+                bound_points=prepared.vertices,
+            )
+        )
     return {
         "asset": prepared.meta(),
         "object_to_world": prepared.object_to_world.tolist(),
@@ -229,9 +243,16 @@ def render_instance(job: InstanceJob) -> dict:
     }
 
 
-def generate_category(source: str, category: str | None, out: str | Path,
-                      config: CategoryConfig | None = None, overwrite: bool = False, progress: bool = True,
-                      command: str | None = None, cache: str | Path | None = None) -> dict[str, dict]:
+def generate_category(
+    source: str,
+    category: str | None,
+    out: str | Path,
+    config: CategoryConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+    cache: str | Path | None = None,
+) -> dict[str, dict]:
     """Render a category of assets into the SRN layout at ``DIR_{train,val,test}``.
 
     Args:
@@ -287,13 +308,23 @@ def generate_category(source: str, category: str | None, out: str | Path,
                     c2w = np.stack([look_at(p) for p in positions])
                 else:
                     c2w = spiral
-                jobs.append(InstanceJob(name, str(stages[split] / instance_id(name)), c2w, to_opengl(c2w),
-                                        intrinsics, settings, None if cache is None else str(cache)))
+                jobs.append(
+                    InstanceJob(
+                        name,
+                        str(stages[split] / instance_id(name)),
+                        c2w,
+                        to_opengl(c2w),
+                        intrinsics,
+                        settings,
+                        None if cache is None else str(cache),
+                    )
+                )
                 where.append(split)
         results: dict[str, dict] = {s: {} for s in SPLITS}
         desc = f"synth category {category or source}"
-        for i, entry in run_parallel(render_instance, jobs, workers, desc=desc, units=lambda j: len(j.c2w),
-                                     progress=progress):
+        for i, entry in run_parallel(
+            render_instance, jobs, workers, desc=desc, units=lambda j: len(j.c2w), progress=progress
+        ):
             results[where[i]][instance_id(jobs[i].asset)] = entry
 
         for split in SPLITS:
@@ -309,38 +340,58 @@ def generate_category(source: str, category: str | None, out: str | Path,
                 "near": config.near,
                 "far": config.far,
                 "world": "z up, right-handed; each object's bounding box is centred at the origin with "
-                         "diagonal 1 (ShapeNet's normalisation)",
+                "diagonal 1 (ShapeNet's normalisation)",
                 "camera": {
-                    "model": "pinhole", "width": S, "height": S, "fx": f, "fy": f,
-                    "cx": intrinsics.cx, "cy": intrinsics.cy, "pixel_centers": 0.5,
-                    "intrinsics_txt": {"f": f, "cx": c_file, "cy": c_file, "pixel_centers": 0.0,
-                                       "note": "SRN/pixelNeRF convention: pixel centres at integers, so "
-                                               "cx_file = cx - 0.5"},
-                    "radius": config.radius, "look_at": [0.0, 0.0, 0.0],
+                    "model": "pinhole",
+                    "width": S,
+                    "height": S,
+                    "fx": f,
+                    "fy": f,
+                    "cx": intrinsics.cx,
+                    "cy": intrinsics.cy,
+                    "pixel_centers": 0.5,
+                    "intrinsics_txt": {
+                        "f": f,
+                        "cx": c_file,
+                        "cy": c_file,
+                        "pixel_centers": 0.0,
+                        "note": "SRN/pixelNeRF convention: pixel centres at integers, so cx_file = cx - 0.5",
+                    },
+                    "radius": config.radius,
+                    "look_at": [0.0, 0.0, 0.0],
                     "pose": "pose/NNNNNN.txt: camera-to-world, OpenCV camera axes (x right, y down, looks "
-                            "along +z), 16 numbers row-major",
+                    "along +z), 16 numbers row-major",
                 },
-                "views": {"count": config.views if split == "train" else eval_views,
-                          "placement": TRAIN_PLACEMENT if split == "train" else EVAL_PLACEMENT},
-                "images": {"format": "PNG RGB 8-bit, sRGB", "background": "white",
-                           "compositing": "c * a + (1 - a) in sRGB values"},
+                "views": {
+                    "count": config.views if split == "train" else eval_views,
+                    "placement": TRAIN_PLACEMENT if split == "train" else EVAL_PLACEMENT,
+                },
+                "images": {
+                    "format": "PNG RGB 8-bit, sRGB",
+                    "background": "white",
+                    "compositing": "c * a + (1 - a) in sRGB values",
+                },
                 "renderer": renderer_meta(settings),
                 "seed": config.seed,
                 "config": {**asdict(config), "split": list(config.split)},
                 "attribution": credits,
             }
             write_json(stages[split] / "meta.json", meta)
-            (stages[split] / "ATTRIBUTION.txt").write_text(attribution_text(credits) if credits else
-                                                           "This split holds no instances.\n")
+            (stages[split] / "ATTRIBUTION.txt").write_text(
+                attribution_text(credits) if credits else "This split holds no instances.\n"
+            )
             if config.preview and instances:
-                write_png(stages[split] / "preview.png", category_preview(stages[split], list(instances),
-                                                                          f"{category or source} {split}"))
+                write_png(
+                    stages[split] / "preview.png",
+                    category_preview(stages[split], list(instances), f"{category or source} {split}"),
+                )
             metas[split] = meta
     return metas
 
 
-def category_preview(folder: Path, instances: list[str], title: str, rows: int = 8,
-                     columns: int = 8) -> np.ndarray:
+def category_preview(
+    folder: Path, instances: list[str], title: str, rows: int = 8, columns: int = 8
+) -> np.ndarray:
     """Contact sheet: up to ``rows`` instances, ``columns`` views each (evenly spread)."""
     from inerf.synth.preview import contact_sheet
 

@@ -169,8 +169,9 @@ def parts_vertices(parts: list[MeshPart]) -> np.ndarray:
     return np.concatenate([p.vertices[np.unique(p.faces)] for p in parts])
 
 
-def crease_normals(vertices: np.ndarray, faces: np.ndarray, crease_deg: float = CREASE_ANGLE_DEG,
-                   max_pairs: int = 50_000_000) -> np.ndarray:
+def crease_normals(
+    vertices: np.ndarray, faces: np.ndarray, crease_deg: float = CREASE_ANGLE_DEG, max_pairs: int = 50_000_000
+) -> np.ndarray:
     """Per-corner shading normals ``[F, 3, 3]`` (unit length) with hard edges at creases.
 
     The normal at a corner is the area-weighted sum of the normals of all faces that touch the same
@@ -207,8 +208,10 @@ def crease_normals(vertices: np.ndarray, faces: np.ndarray, crease_deg: float = 
         face_a, face_b = order[a] // 3, order[b] // 3
         keep = (face_u[face_a] * face_u[face_b]).sum(axis=1) >= np.cos(np.radians(crease_deg))
         target = order[a[keep]]
-        acc = np.stack([np.bincount(target, weights=face_n[face_b[keep], k], minlength=3 * n_faces)
-                        for k in range(3)], axis=1)
+        acc = np.stack(
+            [np.bincount(target, weights=face_n[face_b[keep], k], minlength=3 * n_faces) for k in range(3)],
+            axis=1,
+        )
         normals = acc.reshape(n_faces, 3, 3)
     norm = np.linalg.norm(normals, axis=2, keepdims=True)
     return np.where(norm > 1e-300, normals / np.maximum(norm, 1e-300), np.array([0.0, 0.0, 1.0]))

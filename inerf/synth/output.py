@@ -40,11 +40,14 @@ def check_destination(folder: Path, overwrite: bool) -> None:
     if not folder.exists() or not any(folder.iterdir()):
         return
     if not overwrite:
-        raise InerfError(f"{folder} is not empty; choose another --out or pass --overwrite to replace a "
-                         "dataset made by inerf synth")
+        raise InerfError(
+            f"{folder} is not empty; choose another --out or pass --overwrite to replace a "
+            "dataset made by inerf synth"
+        )
     if not _made_by_us(folder):
-        raise InerfError(f"{folder} is not empty and holds no inerf synth meta.json; "
-                         "refusing to overwrite it")
+        raise InerfError(
+            f"{folder} is not empty and holds no inerf synth meta.json; refusing to overwrite it"
+        )
 
 
 @contextmanager

@@ -32,12 +32,17 @@ def _tile(path: Path, size: int) -> np.ndarray:
     else:
         rgb = arr
     top, left = (size - h) // 2, (size - w) // 2
-    canvas[top:top + h, left:left + w] = rgb
+    canvas[top : top + h, left : left + w] = rgb
     return canvas
 
 
-def contact_sheet(paths: list[Path], labels: list[str] | None = None, columns: int = 8, tile: int = 128,
-                  title: str | None = None) -> np.ndarray:
+def contact_sheet(
+    paths: list[Path],
+    labels: list[str] | None = None,
+    columns: int = 8,
+    tile: int = 128,
+    title: str | None = None,
+) -> np.ndarray:
     """Lay out image files as a labelled grid.
 
     Args:
@@ -61,7 +66,7 @@ def contact_sheet(paths: list[Path], labels: list[str] | None = None, columns: i
     for k, path in enumerate(paths):
         r, c = divmod(k, columns)
         top, left = head + pad + r * (tile + caption + pad), pad + c * (tile + pad)
-        sheet[top:top + tile, left:left + tile] = _tile(Path(path), tile)
+        sheet[top : top + tile, left : left + tile] = _tile(Path(path), tile)
     image = Image.fromarray(np.clip(np.rint(sheet * 255), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     if title:

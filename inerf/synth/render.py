@@ -74,8 +74,9 @@ class RenderResult:
     depth: np.ndarray | None = None
 
 
-def projection_matrix(fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                      near: float, far: float) -> np.ndarray:
+def projection_matrix(
+    fx: float, fy: float, cx: float, cy: float, width: int, height: int, near: float, far: float
+) -> np.ndarray:
     """OpenGL projection ``[4, 4]`` (row-major) for TinyRenderer, exact with pixel centres at +0.5.
 
     A camera-space point (x, y, z) in OpenGL axes (z < 0 in front) lands at u = fx x / (-z) + cx,
@@ -179,8 +180,9 @@ class TinyRenderer:
             self.p.disconnect(physicsClientId=self.client)
         self.client = None
 
-    def load(self, parts: list[tuple[str | Path, tuple[float, float, float] | None]],
-             key: object = None) -> None:
+    def load(
+        self, parts: list[tuple[str | Path, tuple[float, float, float] | None]], key: object = None
+    ) -> None:
         """Replace the scene with ``parts``: ``(obj_path, rgb)`` pairs, ``rgb`` None for a textured part.
 
         The part colour is passed as the visual shape's ``rgbaColor`` (TinyRenderer multiplies the
@@ -193,16 +195,28 @@ class TinyRenderer:
         p.resetSimulation(physicsClientId=self.client)
         for obj_path, rgb in parts:
             color = [1.0, 1.0, 1.0, 1.0] if rgb is None else [*map(float, rgb), 1.0]
-            shape = p.createVisualShape(p.GEOM_MESH, fileName=str(obj_path), rgbaColor=color,
-                                        physicsClientId=self.client)
+            shape = p.createVisualShape(
+                p.GEOM_MESH, fileName=str(obj_path), rgbaColor=color, physicsClientId=self.client
+            )
             if shape < 0:
                 raise RuntimeError(f"pybullet could not load {obj_path}")
             p.createMultiBody(baseMass=0, baseVisualShapeIndex=shape, physicsClientId=self.client)
         self._loaded_key = key
 
-    def render(self, c2w_gl: np.ndarray, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-               near: float, far: float, depth: bool = False, bound_points: np.ndarray | None = None
-               ) -> RenderResult:
+    def render(
+        self,
+        c2w_gl: np.ndarray,
+        fx: float,
+        fy: float,
+        cx: float,
+        cy: float,
+        width: int,
+        height: int,
+        near: float,
+        far: float,
+        depth: bool = False,
+        bound_points: np.ndarray | None = None,
+    ) -> RenderResult:
         """Render the loaded object from one camera.
 
         Args:
@@ -236,10 +250,18 @@ class TinyRenderer:
         proj = projection_matrix(fx * k, fy * k, (cx - x0) * k, (cy - y0) * k, W, H, near, far)
         s = self.settings
         _, _, rgba, zbuf, seg = self.p.getCameraImage(
-            W, H, viewMatrix=_column_major(view_matrix(c2w_gl)), projectionMatrix=_column_major(proj),
-            renderer=self.p.ER_TINY_RENDERER, lightDirection=list(s.light_direction), shadow=0,
-            lightAmbientCoeff=s.ambient, lightDiffuseCoeff=s.diffuse, lightSpecularCoeff=s.specular,
-            physicsClientId=self.client)
+            W,
+            H,
+            viewMatrix=_column_major(view_matrix(c2w_gl)),
+            projectionMatrix=_column_major(proj),
+            renderer=self.p.ER_TINY_RENDERER,
+            lightDirection=list(s.light_direction),
+            shadow=0,
+            lightAmbientCoeff=s.ambient,
+            lightDiffuseCoeff=s.diffuse,
+            lightSpecularCoeff=s.specular,
+            physicsClientId=self.client,
+        )
         rgba = np.asarray(rgba, dtype=np.uint8).reshape(H, W, 4)
         mask = np.asarray(seg).reshape(H, W) >= 0  # -1 where no body was hit
         # Average colours in linear light (physically, coverage mixes light, not sRGB codes), only over
@@ -271,8 +293,16 @@ def _block_sum(x: np.ndarray, k: int) -> np.ndarray:
     return rows.reshape(h, w, k, *rest).sum(axis=2, dtype=np.float32)
 
 
-def _pixel_box(points: np.ndarray, c2w_gl: np.ndarray, fx: float, fy: float, cx: float, cy: float,
-               width: int, height: int) -> tuple[int, int, int, int]:
+def _pixel_box(
+    points: np.ndarray,
+    c2w_gl: np.ndarray,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    width: int,
+    height: int,
+) -> tuple[int, int, int, int]:
     """Integer pixel box ``(x0, y0, x1, y1)`` (half-open, clipped to the image) that holds the projections
     of ``points`` plus one pixel all round (a triangle covers part of a pixel it touches)."""
     R, t = c2w_gl[:3, :3], c2w_gl[:3, 3]

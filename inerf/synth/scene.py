@@ -109,12 +109,20 @@ def scene_poses(config: SceneConfig, radius: float) -> dict[str, np.ndarray]:
         "val": hemisphere_positions(config.n_val, radius, rng),
         "test": circle_positions(config.n_test, radius, config.test_elevation_deg),
     }
-    return {s: np.stack([look_at(p) for p in pos]) if len(pos) else np.zeros((0, 4, 4))
-            for s, pos in positions.items()}
+    return {
+        s: np.stack([look_at(p) for p in pos]) if len(pos) else np.zeros((0, 4, 4))
+        for s, pos in positions.items()
+    }
 
 
-def generate_scene(asset: str, out: str | Path, config: SceneConfig | None = None, overwrite: bool = False,
-                   progress: bool = True, command: str | None = None) -> dict:
+def generate_scene(
+    asset: str,
+    out: str | Path,
+    config: SceneConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
     """Render ``asset`` into a NeRF-synthetic scene at ``out``; return the ``meta.json`` contents.
 
     Args:
@@ -147,8 +155,10 @@ def generate_scene(asset: str, out: str | Path, config: SceneConfig | None = Non
     all_c2w = np.concatenate([poses[s] for s in SPLITS])
     z_min, d_max = depth_extents(prepared.vertices, all_c2w)
     if z_min.min() <= 0:
-        raise InerfError(f"--radius {radius} puts cameras inside the object (object radius "
-                         f"{np.sqrt((prepared.vertices ** 2).sum(1)).max():.3f})")
+        raise InerfError(
+            f"--radius {radius} puts cameras inside the object (object radius "
+            f"{np.sqrt((prepared.vertices**2).sum(1)).max():.3f})"
+        )
     # near/far enclose the object in every view, as z-depth and as distance along any ray, with a
     # margin of 5% of the object size (2), rounded to 0.1 so they read like the published 2.0 / 6.0.
     near = max(0.1, _round_down(z_min.min() - 0.1))
@@ -168,22 +178,40 @@ def generate_scene(asset: str, out: str | Path, config: SceneConfig | None = Non
             # test path's angular step.
             rotation = 2 * np.pi / max(1, config.n_test) if split == "test" else 0.012566370614359171
             for i, m in enumerate(c2w_gl):
-                frames[split].append({"file_path": f"./{split}/r_{i}", "rotation": rotation,
-                                      "transform_matrix": m.tolist()})
+                frames[split].append(
+                    {"file_path": f"./{split}/r_{i}", "rotation": rotation, "transform_matrix": m.tolist()}
+                )
                 depth_path = str(stage / split / f"r_{i}_depth.npy") if config.depth else None
                 tasks.append(ViewTask(m, str(stage / split / f"r_{i}.png"), depth_path))
-        jobs = [RenderJob(parts_key=tmp, parts=parts, intrinsics=intrinsics, settings=settings,
-                          image_mode=mode, views=c, bound_points=prepared.vertices)
-                for c in chunks(tasks, workers * 6)]
+        jobs = [
+            RenderJob(
+                parts_key=tmp,
+                parts=parts,
+                intrinsics=intrinsics,
+                settings=settings,
+                image_mode=mode,
+                views=c,
+                bound_points=prepared.vertices,
+            )
+            for c in chunks(tasks, workers * 6)
+        ]
         stats = [None] * len(jobs)
-        for i, result in run_parallel(render_job, jobs, workers, desc=f"synth {info.name}",
-                                      units=lambda j: len(j.views), progress=progress):
+        for i, result in run_parallel(
+            render_job,
+            jobs,
+            workers,
+            desc=f"synth {info.name}",
+            units=lambda j: len(j.views),
+            progress=progress,
+        ):
             stats[i] = result
         view_stats = [s for chunk in stats for s in chunk]
 
         for split in SPLITS:
-            write_json(stage / f"transforms_{split}.json",
-                       {"camera_angle_x": config.camera_angle_x, "frames": frames[split]})
+            write_json(
+                stage / f"transforms_{split}.json",
+                {"camera_angle_x": config.camera_angle_x, "frames": frames[split]},
+            )
         meta = {
             "generator": {"name": f"{GENERATOR} scene", "version": __version__, "command": command},
             "format": "nerf_synthetic",
@@ -191,29 +219,50 @@ def generate_scene(asset: str, out: str | Path, config: SceneConfig | None = Non
             "object_to_world": prepared.object_to_world.tolist(),
             "object_bounds": prepared.bounds.tolist(),
             "world": "z up, right-handed; the object's axis-aligned bounding box is centred at the origin "
-                     "and its largest side is 2 (it rests on its base at z = min z)",
+            "and its largest side is 2 (it rests on its base at z = min z)",
             "near": near,
             "far": far,
             "depth_range": {"z_min": float(z_min.min()), "distance_max": float(d_max.max())},
             "camera": {
-                "model": "pinhole", "width": W, "height": H, "camera_angle_x": config.camera_angle_x,
-                "fx": focal, "fy": focal, "cx": W / 2, "cy": H / 2, "pixel_centers": 0.5,
+                "model": "pinhole",
+                "width": W,
+                "height": H,
+                "camera_angle_x": config.camera_angle_x,
+                "fx": focal,
+                "fy": focal,
+                "cx": W / 2,
+                "cy": H / 2,
+                "pixel_centers": 0.5,
                 "transform_matrix": "camera-to-world, OpenGL/Blender camera axes "
-                                    "(x right, y up, looks along -z)",
-                "look_at": [0.0, 0.0, 0.0], "radius": radius,
+                "(x right, y up, looks along -z)",
+                "look_at": [0.0, 0.0, 0.0],
+                "radius": radius,
             },
             "splits": {
                 "train": {"count": config.n_train, "placement": "uniform on the upper hemisphere (z >= 0)"},
                 "val": {"count": config.n_val, "placement": "uniform on the upper hemisphere (z >= 0)"},
-                "test": {"count": config.n_test, "placement": "circle, counter-clockwise from +x",
-                         "elevation_deg": config.test_elevation_deg},
+                "test": {
+                    "count": config.n_test,
+                    "placement": "circle, counter-clockwise from +x",
+                    "elevation_deg": config.test_elevation_deg,
+                },
             },
-            "images": {"format": "PNG RGBA 8-bit, sRGB", "background": config.background,
-                       "alpha": "straight (not premultiplied); coverage of the pixel" if mode == "rgba"
-                       else "opaque: composited over white as c * a + (1 - a) in sRGB values"},
-            "depth": {"file": "<split>/r_<i>_depth.npy", "dtype": "float32", "shape": [H, W],
-                      "kind": "z-depth along the camera's viewing axis at pixel centres, world units",
-                      "background": 0.0} if config.depth else None,
+            "images": {
+                "format": "PNG RGBA 8-bit, sRGB",
+                "background": config.background,
+                "alpha": "straight (not premultiplied); coverage of the pixel"
+                if mode == "rgba"
+                else "opaque: composited over white as c * a + (1 - a) in sRGB values",
+            },
+            "depth": {
+                "file": "<split>/r_<i>_depth.npy",
+                "dtype": "float32",
+                "shape": [H, W],
+                "kind": "z-depth along the camera's viewing axis at pixel centres, world units",
+                "background": 0.0,
+            }
+            if config.depth
+            else None,
             "renderer": renderer_meta(settings),
             "seed": config.seed,
             "config": asdict(config),
@@ -236,8 +285,8 @@ def renderer_meta(settings: RenderSettings) -> dict:
         "package": pybullet_version(),
         "settings": settings.to_dict(),
         "projection": "OpenGL matrix built from fx, fy, cx, cy with the measured half-pixel correction "
-                      "(entries [0,2] += 1/W, [1,2] += 1/H): pixel (i, j) shows the ray through "
-                      "(i + 0.5, j + 0.5)",
+        "(entries [0,2] += 1/W, [1,2] += 1/H): pixel (i, j) shows the ray through "
+        "(i + 0.5, j + 0.5)",
         "antialiasing": "rendered at supersample x the size, k x k box filter in linear light",
         "materials": "one visual shape per material (colour or texture), double-sided, crease-angle normals",
     }
@@ -245,9 +294,11 @@ def renderer_meta(settings: RenderSettings) -> dict:
 
 def attribution_text(lines: list[str]) -> str:
     """Contents of ``ATTRIBUTION.txt``."""
-    head = ("This dataset was generated by inerf synth from 3D models made by other people.\n"
-            "Their licences ask you to keep the credits below with the data and anything derived "
-            "from it.\n\n")
+    head = (
+        "This dataset was generated by inerf synth from 3D models made by other people.\n"
+        "Their licences ask you to keep the credits below with the data and anything derived "
+        "from it.\n\n"
+    )
     return head + "\n".join(f"- {line}" for line in lines) + "\n"
 
 
@@ -264,6 +315,10 @@ def scene_preview(folder: Path, config: SceneConfig, title: str, max_tiles: int 
         for i in np.unique(np.linspace(0, n - 1, take).round().astype(int)) if take else []:
             paths.append(folder / split / f"r_{i}.png")
             labels.append(f"{split} {i}")
-    return contact_sheet(paths, labels, columns=8, tile=min(128, config.size),
-                         title=f"{title}: {config.n_train}/{config.n_val}/{config.n_test} views, "
-                               f"{config.size}px")
+    return contact_sheet(
+        paths,
+        labels,
+        columns=8,
+        tile=min(128, config.size),
+        title=f"{title}: {config.n_train}/{config.n_val}/{config.n_test} views, {config.size}px",
+    )

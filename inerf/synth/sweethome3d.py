@@ -43,8 +43,10 @@ __all__ = [
 
 DEFAULT_DIR = "/usr/share/sweethome3d/furniture"
 ENV_DIR = "INERF_SWEETHOME3D_DIR"
-INSTALL_HINT = ("Sweet Home 3D models are not installed: run `apt-get install sweethome3d-furniture` "
-                f"(or set {ENV_DIR} to a folder of .sh3f files)")
+INSTALL_HINT = (
+    "Sweet Home 3D models are not installed: run `apt-get install sweethome3d-furniture` "
+    f"(or set {ENV_DIR} to a folder of .sh3f files)"
+)
 
 # Catalog licence strings -> (short name, URL).
 _LICENCES = [
@@ -177,12 +179,21 @@ def _load_catalogs_cached(folder: str) -> tuple[SH3DModel, ...]:
             get = functools.partial(_indexed, props, i)
             size = tuple(float(get(k, "0") or 0) for k in ("width", "depth", "height"))
             rotation = _float_tuple(get("modelRotation", None))
-            models.append(SH3DModel(
-                archive=archive, member=get("model").lstrip("/"), name=get("name"), category=get("category"),
-                tags=tuple(t.strip() for t in get("tags").split(",") if t.strip()),
-                creator=get("creator") or props.get("provider", ""), catalog=props.get("name", archive.stem),
-                catalog_licence=props.get("license", ""), catalog_version=props.get("version", ""),
-                model_rotation=rotation if rotation and len(rotation) == 9 else None, size_cm=size))
+            models.append(
+                SH3DModel(
+                    archive=archive,
+                    member=get("model").lstrip("/"),
+                    name=get("name"),
+                    category=get("category"),
+                    tags=tuple(t.strip() for t in get("tags").split(",") if t.strip()),
+                    creator=get("creator") or props.get("provider", ""),
+                    catalog=props.get("name", archive.stem),
+                    catalog_licence=props.get("license", ""),
+                    catalog_version=props.get("version", ""),
+                    model_rotation=rotation if rotation and len(rotation) == 9 else None,
+                    size_cm=size,
+                )
+            )
     return tuple(models)
 
 
@@ -196,20 +207,24 @@ def find_model(query: str) -> SH3DModel:
     (``oakChair``) or a unique display name (``Oak chair``); case-insensitive."""
     models = load_catalogs()
     q = query.strip().lower()
-    for rule in (lambda m: m.key.lower() == q,
-                 lambda m: m.key.rsplit("/", 1)[-1].lower() == q,
-                 lambda m: m.name.lower() == q):
+    for rule in (
+        lambda m: m.key.lower() == q,
+        lambda m: m.key.rsplit("/", 1)[-1].lower() == q,
+        lambda m: m.name.lower() == q,
+    ):
         hits = [m for m in models if rule(m)]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
             shown = ", ".join(m.key for m in hits[:6]) + (", ..." if len(hits) > 6 else "")
-            raise InerfError(f"Sweet Home 3D model {query!r} is ambiguous ({len(hits)} models); "
-                             f"use one of: {shown}")
+            raise InerfError(
+                f"Sweet Home 3D model {query!r} is ambiguous ({len(hits)} models); use one of: {shown}"
+            )
     close = difflib.get_close_matches(q, [m.key.rsplit("/", 1)[-1].lower() for m in models], n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise InerfError(f"unknown asset {query!r}: not a pybullet_data asset, a file, or a Sweet Home 3D "
-                     f"model{hint}")
+    raise InerfError(
+        f"unknown asset {query!r}: not a pybullet_data asset, a file, or a Sweet Home 3D model{hint}"
+    )
 
 
 def _head_word(text: str) -> str:
@@ -238,8 +253,10 @@ def models_in_category(category: str) -> list[SH3DModel]:
     catalog room category equals it. Sorted by key. Raises :class:`InerfError` if none matches."""
     hits = sorted((m for m in load_catalogs() if _matches_category(m, category)), key=lambda m: m.key)
     if not hits:
-        raise InerfError(f"no Sweet Home 3D model in category {category!r} (try chair, table, car, sofa, "
-                         "bed, lamp, or a room such as 'Vehicles')")
+        raise InerfError(
+            f"no Sweet Home 3D model in category {category!r} (try chair, table, car, sofa, "
+            "bed, lamp, or a room such as 'Vehicles')"
+        )
     return hits
 
 
@@ -259,7 +276,7 @@ def extract_model(model: SH3DModel, cache: Path) -> Path:
             for info in zf.infolist():
                 if not info.filename.startswith(prefix) or info.is_dir():
                     continue
-                rel = info.filename[len(prefix):]
+                rel = info.filename[len(prefix) :]
                 if ".." in Path(rel).parts:  # never write outside the target folder
                     continue
                 dest = tmp / rel
@@ -283,7 +300,9 @@ def attribution(model: SH3DModel) -> str:
     """The credit line the licence asks for (given for CC0 models too, as a courtesy)."""
     short, url = model.licence
     where = f"{url}" if url else "see the catalog's LICENSE.TXT"
-    return (f"\"{model.name}\" ({model.key}) by {model.creator}, from the Sweet Home 3D furniture catalog "
-            f"\"{model.catalog}\" {model.catalog_version} (Debian package sweethome3d-furniture), licensed "
-            f"under {short} ({where}); catalog licence: {model.catalog_licence}. Changes: re-oriented "
-            "(z up), rescaled and centred, rendered with pybullet's TinyRenderer by inerf synth.")
+    return (
+        f'"{model.name}" ({model.key}) by {model.creator}, from the Sweet Home 3D furniture catalog '
+        f'"{model.catalog}" {model.catalog_version} (Debian package sweethome3d-furniture), licensed '
+        f"under {short} ({where}); catalog licence: {model.catalog_licence}. Changes: re-oriented "
+        "(z up), rescaled and centred, rendered with pybullet's TinyRenderer by inerf synth."
+    )

@@ -53,8 +53,9 @@ def circle_positions(n: int, radius: float, elevation_deg: float = 30.0) -> np.n
     +x side and turning counter-clockwise seen from above (azimuth 2 pi i / n), as the NeRF test paths."""
     phi = 2 * np.pi * np.arange(n) / n
     el = np.radians(elevation_deg)
-    return radius * np.stack([np.cos(el) * np.cos(phi), np.cos(el) * np.sin(phi),
-                              np.full(n, np.sin(el))], axis=1)
+    return radius * np.stack(
+        [np.cos(el) * np.cos(phi), np.cos(el) * np.sin(phi), np.full(n, np.sin(el))], axis=1
+    )
 
 
 def spiral_positions(n: int, radius: float) -> np.ndarray:
@@ -68,8 +69,9 @@ def spiral_positions(n: int, radius: float) -> np.ndarray:
     return radius * np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=1)
 
 
-def depth_extents(vertices: np.ndarray, c2w: np.ndarray,
-                  chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+def depth_extents(
+    vertices: np.ndarray, c2w: np.ndarray, chunk: int = 1 << 20
+) -> tuple[np.ndarray, np.ndarray]:
     """Per view: the smallest z-depth and the largest Euclidean distance of any vertex.
 
     Args:
@@ -83,11 +85,11 @@ def depth_extents(vertices: np.ndarray, c2w: np.ndarray,
     d_max = np.empty(len(c2w))
     step = max(1, chunk // max(1, len(vertices)))
     for s in range(0, len(c2w), step):
-        R, t = c2w[s:s + step, :3, :3], c2w[s:s + step, :3, 3]
+        R, t = c2w[s : s + step, :3, :3], c2w[s : s + step, :3, 3]
         rel = vertices[None] - t[:, None, :]  # [b, N, 3]
         z = np.einsum("bnk,bk->bn", rel, R[:, :, 2])  # camera z = forward axis . (p - eye)
-        z_min[s:s + step] = z.min(axis=1)
-        d_max[s:s + step] = np.sqrt((rel**2).sum(axis=2).max(axis=1))
+        z_min[s : s + step] = z.min(axis=1)
+        d_max[s : s + step] = np.sqrt((rel**2).sum(axis=2).max(axis=1))
     return z_min, d_max
 
 

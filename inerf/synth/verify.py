@@ -81,8 +81,9 @@ def world_mesh(meta_asset: dict, object_to_world) -> tuple[np.ndarray, np.ndarra
     return vertices @ M[:3, :3].T + M[:3, 3], faces
 
 
-def _silhouette_checks(vertices: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, mask: np.ndarray
-                       ) -> tuple[float, float, float, tuple]:
+def _silhouette_checks(
+    vertices: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, mask: np.ndarray
+) -> tuple[float, float, float, tuple]:
     """(inside_fraction, near_fraction, bbox_error, bbox_signed) of :class:`ViewCheck`."""
     uv, z = project(vertices, c2w, fx, fy, cx, cy)
     uv = uv.numpy()
@@ -94,7 +95,7 @@ def _silhouette_checks(vertices: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy
     dilated = np.zeros_like(mask)
     for dj in (0, 1, 2):
         for di in (0, 1, 2):
-            dilated |= padded[dj:dj + H, di:di + W]
+            dilated |= padded[dj : dj + H, di : di + W]
     inside = np.zeros(len(uv), dtype=bool)
     near = np.zeros(len(uv), dtype=bool)
     inside[valid] = mask[ij[valid, 1], ij[valid, 0]]
@@ -110,14 +111,15 @@ def _silhouette_checks(vertices: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy
     return float(inside.mean()), float(near.mean()), float(np.abs(signed).max()), tuple(signed.tolist())
 
 
-def ray_mesh_depth(origins: np.ndarray, directions: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
-                   chunk: int = 2048) -> np.ndarray:
+def ray_mesh_depth(
+    origins: np.ndarray, directions: np.ndarray, vertices: np.ndarray, faces: np.ndarray, chunk: int = 2048
+) -> np.ndarray:
     """Nearest intersection parameter t (``origins + t * directions``) of each ray with the triangles,
     both sides; inf where a ray misses. Shapes: ``[M, 3]``, ``[M, 3]``, ``[N, 3]``, ``[F, 3]`` -> ``[M]``.
     Plain Moller-Trumbore in float64, chunked over faces."""
     best = np.full(len(origins), np.inf)
     for s in range(0, len(faces), chunk):
-        tri = vertices[faces[s:s + chunk]]  # [f, 3, 3]
+        tri = vertices[faces[s : s + chunk]]  # [f, 3, 3]
         e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
         pvec = np.cross(directions[:, None, :], e2[None])  # [M, f, 3]
         det = (e1[None] * pvec).sum(-1)
@@ -166,8 +168,9 @@ def closest_points_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: 
     return out
 
 
-def point_mesh_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
-                        radius: float = 1e-2) -> np.ndarray:
+def point_mesh_distance(
+    points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, radius: float = 1e-2
+) -> np.ndarray:
     """Distance ``[M]`` from each point ``[M, 3]`` to the triangle mesh, exact up to ``radius`` (points
     farther than that from every triangle's bounding box get inf). Only triangles whose box, grown by
     ``radius``, holds the point are tested."""
@@ -183,8 +186,18 @@ def point_mesh_distance(points: np.ndarray, vertices: np.ndarray, faces: np.ndar
     return out
 
 
-def _depth_check(depth: np.ndarray, c2w: torch.Tensor, fx, fy, cx, cy, vertices: np.ndarray,
-                 faces: np.ndarray, samples: int, rng: np.random.Generator) -> tuple[float, float]:
+def _depth_check(
+    depth: np.ndarray,
+    c2w: torch.Tensor,
+    fx,
+    fy,
+    cx,
+    cy,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    samples: int,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
     """(largest distance from an unprojected depth sample to the mesh, largest |stored - ray-cast| z)."""
     j, i = np.nonzero(depth > 0)
     if len(i) == 0:
@@ -202,8 +215,13 @@ def _depth_check(depth: np.ndarray, c2w: torch.Tensor, fx, fy, cx, cy, vertices:
     return float(distance.max()), float(np.abs(stored.numpy() - t).max())
 
 
-def check_scene(folder: str | Path, splits=("train", "val", "test"), views_per_split: int | None = None,
-                depth_samples: int = 200, seed: int = 0) -> list[ViewCheck]:
+def check_scene(
+    folder: str | Path,
+    splits=("train", "val", "test"),
+    views_per_split: int | None = None,
+    depth_samples: int = 200,
+    seed: int = 0,
+) -> list[ViewCheck]:
     """Check a NeRF-synthetic scene written by ``inerf synth scene`` (transparent background).
 
     Args:
@@ -235,8 +253,9 @@ def check_scene(folder: str | Path, splits=("train", "val", "test"), views_per_s
             depth_errors = (None, None)
             depth_file = folder / (frame["file_path"] + "_depth.npy")
             if depth_file.is_file():
-                depth_errors = _depth_check(np.load(depth_file), c2w, f, f, W / 2, H / 2, vertices, faces,
-                                            depth_samples, rng)
+                depth_errors = _depth_check(
+                    np.load(depth_file), c2w, f, f, W / 2, H / 2, vertices, faces, depth_samples, rng
+                )
             out.append(ViewCheck(f"{split}/{idx}", *sil, *depth_errors))
     return out
 
@@ -288,8 +307,10 @@ def summarise(checks: list[ViewCheck]) -> dict:
         "bbox_bias": signed.mean(axis=0).tolist(),
         # A shift of the image moves both sides of the box the same way; a looser or tighter silhouette
         # threshold moves them apart. So the mean of opposite sides isolates a shift.
-        "bbox_shift": [float((signed[:, 0] + signed[:, 2]).mean() / 2),
-                       float((signed[:, 1] + signed[:, 3]).mean() / 2)],
+        "bbox_shift": [
+            float((signed[:, 0] + signed[:, 2]).mean() / 2),
+            float((signed[:, 1] + signed[:, 3]).mean() / 2),
+        ],
         "depth_error_max": max(depth) if depth else None,
         "ray_depth_error_max": max(ray) if ray else None,
     }

@@ -118,8 +118,19 @@ def render_job(job: RenderJob) -> list[dict]:
     k = job.intrinsics
     stats = []
     for view in job.views:
-        res = r.render(view.c2w_gl, k.fx, k.fy, k.cx, k.cy, k.width, k.height, k.near, k.far,
-                       depth=view.depth_path is not None, bound_points=job.bound_points)
+        res = r.render(
+            view.c2w_gl,
+            k.fx,
+            k.fy,
+            k.cx,
+            k.cy,
+            k.width,
+            k.height,
+            k.near,
+            k.far,
+            depth=view.depth_path is not None,
+            bound_points=job.bound_points,
+        )
         write_png(Path(view.image_path), encode_image(res, job.image_mode))
         if view.depth_path is not None:
             np.save(view.depth_path, res.depth)
@@ -127,8 +138,9 @@ def render_job(job: RenderJob) -> list[dict]:
         rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
         bbox = [int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])] if len(rows) else None
         edge = np.concatenate([res.alpha[0], res.alpha[-1], res.alpha[:, 0], res.alpha[:, -1]])
-        stats.append({"coverage": float(res.alpha.mean()), "bbox": bbox,
-                      "touches_border": bool(edge.max() > 0)})
+        stats.append(
+            {"coverage": float(res.alpha.mean()), "bbox": bbox, "touches_border": bool(edge.max() > 0)}
+        )
     return stats
 
 
@@ -141,9 +153,14 @@ def default_workers() -> int:
     return max(1, min(8, n))
 
 
-def run_parallel(fn: Callable, jobs: list, workers: int, desc: str,
-                 units: Callable[[object], int] = lambda j: 1,
-                 progress: bool = True) -> Iterator[tuple[int, object]]:
+def run_parallel(
+    fn: Callable,
+    jobs: list,
+    workers: int,
+    desc: str,
+    units: Callable[[object], int] = lambda j: 1,
+    progress: bool = True,
+) -> Iterator[tuple[int, object]]:
     """Yield ``(job index, fn(job))`` as jobs finish, with a tqdm bar counting ``units(job)`` per job.
 
     ``fn`` must be a module-level function (it is pickled by name for the workers). Exceptions raised in a

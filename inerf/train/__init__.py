@@ -7,5 +7,14 @@ trained fields and the settings to render them with (what ``inerf render`` and t
 from inerf.train.checkpoint import DatasetInfo, LoadedRun, load_run, save_checkpoint
 from inerf.train.trainer import MODEL_PRESETS, TrainConfig, Trainer, TrainResult, train
 
-__all__ = ["MODEL_PRESETS", "DatasetInfo", "LoadedRun", "TrainConfig", "TrainResult", "Trainer", "load_run",
-           "save_checkpoint", "train"]
+__all__ = [
+    "MODEL_PRESETS",
+    "DatasetInfo",
+    "LoadedRun",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "load_run",
+    "save_checkpoint",
+    "train",
+]

@@ -145,17 +145,19 @@ def read_run_config(run_dir: str | Path) -> dict:
         raise InerfError(f"run directory not found: {d}")
     path = d / CONFIG_NAME
     if not path.is_file() or not (d / WEIGHTS_NAME).is_file():
-        raise InerfError(f"{d}: no checkpoint here (expected {CONFIG_NAME} and {WEIGHTS_NAME}; "
-                         "train with `inerf train`)")
+        raise InerfError(
+            f"{d}: no checkpoint here (expected {CONFIG_NAME} and {WEIGHTS_NAME}; train with `inerf train`)"
+        )
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InerfError(f"{path}: malformed JSON ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT:
-        raise InerfError(f"{path}: not an inerf run config (missing \"format\": \"{RUN_FORMAT}\")")
+        raise InerfError(f'{path}: not an inerf run config (missing "format": "{RUN_FORMAT}")')
     if cfg.get("version", 0) > RUN_VERSION:
-        raise InerfError(f"{path}: written by a newer inerf (run format {cfg.get('version')}; "
-                         f"this reads {RUN_VERSION})")
+        raise InerfError(
+            f"{path}: written by a newer inerf (run format {cfg.get('version')}; this reads {RUN_VERSION})"
+        )
     for key in ("model", "field", "render", "dataset", "step"):
         if key not in cfg:
             raise InerfError(f"{path}: missing key {key!r}")
@@ -173,12 +175,18 @@ def render_config_from_dict(d: dict) -> RenderConfig:
 
 def _state_dict(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     # safetensors refuses shared or non-contiguous storage; clone to plain CPU tensors.
-    return {f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone()
-            for k, v in module.state_dict().items()}
+    return {
+        f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()
+    }
 
 
-def save_checkpoint(run_dir: str | Path, config: dict, coarse: nn.Module, fine: nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None) -> None:
+def save_checkpoint(
+    run_dir: str | Path,
+    config: dict,
+    coarse: nn.Module,
+    fine: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
     """Write weights, optimizer state and ``config.json`` atomically (config last: it marks completion)."""
     from safetensors.torch import save_file
 
@@ -202,9 +210,11 @@ def _few(keys: list[str]) -> str:
 
 
 # PyTorch's wording for a tensor a module refused (the fallback prints the whole error on one line).
-_SIZE_MISMATCH = re.compile(r"size mismatch for ([^:]+): copying a param with shape "
-                            r"torch\.Size\((\[[^\]]*\])\) from checkpoint, "
-                            r"the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for ([^:]+): copying a param with shape "
+    r"torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+    r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"
+)
 
 
 def load_weights(run_dir: str | Path, coarse: nn.Module, fine: nn.Module | None, device="cpu") -> None:
@@ -226,23 +236,27 @@ def load_weights(run_dir: str | Path, coarse: nn.Module, fine: nn.Module | None,
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or unexpected:
         parts = ([f"missing {_few(missing)}"] if missing else []) + (
-            [f"unexpected {_few(unexpected)}"] if unexpected else [])
+            [f"unexpected {_few(unexpected)}"] if unexpected else []
+        )
         raise InerfError(f"{path}: checkpoint does not match its config.json: " + "; ".join(parts))
     for name, m in modules.items():
         if m is None:
             continue
-        sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+        sub = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
         try:
             m.load_state_dict(sub, strict=True)
         except RuntimeError as exc:
             found = _SIZE_MISMATCH.findall(str(exc))
             if not found:
-                raise InerfError(f"{path}: checkpoint does not match its config.json "
-                                 f"({one_line(exc)})") from None
+                raise InerfError(
+                    f"{path}: checkpoint does not match its config.json ({one_line(exc)})"
+                ) from None
             key, got, want = found[0]
             more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
-            raise InerfError(f"{path}: checkpoint does not match its config.json: {name}.{key} has "
-                             f"shape {got} but the model in config.json expects {want}{more}") from None
+            raise InerfError(
+                f"{path}: checkpoint does not match its config.json: {name}.{key} has "
+                f"shape {got} but the model in config.json expects {want}{more}"
+            ) from None
 
 
 def build_fields(cfg: dict, path: Path) -> tuple[nn.Module, nn.Module | None]:
@@ -281,10 +295,24 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     try:
         render = render_config_from_dict(cfg["render"])
         ds = cfg["dataset"]
-        dataset = DatasetInfo(root=ds["root"], format=ds["format"], scale=float(ds["scale"]),
-                              background=ds["background"], near=float(ds["near"]), far=float(ds["far"]),
-                              root_relative=ds.get("root_relative"))
+        dataset = DatasetInfo(
+            root=ds["root"],
+            format=ds["format"],
+            scale=float(ds["scale"]),
+            background=ds["background"],
+            near=float(ds["near"]),
+            far=float(ds["far"]),
+            root_relative=ds.get("root_relative"),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise InerfError(f"{path}: malformed 'render' or 'dataset' entry ({exc})") from None
-    return LoadedRun(run_dir=run_dir, model=cfg["model"], coarse=coarse, fine=fine, render_config=render,
-                     dataset=dataset, step=int(cfg["step"]), config=cfg)
+    return LoadedRun(
+        run_dir=run_dir,
+        model=cfg["model"],
+        coarse=coarse,
+        fine=fine,
+        render_config=render,
+        dataset=dataset,
+        step=int(cfg["step"]),
+        config=cfg,
+    )

@@ -251,11 +251,14 @@ class TrainingRays:
         self.height, self.width = views.height, views.width
         self.per_image = views.height * views.width
         self.centers = cams.c2w[:, :3, 3].contiguous()  # [N, 3]
-        self.directions = torch.cat([
-            rays_for_image(cams.c2w[i], cams.height, cams.width, cams.fx[i], cams.fy[i], cams.cx[i],
-                           cams.cy[i]).directions
-            for i in range(len(cams))
-        ])
+        self.directions = torch.cat(
+            [
+                rays_for_image(
+                    cams.c2w[i], cams.height, cams.width, cams.fx[i], cams.fy[i], cams.cx[i], cams.cy[i]
+                ).directions
+                for i in range(len(cams))
+            ]
+        )
         self.rgb = views.images.to(device=device, dtype=torch.float32).reshape(-1, 3)
 
     def __len__(self) -> int:
@@ -291,15 +294,31 @@ def _prepare_run_dir(cfg: TrainConfig) -> dict | None:
             step = ""
             with contextlib.suppress(Exception):
                 step = f" (step {json.loads((out / CONFIG_NAME).read_text())['step']})"
-            raise InerfError(f"{out}: already holds a checkpoint{step}; pass --resume to continue it or "
-                             "--overwrite to start again")
+            raise InerfError(
+                f"{out}: already holds a checkpoint{step}; pass --resume to continue it or "
+                "--overwrite to start again"
+            )
         for name in (CONFIG_NAME, WEIGHTS_NAME, OPTIMIZER_NAME, LOG_NAME):
             (out / name).unlink(missing_ok=True)
     return None
 
 
-RESUMED_SETTINGS = ("max_steps", "max_minutes", "lr", "lr_final", "rays_per_batch", "precrop_steps", "precrop_frac",
-                    "val_every", "val_view", "save_every", "log_every", "chunk", "seed", "precision")
+RESUMED_SETTINGS = (
+    "max_steps",
+    "max_minutes",
+    "lr",
+    "lr_final",
+    "rays_per_batch",
+    "precrop_steps",
+    "precrop_frac",
+    "val_every",
+    "val_view",
+    "save_every",
+    "log_every",
+    "chunk",
+    "seed",
+    "precision",
+)
 """Training settings that a resumed run keeps from its own config unless given again: the budgets, because
 the learning-rate schedule anneals over them (a default budget on resume would jump the rate back up)."""
 
@@ -307,8 +326,11 @@ the learning-rate schedule anneals over them (a default budget on resume would j
 def _inherit_schedule(cfg: TrainConfig, saved_train: dict) -> TrainConfig:
     """``cfg`` with every :data:`RESUMED_SETTINGS` entry still at its default taken from the saved run."""
     defaults = TrainConfig()
-    updates = {k: saved_train[k] for k in RESUMED_SETTINGS
-               if k in saved_train and getattr(cfg, k) == getattr(defaults, k)}
+    updates = {
+        k: saved_train[k]
+        for k in RESUMED_SETTINGS
+        if k in saved_train and getattr(cfg, k) == getattr(defaults, k)
+    }
     out = replace(cfg, **updates)
     _validate_config(out)
     return out
@@ -325,9 +347,18 @@ def _load_validation_view(root: str, fmt: str, view: int, **kw) -> ViewSet | Non
     views = load_dataset(root, split, format=fmt, max_views=view + 1, **kw)
     if view >= len(views):
         raise InerfError(f"--val-view {view}: the {split} split has only {len(views)} views")
-    alphas = None if views.alphas is None else views.alphas[view:view + 1]
-    return ViewSet(views.images[view:view + 1], alphas, views.cameras[view], views.near, views.far,
-                   views.background, views.names[view:view + 1], views.root, split)
+    alphas = None if views.alphas is None else views.alphas[view : view + 1]
+    return ViewSet(
+        views.images[view : view + 1],
+        alphas,
+        views.cameras[view],
+        views.near,
+        views.far,
+        views.background,
+        views.names[view : view + 1],
+        views.root,
+        split,
+    )
 
 
 def _validate_config(cfg: TrainConfig) -> None:
@@ -335,19 +366,21 @@ def _validate_config(cfg: TrainConfig) -> None:
         raise InerfError(f"unknown model {cfg.model!r}; expected one of {', '.join(FIELD_KINDS)}")
     if cfg.background not in ("white", "black"):
         raise InerfError(f"--background must be white or black, got {cfg.background!r}")
-    checks = [("--max-steps", cfg.max_steps, cfg.max_steps >= 1),
-              ("--max-minutes", cfg.max_minutes, cfg.max_minutes is None or cfg.max_minutes > 0),
-              ("--lr", cfg.lr, cfg.lr is None or cfg.lr > 0),
-              ("--lr-final", cfg.lr_final, cfg.lr_final is None or cfg.lr_final > 0),
-              ("--rays-per-batch", cfg.rays_per_batch, cfg.rays_per_batch is None or cfg.rays_per_batch >= 1),
-              ("--n-coarse", cfg.n_coarse, cfg.n_coarse is None or cfg.n_coarse >= 2),
-              ("--n-fine", cfg.n_fine, cfg.n_fine is None or cfg.n_fine >= 0),
-              ("--image-scale", cfg.image_scale, cfg.image_scale > 0),
-              ("--val-every", cfg.val_every, cfg.val_every >= 0),
-              ("--save-every", cfg.save_every, cfg.save_every >= 0),
-              ("--log-every", cfg.log_every, cfg.log_every >= 1),
-              ("--precrop-frac", cfg.precrop_frac, 0 < cfg.precrop_frac <= 1),
-              ("--chunk", cfg.chunk, cfg.chunk >= 1)]
+    checks = [
+        ("--max-steps", cfg.max_steps, cfg.max_steps >= 1),
+        ("--max-minutes", cfg.max_minutes, cfg.max_minutes is None or cfg.max_minutes > 0),
+        ("--lr", cfg.lr, cfg.lr is None or cfg.lr > 0),
+        ("--lr-final", cfg.lr_final, cfg.lr_final is None or cfg.lr_final > 0),
+        ("--rays-per-batch", cfg.rays_per_batch, cfg.rays_per_batch is None or cfg.rays_per_batch >= 1),
+        ("--n-coarse", cfg.n_coarse, cfg.n_coarse is None or cfg.n_coarse >= 2),
+        ("--n-fine", cfg.n_fine, cfg.n_fine is None or cfg.n_fine >= 0),
+        ("--image-scale", cfg.image_scale, cfg.image_scale > 0),
+        ("--val-every", cfg.val_every, cfg.val_every >= 0),
+        ("--save-every", cfg.save_every, cfg.save_every >= 0),
+        ("--log-every", cfg.log_every, cfg.log_every >= 1),
+        ("--precrop-frac", cfg.precrop_frac, 0 < cfg.precrop_frac <= 1),
+        ("--chunk", cfg.chunk, cfg.chunk >= 1),
+    ]
     for name, value, ok in checks:
         if not ok:
             raise InerfError(f"{name}: invalid value {value!r}")
@@ -383,28 +416,52 @@ def _plan(cfg: TrainConfig, saved: dict | None, run_dir: Path, device: torch.dev
             raise InerfError("--data is required (the dataset folder to train on)")
         preset = MODEL_PRESETS[cfg.model]
         n_fine = preset.n_fine if cfg.n_fine is None else cfg.n_fine
-        return _RunPlan(kind=cfg.model, field_config={**base_field_config(cfg.model, device), **cfg.field},
-                        fine_field=preset.fine_field and n_fine > 0, root=cfg.data, format=None,
-                        scale=cfg.image_scale, background=cfg.background, near=cfg.near, far=cfg.far,
-                        n_coarse=preset.n_coarse if cfg.n_coarse is None else cfg.n_coarse, n_fine=n_fine,
-                        eval_render=None, step=0, elapsed_s=0.0, metrics={})
+        return _RunPlan(
+            kind=cfg.model,
+            field_config={**base_field_config(cfg.model, device), **cfg.field},
+            fine_field=preset.fine_field and n_fine > 0,
+            root=cfg.data,
+            format=None,
+            scale=cfg.image_scale,
+            background=cfg.background,
+            near=cfg.near,
+            far=cfg.far,
+            n_coarse=preset.n_coarse if cfg.n_coarse is None else cfg.n_coarse,
+            n_fine=n_fine,
+            eval_render=None,
+            step=0,
+            elapsed_s=0.0,
+            metrics={},
+        )
     try:
         ds = saved["dataset"]
-        info = DatasetInfo(**{k: ds.get(k) for k in ("root", "format", "scale", "background", "near", "far",
-                                                     "root_relative")})
+        info = DatasetInfo(
+            **{
+                k: ds.get(k)
+                for k in ("root", "format", "scale", "background", "near", "far", "root_relative")
+            }
+        )
         if saved["model"] not in MODEL_PRESETS:
             raise ValueError(f"unknown model {saved['model']!r}")
         render = render_config_from_dict(saved["render"])
         auto_samples = saved.get("train", {}).get("auto_samples", False)
-        return _RunPlan(kind=saved["model"], field_config=dict(saved["field"]),
-                        fine_field=bool(saved.get("fine_field")),
-                        root=cfg.data if cfg.data is not None else info.resolve_root(run_dir),
-                        format=info.format,
-                        scale=float(info.scale), background=info.background, near=info.near, far=info.far,
-                        n_coarse=None if auto_samples else render.n_coarse, n_fine=render.n_fine,
-                        eval_render=render, step=int(saved["step"]),
-                        elapsed_s=float(saved.get("elapsed_s", 0.0)),
-                        metrics=dict(saved.get("metrics", {})))
+        return _RunPlan(
+            kind=saved["model"],
+            field_config=dict(saved["field"]),
+            fine_field=bool(saved.get("fine_field")),
+            root=cfg.data if cfg.data is not None else info.resolve_root(run_dir),
+            format=info.format,
+            scale=float(info.scale),
+            background=info.background,
+            near=info.near,
+            far=info.far,
+            n_coarse=None if auto_samples else render.n_coarse,
+            n_fine=render.n_fine,
+            eval_render=render,
+            step=int(saved["step"]),
+            elapsed_s=float(saved.get("elapsed_s", 0.0)),
+            metrics=dict(saved.get("metrics", {})),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise InerfError(f"{run_dir / CONFIG_NAME}: cannot resume from it ({exc})") from None
 
@@ -430,14 +487,28 @@ class Trainer:
         self.preset = MODEL_PRESETS[plan.kind]
 
         fmt = plan.format or detect_format(plan.root)
-        self.train_views = load_dataset(plan.root, "train", format=fmt, scale=plan.scale,
-                                        background=plan.background, near=plan.near, far=plan.far)
+        self.train_views = load_dataset(
+            plan.root,
+            "train",
+            format=fmt,
+            scale=plan.scale,
+            background=plan.background,
+            near=plan.near,
+            far=plan.far,
+        )
         near, far = self.train_views.near, self.train_views.far
-        self.val_views = _load_validation_view(plan.root, fmt, cfg.val_view, scale=plan.scale,
-                                               background=plan.background, near=near, far=far)
-        self.dataset = DatasetInfo(root=str(Path(plan.root).absolute()), format=fmt, scale=float(plan.scale),
-                                   background=plan.background, near=float(near), far=float(far),
-                                   root_relative=_relpath(Path(plan.root), run_dir))
+        self.val_views = _load_validation_view(
+            plan.root, fmt, cfg.val_view, scale=plan.scale, background=plan.background, near=near, far=far
+        )
+        self.dataset = DatasetInfo(
+            root=str(Path(plan.root).absolute()),
+            format=fmt,
+            scale=float(plan.scale),
+            background=plan.background,
+            near=float(near),
+            far=float(far),
+            root_relative=_relpath(Path(plan.root), run_dir),
+        )
 
         torch.manual_seed(cfg.seed)
         try:
@@ -455,23 +526,33 @@ class Trainer:
         if self.auto_samples and not hasattr(self.coarse, "samples_per_ray"):
             raise InerfError(f"the {plan.kind!r} field does not suggest a sample count; pass --n-coarse")
         self.eval_render = plan.eval_render or RenderConfig(
-            n_coarse=plan.n_coarse or 2, n_fine=plan.n_fine, near=near, far=far,
-            background=tuple(self.train_views.background), jitter=False, deterministic_fine=True,
-            chunk=cfg.chunk)
+            n_coarse=plan.n_coarse or 2,
+            n_fine=plan.n_fine,
+            near=near,
+            far=far,
+            background=tuple(self.train_views.background),
+            jitter=False,
+            deterministic_fine=True,
+            chunk=cfg.chunk,
+        )
         self._update_sampling()
 
         self.lr0 = cfg.lr if cfg.lr is not None else self.preset.lr
         # An explicit --lr without --lr-final keeps the tenfold decay.
-        self.lr_final = cfg.lr_final if cfg.lr_final is not None else (
-            self.preset.lr_final if cfg.lr is None else self.lr0 / 10)
+        self.lr_final = (
+            cfg.lr_final
+            if cfg.lr_final is not None
+            else (self.preset.lr_final if cfg.lr is None else self.lr0 / 10)
+        )
         self.optimizer = self._make_optimizer()
         if saved is not None and (run_dir / OPTIMIZER_NAME).is_file():
             try:
                 state = torch.load(run_dir / OPTIMIZER_NAME, map_location=device, weights_only=True)
                 self.optimizer.load_state_dict(state)
             except (RuntimeError, ValueError, KeyError, OSError) as exc:
-                raise InerfError(f"{run_dir / OPTIMIZER_NAME}: cannot load it for this model "
-                                 f"({exc})") from None
+                raise InerfError(
+                    f"{run_dir / OPTIMIZER_NAME}: cannot load it for this model ({exc})"
+                ) from None
 
         self.rays = TrainingRays(self.train_views, device)
         self.batch_size = cfg.rays_per_batch or (4096 if device.type == "cuda" else 1024)
@@ -536,11 +617,13 @@ class Trainer:
             # Bounded fields (the grid): sample only inside their box, with the open last interval just
             # outside it. Otherwise a far plane inside the box makes the last sample opaque from the start,
             # and a saturated alpha gets no gradient (a white shell is learnt; see GridField.ray_bounds).
-            near, far = self.coarse.ray_bounds(rays.origins, rays.directions, self.train_render.near,
-                                               self.train_render.n_coarse)
+            near, far = self.coarse.ray_bounds(
+                rays.origins, rays.directions, self.train_render.near, self.train_render.n_coarse
+            )
         with precision_context(self.cfg.precision, dev):
-            out = render_rays(self.coarse, rays, self.train_render, fine=self.fine, near=near, far=far,
-                              generator=gen)
+            out = render_rays(
+                self.coarse, rays, self.train_render, fine=self.fine, near=near, far=far, generator=gen
+            )
         fine_mse = ((out.rgb.float() - target) ** 2).mean()
         loss = fine_mse
         if out.rgb_coarse is not None:  # NeRF supervises both passes: the coarse one must learn where to look
@@ -561,22 +644,45 @@ class Trainer:
             return None
         cam = self.val_views.cameras.to(self.device)
         with precision_context(self.cfg.precision, self.device):
-            out = render_image(self.coarse, cam.c2w[0], cam.height, cam.width, cam.fx[0], cam.fy[0],
-                               cam.cx[0], cam.cy[0], self.eval_render, fine=self.fine)
+            out = render_image(
+                self.coarse,
+                cam.c2w[0],
+                cam.height,
+                cam.width,
+                cam.fx[0],
+                cam.fy[0],
+                cam.cx[0],
+                cam.cy[0],
+                self.eval_render,
+                fine=self.fine,
+            )
         err = ((out.rgb.float() - self.val_views.images[0].to(self.device)) ** 2).mean()
         return _psnr(err.item())
 
     def run_config(self) -> dict:
         """The ``config.json`` of the current state (see :mod:`inerf.train.checkpoint`)."""
         return {
-            "format": RUN_FORMAT, "version": RUN_VERSION, "model": self.kind,
-            "field": field_config_dict(self.coarse), "fine_field": self.fine is not None,
-            "render": dataclasses.asdict(self.eval_render), "dataset": dataclasses.asdict(self.dataset),
-            "train": {**dataclasses.asdict(self.cfg), "lr": self.lr0, "lr_final": self.lr_final,
-                      "rays_per_batch": self.batch_size, "data": self.dataset.root,
-                      "auto_samples": self.auto_samples},
-            "step": self.step, "elapsed_s": round(self.elapsed_s, 3), "metrics": self.metrics,
-            "convention": CONVENTION, "inerf_version": __version__, "torch_version": torch.__version__,
+            "format": RUN_FORMAT,
+            "version": RUN_VERSION,
+            "model": self.kind,
+            "field": field_config_dict(self.coarse),
+            "fine_field": self.fine is not None,
+            "render": dataclasses.asdict(self.eval_render),
+            "dataset": dataclasses.asdict(self.dataset),
+            "train": {
+                **dataclasses.asdict(self.cfg),
+                "lr": self.lr0,
+                "lr_final": self.lr_final,
+                "rays_per_batch": self.batch_size,
+                "data": self.dataset.root,
+                "auto_samples": self.auto_samples,
+            },
+            "step": self.step,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "metrics": self.metrics,
+            "convention": CONVENTION,
+            "inerf_version": __version__,
+            "torch_version": torch.__version__,
             "device": str(self.device),
         }
 
@@ -593,9 +699,17 @@ class Trainer:
 
         cfg, dev = self.cfg, self.device
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / LOG_NAME, "a", encoding="utf-8") as log, \
-                tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                     disable=not cfg.progress) as pbar:
+        with (
+            open(self.run_dir / LOG_NAME, "a", encoding="utf-8") as log,
+            tqdm(
+                total=cfg.max_steps,
+                initial=self.step,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                disable=not cfg.progress,
+            ) as pbar,
+        ):
 
             def record(entry: dict) -> None:
                 entry = {"step": self.step, **entry, "elapsed_s": round(self.elapsed_s, 3)}
@@ -621,9 +735,15 @@ class Trainer:
             if not self.history or self.history[-1]["step"] != self.step:
                 validate()
             self.save()
-        return TrainResult(run_dir=self.run_dir, step=self.step, elapsed_s=self.elapsed_s,
-                           val_psnr=self.metrics.get("val_psnr"), val_psnr_start=val_start,
-                           train_psnr=self.metrics.get("train_psnr"), history=self.history)
+        return TrainResult(
+            run_dir=self.run_dir,
+            step=self.step,
+            elapsed_s=self.elapsed_s,
+            val_psnr=self.metrics.get("val_psnr"),
+            val_psnr_start=val_start,
+            train_psnr=self.metrics.get("train_psnr"),
+            history=self.history,
+        )
 
     def _loop(self, cfg, pbar, record, validate, t_last: float, dev) -> None:
         """The optimisation steps of :meth:`run`, until a step or time budget is spent."""
@@ -641,16 +761,21 @@ class Trainer:
             if self.step % cfg.log_every == 0:
                 mean_loss = loss_sum.item() / n_sum
                 if not math.isfinite(mean_loss):
-                    raise InerfError(f"training diverged at step {self.step} (loss {mean_loss}); "
-                                     "try a lower --lr")
+                    raise InerfError(
+                        f"training diverged at step {self.step} (loss {mean_loss}); try a lower --lr"
+                    )
                 self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
                 loss_sum.zero_()
                 mse_sum.zero_()
                 n_sum = 0
                 lr = self.optimizer.param_groups[0]["lr"]
                 val = self.metrics.get("val_psnr") or float("nan")
-                pbar.set_postfix(loss=f"{mean_loss:.4f}", psnr=f"{self.metrics['train_psnr']:.2f}",
-                                 val=f"{val:.2f}", lr=f"{lr:.1e}")
+                pbar.set_postfix(
+                    loss=f"{mean_loss:.4f}",
+                    psnr=f"{self.metrics['train_psnr']:.2f}",
+                    val=f"{val:.2f}",
+                    lr=f"{lr:.1e}",
+                )
                 record({"loss": mean_loss, "train_psnr": self.metrics["train_psnr"], "lr": lr})
             side_work = False
             if cfg.val_every and self.step % cfg.val_every == 0:

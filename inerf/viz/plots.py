@@ -51,9 +51,17 @@ def _curves(ax, steps, y, selected, label):
     ax.plot(steps, _positive(y[:, selected]), color="C0", lw=1.6, label=f"{label} (returned hypothesis)")
 
 
-def plot_convergence(path: str | Path, loss, rot_err=None, trans_err=None, *, selected: int = 0,
-                     rot_thresh: float | None = None, trans_thresh: float | None = None,
-                     title: str | None = None) -> Path:
+def plot_convergence(
+    path: str | Path,
+    loss,
+    rot_err=None,
+    trans_err=None,
+    *,
+    selected: int = 0,
+    rot_thresh: float | None = None,
+    trans_thresh: float | None = None,
+    title: str | None = None,
+) -> Path:
     """Loss (and, with ground truth, rotation/translation error) against step, log scale.
 
     Args:
@@ -70,8 +78,10 @@ def plot_convergence(path: str | Path, loss, rot_err=None, trans_err=None, *, se
     _curves(axes[0], steps, loss, selected, "loss")
     axes[0].set_ylabel("photometric loss")
     i = 1
-    for err, thresh, name in ((rot_err, rot_thresh, "rotation error (deg)"),
-                              (trans_err, trans_thresh, "translation error")):
+    for err, thresh, name in (
+        (rot_err, rot_thresh, "rotation error (deg)"),
+        (trans_err, trans_thresh, "translation error"),
+    ):
         if err is None:
             continue
         _curves(axes[i], steps, _np(err), selected, name.split(" (")[0])
@@ -91,8 +101,9 @@ def plot_convergence(path: str | Path, loss, rot_err=None, trans_err=None, *, se
     return Path(path)
 
 
-def plot_success_curves(path: str | Path, curves: dict, *, title: str | None = None,
-                        checkpoints: list[int] | None = None) -> Path:
+def plot_success_curves(
+    path: str | Path, curves: dict, *, title: str | None = None, checkpoints: list[int] | None = None
+) -> Path:
     """Success rate (fraction of trials within both thresholds) against step, one line per strategy.
 
     Args:

@@ -25,8 +25,14 @@ import numpy as np
 
 __all__ = ["Figure", "Section", "Table", "data_uri", "render_html_report", "write_html_report"]
 
-_MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-         ".svg": "image/svg+xml", ".webp": "image/webp"}
+_MIME = {
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+}
 
 
 @dataclass
@@ -135,14 +141,23 @@ def _table_html(table: Table) -> str:
     return "\n".join(parts)
 
 
-def render_html_report(title: str, sections: list[Section], *, intro: list[str] | None = None,
-                       footer: list[str] | None = None) -> str:
+def render_html_report(
+    title: str, sections: list[Section], *, intro: list[str] | None = None, footer: list[str] | None = None
+) -> str:
     """The page as a string: ``title``, ``intro`` paragraphs, the sections, ``footer`` lines (small print,
     e.g. credits). Every string is plain text (escaped here)."""
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{html.escape(title)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
-           f"<h1>{html.escape(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     out += [f"<p>{html.escape(p)}</p>" for p in intro or []]
     for sec in sections:
         out.append(f"<h2>{html.escape(sec.heading)}</h2>")
@@ -156,8 +171,14 @@ def render_html_report(title: str, sections: list[Section], *, intro: list[str] 
     return "\n".join(out)
 
 
-def write_html_report(path: str | Path, title: str, sections: list[Section], *, intro: list[str] | None = None,
-                      footer: list[str] | None = None) -> Path:
+def write_html_report(
+    path: str | Path,
+    title: str,
+    sections: list[Section],
+    *,
+    intro: list[str] | None = None,
+    footer: list[str] | None = None,
+) -> Path:
     """Write :func:`render_html_report` to ``path`` (UTF-8) and return the path."""
     path = Path(path)
     path.write_text(render_html_report(title, sections, intro=intro, footer=footer), encoding="utf-8")

@@ -53,8 +53,15 @@ def write_mp4(path: str | Path, frames, fps: float = 5.0, hold_last: float = 1.0
     fr += [fr[-1]] * round(hold_last * fps)
     try:
         # macro_block_size=2: frames are already even, so imageio must not rescale them to multiples of 16.
-        with imageio.get_writer(str(path), fps=fps, codec="libx264", pixelformat="yuv420p", quality=8,
-                                macro_block_size=2, ffmpeg_log_level="error") as writer:
+        with imageio.get_writer(
+            str(path),
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            quality=8,
+            macro_block_size=2,
+            ffmpeg_log_level="error",
+        ) as writer:
             for f in fr:
                 writer.append_data(f)
     except (OSError, RuntimeError) as exc:

@@ -37,8 +37,10 @@ def write_scene(root, frames=None, meta_extra=None, split="train", images=None, 
     root.mkdir(parents=True, exist_ok=True)
     (root / split).mkdir(exist_ok=True)
     if frames is None:
-        frames = [{"file_path": f"./{split}/r_0", "transform_matrix": C2W_GL_0},
-                  {"file_path": f"./{split}/r_1", "transform_matrix": C2W_GL_1}]
+        frames = [
+            {"file_path": f"./{split}/r_0", "transform_matrix": C2W_GL_0},
+            {"file_path": f"./{split}/r_1", "transform_matrix": C2W_GL_1},
+        ]
     if write_images:
         for k in range(len(frames)):
             img = images[k] if images is not None else _rgba(128)
@@ -80,7 +82,9 @@ def test_projection_matches_blender_image_axes(scene):
     """A world point right of and above the look-at point appears right of and above the image centre."""
     cams = load_blender(scene, "train").cameras
     # Camera 0 looks down -z with image up = +y: world (+x, +y) is image right, image up (smaller row).
-    uv, z = project(torch.tensor([[0.5, 0.5, 0.0]]), cams.c2w[0], cams.fx[0], cams.fy[0], cams.cx[0], cams.cy[0])
+    uv, z = project(
+        torch.tensor([[0.5, 0.5, 0.0]]), cams.c2w[0], cams.fx[0], cams.fy[0], cams.cx[0], cams.cy[0]
+    )
     f = cams.fx[0].item()
     torch.testing.assert_close(z, torch.tensor([4.0]))
     torch.testing.assert_close(uv[0], torch.tensor([W / 2 + f * 0.5 / 4, H / 2 - f * 0.5 / 4]))
@@ -114,7 +118,9 @@ def test_half_scale_area_filter_and_intrinsics(scene):
     # Area filter = mean of each 2x2 block of the composited image (compositing is linear).
     blocks = full.images.reshape(2, H // 2, 2, W // 2, 2, 3).mean((2, 4))
     torch.testing.assert_close(half.images, blocks, atol=1e-6, rtol=0)
-    torch.testing.assert_close(half.alphas, full.alphas.reshape(2, H // 2, 2, W // 2, 2).mean((2, 4)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        half.alphas, full.alphas.reshape(2, H // 2, 2, W // 2, 2).mean((2, 4)), atol=1e-6, rtol=0
+    )
     torch.testing.assert_close(half.cameras.fx, full.cameras.fx / 2)
     torch.testing.assert_close(half.cameras.cx, torch.full((2,), W / 4))  # still the image centre
     torch.testing.assert_close(half.cameras.cy, torch.full((2,), H / 4))
@@ -123,8 +129,9 @@ def test_half_scale_area_filter_and_intrinsics(scene):
 def test_none_background_resize_keeps_straight_colour(tmp_path):
     img = np.zeros((2, 2, 4), np.uint8)
     img[0, 0] = (255, 0, 0, 255)  # one opaque red pixel, three transparent black ones
-    root = write_scene(tmp_path / "s", frames=[{"file_path": "train/r_0.png", "transform_matrix": C2W_GL_0}],
-                       images=[img])
+    root = write_scene(
+        tmp_path / "s", frames=[{"file_path": "train/r_0.png", "transform_matrix": C2W_GL_0}], images=[img]
+    )
     v = load_blender(root, "train", scale=0.5, background="none")
     # Averaging straight colours would give dark red; premultiplied averaging keeps pure red at alpha 1/4.
     torch.testing.assert_close(v.images[0, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
@@ -132,8 +139,10 @@ def test_none_background_resize_keeps_straight_colour(tmp_path):
 
 
 def test_file_path_with_extension_and_without_dot(tmp_path):
-    frames = [{"file_path": "train/r_0.png", "transform_matrix": C2W_GL_0},
-              {"file_path": "train/r_1", "transform_matrix": C2W_GL_1}]
+    frames = [
+        {"file_path": "train/r_0.png", "transform_matrix": C2W_GL_0},
+        {"file_path": "train/r_1", "transform_matrix": C2W_GL_1},
+    ]
     v = load_blender(write_scene(tmp_path / "s", frames=frames), "train")
     assert v.names == ["train/r_0.png", "train/r_1.png"]
 

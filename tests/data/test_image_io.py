@@ -19,7 +19,9 @@ def test_area_weights_by_hand():
         np.testing.assert_allclose(area_weights(n_in, n_out).sum(1), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize(("shape", "size"), [((12, 16, 4), (3, 4)), ((10, 10, 3), (3, 7)), ((4, 6, 3), (8, 12))])
+@pytest.mark.parametrize(
+    ("shape", "size"), [((12, 16, 4), (3, 4)), ((10, 10, 3), (3, 7)), ((4, 6, 3), (8, 12))]
+)
 def test_resize_area_matches_opencv(shape, size):
     cv2 = pytest.importorskip("cv2")
     img = np.random.default_rng(0).random(shape, dtype=np.float32)

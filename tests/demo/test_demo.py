@@ -44,7 +44,9 @@ def test_bundled_assets_are_small_and_complete(assets):
         assert (DEMO_ROOT / name).is_file(), name
     assert assets.run.model == "grid"
     assert len(assets.targets) >= 4
-    assert "duck" in assets.attribution and "zlib" in assets.attribution  # the asset's licence travels with it
+    assert (
+        "duck" in assets.attribution and "zlib" in assets.attribution
+    )  # the asset's licence travels with it
     for t in assets.targets:
         assert t.name.startswith("test/")  # held out: the field never saw the test split
         assert t.image.shape == (t.intrinsics.height, t.intrinsics.width, 3)
@@ -111,8 +113,22 @@ def test_demo_cli_reduces_the_pose_error(tmp_path, capsys):
     """A short run (CI): fewer steps and frames than the default, target 0. The full-length run's
     accuracy on every target is recorded in benchmarks/RESULTS_demo.md."""
     out = tmp_path / "demo"
-    code = main(["demo", "--target", "0", "--steps", "80", "--frames", "3", "--out", str(out), "--quiet",
-                 "--device", "cpu"])
+    code = main(
+        [
+            "demo",
+            "--target",
+            "0",
+            "--steps",
+            "80",
+            "--frames",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert "rotation error" in stdout and "translation error" in stdout

@@ -24,9 +24,12 @@ def test_data_uri_of_files_and_arrays(tmp_path):
 
 def test_page_escapes_text_and_embeds_images(tmp_path):
     img = np.full((4, 4, 3), 200, np.uint8)
-    sec = Section("Target <0>", figures=[Figure(img, 'caption "quoted" & <b>')],
-                  tables=[Table(["a", "b"], [["<x>", "1"], ["y", "2"]], caption="T", highlight=["ok", "bad"])],
-                  notes=["note & more"])
+    sec = Section(
+        "Target <0>",
+        figures=[Figure(img, 'caption "quoted" & <b>')],
+        tables=[Table(["a", "b"], [["<x>", "1"], ["y", "2"]], caption="T", highlight=["ok", "bad"])],
+        notes=["note & more"],
+    )
     page = render_html_report("Title <script>", [sec], intro=["intro <i>"], footer=["credit & licence"])
     assert "<script>" not in page and "<i>" not in page and "<b>" not in page
     assert "Title &lt;script&gt;" in page and "Target &lt;0&gt;" in page and "&lt;x&gt;" in page

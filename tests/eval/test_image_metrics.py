@@ -58,7 +58,7 @@ def _ssim_reference(x: torch.Tensor, y: torch.Tensor) -> float:
     for c in range(C):
         for i in range(H - 10):
             for j in range(W - 10):
-                px, py = x[i:i + 11, j:j + 11, c], y[i:i + 11, j:j + 11, c]
+                px, py = x[i : i + 11, j : j + 11, c], y[i : i + 11, j : j + 11, c]
                 mx, my = (w * px).sum(), (w * py).sum()
                 vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
                 cxy = (w * (px - mx) * (py - my)).sum()

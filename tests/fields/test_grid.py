@@ -19,9 +19,18 @@ from inerf.render.renderer import RenderConfig, render_rays
 
 def tiny_config(**kw) -> GridConfig:
     """Small grids (non-cubic box, so every plane is rectangular) for fast float64 tests."""
-    base = {"aabb": (-1.0, -0.8, -1.2, 1.0, 0.9, 1.0), "n_voxels_init": 12**3, "n_voxels_final": 16**3,
-            "density_components": 3, "appearance_components": 4, "appearance_dim": 5, "mlp_width": 8,
-            "occupancy_resolution": 8, "upsample_steps": (2, 4), "occupancy_steps": (2, 3)}
+    base = {
+        "aabb": (-1.0, -0.8, -1.2, 1.0, 0.9, 1.0),
+        "n_voxels_init": 12**3,
+        "n_voxels_final": 16**3,
+        "density_components": 3,
+        "appearance_components": 4,
+        "appearance_dim": 5,
+        "mlp_width": 8,
+        "occupancy_resolution": 8,
+        "upsample_steps": (2, 4),
+        "occupancy_steps": (2, 3),
+    }
     base.update(kw)
     return GridConfig(**base)
 
@@ -101,8 +110,10 @@ def test_reference_interpolation_hand_example():
     out = bilinear_reference(plane, ua.double(), ub.double())[:, 0]
     assert torch.allclose(out, torch.tensor([0.0, 1.0, 12.0, 6.5, 11.5], dtype=torch.float64))
     line = torch.tensor([[0.0, 4.0]], dtype=torch.float64)
-    assert torch.allclose(linear_reference(line, torch.tensor([-1.0, 0.0, 0.5], dtype=torch.float64))[:, 0],
-                          torch.tensor([0.0, 2.0, 3.0], dtype=torch.float64))
+    assert torch.allclose(
+        linear_reference(line, torch.tensor([-1.0, 0.0, 0.5], dtype=torch.float64))[:, 0],
+        torch.tensor([0.0, 2.0, 3.0], dtype=torch.float64),
+    )
 
 
 def test_reference_interpolation_matches_grid_sample():
@@ -110,8 +121,13 @@ def test_reference_interpolation_matches_grid_sample():
     plane = torch.randn(4, 5, 7, generator=g, dtype=torch.float64)
     ua, ub = (torch.rand(300, generator=g, dtype=torch.float64) * 2.4 - 1.2 for _ in range(2))
     ref = bilinear_reference(plane, ua, ub)
-    fast = F.grid_sample(plane[None], torch.stack([ua, ub], -1).view(1, 1, -1, 2), mode="bilinear",
-                         padding_mode="border", align_corners=True)[0, :, 0].t()
+    fast = F.grid_sample(
+        plane[None],
+        torch.stack([ua, ub], -1).view(1, 1, -1, 2),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
+    )[0, :, 0].t()
     assert torch.allclose(ref, fast, atol=1e-12)
 
 
@@ -197,9 +213,15 @@ def test_occupancy_lookup_hand_example():
     occ = OccupancyGrid(torch.tensor([[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]]), (2, 2, 2))
     occ.mask[:] = False
     occ.mask[1, 0, 1] = True  # cell x in [1, 2), y in [0, 1), z in [1, 2)
-    pts = torch.tensor([[1.5, 0.5, 1.5], [0.5, 0.5, 1.5],
-                        [2.0, 0.0, 2.0],  # a point on the max face belongs to the last cell
-                        [2.01, 0.5, 1.5], [float("nan"), 0.5, 1.5]])
+    pts = torch.tensor(
+        [
+            [1.5, 0.5, 1.5],
+            [0.5, 0.5, 1.5],
+            [2.0, 0.0, 2.0],  # a point on the max face belongs to the last cell
+            [2.01, 0.5, 1.5],
+            [float("nan"), 0.5, 1.5],
+        ]
+    )
     assert occ(pts).tolist() == [True, False, True, False, False]
     assert torch.allclose(occ.bbox(), torch.tensor([[1.0, 0.0, 1.0], [2.0, 1.0, 2.0]]))
 
@@ -440,8 +462,10 @@ def test_fits_a_coloured_sphere_quickly(one_thread):
     j, i = torch.meshgrid(torch.arange(hw), torch.arange(hw), indexing="ij")
     uv = torch.stack([i, j], -1).reshape(-1, 2)
     views = [(a, e) for a in range(0, 360, 45) for e in (-20.0, 35.0)]
-    rays = [rays_from_pixels(uv, orbit_c2w(math.radians(a), math.radians(e)), focal, focal, hw / 2, hw / 2)
-            for a, e in views]
+    rays = [
+        rays_from_pixels(uv, orbit_c2w(math.radians(a), math.radians(e)), focal, focal, hw / 2, hw / 2)
+        for a, e in views
+    ]
     teacher = ColouredSphere()
     with torch.no_grad():
         targets = torch.cat([render_rays(teacher, r, cfg).rgb for r in rays])
@@ -449,9 +473,16 @@ def test_fits_a_coloured_sphere_quickly(one_thread):
     directions = torch.cat([r.directions for r in rays])
     viewdirs = torch.cat([r.viewdirs for r in rays])
 
-    field = GridField(GridConfig.cpu(aabb=(-1, -1, -1, 1, 1, 1), n_voxels_init=24**3, n_voxels_final=40**3,
-                                     appearance_components=6, occupancy_steps=(120,),
-                                     upsample_steps=(120, 160)))
+    field = GridField(
+        GridConfig.cpu(
+            aabb=(-1, -1, -1, 1, 1, 1),
+            n_voxels_init=24**3,
+            n_voxels_final=40**3,
+            appearance_components=6,
+            occupancy_steps=(120,),
+            upsample_steps=(120, 160),
+        )
+    )
     opt = torch.optim.Adam(field.param_groups(), eps=1e-15)
     train_cfg = RenderConfig(n_coarse=40, n_fine=0, near=1.8, far=4.2, jitter=True)
     g = torch.Generator().manual_seed(0)

@@ -14,8 +14,10 @@ def test_opengl_opencv_round_trip_and_axes():
     c2w_cv = opengl_to_opencv_c2w(c2w_gl)
     assert torch.allclose(opencv_to_opengl_c2w(c2w_cv), c2w_gl)
     # OpenGL looks along -z_cam, OpenCV along +z_cam: the world viewing direction must agree.
-    assert torch.allclose(c2w_gl[:3, :3] @ torch.tensor([0, 0, -1.0], dtype=torch.float64),
-                          c2w_cv[:3, :3] @ torch.tensor([0, 0, 1.0], dtype=torch.float64))
+    assert torch.allclose(
+        c2w_gl[:3, :3] @ torch.tensor([0, 0, -1.0], dtype=torch.float64),
+        c2w_cv[:3, :3] @ torch.tensor([0, 0, 1.0], dtype=torch.float64),
+    )
     # OpenGL's +y (up in the image) is OpenCV's -y (rows grow downwards).
     assert torch.allclose(c2w_gl[:3, 1], -c2w_cv[:3, 1])
     assert torch.equal(c2w_cv[:3, 3], c2w_gl[:3, 3])
@@ -62,12 +64,15 @@ def test_cameras_wrong_shape_raises():
         Cameras(torch.eye(3), 1.0, 1.0, 0.0, 0.0, 4, 4)
 
 
-@pytest.mark.parametrize("bad", [
-    torch.full((4, 4), float("nan")),
-    torch.diag(torch.tensor([2.0, 1.0, 1.0, 1.0])),
-    torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0])),
-    torch.eye(3),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        torch.full((4, 4), float("nan")),
+        torch.diag(torch.tensor([2.0, 1.0, 1.0, 1.0])),
+        torch.diag(torch.tensor([-1.0, 1.0, 1.0, 1.0])),
+        torch.eye(3),
+    ],
+)
 def test_check_rigid_rejects(bad):
     with pytest.raises(InerfError):
         check_rigid(bad, "init")

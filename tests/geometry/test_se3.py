@@ -58,8 +58,9 @@ class TestExpLog:
         # 90 degrees about z, then translation: V rho for a pure rotation of pi/2 about z.
         xi = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0, math.pi / 2], dtype=torch.float64)
         T = se3.se3_exp(xi)
-        assert torch.allclose(T[:3, :3], torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64),
-                              atol=1e-12)
+        assert torch.allclose(
+            T[:3, :3], torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64), atol=1e-12
+        )
         # V = I + (1 - cos t)/t^2 K + (t - sin t)/t^3 K^2 with t = pi/2, applied to (1, 0, 0):
         t = math.pi / 2
         b, c = (1 - math.cos(t)) / t**2, (t - math.sin(t)) / t**3
@@ -83,7 +84,11 @@ class TestExpLog:
 class TestGradients:
     @pytest.mark.parametrize("scale", [0.0, 1e-8, 1e-4, 0.5])
     def test_gradcheck_exp(self, scale):
-        xi = random_twists(3, torch.float64, scale, seed=1) if scale else torch.zeros(3, 6, dtype=torch.float64)
+        xi = (
+            random_twists(3, torch.float64, scale, seed=1)
+            if scale
+            else torch.zeros(3, 6, dtype=torch.float64)
+        )
         xi.requires_grad_(True)
         assert torch.autograd.gradcheck(se3.se3_exp, (xi,))
 

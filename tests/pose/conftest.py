@@ -40,6 +40,8 @@ def scene(field, render_config, gt_c2w):
     out = render_image(field, gt_c2w.float(), H, W, FOCAL, FOCAL, W / 2, H / 2, render_config)
     target = PoseTarget(image=out.rgb, fx=FOCAL, fy=FOCAL, cx=W / 2, cy=H / 2, alpha=out.acc)
     return target, gt_c2w
+
+
 @pytest.fixture()
 def fake_run(monkeypatch, field, render_config):
     """Make ``inerf estimate`` / ``inerf benchmark pose`` load the analytic field for any --run."""

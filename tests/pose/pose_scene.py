@@ -35,9 +35,14 @@ class TexturedBall(torch.nn.Module):
         s = ((self.radius + self.softness - r) / (2 * self.softness)).clamp(0.0, 1.0)
         sigma = self.density * s * s * (3 - 2 * s) * self.scale
         x, y, z = xyz.unbind(-1)
-        rgb = torch.stack([0.5 + 0.4 * torch.sin(3.0 * x + 1.0 * y),
-                           0.5 + 0.4 * torch.sin(2.5 * y - 1.5 * z + 0.3),
-                           0.5 + 0.4 * torch.cos(3.0 * z + 2.0 * x)], dim=-1)
+        rgb = torch.stack(
+            [
+                0.5 + 0.4 * torch.sin(3.0 * x + 1.0 * y),
+                0.5 + 0.4 * torch.sin(2.5 * y - 1.5 * z + 0.3),
+                0.5 + 0.4 * torch.cos(3.0 * z + 2.0 * x),
+            ],
+            dim=-1,
+        )
         return rgb, sigma
 
 
@@ -68,10 +73,11 @@ def perturb(c2w: torch.Tensor, rot_deg: float, trans: float, axis=(0.3, -0.5, 0.
     axis = torch.tensor(axis, dtype=torch.float64)
     axis = axis / axis.norm()
     out = c2w.clone()
-    out[:3, :3] = se3.axis_angle_to_matrix(axis, torch.tensor(math.radians(rot_deg), dtype=torch.float64)) @ c2w[:3, :3]
+    out[:3, :3] = (
+        se3.axis_angle_to_matrix(axis, torch.tensor(math.radians(rot_deg), dtype=torch.float64)) @ c2w[:3, :3]
+    )
     out[:3, 3] = c2w[:3, 3] + trans * torch.tensor([0.6, -0.48, 0.64], dtype=torch.float64)
     return out
-
 
 
 def orbit_poses(n: int, radius: float = 4.0, elevation_deg: float = 25.0, phase: float = 0.3) -> torch.Tensor:
@@ -80,8 +86,15 @@ def orbit_poses(n: int, radius: float = 4.0, elevation_deg: float = 25.0, phase:
     out = []
     for k in range(n):
         az = phase + 2 * math.pi * k / n
-        out.append(look_at((radius * math.cos(el) * math.cos(az), radius * math.cos(el) * math.sin(az),
-                            radius * math.sin(el))))
+        out.append(
+            look_at(
+                (
+                    radius * math.cos(el) * math.cos(az),
+                    radius * math.cos(el) * math.sin(az),
+                    radius * math.sin(el),
+                )
+            )
+        )
     return torch.stack(out)
 
 
@@ -95,11 +108,26 @@ def make_views(field, render_config, poses: torch.Tensor):
         out = render_image(field, c2w.float(), H, W, FOCAL, FOCAL, W / 2, H / 2, render_config)
         images.append(out.rgb)
         alphas.append(out.acc)
-    cams = Cameras(c2w=poses.float(), fx=torch.tensor(FOCAL), fy=torch.tensor(FOCAL), cx=torch.tensor(W / 2),
-                   cy=torch.tensor(H / 2), height=H, width=W)
-    return ViewSet(images=torch.stack(images), alphas=torch.stack(alphas), cameras=cams, near=render_config.near,
-                   far=render_config.far, background=render_config.background,
-                   names=[f"test/r_{i}.png" for i in range(len(poses))], root="analytic", split="test")
+    cams = Cameras(
+        c2w=poses.float(),
+        fx=torch.tensor(FOCAL),
+        fy=torch.tensor(FOCAL),
+        cx=torch.tensor(W / 2),
+        cy=torch.tensor(H / 2),
+        height=H,
+        width=W,
+    )
+    return ViewSet(
+        images=torch.stack(images),
+        alphas=torch.stack(alphas),
+        cameras=cams,
+        near=render_config.near,
+        far=render_config.far,
+        background=render_config.background,
+        names=[f"test/r_{i}.png" for i in range(len(poses))],
+        root="analytic",
+        split="test",
+    )
 
 
 class FakeDataset:

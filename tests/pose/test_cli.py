@@ -19,9 +19,12 @@ def inputs(tmp_path, fake_run):
     """Target PNG, intrinsics, initial and ground-truth pose files for view 1 of the fake run."""
     views = fake_run.dataset.views
     gt = views.cameras.c2w[1].double()
-    Image.fromarray(to_uint8(views.images[1])).save(tmp_path / "target.png")  # 8-bit: close to, not exactly, the render
-    (tmp_path / "k.json").write_text(json.dumps({"fx": FOCAL, "fy": FOCAL, "cx": W / 2, "cy": H / 2, "width": W,
-                                                 "height": H}))
+    Image.fromarray(to_uint8(views.images[1])).save(
+        tmp_path / "target.png"
+    )  # 8-bit: close to, not exactly, the render
+    (tmp_path / "k.json").write_text(
+        json.dumps({"fx": FOCAL, "fy": FOCAL, "cx": W / 2, "cy": H / 2, "width": W, "height": H})
+    )
     (tmp_path / "init.json").write_text(json.dumps({"c2w": pose_to_json(perturb(gt, 8.0, 0.04))}))
     (tmp_path / "gt.json").write_text(json.dumps({"c2w": pose_to_json(gt)}))
     return tmp_path
@@ -45,35 +48,104 @@ BASE = ["estimate", "--run", "RUN", "--steps", "3", "--rays", "32", "--frames", 
 
 def test_unreadable_image(inputs, capsys):
     (inputs / "broken.png").write_bytes(b"\x89PNG garbage")
-    code, _, err = run_cli(BASE + ["--image", str(inputs / "broken.png"), "--intrinsics", str(inputs / "k.json"),
-                                   "--init", str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    code, _, err = run_cli(
+        BASE
+        + [
+            "--image",
+            str(inputs / "broken.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--init",
+            str(inputs / "init.json"),
+            "--out",
+            str(inputs / "o"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "unreadable image")
 
 
 def test_missing_image(inputs, capsys):
-    code, _, err = run_cli(BASE + ["--image", str(inputs / "nope.png"), "--fx", "50", "--init",
-                                   str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    code, _, err = run_cli(
+        BASE
+        + [
+            "--image",
+            str(inputs / "nope.png"),
+            "--fx",
+            "50",
+            "--init",
+            str(inputs / "init.json"),
+            "--out",
+            str(inputs / "o"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "not found")
 
 
 def test_image_size_not_matching_intrinsics(inputs, capsys):
-    (inputs / "k800.json").write_text(json.dumps({"fx": 1111, "cx": 400, "cy": 400, "width": 800, "height": 800}))
-    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--intrinsics", str(inputs / "k800.json"),
-                                   "--init", str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    (inputs / "k800.json").write_text(
+        json.dumps({"fx": 1111, "cx": 400, "cy": 400, "width": 800, "height": 800})
+    )
+    code, _, err = run_cli(
+        BASE
+        + [
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k800.json"),
+            "--init",
+            str(inputs / "init.json"),
+            "--out",
+            str(inputs / "o"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "800x800")
-    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--fx", "1111", "--cx", "400", "--cy",
-                                   "400", "--init", str(inputs / "init.json"), "--out", str(inputs / "o")], capsys)
+    code, _, err = run_cli(
+        BASE
+        + [
+            "--image",
+            str(inputs / "target.png"),
+            "--fx",
+            "1111",
+            "--cx",
+            "400",
+            "--cy",
+            "400",
+            "--init",
+            str(inputs / "init.json"),
+            "--out",
+            str(inputs / "o"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "principal point")
 
 
-@pytest.mark.parametrize("matrix, match", [
-    ([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "not a rigid transform"),
-    ([[1, 0, 0, float("nan")], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "NaN"),
-])
+@pytest.mark.parametrize(
+    "matrix, match",
+    [
+        ([[1, 0.3, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "not a rigid transform"),
+        ([[1, 0, 0, float("nan")], [0, 1, 0, 0], [0, 0, 1, 4], [0, 0, 0, 1]], "NaN"),
+    ],
+)
 def test_bad_initial_pose(inputs, capsys, matrix, match):
     (inputs / "bad.json").write_text(json.dumps({"c2w": matrix}))  # Python json writes and reads NaN
-    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--intrinsics", str(inputs / "k.json"),
-                                   "--init", str(inputs / "bad.json"), "--out", str(inputs / "o")], capsys)
+    code, _, err = run_cli(
+        BASE
+        + [
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--init",
+            str(inputs / "bad.json"),
+            "--out",
+            str(inputs / "o"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, match)
 
 
@@ -83,8 +155,20 @@ def test_run_directory_without_checkpoint(inputs, capsys, monkeypatch):
     monkeypatch.undo()  # the real loader, not the fake run
     assert estimate_cli.load_run_checked.__module__ == "inerf.cli.estimate"
     (inputs / "emptyrun").mkdir()
-    argv = ["estimate", "--run", str(inputs / "emptyrun"), "--image", str(inputs / "target.png"), "--intrinsics",
-            str(inputs / "k.json"), "--init", str(inputs / "init.json"), "--out", str(inputs / "o"), "--quiet"]
+    argv = [
+        "estimate",
+        "--run",
+        str(inputs / "emptyrun"),
+        "--image",
+        str(inputs / "target.png"),
+        "--intrinsics",
+        str(inputs / "k.json"),
+        "--init",
+        str(inputs / "init.json"),
+        "--out",
+        str(inputs / "o"),
+        "--quiet",
+    ]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "no checkpoint")
     argv[2] = str(inputs / "missing_run")
@@ -93,8 +177,18 @@ def test_run_directory_without_checkpoint(inputs, capsys, monkeypatch):
 
 
 def test_missing_initial_pose_and_nonempty_out(inputs, capsys):
-    code, _, err = run_cli(BASE + ["--image", str(inputs / "target.png"), "--intrinsics", str(inputs / "k.json"),
-                                   "--out", str(inputs / "o")], capsys)
+    code, _, err = run_cli(
+        BASE
+        + [
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--out",
+            str(inputs / "o"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "--init")
     (inputs / "full").mkdir()
     (inputs / "full" / "x").write_text("x")
@@ -104,10 +198,31 @@ def test_missing_initial_pose_and_nonempty_out(inputs, capsys):
 
 def test_estimate_from_image_files(inputs, capsys):
     out = inputs / "est"
-    code, stdout, _ = run_cli(["estimate", "--run", "RUN", "--image", str(inputs / "target.png"), "--intrinsics",
-                               str(inputs / "k.json"), "--init", str(inputs / "init.json"), "--gt",
-                               str(inputs / "gt.json"), "--steps", "150", "--rays", "256", "--frames", "4",
-                               "--out", str(out), "--quiet"], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "estimate",
+            "--run",
+            "RUN",
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--init",
+            str(inputs / "init.json"),
+            "--gt",
+            str(inputs / "gt.json"),
+            "--steps",
+            "150",
+            "--rays",
+            "256",
+            "--frames",
+            "4",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, stdout
     pose = json.loads((out / "pose.json").read_text())
     assert pose["convention"] == "opencv_c2w" and pose["steps"] == 150 and pose["status"] == "ok"
@@ -123,10 +238,38 @@ def test_estimate_from_image_files(inputs, capsys):
 
 def test_estimate_dataset_view_with_hypotheses(inputs, capsys):
     out = inputs / "est_k"
-    code, _stdout, _ = run_cli(["estimate", "--run", "RUN", "--view", "2", "--init-from-gt", "--perturb-rot", "20",
-                               "--perturb-trans", "0.1", "--hypotheses", "4", "--spread-rot", "20",
-                               "--prune-steps", "40", "--steps", "100", "--rays", "128", "--sampling", "mask",
-                               "--frames", "0", "--out", str(out), "--quiet"], capsys)
+    code, _stdout, _ = run_cli(
+        [
+            "estimate",
+            "--run",
+            "RUN",
+            "--view",
+            "2",
+            "--init-from-gt",
+            "--perturb-rot",
+            "20",
+            "--perturb-trans",
+            "0.1",
+            "--hypotheses",
+            "4",
+            "--spread-rot",
+            "20",
+            "--prune-steps",
+            "40",
+            "--steps",
+            "100",
+            "--rays",
+            "128",
+            "--sampling",
+            "mask",
+            "--frames",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0
     pose = json.loads((out / "pose.json").read_text())
     assert pose["hypotheses"] == 4 and pose["init_rotation_error_deg"] == pytest.approx(20.0, abs=1e-3)
@@ -145,32 +288,92 @@ def test_estimate_with_a_real_checkpoint(inputs, capsys, monkeypatch):
     torch.manual_seed(0)
     coarse = build_field("nerf", {"depth": 2, "width": 16, "skip": 0, "pos_freqs": 2, "dir_freqs": 1})
     rc = RenderConfig(n_coarse=8, n_fine=4)
-    config = {"format": RUN_FORMAT, "version": RUN_VERSION, "model": "nerf", "field": field_config_dict(coarse),
-              "fine_field": False, "render": rc.__dict__, "step": 0,
-              "dataset": {"root": str(inputs), "format": "blender", "scale": 1.0, "background": "white",
-                          "near": 2.0, "far": 6.0}}
+    config = {
+        "format": RUN_FORMAT,
+        "version": RUN_VERSION,
+        "model": "nerf",
+        "field": field_config_dict(coarse),
+        "fine_field": False,
+        "render": rc.__dict__,
+        "step": 0,
+        "dataset": {
+            "root": str(inputs),
+            "format": "blender",
+            "scale": 1.0,
+            "background": "white",
+            "near": 2.0,
+            "far": 6.0,
+        },
+    }
     save_checkpoint(inputs / "run", config, coarse)
     out = inputs / "real"
-    code, _stdout, err = run_cli(["estimate", "--run", str(inputs / "run"), "--image", str(inputs / "target.png"),
-                                 "--intrinsics", str(inputs / "k.json"), "--init", str(inputs / "init.json"),
-                                 "--steps", "3", "--rays", "16", "--frames", "2", "--no-video", "--out", str(out),
-                                 "--device", "cpu", "--quiet"], capsys)
+    code, _stdout, err = run_cli(
+        [
+            "estimate",
+            "--run",
+            str(inputs / "run"),
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--init",
+            str(inputs / "init.json"),
+            "--steps",
+            "3",
+            "--rays",
+            "16",
+            "--frames",
+            "2",
+            "--no-video",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert json.loads((out / "pose.json").read_text())["steps"] == 3
 
 
 def test_benchmark_pose(inputs, capsys):
     out = inputs / "bench"
-    code, stdout, _ = run_cli(["benchmark", "pose", "--run", "RUN", "--images", "2", "--trials", "2",
-                               "--perturb-rot", "10", "--perturb-trans", "0.05", "--sampling", "random,center",
-                               "--steps", "40", "--checkpoints", "20,40", "--rays", "128", "--out", str(out),
-                               "--quiet"], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "benchmark",
+            "pose",
+            "--run",
+            "RUN",
+            "--images",
+            "2",
+            "--trials",
+            "2",
+            "--perturb-rot",
+            "10",
+            "--perturb-trans",
+            "0.05",
+            "--sampling",
+            "random,center",
+            "--steps",
+            "40",
+            "--checkpoints",
+            "20,40",
+            "--rays",
+            "128",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0
     for name in ("results.md", "results.csv", "results.json", "trials.csv", "success_curve.png"):
         assert (out / name).stat().st_size > 0
     assert "| random |" in stdout and "| center |" in stdout
-    code, _, err = run_cli(["benchmark", "pose", "--run", "RUN", "--steps", "100", "--out", str(inputs / "b2")],
-                           capsys)
+    code, _, err = run_cli(
+        ["benchmark", "pose", "--run", "RUN", "--steps", "100", "--out", str(inputs / "b2")], capsys
+    )
     assert code == 2 and "--checkpoints" in err
 
 
@@ -181,24 +384,76 @@ def test_benchmark_without_subcommand_prints_help(capsys):
 
 def test_estimate_with_blur_and_levenberg_marquardt(inputs, capsys):
     out = inputs / "robust"
-    code, stdout, _ = run_cli(["estimate", "--run", "RUN", "--image", str(inputs / "target.png"), "--intrinsics",
-                               str(inputs / "k.json"), "--init", str(inputs / "init.json"), "--gt",
-                               str(inputs / "gt.json"), "--steps", "60", "--optimizer", "adam+lm", "--lm-steps", "15",
-                               "--lr", "0.02", "--blur", "3", "--blur-steps", "30", "--blur-rays", "4", "--rays",
-                               "256", "--frames", "0", "--out", str(out), "--quiet"], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "estimate",
+            "--run",
+            "RUN",
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--init",
+            str(inputs / "init.json"),
+            "--gt",
+            str(inputs / "gt.json"),
+            "--steps",
+            "60",
+            "--optimizer",
+            "adam+lm",
+            "--lm-steps",
+            "15",
+            "--lr",
+            "0.02",
+            "--blur",
+            "3",
+            "--blur-steps",
+            "30",
+            "--blur-rays",
+            "4",
+            "--rays",
+            "256",
+            "--frames",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert code == 0, stdout
     pose = json.loads((out / "pose.json").read_text())
     assert pose["steps"] == 60 and pose["rotation_error_deg"] < 0.2 and pose["translation_error"] < 0.005
 
 
-@pytest.mark.parametrize(("flags", "match"), [(["--optimizer", "lm", "--loss", "mape"], "mape"),
-                                              (["--optimizer", "adam+lm"], "lm_steps"),
-                                              (["--samples", "2"], "--samples"),
-                                              (["--blur", "-1"], "blur_sigma")])
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--optimizer", "lm", "--loss", "mape"], "mape"),
+        (["--optimizer", "adam+lm"], "lm_steps"),
+        (["--samples", "2"], "--samples"),
+        (["--blur", "-1"], "blur_sigma"),
+    ],
+)
 def test_bad_solver_flags_are_one_line_errors(inputs, capsys, flags, match):
-    code, _, err = run_cli(["estimate", "--run", "RUN", "--image", str(inputs / "target.png"), "--intrinsics",
-                            str(inputs / "k.json"), "--init", str(inputs / "init.json"), *flags,
-                            "--out", str(inputs / "bad"), "--quiet"], capsys)
+    code, _, err = run_cli(
+        [
+            "estimate",
+            "--run",
+            "RUN",
+            "--image",
+            str(inputs / "target.png"),
+            "--intrinsics",
+            str(inputs / "k.json"),
+            "--init",
+            str(inputs / "init.json"),
+            *flags,
+            "--out",
+            str(inputs / "bad"),
+            "--quiet",
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, match)
 
 
@@ -215,5 +470,12 @@ def test_robust_preset_and_explicit_options():
     assert paper == PAPER
     robust = pose_config_from_args(p.parse_args(["--preset", "robust"]), "random")
     assert robust == ROBUST and robust.optimizer == "adam+lm" and robust.blur_sigma == 8.0
-    mixed = pose_config_from_args(p.parse_args(["--preset", "robust", "--blur", "4", "--rays", "512"]), "center")
-    assert (mixed.blur_sigma, mixed.n_rays, mixed.lm_steps, mixed.sampling.strategy) == (4.0, 512, 50, "center")
+    mixed = pose_config_from_args(
+        p.parse_args(["--preset", "robust", "--blur", "4", "--rays", "512"]), "center"
+    )
+    assert (mixed.blur_sigma, mixed.n_rays, mixed.lm_steps, mixed.sampling.strategy) == (
+        4.0,
+        512,
+        50,
+        "center",
+    )

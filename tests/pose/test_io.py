@@ -29,7 +29,9 @@ def test_pose_json_round_trip(tmp_path, c2w):
 
 def test_blender_frame_is_converted_from_opengl(tmp_path, c2w):
     p = tmp_path / "frame.json"
-    p.write_text(json.dumps({"file_path": "./test/r_0", "transform_matrix": pose_to_json(opencv_to_opengl_c2w(c2w))}))
+    p.write_text(
+        json.dumps({"file_path": "./test/r_0", "transform_matrix": pose_to_json(opencv_to_opengl_c2w(c2w))})
+    )
     assert torch.allclose(read_pose(p), c2w, atol=1e-6)
 
 
@@ -54,15 +56,18 @@ def test_conflicting_conventions_are_an_error(tmp_path, c2w):
         read_pose(p, "opencv")
 
 
-@pytest.mark.parametrize("content, match", [
-    ("1 2 3", "12 or 16 numbers"),
-    ("not a pose", "12 or 16 numbers"),
-    ("{broken json", "malformed JSON"),
-    ('{"other": 1}', "no pose found"),
-    (" ".join(["nan"] * 16), "NaN"),
-    ("1 0 0 0  0 2 0 0  0 0 1 0  0 0 0 1", "rigid"),  # scaled axis
-    ("1 0 0 0  0 1 0 0  0 0 -1 0  0 0 0 1", "rigid"),  # reflection, det -1
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("1 2 3", "12 or 16 numbers"),
+        ("not a pose", "12 or 16 numbers"),
+        ("{broken json", "malformed JSON"),
+        ('{"other": 1}', "no pose found"),
+        (" ".join(["nan"] * 16), "NaN"),
+        ("1 0 0 0  0 2 0 0  0 0 1 0  0 0 0 1", "rigid"),  # scaled axis
+        ("1 0 0 0  0 1 0 0  0 0 -1 0  0 0 0 1", "rigid"),  # reflection, det -1
+    ],
+)
 def test_bad_pose_files(tmp_path, content, match):
     p = tmp_path / ("pose.json" if content.startswith("{") else "pose.txt")
     p.write_text(content)

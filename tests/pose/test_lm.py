@@ -74,7 +74,9 @@ def test_lm_batched_hypotheses_equal_single_solves(field, render_config, scene):
     batched = estimate_pose(field, target, starts, config, render_config, seeds=5)
     for k in range(3):
         single = estimate_pose(field, target, starts[k], config, render_config, seeds=5)
-        torch.testing.assert_close(batched.trajectory.c2w[:, 0, k], single.trajectory.c2w[:, 0, 0], atol=2e-5, rtol=0)
+        torch.testing.assert_close(
+            batched.trajectory.c2w[:, 0, k], single.trajectory.c2w[:, 0, 0], atol=2e-5, rtol=0
+        )
 
 
 def test_lm_step_respects_the_trust_region():
@@ -127,9 +129,13 @@ def test_blurred_loss_is_the_mean_of_the_ring_rays_against_the_blurred_target(fi
     angles = 3 * 2.399963229728653 + torch.arange(4) * torch.pi / 2
     ring = 1.5 * 2**0.5 * torch.stack([angles.cos(), angles.sin()], -1)
     uv = torch.stack([pix[0] % target.width, pix[0] // target.width], -1).float()
-    rays = rays_from_pixels((uv[:, None] + ring).reshape(-1, 2), c2w, target.fx, target.fy, target.cx, target.cy)
+    rays = rays_from_pixels(
+        (uv[:, None] + ring).reshape(-1, 2), c2w, target.fx, target.fy, target.cx, target.cy
+    )
     rgb = render_rays(field, rays, render_config).rgb.reshape(-1, 4, 3).mean(1)
-    blurred = gaussian_blur(target.image.permute(2, 0, 1), [11, 11], [1.5, 1.5]).permute(1, 2, 0).reshape(-1, 3)
+    blurred = (
+        gaussian_blur(target.image.permute(2, 0, 1), [11, 11], [1.5, 1.5]).permute(1, 2, 0).reshape(-1, 3)
+    )
     expected = (rgb - blurred[pix[0]]).square().mean()
     assert float(loss) == pytest.approx(float(expected.detach()), rel=1e-4)
 
@@ -137,8 +143,9 @@ def test_blurred_loss_is_the_mean_of_the_ring_rays_against_the_blurred_target(fi
 def test_coarse_to_fine_blur_still_converges_exactly(field, render_config, scene):
     """The blur only shapes the first steps: the solve ends on the sharp image at the same accuracy."""
     target, gt = scene
-    config = PoseConfig(optimizer="adam+lm", steps=90, lm_steps=15, n_rays=256, lr=0.02, blur_sigma=4.0,
-                        blur_steps=50)
+    config = PoseConfig(
+        optimizer="adam+lm", steps=90, lm_steps=15, n_rays=256, lr=0.02, blur_sigma=4.0, blur_steps=50
+    )
     result = estimate_pose(field, target, perturb(gt, 12.0, 0.05), config, render_config, seeds=0)
     rot, trans = errors(result.c2w[0], gt)
     assert rot < 0.1 and trans < 0.005
@@ -149,8 +156,14 @@ def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, 
     init = perturb(gt, 15.0, 0.05)  # few steps from far: the last iterates still differ
     plain = PoseConfig(optimizer="lm", steps=4, n_rays=64)
     last = estimate_pose(field, target, init, plain, render_config, seeds=2)
-    averaged = estimate_pose(field, target, init, PoseConfig(optimizer="lm", steps=4, n_rays=64, lm_average=4),
-                             render_config, seeds=2)
+    averaged = estimate_pose(
+        field,
+        target,
+        init,
+        PoseConfig(optimizer="lm", steps=4, n_rays=64, lm_average=4),
+        render_config,
+        seeds=2,
+    )
     # The same iterates; only the returned pose differs: the mean of the last 4 in the tangent space at the last.
     torch.testing.assert_close(averaged.trajectory.c2w[:-1], last.trajectory.c2w[:-1])
     T_last = last.trajectory.c2w[-1, 0, 0]
@@ -167,8 +180,14 @@ def test_lm_decay_turns_the_steps_into_a_running_mean(field, render_config, scen
     assert [config.lm_fraction(s) for s in (10, 11, 12, 13, 14, 19)] == [1.0, 1.0, 1.0, 2 / 3, 0.5, 2 / 9]
     assert PoseConfig(optimizer="lm").lm_fraction(7) == 1.0  # off by default
     target, gt = scene
-    result = estimate_pose(field, target, perturb(gt, 10.0, 0.05),
-                           PoseConfig(optimizer="lm", steps=25, n_rays=384, lm_decay=0.2), render_config, seeds=0)
+    result = estimate_pose(
+        field,
+        target,
+        perturb(gt, 10.0, 0.05),
+        PoseConfig(optimizer="lm", steps=25, n_rays=384, lm_decay=0.2),
+        render_config,
+        seeds=0,
+    )
     rot, trans = errors(result.c2w[0], gt)
     assert rot < 0.05 and trans < 0.002
     # A partial step moves a fraction of the full one from the same point.

@@ -30,7 +30,11 @@ def test_perturbations_have_the_protocol_ranges():
     # |angle| of a uniform angle in [-40, 40] is uniform in [0, 40]: mean 20.
     assert angle.mean() == pytest.approx(20.0, abs=0.7)
     t = d[:, :3, 3]
-    assert t.abs().max() <= 0.1 and t.mean(0).abs().max() < 0.005 and t.std(0).sub(0.1 / math.sqrt(3)).abs().max() < 0.003
+    assert (
+        t.abs().max() <= 0.1
+        and t.mean(0).abs().max() < 0.005
+        and t.std(0).sub(0.1 / math.sqrt(3)).abs().max() < 0.003
+    )
     axes = se3.so3_log(d[:, :3, :3])
     axes = axes / axes.norm(dim=-1, keepdim=True)
     assert axes.mean(0).abs().max() < 0.05  # axes spread over the sphere
@@ -71,10 +75,20 @@ def test_select_images_spreads_over_the_split():
 
 def test_benchmark_runs_and_writes_the_report(field, render_config, tmp_path):
     views = make_views(field, render_config, orbit_poses(3))
-    protocol = ProtocolConfig(images=2, trials=3, perturb_rot=10.0, perturb_trans=0.05, checkpoints=(10, 40, 60))
+    protocol = ProtocolConfig(
+        images=2, trials=3, perturb_rot=10.0, perturb_trans=0.05, checkpoints=(10, 40, 60)
+    )
     strategies = [SamplingConfig("random"), SamplingConfig("mask")]
-    res = run_pose_benchmark(field, views, strategies, PoseConfig(steps=60, n_rays=128), render_config, protocol,
-                             progress=False, log=lambda *a: None)
+    res = run_pose_benchmark(
+        field,
+        views,
+        strategies,
+        PoseConfig(steps=60, n_rays=128),
+        render_config,
+        protocol,
+        progress=False,
+        log=lambda *a: None,
+    )
     assert set(res.rot_err) == {"random", "mask"}
     assert res.rot_err["random"].shape == (6, 61)
     curves = res.success_curves()
@@ -97,9 +111,25 @@ def test_benchmark_runs_and_writes_the_report(field, render_config, tmp_path):
 
 def test_benchmark_with_hypotheses_picks_the_best(field, render_config):
     views = make_views(field, render_config, orbit_poses(1))
-    protocol = ProtocolConfig(images=1, trials=2, hypotheses=3, perturb_rot=20.0, perturb_trans=0.05,
-                              spread_rot=15.0, spread_trans=0.05, checkpoints=(30,))
-    res = run_pose_benchmark(field, views, [SamplingConfig("random")], PoseConfig(steps=30, n_rays=64,
-                             prune_steps=(15,)), render_config, protocol, progress=False, log=lambda *a: None)
+    protocol = ProtocolConfig(
+        images=1,
+        trials=2,
+        hypotheses=3,
+        perturb_rot=20.0,
+        perturb_trans=0.05,
+        spread_rot=15.0,
+        spread_trans=0.05,
+        checkpoints=(30,),
+    )
+    res = run_pose_benchmark(
+        field,
+        views,
+        [SamplingConfig("random")],
+        PoseConfig(steps=30, n_rays=64, prune_steps=(15,)),
+        render_config,
+        protocol,
+        progress=False,
+        log=lambda *a: None,
+    )
     assert res.rot_err["random"].shape == (2, 31)
     assert all(0 <= t["hypothesis"] < 3 for t in res.trials)

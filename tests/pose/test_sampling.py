@@ -24,7 +24,7 @@ def textured_image(h=64, w=80, seed=0) -> torch.Tensor:
     img = np.full((h, w, 3), 0.8, np.float32)
     for _ in range(8):
         y, x = rng.integers(4, h - 14), rng.integers(4, w - 14)
-        img[y:y + 8, x:x + 8] = rng.uniform(0, 1, 3)
+        img[y : y + 8, x : x + 8] = rng.uniform(0, 1, 3)
     return torch.from_numpy(img)
 
 
@@ -127,7 +127,7 @@ def test_interest_region_is_the_dilated_keypoint_mask():
     # radius 3 * 2 = 6), clipped to the image.
     ref = np.zeros(img.shape[:2], bool)
     for c, r in kp:
-        ref[max(r - 6, 0):r + 7, max(c - 6, 0):c + 7] = True
+        ref[max(r - 6, 0) : r + 7, max(c - 6, 0) : c + 7] = True
     assert np.array_equal(mask, ref)
     s = PixelSampler(*img.shape[:2], 256, SamplingConfig("interest_region"), image=img)
     assert s.n == min(256, int(ref.sum()))

@@ -68,14 +68,20 @@ def test_trajectory_records_loss_and_lr(solved):
 def test_batched_hypotheses_equal_single_solves(field, render_config, scene):
     target, gt = scene
     cfg = PoseConfig(steps=40, n_rays=128, lr=0.01)
-    starts = torch.stack([perturb(gt, 8.0, 0.05), perturb(gt, 12.0, 0.02, axis=(1, 0, 0)),
-                          perturb(gt, 5.0, 0.08, axis=(0, 1, 1))])
+    starts = torch.stack(
+        [
+            perturb(gt, 8.0, 0.05),
+            perturb(gt, 12.0, 0.02, axis=(1, 0, 0)),
+            perturb(gt, 5.0, 0.08, axis=(0, 1, 1)),
+        ]
+    )
     batch = estimate_pose(field, target, starts, cfg, render_config, seeds=7)
     for k in range(3):
         single = estimate_pose(field, target, starts[k], cfg, render_config, seeds=7)
         assert torch.allclose(batch.trajectory.c2w[:, 0, k], single.trajectory.c2w[:, 0, 0], atol=1e-5)
-        assert torch.allclose(batch.trajectory.loss[:, 0, k], single.trajectory.loss[:, 0, 0], rtol=1e-4,
-                              atol=1e-9)
+        assert torch.allclose(
+            batch.trajectory.loss[:, 0, k], single.trajectory.loss[:, 0, 0], rtol=1e-4, atol=1e-9
+        )
     # The returned pose is the lowest final loss.
     k = int(batch.hypothesis[0])
     assert batch.loss[0] == batch.trajectory.loss[-1, 0].min()
@@ -85,7 +91,9 @@ def test_batched_hypotheses_equal_single_solves(field, render_config, scene):
 def test_batched_problems_equal_single_solves_with_their_seeds(field, render_config, scene):
     target, gt = scene
     cfg = PoseConfig(steps=30, n_rays=96, sampling=SamplingConfig("mask"))
-    starts = torch.stack([perturb(gt, 8.0, 0.05), perturb(gt, 6.0, 0.03, axis=(0, 0, 1))])[:, None]  # [G=2, K=1]
+    starts = torch.stack([perturb(gt, 8.0, 0.05), perturb(gt, 6.0, 0.03, axis=(0, 0, 1))])[
+        :, None
+    ]  # [G=2, K=1]
     batch = estimate_pose(field, target, starts, cfg, render_config, seeds=[3, 9])
     for g, seed in enumerate((3, 9)):
         single = estimate_pose(field, target, starts[g, 0], cfg, render_config, seeds=seed)
@@ -139,8 +147,9 @@ def test_one_failing_hypothesis_does_not_stop_the_others(field, render_config, s
 
     good = perturb(gt, 5.0, 0.02)  # its samples stay above z = -3
     bad = look_at((0.0, 0.5, -8.0))  # below the ball looking up: its first samples are below z = -5
-    res = estimate_pose(PoisonFar(), target, torch.stack([good, bad]), PoseConfig(steps=40, n_rays=64),
-                        render_config)
+    res = estimate_pose(
+        PoisonFar(), target, torch.stack([good, bad]), PoseConfig(steps=40, n_rays=64), render_config
+    )
     assert res.status == ["ok"] and int(res.hypothesis[0]) == 0
     assert int(res.failed_step[0, 1]) == 0 and int(res.failed_step[0, 0]) == -1
     assert torch.isfinite(res.trajectory.c2w).all()

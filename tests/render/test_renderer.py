@@ -42,8 +42,11 @@ def test_gradient_reaches_pose():
     f = small_field()
     xi = torch.zeros(6, requires_grad=True)
     c2w = se3.se3_exp(xi) @ camera()
-    out = render_rays(f, rays_from_pixels(torch.tensor([[1, 2], [3, 4]]), c2w, 10.0, 10.0, 4.0, 4.0),
-                      RenderConfig(n_coarse=8, n_fine=4))
+    out = render_rays(
+        f,
+        rays_from_pixels(torch.tensor([[1, 2], [3, 4]]), c2w, 10.0, 10.0, 4.0, 4.0),
+        RenderConfig(n_coarse=8, n_fine=4),
+    )
     out.rgb.sum().backward()
     assert torch.isfinite(xi.grad).all() and xi.grad.abs().sum() > 0
 

@@ -12,7 +12,9 @@ def test_hand_computed_compositing():
     colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
     assert torch.allclose(volrend.composite(w, colors, 1.0), torch.tensor([0.75, 0.5, 0.25]))
     assert torch.allclose(volrend.composite(w, colors, 0.0), torch.tensor([0.5, 0.25, 0.0]))
-    assert torch.allclose(volrend.composite(w, colors, torch.tensor([0.0, 0.0, 1.0])), torch.tensor([0.5, 0.25, 0.25]))
+    assert torch.allclose(
+        volrend.composite(w, colors, torch.tensor([0.0, 0.0, 1.0])), torch.tensor([0.5, 0.25, 0.25])
+    )
     t = torch.tensor([2.0, 4.0])
     assert torch.allclose(volrend.expected_depth(w, t), torch.tensor(2.0))
     assert torch.allclose(volrend.expected_depth(w, t, normalize=True), torch.tensor(2.0 / 0.75))

@@ -18,4 +18,5 @@ def sweethome3d_installed() -> bool:
 
 requires_sweethome3d = pytest.mark.skipif(
     not sweethome3d_installed(),
-    reason="Sweet Home 3D models are not installed (apt-get install sweethome3d-furniture; .ci/run does)")
+    reason="Sweet Home 3D models are not installed (apt-get install sweethome3d-furniture; .ci/run does)",
+)

@@ -88,11 +88,17 @@ def test_up_axis():
 
 
 def test_properties_parser():
-    text = ("# comment\n! also\nname#1=Oak chair\nkey\\:with\\=sep : value \\u00e9\n"
-            "long=first \\\n    second\nempty=\n")
+    text = (
+        "# comment\n! also\nname#1=Oak chair\nkey\\:with\\=sep : value \\u00e9\n"
+        "long=first \\\n    second\nempty=\n"
+    )
     props = sweethome3d.parse_properties(text)
-    assert props == {"name#1": "Oak chair", "key:with=sep": "value \u00e9", "long": "first second",
-                     "empty": ""}
+    assert props == {
+        "name#1": "Oak chair",
+        "key:with=sep": "value \u00e9",
+        "long": "first second",
+        "empty": "",
+    }
 
 
 def test_missing_catalogs_say_how_to_install(tmp_path, monkeypatch):

@@ -130,15 +130,17 @@ def test_bad_input(tmp_path):
     with pytest.raises(InerfError, match="one category"):
         category_assets("random-urdfs", "chair")
     with pytest.raises(InerfError, match="only 1000 assets"):
-        generate_category("random-urdfs", None, tmp_path / "x", CategoryConfig(instances=5000),
-                          progress=False)
+        generate_category(
+            "random-urdfs", None, tmp_path / "x", CategoryConfig(instances=5000), progress=False
+        )
 
 
 def test_missing_sweethome3d_is_explained(tmp_path, monkeypatch):
     monkeypatch.setenv("INERF_SWEETHOME3D_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(InerfError, match="apt-get install sweethome3d-furniture"):
-        generate_category("sweethome3d", "chair", tmp_path / "chairs", CategoryConfig(views=1),
-                          progress=False)
+        generate_category(
+            "sweethome3d", "chair", tmp_path / "chairs", CategoryConfig(views=1), progress=False
+        )
     assert not any(tmp_path.iterdir())
 
 

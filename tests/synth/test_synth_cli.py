@@ -9,8 +9,30 @@ from inerf.cli.main import main
 
 def test_scene_command(tmp_path, capsys):
     out = tmp_path / "jenga"
-    rc = main(["synth", "scene", "--asset", "jenga", "--out", str(out), "--size", "24", "--train", "2",
-               "--val", "1", "--test", "1", "--workers", "1", "--quiet", "--preview", "--seed", "7"])
+    rc = main(
+        [
+            "synth",
+            "scene",
+            "--asset",
+            "jenga",
+            "--out",
+            str(out),
+            "--size",
+            "24",
+            "--train",
+            "2",
+            "--val",
+            "1",
+            "--test",
+            "1",
+            "--workers",
+            "1",
+            "--quiet",
+            "--preview",
+            "--seed",
+            "7",
+        ]
+    )
     assert rc == 0
     assert "wrote 4 views" in capsys.readouterr().out
     meta = json.loads((out / "meta.json").read_text())
@@ -19,8 +41,25 @@ def test_scene_command(tmp_path, capsys):
 
 
 def test_category_command(tmp_path, capsys):
-    rc = main(["synth", "category", "--source", "random-urdfs", "--out", str(tmp_path / "blobs"),
-               "--instances", "3", "--views", "1", "--size", "16", "--workers", "1", "--quiet"])
+    rc = main(
+        [
+            "synth",
+            "category",
+            "--source",
+            "random-urdfs",
+            "--out",
+            str(tmp_path / "blobs"),
+            "--instances",
+            "3",
+            "--views",
+            "1",
+            "--size",
+            "16",
+            "--workers",
+            "1",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert "wrote 3 instances" in capsys.readouterr().out
     assert (tmp_path / "blobs_train" / "meta.json").is_file()
@@ -37,8 +76,16 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     assert "not empty" in capsys.readouterr().err
 
     monkeypatch.setenv("INERF_SWEETHOME3D_DIR", str(tmp_path / "nowhere"))
-    args = ["synth", "category", "--source", "sweethome3d", "--category", "chair",
-            "--out", str(tmp_path / "c")]
+    args = [
+        "synth",
+        "category",
+        "--source",
+        "sweethome3d",
+        "--category",
+        "chair",
+        "--out",
+        str(tmp_path / "c"),
+    ]
     assert main(args) == 2
     assert "apt-get install sweethome3d-furniture" in capsys.readouterr().err
 

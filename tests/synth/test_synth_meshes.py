@@ -19,8 +19,22 @@ from inerf.synth.meshes import (
 
 def _cube(half=0.5):
     v = np.array([[x, y, z] for x in (-half, half) for y in (-half, half) for z in (-half, half)], float)
-    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
-                  [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+    f = np.array(
+        [
+            [0, 1, 3],
+            [0, 3, 2],
+            [4, 6, 7],
+            [4, 7, 5],
+            [0, 4, 5],
+            [0, 5, 1],
+            [2, 3, 7],
+            [2, 7, 6],
+            [0, 2, 6],
+            [0, 6, 4],
+            [1, 5, 7],
+            [1, 7, 3],
+        ]
+    )
     return v, f
 
 
@@ -98,8 +112,8 @@ def test_parts_from_a_multi_material_obj(tmp_path):
     Image.new("RGB", (2, 2), (0, 0, 255)).save(tmp_path / "blue.png")
     (tmp_path / "m.mtl").write_text("newmtl red\nKd 1 0 0\n\nnewmtl tex\nKd 0.1 0.1 0.1\nmap_Kd blue.png\n")
     (tmp_path / "m.obj").write_text(
-        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\n"
-        "usemtl red\nf 1 2 3\nusemtl tex\nf 1 2 4\n")
+        "mtllib m.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nusemtl red\nf 1 2 3\nusemtl tex\nf 1 2 4\n"
+    )
     parts = parts_from_trimesh(trimesh.load(tmp_path / "m.obj", process=False))
     colours = sorted(tuple(np.round(p.color, 3)) for p in parts)
     assert colours == [(0.0, 0.0, 1.0), (1.0, 0.0, 0.0)]

@@ -74,8 +74,9 @@ def test_poses_are_exact(duck_scene):
 
 
 def test_blender_loader_reads_the_same_cameras(duck_scene):
-    blender = pytest.importorskip("inerf.data.blender",
-                                  reason="the Blender loader (inerf.data.blender) is not there yet")
+    blender = pytest.importorskip(
+        "inerf.data.blender", reason="the Blender loader (inerf.data.blender) is not there yet"
+    )
     from inerf.geometry.conventions import opengl_to_opencv_c2w
 
     out, meta = duck_scene
@@ -136,8 +137,20 @@ def test_user_mesh_keeps_its_material_colours(tmp_path):
     """A two-material OBJ (red and blue halves of a box) renders both colours."""
     (tmp_path / "box.mtl").write_text("newmtl red\nKd 1 0 0\nnewmtl blue\nKd 0 0 1\n")
     v = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
-    faces = [(1, 2, 4), (1, 4, 3), (5, 7, 8), (5, 8, 6), (1, 5, 6), (1, 6, 2),
-             (3, 4, 8), (3, 8, 7), (1, 3, 7), (1, 7, 5), (2, 6, 8), (2, 8, 4)]
+    faces = [
+        (1, 2, 4),
+        (1, 4, 3),
+        (5, 7, 8),
+        (5, 8, 6),
+        (1, 5, 6),
+        (1, 6, 2),
+        (3, 4, 8),
+        (3, 8, 7),
+        (1, 3, 7),
+        (1, 7, 5),
+        (2, 6, 8),
+        (2, 8, 4),
+    ]
     lines = ["mtllib box.mtl"] + [f"v {x} {y} {z}" for x, y, z in v] + ["usemtl red"]
     lines += [f"f {a} {b} {c}" for a, b, c in faces[:6]] + ["usemtl blue"]
     lines += [f"f {a} {b} {c}" for a, b, c in faces[6:]]

@@ -64,7 +64,9 @@ def write_sphere_scene(root: Path, size: int = 32, n_train: int = 8, n_val: int 
         for k in range(n):
             az = 2 * math.pi * k / n + phase
             el = math.radians(elev_deg + rng.uniform(-5, 5))
-            out.append(DISTANCE * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]))
+            out.append(
+                DISTANCE * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+            )
         return out
 
     splits = {
@@ -79,8 +81,12 @@ def write_sphere_scene(root: Path, size: int = 32, n_train: int = 8, n_val: int 
             c2w = look_at_c2w_gl(p)
             rgba = render_sphere(c2w, size)
             iio.imwrite(root / split / f"r_{k}.png", np.round(rgba * 255).astype(np.uint8))
-            frames.append({"file_path": f"./{split}/r_{k}", "rotation": 0.0, "transform_matrix": c2w.tolist()})
-        (root / f"transforms_{split}.json").write_text(json.dumps({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}))
+            frames.append(
+                {"file_path": f"./{split}/r_{k}", "rotation": 0.0, "transform_matrix": c2w.tolist()}
+            )
+        (root / f"transforms_{split}.json").write_text(
+            json.dumps({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames})
+        )
     return root
 
 
@@ -97,9 +103,21 @@ TINY_FIELD_ARGS = [a for k, v in TINY_FIELD.items() for a in ("--field", f"{k}={
 def tiny_config(data, out, **overrides):
     from inerf.train import TrainConfig
 
-    kw = {"data": None if data is None else str(data), "out": str(out), "field": dict(TINY_FIELD), "n_coarse": 32, "n_fine": 16,
-          "rays_per_batch": 256, "lr": 5e-3, "max_steps": 200, "val_every": 100, "save_every": 0, "log_every": 50,
-          "device": "cpu", "progress": False}
+    kw = {
+        "data": None if data is None else str(data),
+        "out": str(out),
+        "field": dict(TINY_FIELD),
+        "n_coarse": 32,
+        "n_fine": 16,
+        "rays_per_batch": 256,
+        "lr": 5e-3,
+        "max_steps": 200,
+        "val_every": 100,
+        "save_every": 0,
+        "log_every": 50,
+        "device": "cpu",
+        "progress": False,
+    }
     kw.update(overrides)
     return TrainConfig(**kw)
 

@@ -14,8 +14,23 @@ def test_bench_script_smoke(sphere_scene, tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench"
-    rc = bench.main([str(sphere_scene), "--out", str(out), "--device", "cpu", "--max-steps", "5", "--tiny",
-                     "--minutes", "1", "--max-test-views", "2", "--no-progress"])
+    rc = bench.main(
+        [
+            str(sphere_scene),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "5",
+            "--tiny",
+            "--minutes",
+            "1",
+            "--max-test-views",
+            "2",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "test PSNR:" in printed

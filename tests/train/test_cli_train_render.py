@@ -12,8 +12,18 @@ from conftest import TINY_FIELD_ARGS
 
 from inerf.cli.main import build_parser, main
 
-TINY = [*TINY_FIELD_ARGS, "--n-coarse", "16", "--n-fine", "8", "--rays-per-batch", "64", "--device", "cpu",
-        "--no-progress"]
+TINY = [
+    *TINY_FIELD_ARGS,
+    "--n-coarse",
+    "16",
+    "--n-fine",
+    "8",
+    "--rays-per-batch",
+    "64",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def _error_line(capsys) -> str:
@@ -43,8 +53,23 @@ def test_train_then_render(sphere_scene, tmp_path, capsys):
     assert main(["train", "--out", str(run), "--resume", "--max-steps", "4", *TINY]) == 0
     assert "trained 4 steps" in capsys.readouterr().out
     out = tmp_path / "renders"
-    assert main(["render", "--run", str(run), "--out", str(out), "--max-views", "2", "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--run",
+                str(run),
+                "--out",
+                str(out),
+                "--max-views",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "2 test views at 32x32: PSNR" in capsys.readouterr().out
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["n_views"] == 2 and summary["step"] == 4 and summary["split"] == "test"
@@ -54,8 +79,25 @@ def test_train_then_render(sphere_scene, tmp_path, capsys):
     assert (out / "000_r_0.png").is_file() and (out / "test.gif").is_file()
     assert summary["videos"][0] == "test.gif"
     # Default output folder, another split, no video, the dataset folder given explicitly.
-    assert main(["render", "--run", str(run), "--split", "val", "--data", str(sphere_scene), "--video", "none",
-                 "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "--run",
+                str(run),
+                "--split",
+                "val",
+                "--data",
+                str(sphere_scene),
+                "--video",
+                "none",
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "renders" / "val" / "metrics.json").read_text())["n_views"] == 2
 
 
@@ -65,13 +107,16 @@ def _broken_copy(sphere_scene, tmp_path):
     return dst
 
 
-@pytest.mark.parametrize(("breakage", "expected"), [
-    ("missing_folder", "dataset folder not found"),
-    ("malformed_json", "transforms_train.json: malformed JSON"),
-    ("missing_image", "image not found"),
-    ("escaping_path", "points outside the dataset folder"),
-    ("unreadable_image", "unreadable image"),
-])
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        ("missing_folder", "dataset folder not found"),
+        ("malformed_json", "transforms_train.json: malformed JSON"),
+        ("missing_image", "image not found"),
+        ("escaping_path", "points outside the dataset folder"),
+        ("unreadable_image", "unreadable image"),
+    ],
+)
 def test_train_bad_dataset_one_line_errors(sphere_scene, tmp_path, capsys, breakage, expected):
     data = _broken_copy(sphere_scene, tmp_path)
     transforms = data / "transforms_train.json"
@@ -106,8 +151,21 @@ def test_train_bad_options(sphere_scene, tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "--data is required" in _error_line(capsys)
     if not torch.cuda.is_available():
-        assert main(["train", "--data", str(sphere_scene), "--out", str(tmp_path / "r"), "--device", "cuda",
-                     "--no-progress"]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    "--data",
+                    str(sphere_scene),
+                    "--out",
+                    str(tmp_path / "r"),
+                    "--device",
+                    "cuda",
+                    "--no-progress",
+                ]
+            )
+            == 2
+        )
         assert "CUDA is not available" in _error_line(capsys)
     with pytest.raises(SystemExit):
         main(["train", "--data", str(sphere_scene), "--out", str(tmp_path / "r"), "--field", "width"])

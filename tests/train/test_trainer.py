@@ -32,7 +32,10 @@ def test_checkpoint_files(trained_run):
     run_dir = trained_run.run_dir
     tensors = load_file(str(run_dir / "model.safetensors"))
     assert {k.split(".")[0] for k in tensors} == {"coarse", "fine"}
-    assert tensors["coarse.trunk.0.weight"].shape == (TINY_FIELD["width"], 3 * (1 + 2 * TINY_FIELD["pos_freqs"]))
+    assert tensors["coarse.trunk.0.weight"].shape == (
+        TINY_FIELD["width"],
+        3 * (1 + 2 * TINY_FIELD["pos_freqs"]),
+    )
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["format"] == "inerf.run" and cfg["model"] == "nerf" and cfg["fine_field"] is True
     assert cfg["step"] == 200 and cfg["field"]["width"] == 64 and cfg["convention"] == "opencv_c2w"
@@ -56,8 +59,18 @@ def test_load_run_round_trip(trained_run):
     # The weights are those saved: rendering the validation view reproduces the PSNR the trainer logged.
     val = run.dataset.load("val", run_dir=run.run_dir, max_views=1)
     cam = val.cameras
-    out = render_image(run.coarse, cam.c2w[0], cam.height, cam.width, cam.fx[0], cam.fy[0], cam.cx[0], cam.cy[0],
-                       run.render_config, fine=run.fine)
+    out = render_image(
+        run.coarse,
+        cam.c2w[0],
+        cam.height,
+        cam.width,
+        cam.fx[0],
+        cam.fy[0],
+        cam.cx[0],
+        cam.cy[0],
+        run.render_config,
+        fine=run.fine,
+    )
     psnr = -10 * math.log10(((out.rgb - val.images[0]) ** 2).mean().item())
     assert psnr == pytest.approx(trained_run.val_psnr, abs=1e-3)
     # Gradients still reach a camera pose through the frozen field (what the pose engine needs).
@@ -65,7 +78,9 @@ def test_load_run_round_trip(trained_run):
     from inerf.rays import rays_from_pixels
     from inerf.render import render_rays
 
-    rays = rays_from_pixels(torch.tensor([[16, 16], [10, 20]]), c2w, cam.fx[0], cam.fy[0], cam.cx[0], cam.cy[0])
+    rays = rays_from_pixels(
+        torch.tensor([[16, 16], [10, 20]]), c2w, cam.fx[0], cam.fy[0], cam.cx[0], cam.cy[0]
+    )
     render_rays(run.coarse, rays, run.render_config, fine=run.fine).rgb.sum().backward()
     assert c2w.grad is not None and c2w.grad.abs().sum() > 0
 
@@ -100,8 +115,11 @@ def test_load_run_mismatches(trained_run, tmp_path):
     cfg_path = run_dir / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg_path.write_text(json.dumps({**cfg, "field": {**cfg["field"], "width": 32}}))
-    with pytest.raises(InerfError, match=r"coarse\.trunk\.0\.weight has shape \[64, 27\] but the model in "
-                                         r"config.json expects \[32, 27\]") as e:
+    with pytest.raises(
+        InerfError,
+        match=r"coarse\.trunk\.0\.weight has shape \[64, 27\] but the model in "
+        r"config.json expects \[32, 27\]",
+    ) as e:
         load_run(run_dir)
     assert "\n" not in str(e.value)
 
@@ -136,8 +154,11 @@ def test_resume_continues_step_count(sphere_scene, tmp_path):
     assert json.loads((out / "config.json").read_text())["step"] == 7
     state = torch.load(out / "optimizer.pt", weights_only=True)
     assert int(state["state"][0]["step"]) == 7  # Adam's moments continued rather than restarted
-    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()
-             if "loss" in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "train_log.jsonl").read_text().splitlines()
+        if "loss" in line
+    ]
     assert steps == [2, 4, 5, 6, 7]
     again = train(tiny_config(sphere_scene, out, max_steps=3, val_every=0, overwrite=True))
     assert again.step == 3
@@ -189,8 +210,18 @@ def test_training_rays_match_per_image_rays(sphere_scene):
 def test_grid_model_and_bf16_steps(sphere_scene, tmp_path):
     """The grid field's hooks (param groups, regularisation, sample count) and bf16 autocast run."""
     pytest.importorskip("inerf.fields.grid")
-    t = Trainer(tiny_config(sphere_scene, tmp_path / "g", model="grid", field={}, n_coarse=None, n_fine=None,
-                            lr=None, max_steps=2))
+    t = Trainer(
+        tiny_config(
+            sphere_scene,
+            tmp_path / "g",
+            model="grid",
+            field={},
+            n_coarse=None,
+            n_fine=None,
+            lr=None,
+            max_steps=2,
+        )
+    )
     assert t.fine is None and t.eval_render.n_fine == 0
     assert t.eval_render.n_coarse == t.coarse.samples_per_ray(2.0, 6.0)
     assert [g["name"] for g in t.optimizer.param_groups] == ["coarse.grids", "coarse.network"]

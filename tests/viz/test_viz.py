@@ -76,12 +76,17 @@ def test_mp4_is_written_with_even_size(tmp_path):
 def test_plots_write_pngs(tmp_path):
     loss = np.exp(-np.linspace(0, 5, 51))[:, None] * np.array([1.0, 2.0, 3.0])
     loss[30:, 2] = np.nan  # a pruned hypothesis
-    p = plot_convergence(tmp_path / "c.png", loss, loss * 10, loss / 10, selected=1, rot_thresh=5, trans_thresh=0.05)
+    p = plot_convergence(
+        tmp_path / "c.png", loss, loss * 10, loss / 10, selected=1, rot_thresh=5, trans_thresh=0.05
+    )
     assert Image.open(p).size[0] > 100
     p = plot_convergence(tmp_path / "c1.png", loss[:, 0])
     assert Image.open(p).size[0] > 100
-    p = plot_success_curves(tmp_path / "s.png", {"random": np.linspace(0, 0.6, 51), "interest_region":
-                                                 np.linspace(0, 0.9, 51)}, checkpoints=[10, 50])
+    p = plot_success_curves(
+        tmp_path / "s.png",
+        {"random": np.linspace(0, 0.6, 51), "interest_region": np.linspace(0, 0.9, 51)},
+        checkpoints=[10, 50],
+    )
     assert Image.open(p).size[0] > 100
 
 
