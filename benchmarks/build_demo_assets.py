@@ -163,25 +163,11 @@ def train(scene: Path, run: Path, minutes: float | None, steps: int | None, seed
 
 
 @torch.no_grad()
-def test_psnr(coarse, fine, render_config, views) -> list[float]:
-    """PSNR (dB) of every view of ``views`` rendered with ``render_config``."""
-    from inerf.render.renderer import render_image
-
+def test_psnr(model, views) -> list[float]:
+    """PSNR (dB) of every view of ``views`` rendered by ``model`` (an :class:`inerf.render.Model`)."""
     out = []
     for i in range(len(views)):
-        cam = views.cameras[i]
-        img = render_image(
-            coarse,
-            cam.c2w[0],
-            views.height,
-            views.width,
-            cam.fx[0],
-            cam.fy[0],
-            cam.cx[0],
-            cam.cy[0],
-            render_config,
-            fine=fine,
-        ).rgb
+        img = model.render_image(views.cameras[i]).rgb
         mse = (img - views.images[i]).square().mean().item()
         out.append(10 * math.log10(1 / mse))
     return out
@@ -396,7 +382,7 @@ def main() -> int:
     loaded = load_run(run, "cpu")
     views = load_dataset(scene, "test", format="blender", background=loaded.dataset.background)
     t = time.perf_counter()
-    fp32 = test_psnr(loaded.coarse, loaded.fine, loaded.render_config, views)
+    fp32 = test_psnr(loaded.model, views)
     from safetensors.torch import load_file
 
     half = {
@@ -404,19 +390,19 @@ def main() -> int:
         for k, v in halve(load_file(str(run / "model.safetensors"))).items()
         if k.startswith("coarse.")
     }
-    loaded.coarse.load_state_dict(half)
-    fp16 = test_psnr(loaded.coarse, loaded.fine, loaded.render_config, views)
+    loaded.model.coarse.load_state_dict(half)
+    fp16 = test_psnr(loaded.model, views)
     stats["psnr"] = {
         "fp32_mean": statistics.fmean(fp32),
         "fp16_mean": statistics.fmean(fp16),
         "fp32_min": min(fp32),
         "fp16_min": min(fp16),
         "views": len(views),
-        "render_samples": loaded.render_config.n_coarse,
+        "render_samples": loaded.model.config.n_coarse,
         "seconds": time.perf_counter() - t,
     }
     print(
-        f"[psnr] test ({len(views)} views, {loaded.render_config.n_coarse} samples/ray): float32 "
+        f"[psnr] test ({len(views)} views, {loaded.model.config.n_coarse} samples/ray): float32 "
         f"{stats['psnr']['fp32_mean']:.2f} dB (min {min(fp32):.2f}), float16 export {stats['psnr']['fp16_mean']:.2f} dB"
     )
 

@@ -151,16 +151,14 @@ def run_pose(args) -> int:
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
     views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
-    check_background(views, run_.render_config.background)
+    check_background(views, run_.model.config.background)
     log = (lambda *a, **k: None) if args.quiet else print
     result = run_pose_benchmark(
-        run_.coarse,
+        run_.model,
         views,
         strategies,
         config,
-        run_.render_config,
         protocol,
-        run_.fine,
         device=device,
         progress=not args.quiet,
         log=log,
@@ -171,8 +169,8 @@ def run_pose(args) -> int:
             "data": str(views.root),
             "split": args.split,
             "tf32": bool(device.type == "cuda" and args.tf32),
-            "model": run_.model,
-            "samples_per_ray": run_.render_config.n_coarse,
+            "model": run_.kind,
+            "samples_per_ray": run_.model.config.n_coarse,
         }
     )
     paths = write_report(result, out)

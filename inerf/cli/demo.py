@@ -90,7 +90,7 @@ def run(args) -> int:
         )
 
     print(
-        f"inerf demo: {asset.get('title', 'bundled scene')} ({asset.get('source', '?')}), {assets.run.model} field; "
+        f"inerf demo: {asset.get('title', 'bundled scene')} ({asset.get('source', '?')}), {assets.run.kind} field; "
         f"targets {', '.join(map(str, picks))} of {len(assets.targets)}"
     )
     demo = run_demo(

@@ -286,7 +286,6 @@ def prepare_out_dir(path: str, overwrite: bool) -> Path:
 def load_run_checked(run_dir: str, device, samples: int | None = None):
     """:func:`inerf.train.checkpoint.load_run` with the run directory's existence checked first; ``samples``
     overrides the run's stratified samples per ray (``--samples``)."""
-    from dataclasses import replace
 
     from inerf.train.checkpoint import load_run
 
@@ -294,7 +293,7 @@ def load_run_checked(run_dir: str, device, samples: int | None = None):
         raise InerfError(f"--run {run_dir}: run directory not found")
     run_ = load_run(run_dir, device)
     if samples is not None:
-        run_.render_config = replace(run_.render_config, n_coarse=samples)
+        run_.model = run_.model.with_config(n_coarse=samples)
     return run_
 
 
@@ -426,8 +425,8 @@ def _random_offset(rot_deg: float, trans: float, generator: torch.Generator) -> 
     return d
 
 
-def _intrinsics(args, width: int, height: int, dataset_intr=None):
-    from inerf.pose.io import Intrinsics, read_intrinsics
+def _intrinsics(args, width: int, height: int, dataset_camera=None):
+    from inerf.pose.io import intrinsics_camera, read_intrinsics
 
     flags = [args.fx, args.fy, args.cx, args.cy]
     if args.intrinsics and any(v is not None for v in flags):
@@ -435,26 +434,28 @@ def _intrinsics(args, width: int, height: int, dataset_intr=None):
     if args.intrinsics:
         return read_intrinsics(args.intrinsics, width, height)
     if args.fx is not None:
-        intr = Intrinsics(
+        return intrinsics_camera(
             args.fx,
             args.fy if args.fy is not None else args.fx,
             args.cx if args.cx is not None else width / 2,
             args.cy if args.cy is not None else height / 2,
+            width,
+            height,
+            source="--fx/--fy/--cx/--cy",
         )
-        return intr.check(width, height, source="--fx/--fy/--cx/--cy")
     if any(v is not None for v in flags):
         raise InerfError("--fy/--cx/--cy need --fx")
-    if dataset_intr is not None:
-        return dataset_intr
+    if dataset_camera is not None:
+        return dataset_camera
     raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
 
 
 def run(args) -> int:
     from inerf.data.image_io import read_image
     from inerf.geometry.conventions import check_rigid
-    from inerf.pose.io import Intrinsics, composite_target, read_pose
+    from inerf.pose.io import camera_to_json, composite_target, read_pose
     from inerf.pose.protocol import apply_perturbations, sample_perturbations
-    from inerf.pose.report import summary_lines, write_estimate_outputs
+    from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
 
@@ -482,7 +483,7 @@ def run(args) -> int:
 
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
-    background = run_.render_config.background
+    background = run_.model.config.background
     alpha = None
     if args.view is not None:
         views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
@@ -491,13 +492,7 @@ def run(args) -> int:
         check_background(views, background)
         image = views.images[args.view]
         alpha = views.alphas[args.view] if views.alphas is not None else None
-        cam = views.cameras[args.view]
-        intr = _intrinsics(
-            args,
-            views.width,
-            views.height,
-            Intrinsics(cam.fx.item(), cam.fy.item(), cam.cx.item(), cam.cy.item(), views.width, views.height),
-        )
+        intr = _intrinsics(args, views.width, views.height, views.cameras[args.view])
         gt = views.cameras.c2w[args.view].double()
         target_name = f"{args.split}[{args.view}] {views.names[args.view]}"
     else:
@@ -516,19 +511,14 @@ def run(args) -> int:
     config = pose_config_from_args(args, args.sampling)
     target = PoseTarget(
         image=image.to(device),
-        fx=intr.fx,
-        fy=intr.fy,
-        cx=intr.cx,
-        cy=intr.cy,
+        camera=intr.to(device),
         alpha=alpha.to(device) if alpha is not None else None,
     )
     result = estimate_pose(
-        run_.coarse,
+        run_.model,
         target,
         starts,
         config,
-        run_.render_config,
-        run_.fine,
         seeds=args.seed,
         progress=not args.quiet,
         desc="iNeRF",
@@ -547,7 +537,7 @@ def run(args) -> int:
     meta = {
         "target": target_name,
         "run": str(args.run),
-        "intrinsics": asdict(intr),
+        "intrinsics": camera_to_json(intr),
         "tf32": bool(device.type == "cuda" and args.tf32),
         "config": asdict(config),
     }
@@ -555,16 +545,16 @@ def run(args) -> int:
         out,
         result,
         target,
-        run_.coarse,
-        run_.render_config,
-        run_.fine,
+        run_.model,
         gt_c2w=gt,
         meta=meta,
         sampler=sampler,
-        n_frames=args.frames,
-        max_side=args.frame_size or (400 if device.type == "cuda" else 96),
-        fps=args.fps,
-        video=not args.no_video,
+        options=OutputOptions(
+            frames=args.frames,
+            max_side=args.frame_size or (400 if device.type == "cuda" else 96),
+            fps=args.fps,
+            video=not args.no_video,
+        ),
     )
     print(
         f"inerf estimate: {target_name} ({args.sampling} sampling, {config.n_rays} rays"

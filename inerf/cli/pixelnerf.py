@@ -355,13 +355,15 @@ def run_pose(args) -> int:
     import torch
 
     from inerf.cli.estimate import pose_config_from_args, prepare_out_dir, resolve_device
+    from inerf.geometry.cameras import Cameras
     from inerf.pixelnerf.config import EXPERIMENTS, load_config
     from inerf.pixelnerf.model import load_pixelnerf
     from inerf.pixelnerf.pose import PixelNeRFField, canonical_source_c2w, encode_source, to_canonical_frame
     from inerf.pose.io import read_pose, read_target_image
-    from inerf.pose.report import summary_lines, write_estimate_outputs
+    from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
+    from inerf.render.model import Model
     from inerf.render.renderer import RenderConfig
 
     if args.conf is None and args.name not in EXPERIMENTS:
@@ -405,10 +407,7 @@ def run_pose(args) -> int:
     # pixelNeRF's image centre (W / 2, H / 2) is integer-centred: + 0.5 in inerf's pixels.
     target = PoseTarget(
         image=target_img.to(device),
-        fx=f_t,
-        fy=f_t,
-        cx=W / 2 + 0.5,
-        cy=H / 2 + 0.5,
+        camera=Cameras.from_intrinsics(f_t, f_t, W / 2 + 0.5, H / 2 + 0.5, H, W).to(device),
         alpha=target_alpha.to(device) if target_alpha is not None else None,
     )
     r = config.renderer
@@ -420,15 +419,13 @@ def run_pose(args) -> int:
         background=background,
         chunk=max(1, r.eval_batch_size // (r.n_coarse + r.n_fine)),
     )
-    coarse, fine = PixelNeRFField(model, coarse=True), PixelNeRFField(model, coarse=False)
+    scene = Model(PixelNeRFField(model, coarse=True), PixelNeRFField(model, coarse=False), render_config)
     pose_config = pose_config_from_args(args, args.sampling)
     result = estimate_pose(
-        coarse,
+        scene,
         target,
         init,
         pose_config,
-        render_config,
-        fine,
         seeds=args.seed,
         progress=not args.quiet,
         desc="iNeRF (pixelNeRF)",
@@ -469,16 +466,13 @@ def run_pose(args) -> int:
             out,
             result,
             target,
-            coarse,
-            render_config,
-            fine,
+            scene,
             gt_c2w=gt,
             meta=meta,
             sampler=sampler,
-            n_frames=args.frames,
-            max_side=args.frame_size,
-            fps=args.fps,
-            video=args.frames > 0,
+            options=OutputOptions(
+                frames=args.frames, max_side=args.frame_size, fps=args.fps, video=args.frames > 0
+            ),
         )
         print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
     if result.status[0] != "ok":

@@ -71,7 +71,7 @@ def run(args) -> int:
     if args.chunk is not None:
         if args.chunk < 1:
             raise InerfError(f"--chunk must be at least 1, got {args.chunk}")
-        loaded.render_config.chunk = args.chunk
+        loaded.model = loaded.model.with_config(chunk=args.chunk)
     views = loaded.dataset.load(args.split, run_dir=loaded.run_dir, root=args.data, max_views=args.max_views)
     out = Path(args.out) if args.out else loaded.run_dir / "renders" / args.split
     summary, frames = evaluate_views(loaded, views, out, device=device, progress=args.progress)

@@ -15,7 +15,7 @@ import torch
 
 from inerf.data.views import ViewSet
 from inerf.eval.metrics import psnr, ssim
-from inerf.render.renderer import RenderOutput, render_image
+from inerf.render.renderer import RenderOutput
 from inerf.train.checkpoint import LoadedRun, write_json_atomic
 
 __all__ = ["SUMMARY_NAME", "ViewScore", "evaluate_views", "render_views", "to_uint8"]
@@ -46,21 +46,7 @@ def render_views(run: LoadedRun, views: ViewSet, device: torch.device | str = "c
 
         it = tqdm(it, desc=f"render {views.split}", unit="view", dynamic_ncols=True)
     for i in it:
-        yield (
-            i,
-            render_image(
-                run.coarse,
-                cams.c2w[i],
-                cams.height,
-                cams.width,
-                cams.fx[i],
-                cams.fy[i],
-                cams.cx[i],
-                cams.cy[i],
-                run.render_config,
-                fine=run.fine,
-            ),
-        )
+        yield i, run.model.render_image(cams[i])
 
 
 def to_uint8(rgb: torch.Tensor) -> np.ndarray:
@@ -110,7 +96,7 @@ def evaluate_views(
     summary = {
         "run": str(run.run_dir),
         "step": run.step,
-        "model": run.model,
+        "model": run.kind,
         "split": views.split,
         "dataset": views.root,
         "height": views.height,

@@ -5,6 +5,7 @@ See :mod:`inerf.geometry.conventions` for the convention itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,15 @@ class Cameras:
                 raise ValueError(f"{name} must have 1 or {n} values, got {tuple(v.shape)}")
 
     @classmethod
+    def from_intrinsics(
+        cls, fx, fy, cx, cy, height: int, width: int, c2w: torch.Tensor | None = None
+    ) -> Cameras:
+        """Cameras from pinhole intrinsics in pixels; ``c2w`` defaults to the identity (a camera whose pose is
+        unknown, e.g. the target of a pose estimate: its intrinsics are all that is used)."""
+        c2w = torch.eye(4) if c2w is None else c2w
+        return cls(c2w=c2w, fx=fx, fy=fy, cx=cx, cy=cy, height=int(height), width=int(width))
+
+    @classmethod
     def from_fov(cls, c2w: torch.Tensor, height: int, width: int, fov_x: float) -> Cameras:
         """Centred square-pixel cameras from a horizontal field of view (radians), as Blender's
         ``camera_angle_x``: fx = fy = W / (2 tan(fov_x / 2)), (cx, cy) = (W / 2, H / 2)."""
@@ -72,6 +82,49 @@ class Cameras:
         return Cameras(
             sel(self.c2w), sel(self.fx), sel(self.fy), sel(self.cx), sel(self.cy), self.height, self.width
         )
+
+    @property
+    def device(self) -> torch.device:
+        return self.c2w.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.c2w.dtype
+
+    def with_c2w(self, c2w: torch.Tensor) -> Cameras:
+        """These intrinsics (camera 0's when ``c2w`` has another batch size) at the poses ``c2w`` ``[B, 4, 4]``."""
+        c2w = c2w if c2w.ndim == 3 else c2w[None]
+        n = len(self) if len(self) == c2w.shape[0] else 1
+        k = [v[:n].to(device=c2w.device, dtype=c2w.dtype) for v in (self.fx, self.fy, self.cx, self.cy)]
+        return Cameras(c2w, *k, self.height, self.width)
+
+    def intrinsics(self, i: int = 0) -> tuple[float, float, float, float]:
+        """``(fx, fy, cx, cy)`` of camera ``i`` as Python floats (for JSON and messages)."""
+        return tuple(float(v[i]) for v in (self.fx, self.fy, self.cx, self.cy))
+
+    def check_image(self, width: int, height: int, source: str = "intrinsics") -> Cameras:
+        """Validate the intrinsics for an image of ``width x height``; raises ``ValueError`` with one line naming
+        ``source``: finite, positive focal lengths, the same image size, the principal point inside."""
+        for i in range(len(self)):
+            fx, fy, cx, cy = self.intrinsics(i)
+            if not all(math.isfinite(v) for v in (fx, fy, cx, cy)):
+                raise ValueError(
+                    f"{source}: intrinsics must be finite numbers, got fx={fx} fy={fy} cx={cx} cy={cy}"
+                )
+            if fx <= 0 or fy <= 0:
+                raise ValueError(f"{source}: focal lengths must be positive, got fx={fx} fy={fy}")
+            if (self.width, self.height) != (width, height):
+                raise ValueError(
+                    f"the image is {width}x{height} but {source} are for {self.width}x{self.height} images; "
+                    "resize the image or scale the intrinsics"
+                )
+            # A principal point outside the image almost always means intrinsics of another resolution.
+            if not (0 < cx < width and 0 < cy < height):
+                raise ValueError(
+                    f"{source}: principal point ({cx:g}, {cy:g}) lies outside the {width}x{height} image; "
+                    "are these intrinsics for another resolution?"
+                )
+        return self
 
     def to(self, device) -> Cameras:
         return Cameras(

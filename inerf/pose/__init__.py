@@ -1,8 +1,8 @@
 """iNeRF pose estimation: camera pose by gradient descent through a frozen radiance field.
 
 Design note. The solver optimises a twist ``xi`` with ``c2w = exp(xi) @ c2w0`` (never a raw matrix), so the
-pose is rigid at every step. It takes fields and a :class:`~inerf.render.renderer.RenderConfig`, not a run
-directory, so any field works (NeRF MLP, grid, a pixelNeRF field conditioned on its source views). Pixel
+pose is rigid at every step. It takes a :class:`~inerf.render.model.Model` (fields and render settings), not
+a run directory, so any field works (NeRF MLP, grid, a pixelNeRF field conditioned on its source views). Pixel
 sampling strategies (:mod:`.sampling`) only choose pixel indices; the same renderer draws rays through
 them. Many starting poses (hypotheses) and many independent problems (benchmark trials) are solved in one
 batch that equals the separate solves. Modules:
@@ -17,9 +17,9 @@ batch that equals the separate solves. Modules:
 Example::
 
     from inerf.pose import PoseConfig, PoseTarget, SamplingConfig, estimate_pose
-    target = PoseTarget(image, fx, fy, cx, cy)                     # image [H, W, 3] on the device
+    target = PoseTarget(image, camera)                  # image [H, W, 3] on the device, one Cameras of H x W
     cfg = PoseConfig(sampling=SamplingConfig("interest_region"))
-    result = estimate_pose(run.coarse, target, c2w_init, cfg, run.render_config, run.fine)
+    result = estimate_pose(run.model, target, c2w_init, cfg)
     result.c2w[0]                                                   # [4, 4] camera-to-world, OpenCV axes
 """
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +28,14 @@ import torch
 
 from inerf.errors import InerfError
 from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import check_rigid, opengl_to_opencv_c2w
 
 __all__ = [
     "POSE_CONVENTIONS",
-    "Intrinsics",
+    "camera_to_json",
     "composite_target",
+    "intrinsics_camera",
     "pose_to_json",
     "read_intrinsics",
     "read_pose",
@@ -54,45 +55,33 @@ POSE_CONVENTIONS = {
 """Accepted names of camera-axis conventions in pose files and on the command line."""
 
 
-@dataclass
-class Intrinsics:
-    """Pinhole intrinsics in pixels (pixel centres at +0.5: a centred camera has ``cx = width / 2``).
+def intrinsics_camera(
+    fx, fy, cx, cy, width: int, height: int, source: str = "intrinsics", size: tuple[int, int] | None = None
+) -> Cameras:
+    """One :class:`Cameras` (identity c2w: the pose is what is sought) from pinhole intrinsics in pixels,
+    validated for a ``width x height`` image; :class:`InerfError` naming ``source`` when they do not fit.
 
-    ``width``/``height`` are the image size they belong to, when the source states it.
+    ``size`` is the ``(width, height)`` the intrinsics' source states they belong to, when it states one.
     """
+    try:
+        camera = Cameras.from_intrinsics(
+            torch.tensor(float(fx), dtype=torch.float64),
+            torch.tensor(float(fy), dtype=torch.float64),
+            torch.tensor(float(cx), dtype=torch.float64),
+            torch.tensor(float(cy), dtype=torch.float64),
+            size[1] if size else height,
+            size[0] if size else width,
+            c2w=torch.eye(4, dtype=torch.float64),
+        )
+        return camera.check_image(width, height, source)
+    except ValueError as exc:
+        raise InerfError(str(exc)) from None
 
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int | None = None
-    height: int | None = None
 
-    def check(self, width: int, height: int, source: str = "intrinsics") -> Intrinsics:
-        """Validate against an image of ``width x height``; return intrinsics with the size filled in."""
-        values = (self.fx, self.fy, self.cx, self.cy)
-        if not all(math.isfinite(v) for v in values):
-            raise InerfError(
-                f"{source}: intrinsics must be finite numbers, got fx={self.fx} fy={self.fy} "
-                f"cx={self.cx} cy={self.cy}"
-            )
-        if self.fx <= 0 or self.fy <= 0:
-            raise InerfError(f"{source}: focal lengths must be positive, got fx={self.fx} fy={self.fy}")
-        if (self.width, self.height) != (None, None) and (self.width, self.height) != (width, height):
-            raise InerfError(
-                f"the image is {width}x{height} but {source} are for {self.width}x{self.height} "
-                "images; resize the image or scale the intrinsics"
-            )
-        # A principal point outside the image almost always means intrinsics of another resolution.
-        if not (0 < self.cx < width and 0 < self.cy < height):
-            raise InerfError(
-                f"{source}: principal point ({self.cx:g}, {self.cy:g}) lies outside the {width}x{height} "
-                "image; are these intrinsics for another resolution?"
-            )
-        return Intrinsics(self.fx, self.fy, self.cx, self.cy, width, height)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+def camera_to_json(camera: Cameras, i: int = 0) -> dict:
+    """Intrinsics of camera ``i`` as a JSON-ready dict (``fx, fy, cx, cy, width, height``)."""
+    fx, fy, cx, cy = camera.intrinsics(i)
+    return {"fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": camera.width, "height": camera.height}
 
 
 def read_target_image(path: str | Path, background) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -197,7 +186,7 @@ def read_pose(path: str | Path, convention: str | None = None, name: str = "pose
     return c2w
 
 
-def read_intrinsics(path: str | Path, width: int, height: int) -> Intrinsics:
+def read_intrinsics(path: str | Path, width: int, height: int) -> Cameras:
     """Read intrinsics for a ``width x height`` image from JSON (see the module docstring); validated."""
     path = Path(path)
     if not path.is_file():
@@ -223,23 +212,24 @@ def read_intrinsics(path: str | Path, width: int, height: int) -> Intrinsics:
         K = _array(data["K"], path)
         if K.shape != (3, 3):
             raise InerfError(f"{path}: 'K' must be a 3x3 matrix, got shape {K.shape}")
-        intr = Intrinsics(K[0, 0], K[1, 1], K[0, 2], K[1, 2], w, h)
+        values = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
     elif "fx" in data or "fl_x" in data:
         fx = num("fx" if "fx" in data else "fl_x")
         fy = num("fy") if "fy" in data else num("fl_y") if "fl_y" in data else fx
         cx = num("cx") if "cx" in data else (w if w is not None else width) / 2
         cy = num("cy") if "cy" in data else (h if h is not None else height) / 2
-        intr = Intrinsics(fx, fy, cx, cy, w, h)
+        values = (fx, fy, cx, cy)
     elif "camera_angle_x" in data:
         # Blender: horizontal field of view of a centred, square-pixel camera, valid at any resolution.
         fov = num("camera_angle_x")
         if not 0 < fov < math.pi:
             raise InerfError(f"{path}: camera_angle_x must be in (0, pi) radians, got {fov}")
         f = 0.5 * width / math.tan(0.5 * fov)
-        intr = Intrinsics(f, f, width / 2, height / 2, w, h)
+        values = (f, f, width / 2, height / 2)
     else:
         raise InerfError(f"{path}: no intrinsics found; expected fx/fy/cx/cy, fl_x/fl_y, K or camera_angle_x")
-    return intr.check(width, height, source=str(path))
+    size = (w, h) if (w, h) != (None, None) else None
+    return intrinsics_camera(*values, width, height, source=str(path), size=size)
 
 
 def pose_to_json(c2w: torch.Tensor) -> list[list[float]]:

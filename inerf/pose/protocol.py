@@ -30,6 +30,7 @@ from inerf.geometry import se3
 from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.io import pose_to_json, write_json
 from inerf.pose.solver import PoseTarget, estimate_pose
+from inerf.render.model import Model
 
 __all__ = [
     "BenchmarkResult",
@@ -198,23 +199,21 @@ def _summarise(
 
 
 def run_pose_benchmark(
-    coarse,
+    model: Model,
     views,
     strategies: list[SamplingConfig],
     pose_config: PoseConfig,
-    render_config,
     protocol: ProtocolConfig,
-    fine=None,
     *,
     device=None,
     progress: bool = True,
     log=print,
 ) -> BenchmarkResult:
     """Run the protocol for every strategy on ``views`` (a :class:`inerf.data.views.ViewSet` whose images are
-    composited on ``render_config.background``).
+    composited on ``model.config.background``).
 
     Args:
-        coarse, fine: the frozen fields (on ``device``).
+        model: the frozen fields and their render settings (on ``device``).
         strategies: one sampling config per strategy to compare.
         pose_config: solver settings; its ``steps`` must reach the last checkpoint; its ``sampling`` is
             replaced by each strategy in turn.
@@ -241,14 +240,7 @@ def run_pose_benchmark(
         gt = views.cameras.c2w[i].double()
         cam = views.cameras[i]
         alpha = views.alphas[i].to(device) if views.alphas is not None else None
-        target = PoseTarget(
-            image=views.images[i].to(device),
-            fx=cam.fx.item(),
-            fy=cam.fy.item(),
-            cx=cam.cx.item(),
-            cy=cam.cy.item(),
-            alpha=alpha,
-        )
+        target = PoseTarget(image=views.images[i].to(device), camera=cam.to(device), alpha=alpha)
         init = initial_poses(gt, protocol, i)
         T = init.shape[0]
         seeds = [protocol.seed * 1_000_003 + i * 1000 + t for t in range(T)]
@@ -256,12 +248,10 @@ def run_pose_benchmark(
             cfg = replace(base, sampling=strat)
             t0 = time.perf_counter()
             res = estimate_pose(
-                coarse,
+                model,
                 target,
                 init,
                 cfg,
-                render_config,
-                fine,
                 seeds=seeds,
                 progress=progress,
                 desc=f"view {i} ({n_img + 1}/{len(ids)}) {name}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,16 @@ from inerf.geometry import se3
 from inerf.geometry.conventions import CONVENTION, opencv_to_opengl_c2w
 from inerf.pose.io import pose_to_json, write_json
 from inerf.pose.solver import PoseResult, PoseTarget
+from inerf.render.model import Model
 
-__all__ = ["frame_steps", "render_frames", "summary_lines", "write_estimate_outputs", "write_trajectory_csv"]
+__all__ = [
+    "OutputOptions",
+    "frame_steps",
+    "render_frames",
+    "summary_lines",
+    "write_estimate_outputs",
+    "write_trajectory_csv",
+]
 
 
 def frame_steps(steps: int, n_frames: int) -> list[int]:
@@ -37,11 +46,9 @@ def frame_steps(steps: int, n_frames: int) -> list[int]:
 
 
 def render_frames(
-    coarse,
+    model: Model,
     target: PoseTarget,
     poses: torch.Tensor,
-    render_config,
-    fine=None,
     *,
     max_side: int = 400,
     labels: list[list[str]] | None = None,
@@ -54,31 +61,18 @@ def render_frames(
     """
     import cv2
 
-    from inerf.render.renderer import render_image
     from inerf.viz.overlay import overlay_frame
 
     H, W = target.height, target.width
     s = min(1.0, max_side / max(H, W))
-    h, w = max(1, round(H * s)), max(1, round(W * s))
-    sx, sy = w / W, h / H
+    camera = target.camera.scaled(s)
     tgt = target.image.detach().cpu().numpy()
-    if (h, w) != (H, W):
-        tgt = cv2.resize(tgt, (w, h), interpolation=cv2.INTER_AREA)
+    if (camera.height, camera.width) != (H, W):
+        tgt = cv2.resize(tgt, (camera.width, camera.height), interpolation=cv2.INTER_AREA)
     device = target.image.device
     frames = []
     for i, c2w in enumerate(poses):
-        out = render_image(
-            coarse,
-            c2w.to(device=device, dtype=torch.float32),
-            h,
-            w,
-            target.fx * sx,
-            target.fy * sy,
-            target.cx * sx,
-            target.cy * sy,
-            render_config,
-            fine=fine,
-        )
+        out = model.render_image(camera.with_c2w(c2w.to(device=device, dtype=torch.float32)))
         frames.append(overlay_frame(out.rgb, tgt, labels[i] if labels else None, min_side=min_side))
     return frames
 
@@ -129,23 +123,34 @@ def summary_lines(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int
     return lines
 
 
+@dataclass
+class OutputOptions:
+    """What :func:`write_estimate_outputs` draws besides ``pose.json`` and the trajectory CSV."""
+
+    frames: int = 20
+    """Overlay frames (0 = none, and no GIF/MP4)."""
+    max_side: int = 400
+    """Long side of the rendered overlay frames (the target is reduced to it)."""
+    fps: float = 5.0
+    """Frames per second of the GIF and MP4."""
+    video: bool = True
+    """Write the convergence GIF and MP4."""
+    rot_thresh: float = 5.0
+    """Success threshold drawn on the rotation-error plot (degrees)."""
+    trans_thresh: float = 0.05
+    """Success threshold drawn on the translation-error plot (scene units)."""
+
+
 def write_estimate_outputs(
     out_dir: str | Path,
     result: PoseResult,
     target: PoseTarget,
-    coarse,
-    render_config,
-    fine=None,
+    model: Model,
     *,
     gt_c2w: torch.Tensor | None = None,
     meta: dict | None = None,
     sampler=None,
-    n_frames: int = 20,
-    max_side: int = 400,
-    fps: float = 5.0,
-    video: bool = True,
-    rot_thresh: float = 5.0,
-    trans_thresh: float = 0.05,
+    options: OutputOptions | None = None,
 ) -> dict:
     """Write every output of a single-problem estimate into ``out_dir`` (which must exist); return the paths.
 
@@ -154,8 +159,7 @@ def write_estimate_outputs(
         gt_c2w: ``[4, 4]`` ground truth, for errors in the JSON, CSV, plot and frame labels.
         meta: extra entries for ``pose.json`` (inputs, settings).
         sampler: the :class:`inerf.pose.sampling.PixelSampler` used, for ``sampling.png``.
-        n_frames: overlay frames (0 = none, and no GIF/MP4).
-        video: write the GIF and MP4.
+        options: frames, video and plot settings (:class:`OutputOptions`).
     """
     from PIL import Image
 
@@ -163,6 +167,7 @@ def write_estimate_outputs(
     from inerf.viz.plots import plot_convergence
     from inerf.viz.video import write_gif, write_mp4
 
+    opt = options or OutputOptions()
     out = Path(out_dir)
     paths: dict[str, Path] = {}
     gt = gt_c2w.double() if gt_c2w is not None else None
@@ -241,13 +246,13 @@ def write_estimate_outputs(
         None if rot_all is None else (rot_all if K > 1 else rot_all[:, 0]),
         None if trans_all is None else (trans_all if K > 1 else trans_all[:, 0]),
         selected=hyp,
-        rot_thresh=rot_thresh if gt is not None else None,
-        trans_thresh=trans_thresh if gt is not None else None,
+        rot_thresh=opt.rot_thresh if gt is not None else None,
+        trans_thresh=opt.trans_thresh if gt is not None else None,
         title=f"iNeRF pose estimate ({result.steps} steps)",
     )
 
-    if n_frames > 0:
-        steps = frame_steps(result.steps, n_frames)
+    if opt.frames > 0:
+        steps = frame_steps(result.steps, opt.frames)
         track = result.track()[:, 0]
         labels = []
         for s in steps:
@@ -256,17 +261,15 @@ def write_estimate_outputs(
                 r, t = _errors(track[s], gt)
                 lab.append(f"rot {r:.2f} deg  trans {t:.3f}")
             labels.append(lab)
-        frames = render_frames(
-            coarse, target, track[steps], render_config, fine, max_side=max_side, labels=labels
-        )
+        frames = render_frames(model, target, track[steps], max_side=opt.max_side, labels=labels)
         fdir = out / "frames"
         fdir.mkdir(exist_ok=True)
         for s, f in zip(steps, frames):
             Image.fromarray(f).save(fdir / f"{s:04d}.png")
         paths["frames"] = fdir
-        if video:
-            paths["gif"] = write_gif(out / "convergence.gif", frames, fps=fps)
-            mp4 = write_mp4(out / "convergence.mp4", frames, fps=fps)
+        if opt.video:
+            paths["gif"] = write_gif(out / "convergence.gif", frames, fps=opt.fps)
+            mp4 = write_mp4(out / "convergence.mp4", frames, fps=opt.fps)
             if mp4 is not None:
                 paths["mp4"] = mp4
     return paths

@@ -52,10 +52,12 @@ import torch
 
 from inerf.errors import InerfError
 from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import check_rigid
 from inerf.pose.config import PoseConfig
 from inerf.pose.sampling import PixelSampler, flat_to_uv
 from inerf.rays.rays import Rays, rays_from_pixels
+from inerf.render.model import Model
 from inerf.render.renderer import RenderConfig, render_rays
 
 __all__ = [
@@ -77,16 +79,13 @@ class PoseTarget:
 
     Attributes:
         image: ``[H, W, 3]`` float RGB in [0, 1], composited on the field's background.
-        fx, fy, cx, cy: pinhole intrinsics in pixels (pixel centres at +0.5, so a centred camera has
-            ``cx = W / 2``).
+        camera: one :class:`Cameras` of size ``H x W``; only its intrinsics are used (pixel centres at +0.5,
+            so a centred camera has ``cx = W / 2``), its ``c2w`` is what the solve looks for.
         alpha: ``[H, W]`` foreground coverage in [0, 1] if known (used by ``mask`` sampling), else None.
     """
 
     image: torch.Tensor
-    fx: float
-    fy: float
-    cx: float
-    cy: float
+    camera: Cameras
     alpha: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -96,7 +95,11 @@ class PoseTarget:
             raise ValueError(
                 f"alpha must be [H, W] = {tuple(self.image.shape[:2])}, got {tuple(self.alpha.shape)}"
             )
-        self.fx, self.fy, self.cx, self.cy = (float(v) for v in (self.fx, self.fy, self.cx, self.cy))
+        if len(self.camera) != 1 or (self.camera.height, self.camera.width) != tuple(self.image.shape[:2]):
+            raise ValueError(
+                f"the target camera must be one camera of the image's size {tuple(self.image.shape[:2])}, got "
+                f"{len(self.camera)} of {(self.camera.height, self.camera.width)}"
+            )
 
     @property
     def height(self) -> int:
@@ -331,7 +334,8 @@ class _Problem:
             ring = math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)  # [k, 2]
             uv = (uv[..., None, :] + ring).reshape(G, K, n * k, 2)
         c2w = se3.se3_exp(xi) @ c2w0  # [G, K, 4, 4]
-        rays = rays_from_pixels(uv, c2w, self.target.fx, self.target.fy, self.target.cx, self.target.cy)
+        cam = self.target.camera
+        rays = rays_from_pixels(uv, c2w, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
         ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
         tgt = self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
         return ray_t, tgt, k
@@ -496,12 +500,10 @@ def lm_step(
 
 
 def estimate_pose(
-    coarse,
+    model: Model,
     target: PoseTarget,
     init_c2w: torch.Tensor,
     config: PoseConfig | None = None,
-    render_config: RenderConfig | None = None,
-    fine=None,
     *,
     seeds: int | list[int] = 0,
     progress: bool = False,
@@ -510,14 +512,12 @@ def estimate_pose(
     """Estimate camera poses by inverting a radiance field (iNeRF).
 
     Args:
-        coarse: field ``(xyz [N, 3], viewdirs [N, 3]) -> (rgb [N, 3], sigma [N])`` (frozen for the solve;
-            pixelNeRF callers encode their source views first and pass the conditioned field).
+        model: the fields and their render settings (frozen for the solve; pixelNeRF callers encode their
+            source views first and pass the conditioned fields).
         target: the observed image and its intrinsics; its device is the solve's device.
         init_c2w: starting camera-to-world poses, OpenCV axes: ``[4, 4]``, ``[K, 4, 4]`` (one problem, K
             hypotheses) or ``[G, K, 4, 4]`` (G independent problems).
         config: solver settings (default: the paper's, :data:`inerf.pose.config.PAPER`).
-        render_config: sampling along rays, near/far, background (default ``RenderConfig()``).
-        fine: optional fine field for hierarchical sampling.
         seeds: pixel-sampling seed per problem; an int ``s`` means ``s, s + 1, ..., s + G - 1``. Problem ``g``
             of a batch gives exactly what a single solve with seed ``seeds[g]`` gives.
         progress: show a tqdm progress bar.
@@ -529,7 +529,7 @@ def estimate_pose(
             target (no keypoints, no alpha).
     """
     config = config or PoseConfig()
-    render_config = render_config or RenderConfig()
+    coarse, fine, render_config = model.coarse, model.fine, model.config
     device = target.image.device
     c2w0 = _as_batch(torch.as_tensor(init_c2w)).detach().cpu()  # validated on the CPU: one check, one sync
     c2w0 = check_rigid(c2w0, "initial pose").to(device=device, dtype=torch.float32)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import PIXEL_CENTER
 
 
@@ -69,10 +70,14 @@ def rays_from_pixels(uv: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, *, cen
     return Rays(origins, directions, viewdirs)
 
 
-def rays_for_image(c2w: torch.Tensor, height: int, width: int, fx, fy, cx, cy) -> Rays:
-    """Rays for every pixel of one image, in row-major order: ``[H * W]`` for ``c2w`` of ``[4, 4]``."""
+def rays_for_image(camera: Cameras, index: int = 0) -> Rays:
+    """Rays through the centre of every pixel of camera ``index``, row-major: ``[H * W]``."""
+    c2w = camera.c2w[index]
     j, i = torch.meshgrid(
-        torch.arange(height, device=c2w.device), torch.arange(width, device=c2w.device), indexing="ij"
+        torch.arange(camera.height, device=c2w.device),
+        torch.arange(camera.width, device=c2w.device),
+        indexing="ij",
     )
     uv = torch.stack([i, j], dim=-1).reshape(-1, 2)
+    fx, fy, cx, cy = (v[index] for v in (camera.fx, camera.fy, camera.cx, camera.cy))
     return rays_from_pixels(uv, c2w, fx, fy, cx, cy)

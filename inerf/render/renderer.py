@@ -8,6 +8,7 @@ from dataclasses import field as dc_field
 import torch
 
 from inerf.fields.base import RadianceField
+from inerf.geometry.cameras import Cameras
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import importance_samples, stratified_samples
 from inerf.render import volrend
@@ -104,23 +105,18 @@ def render_rays(
 @torch.no_grad()
 def render_image(
     coarse: RadianceField,
-    c2w: torch.Tensor,
-    height: int,
-    width: int,
-    fx,
-    fy,
-    cx,
-    cy,
+    camera: Cameras,
     config: RenderConfig,
     fine: RadianceField | None = None,
     progress: bool = False,
 ) -> RenderOutput:
-    """Render a full ``H x W`` image from one camera (c2w ``[4, 4]``, OpenCV axes), ``chunk`` rays at a
-    time. Returns a :class:`RenderOutput` with ``rgb [H, W, 3]``, ``depth [H, W]``, ``acc [H, W]``.
+    """Render the full ``H x W`` image of one camera (``camera[0]``), ``chunk`` rays at a time. Returns a
+    :class:`RenderOutput` with ``rgb [H, W, 3]``, ``depth [H, W]``, ``acc [H, W]``.
 
     The chunked result equals rendering all rays at once (tested): chunks only bound memory.
     """
-    rays = rays_for_image(c2w, height, width, fx, fy, cx, cy)
+    height, width = camera.height, camera.width
+    rays = rays_for_image(camera)
     outs = []
     starts = range(0, height * width, config.chunk)
     if progress:

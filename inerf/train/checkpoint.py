@@ -31,6 +31,7 @@ from torch import nn
 
 from inerf.data.image_io import one_line
 from inerf.errors import InerfError
+from inerf.render.model import Model
 from inerf.render.renderer import RenderConfig
 
 __all__ = [
@@ -99,20 +100,17 @@ class DatasetInfo:
 class LoadedRun:
     """A trained run ready to render: what :func:`load_run` returns.
 
-    Render rays with ``render_rays(run.coarse, rays, run.render_config, fine=run.fine)``. The fields are
-    in eval mode with ``requires_grad=False`` on their parameters: gradients still flow through them to
-    the rays (a camera pose), but the weights stay fixed.
+    Render with ``run.model.render_rays(rays)`` or ``run.model.render_image(camera)``. The fields are in eval
+    mode with ``requires_grad=False`` on their parameters: gradients still flow through them to the rays (a
+    camera pose), but the weights stay fixed.
     """
 
     run_dir: Path
-    model: str
+    kind: str
     """Field kind (``nerf`` or ``grid``)."""
-    coarse: nn.Module
-    """Field of the coarse pass (the only field when ``fine`` is None)."""
-    fine: nn.Module | None
-    """Field of the fine pass, or None when the coarse field serves both passes."""
-    render_config: RenderConfig
-    """Sampling and compositing used for evaluation (no jitter, deterministic importance samples)."""
+    model: Model
+    """The coarse field, the fine field (or None when the coarse field serves both passes) and the
+    :class:`RenderConfig` used for evaluation (no jitter, deterministic importance samples)."""
     dataset: DatasetInfo
     step: int
     """Optimiser steps the weights have seen."""
@@ -308,10 +306,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         raise InerfError(f"{path}: malformed 'render' or 'dataset' entry ({exc})") from None
     return LoadedRun(
         run_dir=run_dir,
-        model=cfg["model"],
-        coarse=coarse,
-        fine=fine,
-        render_config=render,
+        kind=cfg["model"],
+        model=Model(coarse, fine, render),
         dataset=dataset,
         step=int(cfg["step"]),
         config=cfg,

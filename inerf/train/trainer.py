@@ -251,14 +251,7 @@ class TrainingRays:
         self.height, self.width = views.height, views.width
         self.per_image = views.height * views.width
         self.centers = cams.c2w[:, :3, 3].contiguous()  # [N, 3]
-        self.directions = torch.cat(
-            [
-                rays_for_image(
-                    cams.c2w[i], cams.height, cams.width, cams.fx[i], cams.fy[i], cams.cx[i], cams.cy[i]
-                ).directions
-                for i in range(len(cams))
-            ]
-        )
+        self.directions = torch.cat([rays_for_image(cams, i).directions for i in range(len(cams))])
         self.rgb = views.images.to(device=device, dtype=torch.float32).reshape(-1, 3)
 
     def __len__(self) -> int:
@@ -644,18 +637,7 @@ class Trainer:
             return None
         cam = self.val_views.cameras.to(self.device)
         with precision_context(self.cfg.precision, self.device):
-            out = render_image(
-                self.coarse,
-                cam.c2w[0],
-                cam.height,
-                cam.width,
-                cam.fx[0],
-                cam.fy[0],
-                cam.cx[0],
-                cam.cy[0],
-                self.eval_render,
-                fine=self.fine,
-            )
+            out = render_image(self.coarse, cam[0], self.eval_render, fine=self.fine)
         err = ((out.rgb.float() - self.val_views.images[0].to(self.device)) ** 2).mean()
         return _psnr(err.item())
 

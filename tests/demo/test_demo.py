@@ -42,14 +42,14 @@ def test_bundled_assets_are_small_and_complete(assets):
     assert sum(p.stat().st_size for p in files) <= 10 * 1024**2  # the package must stay light
     for name in ("run/config.json", "run/model.safetensors", "targets.json", "scene.json", "ATTRIBUTION.txt"):
         assert (DEMO_ROOT / name).is_file(), name
-    assert assets.run.model == "grid"
+    assert assets.run.kind == "grid"
     assert len(assets.targets) >= 4
     assert (
         "duck" in assets.attribution and "zlib" in assets.attribution
     )  # the asset's licence travels with it
     for t in assets.targets:
         assert t.name.startswith("test/")  # held out: the field never saw the test split
-        assert t.image.shape == (t.intrinsics.height, t.intrinsics.width, 3)
+        assert t.image.shape == (t.camera.height, t.camera.width, 3)
         assert t.alpha is not None and 0.05 < float(t.alpha.mean()) < 0.9  # the object is in view
 
 
@@ -58,7 +58,7 @@ def test_float16_weights_load_into_float32(assets):
 
     stored = load_file(str(DEMO_ROOT / "run" / "model.safetensors"))
     assert stored["coarse.planes.0"].dtype == torch.float16 and stored["coarse.aabb"].dtype == torch.float32
-    assert all(p.dtype == torch.float32 for p in assets.run.coarse.parameters())
+    assert all(p.dtype == torch.float32 for p in assets.run.model.coarse.parameters())
 
 
 def test_parse_targets():

@@ -6,6 +6,7 @@ import pytest
 import torch
 from pose_scene import FOCAL, FakeRun, H, TexturedBall, W, look_at, make_views, orbit_poses
 
+from inerf.geometry.cameras import Cameras
 from inerf.pose.solver import PoseTarget
 from inerf.render.renderer import RenderConfig, render_image
 
@@ -37,8 +38,9 @@ def gt_c2w() -> torch.Tensor:
 @pytest.fixture(scope="session")
 def scene(field, render_config, gt_c2w):
     """``(target, gt_c2w)``: the image rendered at the ground-truth pose, with its alpha."""
-    out = render_image(field, gt_c2w.float(), H, W, FOCAL, FOCAL, W / 2, H / 2, render_config)
-    target = PoseTarget(image=out.rgb, fx=FOCAL, fy=FOCAL, cx=W / 2, cy=H / 2, alpha=out.acc)
+    camera = Cameras.from_intrinsics(FOCAL, FOCAL, W / 2, H / 2, H, W)
+    out = render_image(field, camera.with_c2w(gt_c2w.float()), render_config)
+    target = PoseTarget(image=out.rgb, camera=camera, alpha=out.acc)
     return target, gt_c2w
 
 

@@ -13,6 +13,8 @@ import math
 import torch
 
 from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
+from inerf.render.model import Model
 from inerf.render.renderer import render_image
 
 H = W = 48
@@ -101,11 +103,12 @@ def orbit_poses(n: int, radius: float = 4.0, elevation_deg: float = 25.0, phase:
 def make_views(field, render_config, poses: torch.Tensor):
     """A :class:`ViewSet` of renders of ``field`` at ``poses`` (images are exact targets)."""
     from inerf.data.views import ViewSet
-    from inerf.geometry.cameras import Cameras
 
     images, alphas = [], []
     for c2w in poses:
-        out = render_image(field, c2w.float(), H, W, FOCAL, FOCAL, W / 2, H / 2, render_config)
+        out = render_image(
+            field, Cameras.from_intrinsics(FOCAL, FOCAL, W / 2, H / 2, H, W, c2w.float()), render_config
+        )
         images.append(out.rgb)
         alphas.append(out.acc)
     cams = Cameras(
@@ -144,5 +147,5 @@ class FakeRun:
     """Stands in for :class:`inerf.train.checkpoint.LoadedRun` with the analytic field."""
 
     def __init__(self, field, render_config, views, run_dir="analytic-run"):
-        self.coarse, self.fine, self.render_config = field, None, render_config
-        self.dataset, self.run_dir, self.model, self.step = FakeDataset(views), run_dir, "analytic", 0
+        self.model = Model(field, None, render_config)
+        self.dataset, self.run_dir, self.kind, self.step = FakeDataset(views), run_dir, "analytic", 0

@@ -13,7 +13,7 @@ from pose_scene import look_at
 
 from inerf.errors import InerfError
 from inerf.geometry.conventions import opencv_to_opengl_c2w
-from inerf.pose.io import Intrinsics, pose_to_json, read_intrinsics, read_pose, read_target_image
+from inerf.pose.io import intrinsics_camera, pose_to_json, read_intrinsics, read_pose, read_target_image
 
 
 @pytest.fixture()
@@ -83,14 +83,15 @@ def test_missing_pose_file(tmp_path):
 def test_intrinsics_formats(tmp_path):
     p = tmp_path / "k.json"
     p.write_text(json.dumps({"fx": 100, "fy": 110, "cx": 32, "cy": 24, "width": 64, "height": 48}))
-    assert read_intrinsics(p, 64, 48) == Intrinsics(100, 110, 32, 24, 64, 48)
-    p.write_text(json.dumps({"fl_x": 100, "w": 64, "h": 48}))
-    assert read_intrinsics(p, 64, 48) == Intrinsics(100, 100, 32, 24, 64, 48)
-    p.write_text(json.dumps({"K": [[90, 0, 30], [0, 95, 20], [0, 0, 1]]}))
-    assert read_intrinsics(p, 64, 48) == Intrinsics(90, 95, 30, 20, 64, 48)
-    p.write_text(json.dumps({"camera_angle_x": 2 * math.atan(0.5), "frames": []}))  # f = W / (2 * 0.5) = W
     k = read_intrinsics(p, 64, 48)
-    assert k.fx == pytest.approx(64) and (k.cx, k.cy) == (32, 24)
+    assert k.intrinsics() == (100, 110, 32, 24) and (k.width, k.height) == (64, 48)
+    p.write_text(json.dumps({"fl_x": 100, "w": 64, "h": 48}))
+    assert read_intrinsics(p, 64, 48).intrinsics() == (100, 100, 32, 24)
+    p.write_text(json.dumps({"K": [[90, 0, 30], [0, 95, 20], [0, 0, 1]]}))
+    assert read_intrinsics(p, 64, 48).intrinsics() == (90, 95, 30, 20)
+    p.write_text(json.dumps({"camera_angle_x": 2 * math.atan(0.5), "frames": []}))  # f = W / (2 * 0.5) = W
+    fx, _, cx, cy = read_intrinsics(p, 64, 48).intrinsics()
+    assert fx == pytest.approx(64) and (cx, cy) == (32, 24)
 
 
 def test_intrinsics_for_another_image_size_are_rejected(tmp_path):
@@ -99,9 +100,9 @@ def test_intrinsics_for_another_image_size_are_rejected(tmp_path):
     with pytest.raises(InerfError, match="64x48"):
         read_intrinsics(p, 64, 48)
     with pytest.raises(InerfError, match="principal point"):
-        Intrinsics(100, 100, 400, 400).check(64, 48)
+        intrinsics_camera(100, 100, 400, 400, 64, 48)
     with pytest.raises(InerfError, match="positive"):
-        Intrinsics(-1, 100, 32, 24).check(64, 48)
+        intrinsics_camera(-1, 100, 32, 24, 64, 48)
 
 
 def test_rgba_target_is_composited_on_the_background(tmp_path):

@@ -9,6 +9,7 @@ from pose_scene import look_at, perturb
 from inerf.geometry import se3
 from inerf.pose.config import PoseConfig
 from inerf.pose.solver import _Problem, estimate_pose, lm_step
+from inerf.render.model import Model
 
 LM = PoseConfig(optimizer="lm", steps=25, n_rays=384)
 
@@ -41,7 +42,7 @@ def test_gauss_newton_gradient_equals_autograd(field, render_config, scene, loss
 def test_lm_recovers_a_perturbation_to_a_small_fraction_of_a_pixel(field, render_config, scene):
     target, gt = scene
     init = perturb(gt, 10.0, 0.05)
-    result = estimate_pose(field, target, init, LM, render_config, seeds=0)
+    result = estimate_pose(Model(field, None, render_config), target, init, LM, seeds=0)
     rot, trans = errors(result.c2w[0], gt)
     assert rot < 0.05 and trans < 0.002
     # Far fewer steps than Adam's 250 for < 1 degree: within 10 LM steps it is already there.
@@ -59,8 +60,8 @@ def test_adam_then_lm_refines_the_adam_result(field, render_config, scene):
     init = perturb(gt, 10.0, 0.05)
     adam = PoseConfig(steps=60, n_rays=384, lr=0.02)
     hybrid = PoseConfig(steps=70, n_rays=384, lr=0.02, optimizer="adam+lm", lm_steps=10)
-    r_adam = estimate_pose(field, target, init, adam, render_config, seeds=0)
-    r_hyb = estimate_pose(field, target, init, hybrid, render_config, seeds=0)
+    r_adam = estimate_pose(Model(field, None, render_config), target, init, adam, seeds=0)
+    r_hyb = estimate_pose(Model(field, None, render_config), target, init, hybrid, seeds=0)
     # The first 60 steps are the same Adam steps.
     torch.testing.assert_close(r_hyb.trajectory.c2w[60], r_adam.trajectory.c2w[60])
     assert errors(r_hyb.c2w[0], gt)[0] < 0.5 * errors(r_adam.c2w[0], gt)[0]
@@ -71,9 +72,9 @@ def test_lm_batched_hypotheses_equal_single_solves(field, render_config, scene):
     target, gt = scene
     starts = torch.stack([perturb(gt, 6.0, 0.03, axis=a) for a in ((0.3, -0.5, 0.8), (1, 0, 0), (0, 1, 1))])
     config = PoseConfig(optimizer="lm", steps=6, n_rays=128)
-    batched = estimate_pose(field, target, starts, config, render_config, seeds=5)
+    batched = estimate_pose(Model(field, None, render_config), target, starts, config, seeds=5)
     for k in range(3):
-        single = estimate_pose(field, target, starts[k], config, render_config, seeds=5)
+        single = estimate_pose(Model(field, None, render_config), target, starts[k], config, seeds=5)
         torch.testing.assert_close(
             batched.trajectory.c2w[:, 0, k], single.trajectory.c2w[:, 0, 0], atol=2e-5, rtol=0
         )
@@ -101,13 +102,14 @@ def test_lm_on_an_unseen_view_direction_still_converges(field, render_config):
     """A second camera (looking from below) so the result does not hinge on one view."""
     from pose_scene import FOCAL, H, W
 
+    from inerf.geometry.cameras import Cameras
     from inerf.pose.solver import PoseTarget
-    from inerf.render.renderer import render_image
 
     gt = look_at((-1.5, 3.2, -2.0))
-    out = render_image(field, gt.float(), H, W, FOCAL, FOCAL, W / 2, H / 2, render_config)
-    target = PoseTarget(image=out.rgb, fx=FOCAL, fy=FOCAL, cx=W / 2, cy=H / 2)
-    result = estimate_pose(field, target, perturb(gt, 12.0, 0.08), LM, render_config, seeds=1)
+    camera = Cameras.from_intrinsics(FOCAL, FOCAL, W / 2, H / 2, H, W)
+    out = Model(field, None, render_config).render_image(camera.with_c2w(gt.float()))
+    target = PoseTarget(image=out.rgb, camera=camera)
+    result = estimate_pose(Model(field, None, render_config), target, perturb(gt, 12.0, 0.08), LM, seeds=1)
     rot, trans = errors(result.c2w[0], gt)
     assert rot < 0.1 and trans < 0.005
 
@@ -129,9 +131,7 @@ def test_blurred_loss_is_the_mean_of_the_ring_rays_against_the_blurred_target(fi
     angles = 3 * 2.399963229728653 + torch.arange(4) * torch.pi / 2
     ring = 1.5 * 2**0.5 * torch.stack([angles.cos(), angles.sin()], -1)
     uv = torch.stack([pix[0] % target.width, pix[0] // target.width], -1).float()
-    rays = rays_from_pixels(
-        (uv[:, None] + ring).reshape(-1, 2), c2w, target.fx, target.fy, target.cx, target.cy
-    )
+    rays = rays_from_pixels((uv[:, None] + ring).reshape(-1, 2), c2w, *target.camera.intrinsics())
     rgb = render_rays(field, rays, render_config).rgb.reshape(-1, 4, 3).mean(1)
     blurred = (
         gaussian_blur(target.image.permute(2, 0, 1), [11, 11], [1.5, 1.5]).permute(1, 2, 0).reshape(-1, 3)
@@ -146,7 +146,9 @@ def test_coarse_to_fine_blur_still_converges_exactly(field, render_config, scene
     config = PoseConfig(
         optimizer="adam+lm", steps=90, lm_steps=15, n_rays=256, lr=0.02, blur_sigma=4.0, blur_steps=50
     )
-    result = estimate_pose(field, target, perturb(gt, 12.0, 0.05), config, render_config, seeds=0)
+    result = estimate_pose(
+        Model(field, None, render_config), target, perturb(gt, 12.0, 0.05), config, seeds=0
+    )
     rot, trans = errors(result.c2w[0], gt)
     assert rot < 0.1 and trans < 0.005
 
@@ -155,13 +157,12 @@ def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, 
     target, gt = scene
     init = perturb(gt, 15.0, 0.05)  # few steps from far: the last iterates still differ
     plain = PoseConfig(optimizer="lm", steps=4, n_rays=64)
-    last = estimate_pose(field, target, init, plain, render_config, seeds=2)
+    last = estimate_pose(Model(field, None, render_config), target, init, plain, seeds=2)
     averaged = estimate_pose(
-        field,
+        Model(field, None, render_config),
         target,
         init,
         PoseConfig(optimizer="lm", steps=4, n_rays=64, lm_average=4),
-        render_config,
         seeds=2,
     )
     # The same iterates; only the returned pose differs: the mean of the last 4 in the tangent space at the last.
@@ -181,11 +182,10 @@ def test_lm_decay_turns_the_steps_into_a_running_mean(field, render_config, scen
     assert PoseConfig(optimizer="lm").lm_fraction(7) == 1.0  # off by default
     target, gt = scene
     result = estimate_pose(
-        field,
+        Model(field, None, render_config),
         target,
         perturb(gt, 10.0, 0.05),
         PoseConfig(optimizer="lm", steps=25, n_rays=384, lm_decay=0.2),
-        render_config,
         seeds=0,
     )
     rot, trans = errors(result.c2w[0], gt)

@@ -20,6 +20,7 @@ from inerf.pose.protocol import (
     select_images,
     write_report,
 )
+from inerf.render.model import Model
 
 
 def test_perturbations_have_the_protocol_ranges():
@@ -80,11 +81,10 @@ def test_benchmark_runs_and_writes_the_report(field, render_config, tmp_path):
     )
     strategies = [SamplingConfig("random"), SamplingConfig("mask")]
     res = run_pose_benchmark(
-        field,
+        Model(field, None, render_config),
         views,
         strategies,
         PoseConfig(steps=60, n_rays=128),
-        render_config,
         protocol,
         progress=False,
         log=lambda *a: None,
@@ -122,11 +122,10 @@ def test_benchmark_with_hypotheses_picks_the_best(field, render_config):
         checkpoints=(30,),
     )
     res = run_pose_benchmark(
-        field,
+        Model(field, None, render_config),
         views,
         [SamplingConfig("random")],
         PoseConfig(steps=30, n_rays=64, prune_steps=(15,)),
-        render_config,
         protocol,
         progress=False,
         log=lambda *a: None,

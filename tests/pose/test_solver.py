@@ -10,6 +10,7 @@ from pose_scene import NaNField, look_at, perturb
 
 from inerf.errors import InerfError
 from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
 from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.solver import (
     PoseTarget,
@@ -18,6 +19,7 @@ from inerf.pose.solver import (
     photometric_loss,
     require_finite,
 )
+from inerf.render.model import Model
 
 FAST = PoseConfig(steps=250, n_rays=384, lr=0.01)
 
@@ -31,7 +33,7 @@ def solved(field, render_config, scene):
     """One paper-style solve from 10 degrees / 0.05 off, shared by several tests."""
     target, gt = scene
     init = perturb(gt, 10.0, 0.05)
-    return estimate_pose(field, target, init, FAST, render_config, seeds=0), init, gt
+    return estimate_pose(Model(field, None, render_config), target, init, FAST, seeds=0), init, gt
 
 
 def test_recovers_a_known_perturbation(solved):
@@ -75,9 +77,9 @@ def test_batched_hypotheses_equal_single_solves(field, render_config, scene):
             perturb(gt, 5.0, 0.08, axis=(0, 1, 1)),
         ]
     )
-    batch = estimate_pose(field, target, starts, cfg, render_config, seeds=7)
+    batch = estimate_pose(Model(field, None, render_config), target, starts, cfg, seeds=7)
     for k in range(3):
-        single = estimate_pose(field, target, starts[k], cfg, render_config, seeds=7)
+        single = estimate_pose(Model(field, None, render_config), target, starts[k], cfg, seeds=7)
         assert torch.allclose(batch.trajectory.c2w[:, 0, k], single.trajectory.c2w[:, 0, 0], atol=1e-5)
         assert torch.allclose(
             batch.trajectory.loss[:, 0, k], single.trajectory.loss[:, 0, 0], rtol=1e-4, atol=1e-9
@@ -94,9 +96,9 @@ def test_batched_problems_equal_single_solves_with_their_seeds(field, render_con
     starts = torch.stack([perturb(gt, 8.0, 0.05), perturb(gt, 6.0, 0.03, axis=(0, 0, 1))])[
         :, None
     ]  # [G=2, K=1]
-    batch = estimate_pose(field, target, starts, cfg, render_config, seeds=[3, 9])
+    batch = estimate_pose(Model(field, None, render_config), target, starts, cfg, seeds=[3, 9])
     for g, seed in enumerate((3, 9)):
-        single = estimate_pose(field, target, starts[g, 0], cfg, render_config, seeds=seed)
+        single = estimate_pose(Model(field, None, render_config), target, starts[g, 0], cfg, seeds=seed)
         assert torch.allclose(batch.trajectory.c2w[:, g], single.trajectory.c2w[:, 0], atol=1e-5)
 
 
@@ -104,8 +106,8 @@ def test_chunking_does_not_change_the_solve(field, render_config, scene):
     target, gt = scene
     cfg = PoseConfig(steps=15, n_rays=100)
     starts = torch.stack([perturb(gt, 8.0, 0.05), perturb(gt, 3.0, 0.02)])
-    whole = estimate_pose(field, target, starts, cfg, render_config)
-    chunked = estimate_pose(field, target, starts, replace(cfg, ray_chunk=37), render_config)
+    whole = estimate_pose(Model(field, None, render_config), target, starts, cfg)
+    chunked = estimate_pose(Model(field, None, render_config), target, starts, replace(cfg, ray_chunk=37))
     assert torch.allclose(whole.trajectory.c2w, chunked.trajectory.c2w, atol=1e-6)
 
 
@@ -113,7 +115,7 @@ def test_pruning_keeps_the_best_half(field, render_config, scene):
     target, gt = scene
     cfg = PoseConfig(steps=12, n_rays=64, prune_steps=(4, 8))
     starts = torch.stack([perturb(gt, a, 0.02 * i) for i, a in enumerate((2.0, 30.0, 5.0, 40.0))])
-    res = estimate_pose(field, target, starts, cfg, render_config)
+    res = estimate_pose(Model(field, None, render_config), target, starts, cfg)
     loss = res.trajectory.loss[:, 0]  # [S + 1, 4]
     alive = torch.isfinite(loss)
     assert alive[:5].all() and alive[5:9].sum(-1).eq(2).all() and alive[9:].sum(-1).eq(1).all()
@@ -125,7 +127,7 @@ def test_pruning_keeps_the_best_half(field, render_config, scene):
 def test_nan_loss_is_detected_not_propagated(render_config, scene):
     target, gt = scene
     init = perturb(gt, 5.0, 0.02)
-    res = estimate_pose(NaNField(), target, init, PoseConfig(steps=5, n_rays=32), render_config)
+    res = estimate_pose(Model(NaNField(), None, render_config), target, init, PoseConfig(steps=5, n_rays=32))
     assert res.status == ["nan"]
     assert int(res.failed_step[0, 0]) == 0
     assert torch.isfinite(res.c2w).all()
@@ -148,7 +150,10 @@ def test_one_failing_hypothesis_does_not_stop_the_others(field, render_config, s
     good = perturb(gt, 5.0, 0.02)  # its samples stay above z = -3
     bad = look_at((0.0, 0.5, -8.0))  # below the ball looking up: its first samples are below z = -5
     res = estimate_pose(
-        PoisonFar(), target, torch.stack([good, bad]), PoseConfig(steps=40, n_rays=64), render_config
+        Model(PoisonFar(), None, render_config),
+        target,
+        torch.stack([good, bad]),
+        PoseConfig(steps=40, n_rays=64),
     )
     assert res.status == ["ok"] and int(res.hypothesis[0]) == 0
     assert int(res.failed_step[0, 1]) == 0 and int(res.failed_step[0, 0]) == -1
@@ -160,11 +165,11 @@ def test_bad_initial_pose_is_rejected(field, render_config, scene):
     sheared = gt.clone()
     sheared[0, 1] += 0.2
     with pytest.raises(InerfError, match="rigid"):
-        estimate_pose(field, target, sheared, PoseConfig(steps=1), render_config)
+        estimate_pose(Model(field, None, render_config), target, sheared, PoseConfig(steps=1))
     nan = gt.clone()
     nan[0, 3] = float("nan")
     with pytest.raises(InerfError, match="NaN"):
-        estimate_pose(field, target, nan, PoseConfig(steps=1), render_config)
+        estimate_pose(Model(field, None, render_config), target, nan, PoseConfig(steps=1))
 
 
 def test_fields_are_frozen_during_the_solve_and_restored(field, render_config, scene):
@@ -183,7 +188,9 @@ def test_fields_are_frozen_during_the_solve_and_restored(field, render_config, s
             return self.inner(xyz, viewdirs)
 
     spy = Spy()
-    estimate_pose(spy, target, perturb(gt, 3.0, 0.01), PoseConfig(steps=2, n_rays=16), render_config)
+    estimate_pose(
+        Model(spy, None, render_config), target, perturb(gt, 3.0, 0.01), PoseConfig(steps=2, n_rays=16)
+    )
     assert seen == {"training": False, "requires_grad": False}
     assert field.training and field.scale.requires_grad and field.scale.grad is None
     field.eval()
@@ -194,7 +201,7 @@ def test_stop_test_ends_the_solve_early(field, render_config, scene):
     # At the optimum, rendering every pixel, the gradient is exactly zero, so the first window moves < tol.
     # (With a random subset Adam still moves: it normalises even round-off gradients to steps of ~lr.)
     cfg = PoseConfig(steps=100, n_rays=target.height * target.width, stop_tol=1e-6, stop_window=5)
-    res = estimate_pose(field, target, gt, cfg, render_config)
+    res = estimate_pose(Model(field, None, render_config), target, gt, cfg)
     assert res.stopped_early and res.steps == 5
     assert res.trajectory.c2w.shape[0] == 6
 
@@ -229,11 +236,13 @@ def test_losses_on_hand_computed_values():
 def test_other_losses_also_converge(field, render_config, scene, loss):
     target, gt = scene
     init = perturb(gt, 6.0, 0.03)
-    res = estimate_pose(field, target, init, PoseConfig(steps=120, n_rays=256, loss=loss), render_config)
+    res = estimate_pose(
+        Model(field, None, render_config), target, init, PoseConfig(steps=120, n_rays=256, loss=loss)
+    )
     r, t = errors(res.c2w[0], gt)
     assert r < 1.0 and t < 0.02, (loss, r, t)
 
 
 def test_target_shape_is_checked():
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
-        PoseTarget(torch.zeros(4, 4), 1, 1, 2, 2)
+        PoseTarget(torch.zeros(4, 4), Cameras.from_intrinsics(1, 1, 2, 2, 4, 4))

@@ -2,6 +2,7 @@ import torch
 
 from inerf.fields import NeRFConfig, NeRFField
 from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
 from inerf.rays import importance_samples, rays_for_image, rays_from_pixels, stratified_samples
 from inerf.render import RenderConfig, render_image, render_rays
 
@@ -21,8 +22,9 @@ def test_chunked_equals_unchunked():
     f, g = small_field(0), small_field(1)
     c2w = camera()
     cfg = RenderConfig(n_coarse=16, n_fine=8, chunk=7)
-    a = render_image(f, c2w, 9, 11, 12.0, 12.0, 5.5, 4.5, cfg, fine=g)
-    rays = rays_for_image(c2w, 9, 11, 12.0, 12.0, 5.5, 4.5)
+    cam = Cameras.from_intrinsics(12.0, 12.0, 5.5, 4.5, 9, 11, c2w=c2w)
+    a = render_image(f, cam, cfg, fine=g)
+    rays = rays_for_image(cam)
     b = render_rays(f, rays, cfg, fine=g)
     assert torch.allclose(a.rgb.reshape(-1, 3), b.rgb, atol=1e-6)
     assert torch.allclose(a.depth.reshape(-1), b.depth, atol=1e-5)
@@ -32,7 +34,7 @@ def test_chunked_equals_unchunked():
 def test_arbitrary_pixels_match_full_image():
     f = small_field()
     cfg = RenderConfig(n_coarse=16, n_fine=0)
-    full = render_image(f, camera(), 8, 8, 10.0, 10.0, 4.0, 4.0, cfg)
+    full = render_image(f, Cameras.from_intrinsics(10.0, 10.0, 4.0, 4.0, 8, 8, c2w=camera()), cfg)
     uv = torch.tensor([[0, 0], [7, 3], [2, 6]])
     part = render_rays(f, rays_from_pixels(uv, camera(), 10.0, 10.0, 4.0, 4.0), cfg)
     assert torch.allclose(part.rgb, full.rgb[uv[:, 1], uv[:, 0]], atol=1e-6)

@@ -14,7 +14,6 @@ from safetensors.torch import load_file, save_file
 from inerf.data import load_dataset
 from inerf.errors import InerfError
 from inerf.rays import rays_for_image
-from inerf.render import render_image
 from inerf.train import LoadedRun, Trainer, load_run, train
 from inerf.train.trainer import TrainingRays, learning_rate
 
@@ -51,37 +50,28 @@ def test_checkpoint_files(trained_run):
 
 def test_load_run_round_trip(trained_run):
     run = load_run(trained_run.run_dir, "cpu")
-    assert isinstance(run, LoadedRun) and run.model == "nerf" and run.step == 200 and run.fine is not None
-    assert not any(p.requires_grad for p in run.coarse.parameters()) and not run.coarse.training
-    assert (run.render_config.near, run.render_config.far) == (2.0, 6.0)
-    assert run.render_config.background == (1.0, 1.0, 1.0) and run.render_config.jitter is False
+    assert (
+        isinstance(run, LoadedRun) and run.kind == "nerf" and run.step == 200 and run.model.fine is not None
+    )
+    coarse, cfg = run.model.coarse, run.model.config
+    assert not any(p.requires_grad for p in coarse.parameters()) and not coarse.training
+    assert (cfg.near, cfg.far) == (2.0, 6.0)
+    assert cfg.background == (1.0, 1.0, 1.0) and cfg.jitter is False
     assert run.dataset.scale == 1.0 and run.dataset.background == "white"
     # The weights are those saved: rendering the validation view reproduces the PSNR the trainer logged.
     val = run.dataset.load("val", run_dir=run.run_dir, max_views=1)
     cam = val.cameras
-    out = render_image(
-        run.coarse,
-        cam.c2w[0],
-        cam.height,
-        cam.width,
-        cam.fx[0],
-        cam.fy[0],
-        cam.cx[0],
-        cam.cy[0],
-        run.render_config,
-        fine=run.fine,
-    )
+    out = run.model.render_image(cam[0])
     psnr = -10 * math.log10(((out.rgb - val.images[0]) ** 2).mean().item())
     assert psnr == pytest.approx(trained_run.val_psnr, abs=1e-3)
     # Gradients still reach a camera pose through the frozen field (what the pose engine needs).
     c2w = cam.c2w[0].clone().requires_grad_(True)
     from inerf.rays import rays_from_pixels
-    from inerf.render import render_rays
 
     rays = rays_from_pixels(
         torch.tensor([[16, 16], [10, 20]]), c2w, cam.fx[0], cam.fy[0], cam.cx[0], cam.cy[0]
     )
-    render_rays(run.coarse, rays, run.render_config, fine=run.fine).rgb.sum().backward()
+    run.model.render_rays(rays).rgb.sum().backward()
     assert c2w.grad is not None and c2w.grad.abs().sum() > 0
 
 
@@ -196,7 +186,7 @@ def test_training_rays_match_per_image_rays(sphere_scene):
     for k, flat in enumerate(idx.tolist()):
         img, pix = divmod(flat, H * W)
         c = views.cameras
-        ref = rays_for_image(c.c2w[img], H, W, c.fx[img], c.fy[img], c.cx[img], c.cy[img])
+        ref = rays_for_image(c, img)
         torch.testing.assert_close(rays.origins[k], ref.origins[pix])
         torch.testing.assert_close(rays.directions[k], ref.directions[pix])
         torch.testing.assert_close(rays.viewdirs[k], ref.viewdirs[pix])
