@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from inerf.errors import InerfError
-from inerf.pose.config import PoseConfig, SamplingConfig
+from inerf.pose.config import AdamConfig, PoseConfig, SamplingConfig
 
 if TYPE_CHECKING:
     from inerf.geometry.cameras import Cameras
@@ -81,7 +81,10 @@ DEMO_PERTURB_TRANS = 0.1
 """Largest start translation offset per axis (scene units; the object spans 2, the camera is 4 away)."""
 
 DEMO_POSE = PoseConfig(
-    steps=300, n_rays=1024, lr=0.02, lr_decay=0.1, lr_decay_steps=150, sampling=SamplingConfig("random")
+    steps=300,
+    n_rays=1024,
+    adam=AdamConfig(lr=0.02, lr_decay=0.1, lr_decay_steps=150),
+    sampling=SamplingConfig("random"),
 )
 """Solver settings of the demo, tuned on the bundled targets (benchmarks/RESULTS_demo.md).
 
@@ -379,8 +382,8 @@ def _settings_table(config: PoseConfig, render_config, device: str, seed: int, n
         f"translation uniform in [-{DEMO_PERTURB_TRANS:g}, {DEMO_PERTURB_TRANS:g}] per axis (world frame)"
     )
     optimiser = (
-        f"Adam, lr {config.lr:g} x {config.lr_decay:g} every {config.lr_decay_steps} steps "
-        f"(translation x {config.trans_lr_scale:g})"
+        f"Adam, lr {config.adam.lr:g} x {config.adam.lr_decay:g} every {config.adam.lr_decay_steps} steps "
+        f"(translation x {config.adam.trans_lr_scale:g})"
     )
     samples = (
         f"{render_config.n_coarse} (+{render_config.n_fine} fine), depth {render_config.near:g} to "

@@ -107,8 +107,8 @@ def run(args) -> int:
     )
     c = demo.config
     print(
-        f"settings: {c.n_rays} rays/step ({c.sampling.strategy} sampling), lr {c.lr:g} (x{c.lr_decay:g} every "
-        f"{c.lr_decay_steps} steps), seed {args.seed}"
+        f"settings: {c.n_rays} rays/step ({c.sampling.strategy} sampling), lr {c.adam.lr:g} (x{c.adam.lr_decay:g} every "
+        f"{c.adam.lr_decay_steps} steps), seed {args.seed}"
     )
     if len(demo.outcomes) > 1:
         ok = sum(o.recovered for o in demo.outcomes)

@@ -26,8 +26,12 @@ from inerf.pose.config import (
     PAPER,
     ROBUST,
     STRATEGIES,
+    AdamConfig,
+    BlurConfig,
+    LMConfig,
     PoseConfig,
     SamplingConfig,
+    StopConfig,
 )
 
 DEFAULTS = PoseConfig()
@@ -63,59 +67,59 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--lm-steps",
         type=int,
-        default=DEFAULTS.lm_steps,
+        default=DEFAULTS.lm.steps,
         help="with --optimizer adam+lm: the last this many of --steps are LM steps",
     )
     g.add_argument(
         "--lm-average",
         type=int,
-        default=DEFAULTS.lm_average,
+        default=DEFAULTS.lm.average,
         help="return the mean pose of the last this many LM steps (cancels their jitter with few rays)",
     )
     g.add_argument(
         "--lm-decay",
         type=float,
-        default=DEFAULTS.lm_decay,
+        default=DEFAULTS.lm.decay,
         help="LM step j goes min(1, 1/(lm_decay*j)) of the way (a running mean of the per-step fits, "
         "steadier with few rays); 0 = full steps",
     )
     g.add_argument(
         "--lm-damping",
         type=float,
-        default=DEFAULTS.lm_damping,
+        default=DEFAULTS.lm.damping,
         help="initial LM damping (relative to the Gauss-Newton diagonal); adapts per step",
     )
-    g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="initial Adam learning rate")
+    g.add_argument("--lr", type=float, default=DEFAULTS.adam.lr, help="initial Adam learning rate")
     g.add_argument(
         "--trans-lr-scale",
         type=float,
-        default=DEFAULTS.trans_lr_scale,
+        default=DEFAULTS.adam.trans_lr_scale,
         help="learning rate of the translation part = lr * this (raise for scenes larger than ~4 units)",
     )
     g.add_argument(
         "--lr-decay",
         type=float,
-        default=DEFAULTS.lr_decay,
+        default=DEFAULTS.adam.lr_decay,
         help="learning rate multiplied by this every --lr-decay-steps (smooth exponential decay)",
     )
-    g.add_argument("--lr-decay-steps", type=int, default=DEFAULTS.lr_decay_steps, help="see --lr-decay")
+    g.add_argument("--lr-decay-steps", type=int, default=DEFAULTS.adam.lr_decay_steps, help="see --lr-decay")
     g.add_argument(
         "--rays", type=int, default=DEFAULTS.n_rays, help="pixels rendered per step (per hypothesis)"
     )
     g.add_argument(
         "--blur",
         type=float,
-        default=DEFAULTS.blur_sigma,
+        default=DEFAULTS.blur.sigma,
         help="coarse-to-fine: Gaussian blur (pixels) of render and target at the start, shrinking "
         "linearly to 0 at --blur-steps; widens the basin of convergence (0 = off, the paper)",
     )
     g.add_argument(
-        "--blur-steps", type=int, default=DEFAULTS.blur_steps, help="step at which the blur reaches 0"
+        "--blur-steps", type=int, default=DEFAULTS.blur.steps, help="step at which the blur reaches 0"
     )
     g.add_argument(
         "--blur-rays",
         type=int,
-        default=DEFAULTS.blur_rays,
+        default=DEFAULTS.blur.rays,
         help="rays per pixel while blurring (their mean colour is the blurred render)",
     )
     g.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss, help="photometric loss")
@@ -173,11 +177,11 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--stop-tol",
         type=float,
-        default=DEFAULTS.stop_tol,
+        default=DEFAULTS.stop.tol,
         help="stop once every hypothesis moves less than this per step (radians / scene units) for "
         "--stop-window steps; 0 = always run --steps",
     )
-    g.add_argument("--stop-window", type=int, default=DEFAULTS.stop_window, help="see --stop-tol")
+    g.add_argument("--stop-window", type=int, default=DEFAULTS.stop.window, help="see --stop-tol")
     g.add_argument(
         "--samples",
         type=int,
@@ -224,25 +228,23 @@ def pose_config_from_args(args, strategy: str) -> PoseConfig:
         config = PoseConfig(
             steps=args.steps,
             optimizer=args.optimizer,
-            lm_steps=args.lm_steps,
-            lm_damping=args.lm_damping,
-            lm_average=args.lm_average,
-            lm_decay=args.lm_decay,
-            blur_sigma=args.blur,
-            blur_steps=args.blur_steps,
-            blur_rays=args.blur_rays,
-            lr=args.lr,
-            trans_lr_scale=args.trans_lr_scale,
-            lr_decay=args.lr_decay,
-            lr_decay_steps=args.lr_decay_steps,
+            lm=LMConfig(
+                steps=args.lm_steps, damping=args.lm_damping, average=args.lm_average, decay=args.lm_decay
+            ),
+            blur=BlurConfig(sigma=args.blur, steps=args.blur_steps, rays=args.blur_rays),
+            adam=AdamConfig(
+                lr=args.lr,
+                trans_lr_scale=args.trans_lr_scale,
+                lr_decay=args.lr_decay,
+                lr_decay_steps=args.lr_decay_steps,
+            ),
             n_rays=args.rays,
             sampling=sampling_config_from_args(args, strategy),
             loss=args.loss,
             huber_delta=args.huber_delta,
             coarse_loss_weight=args.coarse_loss_weight,
             prune_steps=args.prune_steps,
-            stop_tol=args.stop_tol,
-            stop_window=args.stop_window,
+            stop=StopConfig(tol=args.stop_tol, window=args.stop_window),
             ray_chunk=args.ray_chunk,
         )
         if args.preset == "robust":

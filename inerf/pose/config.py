@@ -2,13 +2,15 @@
 
 Defaults follow the iNeRF paper (Yen-Chen et al., IROS 2021, §IV) and its public code: Adam with
 learning rate 0.01 decayed exponentially by x0.8 every 100 steps, 300 steps, 2048 rays per step,
-photometric MSE. Presets are plain module-level instances; change a copy with
-``dataclasses.replace(PAPER, steps=100)``.
+photometric MSE. Settings of one part of the solver live in a nested config (:class:`AdamConfig`,
+:class:`LMConfig`, :class:`BlurConfig`, :class:`StopConfig`). Presets are plain module-level instances; change
+a copy with ``dataclasses.replace(PAPER, steps=100)`` or :meth:`PoseConfig.with_steps`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 __all__ = [
     "DETECTORS",
@@ -18,8 +20,12 @@ __all__ = [
     "PAPER",
     "ROBUST",
     "STRATEGIES",
+    "AdamConfig",
+    "BlurConfig",
+    "LMConfig",
     "PoseConfig",
     "SamplingConfig",
+    "StopConfig",
 ]
 
 OPTIMIZERS = ("adam", "lm", "adam+lm")
@@ -83,35 +89,11 @@ class SamplingConfig:
 
 
 @dataclass
-class PoseConfig:
-    """The gradient-descent solve ``c2w = exp(xi) @ c2w0`` over a twist ``xi`` (see :mod:`inerf.geometry.se3`)."""
+class AdamConfig:
+    """The paper's first-order solve: Adam on the twist with an exponentially decaying learning rate."""
 
-    steps: int = 300
-    """Optimiser steps (the paper uses 300 Adam steps)."""
-    optimizer: str = "adam"
-    """One of :data:`OPTIMIZERS`. ``adam`` is the paper's. ``lm`` (Levenberg-Marquardt) takes Gauss-Newton
-    steps on the colour residuals, scaled by their curvature: no learning rate to tune, and it settles
-    to a fraction of a pixel where Adam keeps jittering by about ``lr`` per step. ``adam+lm`` runs Adam
-    for ``steps - lm_steps`` steps and then refines with ``lm_steps`` LM steps."""
-    lm_steps: int = 0
-    """With ``optimizer="adam+lm"``: how many of the ``steps`` are LM refinement steps at the end."""
-    lm_damping: float = 1e-2
-    """Initial Levenberg-Marquardt damping, relative to the diagonal of the Gauss-Newton matrix
-    (Marquardt's scaling); divided by 3 after an accepted step, multiplied by 4 after a rejected one."""
-    lm_average: int = 0
-    """Return the mean of the last this many LM iterates (Polyak-Ruppert averaging; 0 or 1 = the last
-    iterate). Each LM step fits the step's random pixels exactly, so with few rays the iterates jitter
-    around the optimum; their mean does not."""
-    lm_decay: float = 0.0
-    """With ``> 0``, LM step ``j`` (0-based) goes only ``min(1, 1 / (lm_decay * j))`` of the way to its
-    Gauss-Newton target, so the pose becomes a running mean of the per-step targets (Robbins-Monro): each
-    step fits its own random pixels, and with few rays those fits scatter. 0 = full steps."""
-    lm_max_rot: float = 0.1
-    """Trust region of one LM step: at most this rotation (radians) ..."""
-    lm_max_trans: float = 0.2
-    """... and this translation (scene units); larger steps are shortened along their direction."""
     lr: float = 0.01
-    """Initial Adam learning rate for the rotation part of the twist (radians per step, roughly, since Adam
+    """Initial learning rate for the rotation part of the twist (radians per step, roughly, since Adam
     normalises gradients)."""
     trans_lr_scale: float = 1.0
     """The translation part uses ``lr * trans_lr_scale`` (scene units per step, roughly). Raise it for
@@ -125,6 +107,116 @@ class PoseConfig:
     """Adam's moment decay rates."""
     eps: float = 1e-8
     """Adam's denominator guard."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0) or not (
+            math.isfinite(self.trans_lr_scale) and self.trans_lr_scale > 0
+        ):
+            raise ValueError(
+                f"lr and trans_lr_scale must be finite and > 0, got {self.lr} and {self.trans_lr_scale}"
+            )
+        if not 0.0 < self.lr_decay <= 1.0 or self.lr_decay_steps < 1:
+            raise ValueError(
+                f"lr_decay must be in (0, 1] and lr_decay_steps >= 1, got {self.lr_decay} and {self.lr_decay_steps}"
+            )
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate used for the update at ``step`` (0-based)."""
+        return self.lr * self.lr_decay ** (step / self.lr_decay_steps)
+
+
+@dataclass
+class LMConfig:
+    """Levenberg-Marquardt refinement (``optimizer="lm"`` or ``"adam+lm"``), see :mod:`inerf.pose.solver`."""
+
+    steps: int = 0
+    """With ``optimizer="adam+lm"``: how many of the solve's steps are LM refinement steps at the end."""
+    damping: float = 1e-2
+    """Initial damping, relative to the diagonal of the Gauss-Newton matrix (Marquardt's scaling); divided
+    by 3 after an accepted step, multiplied by 4 after a rejected one."""
+    average: int = 0
+    """Return the mean of the last this many LM iterates (Polyak-Ruppert averaging; 0 or 1 = the last
+    iterate). Each LM step fits the step's random pixels exactly, so with few rays the iterates jitter
+    around the optimum; their mean does not."""
+    decay: float = 0.0
+    """With ``> 0``, LM step ``j`` (0-based) goes only ``min(1, 1 / (decay * j))`` of the way to its
+    Gauss-Newton target, so the pose becomes a running mean of the per-step targets (Robbins-Monro): each
+    step fits its own random pixels, and with few rays those fits scatter. 0 = full steps."""
+    max_rot: float = 0.1
+    """Trust region of one step: at most this rotation (radians) ..."""
+    max_trans: float = 0.2
+    """... and this translation (scene units); larger steps are shortened along their direction."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.average < 0:
+            raise ValueError(f"lm steps and average must be >= 0, got {self.steps} and {self.average}")
+        for name in ("damping", "max_rot", "max_trans"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"lm {name} must be finite and > 0, got {v}")
+        if not (math.isfinite(self.decay) and self.decay >= 0):
+            raise ValueError(f"lm decay must be finite and >= 0, got {self.decay}")
+
+
+@dataclass
+class BlurConfig:
+    """Coarse-to-fine: compare a Gaussian-blurred render with the target blurred alike, the blur shrinking
+    linearly to 0. Blurring widens the basin of the photometric loss to about the blur's size, which thin or
+    repeated structures (chair legs and spindles) otherwise shrink to a few pixels."""
+
+    sigma: float = 0.0
+    """Standard deviation of the blur at step 0, in pixels (0 = off, the paper)."""
+    steps: int = 100
+    """Step at which the blur reaches 0."""
+    rays: int = 4
+    """Rays per sampled pixel while blurring, spread on a ring of radius ``sqrt(2) * sigma`` (the blur's
+    second moment) that turns from step to step; their mean colour is the blurred render."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sigma) and self.sigma >= 0) or self.steps < 1 or self.rays < 1:
+            raise ValueError(
+                f"blur sigma must be finite and >= 0, steps and rays >= 1, got {self.sigma}, {self.steps}, {self.rays}"
+            )
+
+    def at(self, step: int) -> float:
+        """Blur (pixels, standard deviation) of the renders and target at ``step`` (0-based)."""
+        if self.sigma <= 0 or step >= self.steps:
+            return 0.0
+        return self.sigma * (1.0 - step / self.steps)
+
+
+@dataclass
+class StopConfig:
+    """Early stopping once the poses stop moving."""
+
+    tol: float = 0.0
+    """Stop once every live hypothesis moved less than this (max of the rotation change in radians and the
+    translation change, per step) for ``window`` consecutive steps; 0 disables the test."""
+    window: int = 10
+    """Steps the update must stay below ``tol``; also how often the test is checked (one host sync)."""
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or not (math.isfinite(self.tol) and self.tol >= 0):
+            raise ValueError(
+                f"stop window must be >= 1 and tol finite and >= 0, got {self.window} and {self.tol}"
+            )
+
+
+@dataclass
+class PoseConfig:
+    """The gradient-descent solve ``c2w = exp(xi) @ c2w0`` over a twist ``xi`` (see :mod:`inerf.geometry.se3`)."""
+
+    steps: int = 300
+    """Optimiser steps (the paper uses 300 Adam steps)."""
+    optimizer: str = "adam"
+    """One of :data:`OPTIMIZERS`. ``adam`` is the paper's. ``lm`` (Levenberg-Marquardt) takes Gauss-Newton
+    steps on the colour residuals, scaled by their curvature: no learning rate to tune, and it settles
+    to a fraction of a pixel where Adam keeps jittering by about ``lr`` per step. ``adam+lm`` runs Adam
+    for ``steps - lm.steps`` steps and then refines with ``lm.steps`` LM steps."""
+    adam: AdamConfig = field(default_factory=AdamConfig)
+    """Adam's learning rate and its schedule."""
+    lm: LMConfig = field(default_factory=LMConfig)
+    """Levenberg-Marquardt steps."""
     n_rays: int = 2048
     """Pixels rendered per step and per hypothesis (the paper's batch size)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -135,16 +227,8 @@ class PoseConfig:
     """Transition point of the Huber loss (colour units in [0, 1])."""
     mape_eps: float = 0.01
     """Added to the target in the MAPE denominator, so black pixels do not divide by zero."""
-    blur_sigma: float = 0.0
-    """Coarse-to-fine: start by comparing a Gaussian-blurred render with the target blurred alike, with
-    this standard deviation in pixels, shrinking linearly to 0 at ``blur_steps`` (0 = off, the paper).
-    Blurring widens the basin of the photometric loss to about the blur's size, which thin or repeated
-    structures (chair legs and spindles) otherwise shrink to a few pixels."""
-    blur_steps: int = 100
-    """Step at which the blur reaches 0."""
-    blur_rays: int = 4
-    """Rays per sampled pixel while blurring, spread on a ring of radius ``sqrt(2) * sigma`` (the blur's
-    second moment) that turns from step to step; their mean colour is the blurred render."""
+    blur: BlurConfig = field(default_factory=BlurConfig)
+    """Coarse-to-fine blur of render and target."""
     coarse_loss_weight: float = 0.0
     """Weight of the coarse pass's loss when the field has a fine pass (0 = fine colour only, as iNeRF)."""
     deterministic_render: bool = True
@@ -153,11 +237,8 @@ class PoseConfig:
     prune_steps: tuple[int, ...] = ()
     """With several hypotheses, keep the best half (lowest loss on that step's pixels, shared by all
     hypotheses of a problem) at each of these steps (Parallel iNeRF's scheme)."""
-    stop_tol: float = 0.0
-    """Stop early once every live hypothesis moved less than this (max of the rotation change in radians
-    and the translation change, per step) for ``stop_window`` consecutive steps; 0 disables the test."""
-    stop_window: int = 10
-    """Steps the update must stay below ``stop_tol``; also how often the test is checked (one host sync)."""
+    stop: StopConfig = field(default_factory=StopConfig)
+    """Early stopping."""
     ray_chunk: int = 8192
     """Rays rendered per forward/backward pass; bounds memory, since the field's activations are kept for
     the backward pass (the NeRF MLP with 64 + 128 samples keeps about 3 MB per ray: 8192 rays ~ 25 GB).
@@ -172,53 +253,66 @@ class PoseConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
         if self.optimizer != "adam" and self.loss == "mape":
             raise ValueError("the lm optimizer supports the mse and huber losses, not mape")
-        if self.optimizer == "adam+lm" and not 0 < self.lm_steps <= self.steps:
-            raise ValueError(f"adam+lm needs 0 < lm_steps <= steps, got lm_steps={self.lm_steps}")
-        if self.blur_sigma < 0 or self.blur_steps < 1 or self.blur_rays < 1:
-            raise ValueError("blur_sigma must be >= 0, blur_steps and blur_rays >= 1")
-        if self.lm_damping <= 0 or self.lm_max_rot <= 0 or self.lm_max_trans <= 0:
-            raise ValueError("lm_damping, lm_max_rot and lm_max_trans must be > 0")
-        if self.lm_average < 0 or self.lm_decay < 0:
-            raise ValueError("lm_average and lm_decay must be >= 0")
-        if self.steps < 0 or self.n_rays < 1 or self.lr <= 0 or self.ray_chunk < 1:
-            raise ValueError("steps must be >= 0, n_rays and ray_chunk >= 1, lr > 0")
-        if not 0.0 < self.lr_decay <= 1.0 or self.lr_decay_steps < 1:
-            raise ValueError("lr_decay must be in (0, 1] and lr_decay_steps >= 1")
-        if self.stop_window < 1 or self.stop_tol < 0:
-            raise ValueError("stop_window must be >= 1 and stop_tol >= 0")
+        if self.optimizer == "adam+lm" and not 0 < self.lm.steps <= self.steps:
+            raise ValueError(
+                f"adam+lm needs 0 < lm steps <= steps, got lm steps {self.lm.steps} of {self.steps}"
+            )
+        if self.steps < 0 or self.n_rays < 1 or self.ray_chunk < 1 or self.progress_every < 1:
+            raise ValueError(
+                f"steps must be >= 0, n_rays, ray_chunk and progress_every >= 1, got {self.steps}, {self.n_rays}, "
+                f"{self.ray_chunk} and {self.progress_every}"
+            )
+        if not (math.isfinite(self.huber_delta) and self.huber_delta > 0):
+            raise ValueError(f"huber_delta must be finite and > 0, got {self.huber_delta}")
+        if not (math.isfinite(self.mape_eps) and self.mape_eps >= 0):
+            raise ValueError(f"mape_eps must be finite and >= 0, got {self.mape_eps}")
+        if not (math.isfinite(self.coarse_loss_weight) and self.coarse_loss_weight >= 0):
+            raise ValueError(f"coarse_loss_weight must be finite and >= 0, got {self.coarse_loss_weight}")
         self.prune_steps = tuple(sorted({int(s) for s in self.prune_steps}))
 
     def uses_lm(self, step: int) -> bool:
         """Whether the update at ``step`` (0-based) is a Levenberg-Marquardt step."""
         if self.optimizer == "lm":
             return True
-        return self.optimizer == "adam+lm" and step >= self.steps - self.lm_steps
-
-    def blur_at(self, step: int) -> float:
-        """Blur (pixels, standard deviation) of the renders and target at ``step`` (0-based)."""
-        if self.blur_sigma <= 0 or step >= self.blur_steps:
-            return 0.0
-        return self.blur_sigma * (1.0 - step / self.blur_steps)
+        return self.optimizer == "adam+lm" and step >= self.steps - self.lm.steps
 
     def lm_fraction(self, step: int) -> float:
-        """Fraction of the Gauss-Newton step taken at ``step`` (see :attr:`lm_decay`)."""
-        if self.lm_decay <= 0:
+        """Fraction of the Gauss-Newton step taken at ``step`` (see :attr:`LMConfig.decay`)."""
+        if self.lm.decay <= 0:
             return 1.0
-        j = step if self.optimizer == "lm" else step - (self.steps - self.lm_steps)
-        return 1.0 if j * self.lm_decay <= 1.0 else 1.0 / (self.lm_decay * j)
+        j = step if self.optimizer == "lm" else step - (self.steps - self.lm.steps)
+        return 1.0 if j * self.lm.decay <= 1.0 else 1.0 / (self.lm.decay * j)
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate used for the update at ``step`` (0-based)."""
-        return self.lr * self.lr_decay ** (step / self.lr_decay_steps)
+    def with_steps(self, steps: int) -> PoseConfig:
+        """This config for a solve of ``steps`` steps, its phases scaled as fractions of the whole: the LM
+        phase, the blur phase, the learning-rate schedule and the pruning steps keep their share of the solve
+        (a preset made for 300 steps then fits 40 or 1000)."""
+        if steps == self.steps or self.steps == 0:
+            return replace(self, steps=steps)
+        k = steps / self.steps
+
+        def scale(n: int) -> int:
+            return max(1, round(n * k))
+
+        lm_steps = min(steps, scale(self.lm.steps)) if self.lm.steps > 0 else 0
+        return replace(
+            self,
+            steps=steps,
+            adam=replace(self.adam, lr_decay_steps=scale(self.adam.lr_decay_steps)),
+            lm=replace(self.lm, steps=lm_steps),
+            blur=replace(self.blur, steps=scale(self.blur.steps)),
+            prune_steps=tuple(sorted({min(steps, scale(s)) for s in self.prune_steps})),
+        )
 
 
 PAPER = PoseConfig()
 """The iNeRF paper's settings (random sampling; pass a :class:`SamplingConfig` for the others)."""
 
-FAST = PoseConfig(steps=150, n_rays=1024, lr=0.02, lr_decay_steps=50)
+FAST = PoseConfig(steps=150, n_rays=1024, adam=AdamConfig(lr=0.02, lr_decay_steps=50))
 """A quicker, coarser solve for CPU previews."""
 
-ROBUST = PoseConfig(optimizer="adam+lm", lm_steps=50, blur_sigma=8.0, blur_steps=100, blur_rays=4)
+ROBUST = PoseConfig(optimizer="adam+lm", lm=LMConfig(steps=50), blur=BlurConfig(sigma=8.0, steps=100, rays=4))
 """The paper's settings plus coarse-to-fine blur and a Levenberg-Marquardt finish: on the paper's protocol
 (chair, +-40 degrees / +-0.1) random sampling succeeds in 100% of 25 trials instead of 72% (BENCHMARKS.md).
-The first 100 steps render 4 rays per pixel, so a solve costs about twice the paper's."""
+The first 100 steps render 4 rays per pixel, so a solve costs about twice the paper's. For another number of
+steps use ``ROBUST.with_steps(n)`` (the blur and LM phases keep their share)."""

@@ -235,7 +235,7 @@ def run_pose_benchmark(
     seconds = {n: 0.0 for n in labels}
     trials: list[dict] = []
     # Solve to the full step count: the stop test would end trials before later checkpoints.
-    base = replace(pose_config, stop_tol=0.0)
+    base = replace(pose_config, stop=replace(pose_config.stop, tol=0.0))
     for n_img, i in enumerate(ids):
         gt = views.cameras.c2w[i].double()
         cam = views.cameras[i]

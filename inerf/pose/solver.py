@@ -28,8 +28,8 @@ backward passes to the ray tensors (one per colour channel) chained with the ray
 ``g = sum J^T W r`` (IRLS weights ``W`` for Huber) is kept only if it lowers the loss on the same pixels,
 and the damping adapts per hypothesis. ``adam+lm`` runs Adam and finishes with LM steps.
 
-**Coarse-to-fine blur.** With ``blur_sigma > 0`` the first ``blur_steps`` steps compare a blurred render
-(the mean colour of ``blur_rays`` rays on a ring of radius ``sqrt(2) sigma`` around each pixel, the ring's
+**Coarse-to-fine blur.** With ``blur.sigma > 0`` the first ``blur.steps`` steps compare a blurred render
+(the mean colour of ``blur.rays`` rays on a ring of radius ``sqrt(2) sigma`` around each pixel, the ring's
 second moment matching a Gaussian's) with the target blurred by a Gaussian of the same ``sigma``, which
 shrinks linearly to 0. This widens the basin of the loss to about the blur's size.
 
@@ -38,7 +38,7 @@ pose and marked ``"nan"`` (with the step); the others continue. Nothing non-fini
 
 **Device efficiency.** Per-step bookkeeping (losses, poses, NaN flags, the stop test's running maximum)
 stays on the device; the host syncs only to refresh the progress bar every ``progress_every`` steps and
-to check the stop test every ``stop_window`` steps (when enabled).
+to check the stop test every ``stop.window`` steps (when enabled).
 """
 
 from __future__ import annotations
@@ -322,13 +322,13 @@ class _Problem:
 
     def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float, step: int):
         """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``), the target colours
-        ``[G * K * n, 3]`` and ``k``, the rays per pixel: 1 without blur, else ``blur_rays`` rays on a ring of
+        ``[G * K * n, 3]`` and ``k``, the rays per pixel: 1 without blur, else ``blur.rays`` rays on a ring of
         radius ``sqrt(2) sigma`` around the pixel centre (turned by the golden angle each step), whose mean
         colour stands for the blurred render."""
         G, K = xi.shape[:2]
         n = pix.shape[-1]
         uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2).to(torch.float32)
-        k = self.config.blur_rays if sigma > 0 else 1
+        k = self.config.blur.rays if sigma > 0 else 1
         if k > 1:
             angle = step * 2.399963229728653 + torch.arange(k, device=uv.device) * (2 * math.pi / k)
             ring = math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)  # [k, 2]
@@ -546,7 +546,7 @@ def estimate_pose(
     with frozen_fields(coarse, fine):
         problem = _Problem(coarse, fine, target, config, render_config, device)
         # Per-coordinate learning-rate scale: twist order (rho, phi) = (translation, rotation).
-        lr_scale = torch.tensor([config.trans_lr_scale] * 3 + [1.0] * 3, device=device)
+        lr_scale = torch.tensor([config.adam.trans_lr_scale] * 3 + [1.0] * 3, device=device)
         xi = torch.zeros(G, K0, 6, device=device)
         m, v = torch.zeros_like(xi), torch.zeros_like(xi)
         ids = torch.arange(K0, device=device).expand(G, K0).contiguous()  # original index of each live slot
@@ -571,17 +571,17 @@ def estimate_pose(
         window_max = torch.zeros((), device=device)
         stopped_early = False
         step = 0
-        damping = torch.full((G, K0), config.lm_damping, device=device)
+        damping = torch.full((G, K0), config.lm.damping, device=device)
         for step in range(config.steps):
             pix = problem.sampler.sample(seed_t, step)
             use_lm = config.uses_lm(step)
-            sigma = config.blur_at(step)
+            sigma = config.blur.at(step)
             if use_lm:
                 loss_k, H, grad = problem.linearize(xi, c2w0, pix, sigma, step)
                 rec_lr.append(math.nan)  # no learning rate: the damping adapts per hypothesis
             else:
                 loss_k, grad = problem.evaluate(xi, c2w0, pix, need_grad=True, sigma=sigma, step=step)
-                lr = config.lr_at(step)
+                lr = config.adam.lr_at(step)
                 rec_lr.append(lr)
             # A hypothesis fails for good the first time its loss or gradient is not finite.
             bad = ~torch.isfinite(loss_k) | ~torch.isfinite(grad).all(-1)
@@ -607,7 +607,7 @@ def estimate_pose(
             if use_lm:
                 H = torch.where(dead[..., None, None], torch.eye(6, device=device, dtype=H.dtype), H)
                 cand = lm_step(
-                    xi, H, grad, damping, config.lm_max_rot, config.lm_max_trans, config.lm_fraction(step)
+                    xi, H, grad, damping, config.lm.max_rot, config.lm.max_trans, config.lm_fraction(step)
                 )
                 # Accept a step only if it lowers the loss on the same pixels (Levenberg-Marquardt).
                 loss_c, _ = problem.evaluate(cand, c2w0, pix, need_grad=False, sigma=sigma, step=step)
@@ -616,7 +616,7 @@ def estimate_pose(
                 damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
             else:
                 new_xi, new_m, new_v = adam_update(
-                    xi, grad, m, v, step + 1, lr * lr_scale, config.betas, config.eps
+                    xi, grad, m, v, step + 1, lr * lr_scale, config.adam.betas, config.adam.eps
                 )
             # Failed hypotheses stay where they were (their last finite pose).
             frozen = dead[..., None]
@@ -628,12 +628,12 @@ def estimate_pose(
                 if step % config.progress_every == 0 or step == config.steps - 1:
                     best = torch.where(dead, math.inf, loss_k).min()
                     bar.set_postfix(loss=f"{best.item():.3e}", refresh=False)
-            if config.stop_tol > 0:
+            if config.stop.tol > 0:
                 # Step size of each hypothesis: max of the translation and rotation parts of the change.
                 moved = torch.maximum(delta[..., :3].norm(dim=-1), delta[..., 3:].norm(dim=-1)).amax()
                 window_max = torch.maximum(window_max, moved)
-                if (step + 1) % config.stop_window == 0:
-                    if window_max.item() < config.stop_tol:
+                if (step + 1) % config.stop.window == 0:
+                    if window_max.item() < config.stop.tol:
                         stopped_early = True
                         step += 1
                         break
@@ -642,7 +642,7 @@ def estimate_pose(
             step = config.steps
         if bar is not None:
             bar.close()
-        n_avg = min(config.lm_average, sum(config.uses_lm(s) for s in range(step)))
+        n_avg = min(config.lm.average, sum(config.uses_lm(s) for s in range(step)))
         if n_avg > 1:
             xi = _average_tail(xi, c2w0, rec_c2w[len(rec_c2w) - (n_avg - 1) :], rows, ids, dead)
         # Score the final poses on the next step's pixels (no update): the loss of the returned pose.

@@ -430,9 +430,9 @@ def test_estimate_with_blur_and_levenberg_marquardt(inputs, capsys):
     ("flags", "match"),
     [
         (["--optimizer", "lm", "--loss", "mape"], "mape"),
-        (["--optimizer", "adam+lm"], "lm_steps"),
+        (["--optimizer", "adam+lm"], "lm steps"),
         (["--samples", "2"], "--samples"),
-        (["--blur", "-1"], "blur_sigma"),
+        (["--blur", "-1"], "blur sigma"),
     ],
 )
 def test_bad_solver_flags_are_one_line_errors(inputs, capsys, flags, match):
@@ -469,11 +469,11 @@ def test_robust_preset_and_explicit_options():
     paper = pose_config_from_args(p.parse_args([]), "random")
     assert paper == PAPER
     robust = pose_config_from_args(p.parse_args(["--preset", "robust"]), "random")
-    assert robust == ROBUST and robust.optimizer == "adam+lm" and robust.blur_sigma == 8.0
+    assert robust == ROBUST and robust.optimizer == "adam+lm" and robust.blur.sigma == 8.0
     mixed = pose_config_from_args(
         p.parse_args(["--preset", "robust", "--blur", "4", "--rays", "512"]), "center"
     )
-    assert (mixed.blur_sigma, mixed.n_rays, mixed.lm_steps, mixed.sampling.strategy) == (
+    assert (mixed.blur.sigma, mixed.n_rays, mixed.lm.steps, mixed.sampling.strategy) == (
         4.0,
         512,
         50,

@@ -7,7 +7,7 @@ import torch
 from pose_scene import look_at, perturb
 
 from inerf.geometry import se3
-from inerf.pose.config import PoseConfig
+from inerf.pose.config import AdamConfig, BlurConfig, LMConfig, PoseConfig
 from inerf.pose.solver import _Problem, estimate_pose, lm_step
 from inerf.render.model import Model
 
@@ -58,8 +58,10 @@ def test_lm_recovers_a_perturbation_to_a_small_fraction_of_a_pixel(field, render
 def test_adam_then_lm_refines_the_adam_result(field, render_config, scene):
     target, gt = scene
     init = perturb(gt, 10.0, 0.05)
-    adam = PoseConfig(steps=60, n_rays=384, lr=0.02)
-    hybrid = PoseConfig(steps=70, n_rays=384, lr=0.02, optimizer="adam+lm", lm_steps=10)
+    adam = PoseConfig(steps=60, n_rays=384, adam=AdamConfig(lr=0.02))
+    hybrid = PoseConfig(
+        steps=70, n_rays=384, adam=AdamConfig(lr=0.02), optimizer="adam+lm", lm=LMConfig(steps=10)
+    )
     r_adam = estimate_pose(Model(field, None, render_config), target, init, adam, seeds=0)
     r_hyb = estimate_pose(Model(field, None, render_config), target, init, hybrid, seeds=0)
     # The first 60 steps are the same Adam steps.
@@ -94,8 +96,8 @@ def test_lm_options_are_validated():
         PoseConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="mape"):
         PoseConfig(optimizer="lm", loss="mape")
-    with pytest.raises(ValueError, match="lm_steps"):
-        PoseConfig(optimizer="adam+lm", steps=10, lm_steps=0)
+    with pytest.raises(ValueError, match="lm steps"):
+        PoseConfig(optimizer="adam+lm", steps=10, lm=LMConfig(steps=0))
 
 
 def test_lm_on_an_unseen_view_direction_still_converges(field, render_config):
@@ -121,8 +123,8 @@ def test_blurred_loss_is_the_mean_of_the_ring_rays_against_the_blurred_target(fi
     from inerf.render.renderer import render_rays
 
     target, gt = scene
-    config = PoseConfig(n_rays=64, blur_sigma=3.0, blur_steps=10, blur_rays=4)
-    assert [config.blur_at(s) for s in (0, 5, 10, 50)] == [3.0, 1.5, 0.0, 0.0]
+    config = PoseConfig(n_rays=64, blur=BlurConfig(sigma=3.0, steps=10, rays=4))
+    assert [config.blur.at(s) for s in (0, 5, 10, 50)] == [3.0, 1.5, 0.0, 0.0]
     problem = _Problem(field, None, target, config, render_config, torch.device("cpu"))
     pix = problem.sampler.sample(torch.tensor([1]), 0)
     c2w = perturb(gt, 3.0, 0.02).float()
@@ -144,7 +146,12 @@ def test_coarse_to_fine_blur_still_converges_exactly(field, render_config, scene
     """The blur only shapes the first steps: the solve ends on the sharp image at the same accuracy."""
     target, gt = scene
     config = PoseConfig(
-        optimizer="adam+lm", steps=90, lm_steps=15, n_rays=256, lr=0.02, blur_sigma=4.0, blur_steps=50
+        optimizer="adam+lm",
+        steps=90,
+        lm=LMConfig(steps=15),
+        n_rays=256,
+        adam=AdamConfig(lr=0.02),
+        blur=BlurConfig(sigma=4.0, steps=50),
     )
     result = estimate_pose(
         Model(field, None, render_config), target, perturb(gt, 12.0, 0.05), config, seeds=0
@@ -162,7 +169,7 @@ def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, 
         Model(field, None, render_config),
         target,
         init,
-        PoseConfig(optimizer="lm", steps=4, n_rays=64, lm_average=4),
+        PoseConfig(optimizer="lm", steps=4, n_rays=64, lm=LMConfig(average=4)),
         seeds=2,
     )
     # The same iterates; only the returned pose differs: the mean of the last 4 in the tangent space at the last.
@@ -176,7 +183,7 @@ def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, 
 
 
 def test_lm_decay_turns_the_steps_into_a_running_mean(field, render_config, scene):
-    config = PoseConfig(optimizer="adam+lm", steps=20, lm_steps=10, lm_decay=0.5)
+    config = PoseConfig(optimizer="adam+lm", steps=20, lm=LMConfig(steps=10, decay=0.5))
     # LM starts at step 10: full steps while 0.5 * j <= 1, then 1 / (0.5 j).
     assert [config.lm_fraction(s) for s in (10, 11, 12, 13, 14, 19)] == [1.0, 1.0, 1.0, 2 / 3, 0.5, 2 / 9]
     assert PoseConfig(optimizer="lm").lm_fraction(7) == 1.0  # off by default
@@ -185,7 +192,7 @@ def test_lm_decay_turns_the_steps_into_a_running_mean(field, render_config, scen
         Model(field, None, render_config),
         target,
         perturb(gt, 10.0, 0.05),
-        PoseConfig(optimizer="lm", steps=25, n_rays=384, lm_decay=0.2),
+        PoseConfig(optimizer="lm", steps=25, n_rays=384, lm=LMConfig(decay=0.2)),
         seeds=0,
     )
     rot, trans = errors(result.c2w[0], gt)

@@ -11,7 +11,7 @@ from pose_scene import NaNField, look_at, perturb
 from inerf.errors import InerfError
 from inerf.geometry import se3
 from inerf.geometry.cameras import Cameras
-from inerf.pose.config import PoseConfig, SamplingConfig
+from inerf.pose.config import AdamConfig, PoseConfig, SamplingConfig, StopConfig
 from inerf.pose.solver import (
     PoseTarget,
     adam_update,
@@ -21,7 +21,7 @@ from inerf.pose.solver import (
 )
 from inerf.render.model import Model
 
-FAST = PoseConfig(steps=250, n_rays=384, lr=0.01)
+FAST = PoseConfig(steps=250, n_rays=384, adam=AdamConfig(lr=0.01))
 
 
 def errors(c2w, gt):
@@ -63,13 +63,13 @@ def test_trajectory_records_loss_and_lr(solved):
     tr = result.trajectory
     assert tr.loss.shape == (FAST.steps + 1, 1, 1) and torch.isfinite(tr.loss).all()
     assert tr.loss[-1, 0, 0] < 1e-2 * tr.loss[0, 0, 0]
-    assert tr.lr[0] == pytest.approx(FAST.lr) and tr.lr[100] == pytest.approx(FAST.lr * 0.8)
+    assert tr.lr[0] == pytest.approx(FAST.adam.lr) and tr.lr[100] == pytest.approx(FAST.adam.lr * 0.8)
     assert torch.isnan(tr.lr[-1])
 
 
 def test_batched_hypotheses_equal_single_solves(field, render_config, scene):
     target, gt = scene
-    cfg = PoseConfig(steps=40, n_rays=128, lr=0.01)
+    cfg = PoseConfig(steps=40, n_rays=128, adam=AdamConfig(lr=0.01))
     starts = torch.stack(
         [
             perturb(gt, 8.0, 0.05),
@@ -200,7 +200,7 @@ def test_stop_test_ends_the_solve_early(field, render_config, scene):
     target, gt = scene
     # At the optimum, rendering every pixel, the gradient is exactly zero, so the first window moves < tol.
     # (With a random subset Adam still moves: it normalises even round-off gradients to steps of ~lr.)
-    cfg = PoseConfig(steps=100, n_rays=target.height * target.width, stop_tol=1e-6, stop_window=5)
+    cfg = PoseConfig(steps=100, n_rays=target.height * target.width, stop=StopConfig(tol=1e-6, window=5))
     res = estimate_pose(Model(field, None, render_config), target, gt, cfg)
     assert res.stopped_early and res.steps == 5
     assert res.trajectory.c2w.shape[0] == 6
