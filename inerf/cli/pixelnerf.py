@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
 
     parser.set_defaults(func=print_help)
     _add_video(sub)
+    from inerf.cli.pixelnerf_metrics import add_metrics_parser
+
+    add_metrics_parser(sub)
     with contextlib.suppress(ImportError):  # the pose engine (inerf.pose) is optional for `video`
         _add_pose(sub)
 

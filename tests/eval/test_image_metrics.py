@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from inerf.eval.metrics import gaussian_window, mse, psnr, ssim
+from inerf.eval.metrics import gaussian_window, mse, psnr, ssim, ssim_skimage_default
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -82,3 +83,62 @@ def test_bad_shapes():
         ssim(torch.zeros(8, 8, 3), torch.zeros(8, 8, 3))
     with pytest.raises(ValueError, match=r"\[..., H, W, C\]"):
         psnr(torch.zeros(4, 4), torch.zeros(4, 4))
+
+
+# -- against scikit-image, on real renders ------------------------------------------------------------------
+
+
+def _skimage_pairs(demo_images):
+    """Pairs of real images (float64 [0, 1]): two views, and a view against a noisy copy of itself."""
+    from eval_helpers import resize
+
+    x = resize(demo_images[:3], 64)
+    noisy = (x + 0.05 * np.random.default_rng(0).standard_normal(x.shape)).clip(0, 1)
+    return [(x[0], x[1]), (x[1], x[2]), (x[0], noisy[0]), (x[2], noisy[2]), (demo_images[0], demo_images[4])]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ssim_matches_skimage(demo_images, dtype):
+    """Our default SSIM is scikit-image's Gaussian setting; ``ssim_skimage_default`` its default setting."""
+    metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is not installed (test extra)")
+    worst_gauss = worst_default = spread = 0.0
+    for a, b in _skimage_pairs(demo_images):
+        ta, tb = torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype)
+        ref_gauss = metrics.structural_similarity(
+            a, b, channel_axis=-1, data_range=1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
+        ref_default = metrics.structural_similarity(a, b, channel_axis=-1, data_range=1)
+        worst_gauss = max(worst_gauss, abs(ssim(ta, tb).item() - ref_gauss))
+        worst_default = max(worst_default, abs(ssim_skimage_default(ta, tb).item() - ref_default))
+        spread = max(spread, abs(ref_gauss - ref_default))
+    print(f"SSIM ({dtype}): max |ours - skimage| gaussian {worst_gauss:.3g}, default {worst_default:.3g}")
+    assert worst_gauss <= 1e-4 and worst_default <= 1e-4
+    assert spread > 1e-2  # the two settings give really different numbers
+    # batched = one by one
+    a = torch.from_numpy(np.stack([p[0] for p in _skimage_pairs(demo_images)[:4]]))
+    b = torch.from_numpy(np.stack([p[1] for p in _skimage_pairs(demo_images)[:4]]))
+    torch.testing.assert_close(ssim_skimage_default(a, b)[2], ssim_skimage_default(a[2], b[2]))
+
+
+def test_psnr_matches_skimage(demo_images):
+    metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is not installed (test extra)")
+    worst = 0.0
+    for a, b in _skimage_pairs(demo_images):
+        ref = metrics.peak_signal_noise_ratio(a, b, data_range=1)
+        worst = max(worst, abs(psnr(torch.from_numpy(a), torch.from_numpy(b)).item() - ref))
+    print(f"PSNR: max |ours - skimage| {worst:.3g} dB")
+    assert worst <= 1e-4
+
+
+def test_uniform_window_sample_covariance_by_hand():
+    """A 7x7 image is one window: SSIM from the unbiased (N - 1) statistics of the 49 pixels."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(7, 7, 1, generator=g, dtype=torch.float64)
+    y = (0.5 * x + 0.3 * torch.rand(7, 7, 1, generator=g, dtype=torch.float64)).clamp(0, 1)
+    mx, my = x.mean(), y.mean()
+    vx, vy = x.var(unbiased=True), y.var(unbiased=True)
+    cxy = ((x - mx) * (y - my)).sum() / 48
+    expected = (2 * mx * my + C1) * (2 * cxy + C2) / ((mx**2 + my**2 + C1) * (vx + vy + C2))
+    assert ssim_skimage_default(x, y).item() == pytest.approx(expected.item(), abs=1e-12)
+    with pytest.raises(ValueError, match="unknown SSIM window"):
+        ssim(x, y, window_size=7, window="box")
