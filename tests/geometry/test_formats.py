@@ -40,7 +40,8 @@ def random_c2w(n: int, seed: int = 0) -> torch.Tensor:
 
 # A camera at (1, 2, 3) turned 90 degrees about world z (its x axis points along world +y).
 C2W_HAND = torch.tensor(
-    [[0.0, -1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0], [0.0, 0.0, 0.0, 1.0]], dtype=torch.float64
+    [[0.0, -1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0], [0.0, 0.0, 0.0, 1.0]],
+    dtype=torch.float64,
 )
 
 
@@ -74,7 +75,9 @@ def test_line_formats_hand_values():
     line = colmap_image_line(C2W_HAND, 7, 3, "a.png")
     parts = line.split()
     assert parts[0] == "7" and parts[8:] == ["3", "a.png"]
-    np.testing.assert_allclose([float(v) for v in parts[1:5]], [math.sqrt(0.5), 0, 0, -math.sqrt(0.5)], atol=1e-15)
+    np.testing.assert_allclose(
+        [float(v) for v in parts[1:5]], [math.sqrt(0.5), 0, 0, -math.sqrt(0.5)], atol=1e-15
+    )
     np.testing.assert_allclose([float(v) for v in parts[5:8]], [-2.0, 1.0, -3.0], atol=1e-15)
     # TUM: position then (qx, qy, qz, qw) of the c2w rotation.
     v = [float(x) for x in tum_line(C2W_HAND, 1.5).split()]
@@ -170,7 +173,9 @@ def test_nerfstudio_camera_path(tmp_path):
     entry = doc["camera_path"][0]
     # Vertical field of view in degrees: 2 atan(30 / 120).
     assert entry["fov"] == pytest.approx(math.degrees(2 * math.atan(30 / 120)))
-    np.testing.assert_array_equal(np.array(entry["camera_to_world"]).reshape(4, 4), opencv_to_opengl_c2w(c2w[0]))
+    np.testing.assert_array_equal(
+        np.array(entry["camera_to_world"]).reshape(4, 4), opencv_to_opengl_c2w(c2w[0])
+    )
     back = read_nerfstudio_camera_path(path)
     torch.testing.assert_close(back.c2w, c2w, atol=1e-12, rtol=0)
     assert back.intrinsics[0].fy == pytest.approx(120.0)
