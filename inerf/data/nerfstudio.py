@@ -281,6 +281,7 @@ def load_nerfstudio(
 
     images, alphas, names, Ks = [], [], [], []
     size = out_size = None
+    residual = scale  # the scale still to apply to the images read (1 for copies downscaled on disk)
     undistorters: dict = {}
     for i in idx:
         frame = frames[i]
@@ -289,13 +290,11 @@ def load_nerfstudio(
         img = read_image(small)
         if size is None:
             size = img.shape[:2]
-            # A copy already downscaled on disk is used as it is.
-            k = 1.0 if small != path else scale
-            out_size = (max(round(size[0] * k), 1), max(round(size[1] * k), 1))
-            scale = k
+            residual = 1.0 if small != path else scale
+            out_size = (max(round(size[0] * residual), 1), max(round(size[1] * residual), 1))
         elif img.shape[:2] != size:
             raise InerfError(
-                f"{path}: image is {img.shape[1]}x{img.shape[0]}, but the first view's is {size[1]}x{size[0]}; "
+                f"{small}: image is {img.shape[1]}x{img.shape[0]}, but the first view's is {size[1]}x{size[0]}; "
                 "all views of a split must share one size"
             )
         mask = _read_mask(root, frame, i, source, size) if frame.get("mask_path") is not None else None
@@ -330,7 +329,7 @@ def load_nerfstudio(
         width=size[1],
     )
     if out_size != size:
-        cams = cams.scaled(scale)
+        cams = cams.scaled(residual)
         assert (cams.height, cams.width) == out_size  # Cameras.scaled rounds the size as we did
     return ViewSet(
         images=torch.from_numpy(np.stack(images)),

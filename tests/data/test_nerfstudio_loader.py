@@ -237,3 +237,20 @@ def test_missing_mask_and_bad_json(tmp_path):
     (root / "transforms.json").write_text("{ not json")
     with pytest.raises(InerfError, match=r"transforms.json: malformed JSON"):
         load_nerfstudio(root, "all")
+
+
+def test_scale_uses_downscaled_copies(tmp_path):
+    """``images_2/`` (nerfstudio's downscaled copies) serve scale 0.5; without them the images are resized."""
+    root = write_capture(tmp_path / "cap", dict(PINHOLE))
+    full = load_nerfstudio(root, "all", scale=0.5)
+    assert full.images.shape == (2, H // 2, W // 2, 3)
+    torch.testing.assert_close(full.cameras.fx, torch.full((2,), 5.0))
+    torch.testing.assert_close(full.cameras.cx, torch.full((2,), 2.25))
+    (root / "images_2").mkdir()
+    for k in range(2):
+        iio.imwrite(root / "images_2" / f"frame_{k:05d}.png", np.full((H // 2, W // 2, 3), 200, np.uint8))
+    small = load_nerfstudio(root, "all", scale=0.5)
+    assert small.images.shape == (2, H // 2, W // 2, 3)
+    assert torch.allclose(small.images, torch.tensor(200 / 255))  # read from images_2, both views
+    torch.testing.assert_close(small.cameras.fx, full.cameras.fx)
+    torch.testing.assert_close(small.cameras.cy, full.cameras.cy)
