@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 __all__ = ["add_parser", "run"]
@@ -64,6 +63,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _command(args) -> str:
+    """The command line that reproduces this run (recorded in colmap.json)."""
+    parts = ["inerf", "colmap", str(args.images), "--out", str(args.out)]
+    for key in (
+        "matcher",
+        "camera_model",
+        "max_image_size",
+        "max_features",
+        "min_init_inliers",
+        "seed",
+        "threads",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            parts += ["--" + key.replace("_", "-"), str(value)]
+    if args.per_image_camera:
+        parts.append("--per-image-camera")
+    return shlex.join(parts)
+
+
 def run(args) -> int:
     from inerf.data.sfm import SfmConfig, run_sfm
 
@@ -86,7 +105,7 @@ def run(args) -> int:
         log=log,
         progress=not args.quiet,
         verbose=args.verbose,
-        command=shlex.join(["inerf", "colmap", *sys.argv[2:]]) if len(sys.argv) > 1 else None,
+        command=_command(args),
     )
     cam = result.camera
     params = ", ".join(

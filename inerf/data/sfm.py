@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -52,7 +53,7 @@ class SfmConfig:
 
     matcher: str = "exhaustive"
     """exhaustive (every pair; photos in any order) or sequential (each image with the next 10 and
-    quadratically spaced ones; video frames in order)."""
+    quadratically spaced ones, in the order of the file names: video frames with zero-padded numbers)."""
     camera_model: str = "SIMPLE_RADIAL"
     """COLMAP camera model to estimate: SIMPLE_PINHOLE, PINHOLE, SIMPLE_RADIAL (COLMAP's default), RADIAL or
     OPENCV. Distortion is removed when the dataset is loaded."""
@@ -100,6 +101,10 @@ class SfmResult:
     """Seconds per stage: copy, features, matching, mapping, total."""
     other_models: list[int] = field(default_factory=list)
     """Registered images of the other (smaller, discarded) models, if the mapper made several."""
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def list_images(folder: str | Path) -> list[str]:
@@ -274,6 +279,12 @@ def run_sfm(
         timings["features"] = time.perf_counter() - t
         say(f"      {mean_features:.0f} features per image on average ({timings['features']:.1f} s)")
 
+        if config.matcher == "sequential" and sorted(names, key=_natural_key) != names:
+            # COLMAP pairs neighbours in the order of the names: frame_10 would come before frame_2.
+            say(
+                "warning: the file names do not sort in frame order (frame_10 before frame_2?); sequential "
+                "matching pairs neighbours by name: zero-pad the numbers"
+            )
         say(f"[2/3] matching ({config.matcher}) ...")
         t = time.perf_counter()
         matching = pycolmap.FeatureMatchingOptions()

@@ -54,7 +54,9 @@ def sfm_data(sfm_run):
 
 def test_cli_output_layout(sfm_data, sfm_run):
     info = json.loads((sfm_data / "colmap.json").read_text())
-    assert info["generator"]["name"] == "inerf colmap"
+    assert (
+        info["generator"]["name"] == "inerf colmap" and "--matcher exhaustive" in info["generator"]["command"]
+    )
     assert info["n_images"] == VIEWS and info["n_registered"] >= 20
     assert info["camera"]["model"] == "SIMPLE_RADIAL" and info["camera"]["shared_by"] == "all images"
     assert sorted(p.name for p in (sfm_data / "images").iterdir()) == sorted(
