@@ -20,6 +20,7 @@ VERBS = {
     "estimate": "estimate",
     "benchmark": "benchmark",
     "synth": "synth",
+    "colmap": "colmap",
     "pixelnerf": "pixelnerf",
 }
 

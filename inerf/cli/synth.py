@@ -1,6 +1,7 @@
 """``inerf synth``: generate datasets by rendering real 3D assets, with poses exact to the pixel.
 
     inerf synth scene --asset duck --out data/duck [--size 400] [--train 100 --val 20 --test 40] [--depth]
+                      [--environment room]
     inerf synth category --source sweethome3d --category chair --out data/chairs [--views 50] [--size 128]
     inerf synth assets [--source sweethome3d --category chair]
 
@@ -100,7 +101,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--radius",
         type=float,
         default=None,
-        help="camera distance from the origin (default 4.0, more if the object would not fit)",
+        help="camera distance from the origin (default 4.0, 6.0 with --environment room, more if the object "
+        "would not fit)",
+    )
+    s.add_argument(
+        "--environment",
+        choices=["none", "room"],
+        default="none",
+        help="surroundings: none (the object alone, default) or room (a textured floor and walls around it, "
+        "opaque images in which structure-from-motion, e.g. `inerf colmap`, finds features)",
     )
     s.add_argument(
         "--up",
@@ -214,6 +223,7 @@ def run(args) -> int:
             workers=args.workers,
             preview=args.preview,
             up=args.up,
+            environment=args.environment,
         )
         meta = generate_scene(
             args.asset,

@@ -33,7 +33,7 @@ from inerf.data.image_io import (
     read_image,
     resize_area,
 )
-from inerf.data.views import ViewSet
+from inerf.data.views import SceneTransform, ViewSet
 from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import check_rigid, opengl_to_opencv_c2w
@@ -255,4 +255,5 @@ def load_blender(
         names=names,
         root=str(root),
         split=split,
+        transform=SceneTransform.identity(original="world frame of the transforms_*.json files"),
     )

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from inerf.data.image_io import IMAGE_EXTENSIONS, one_line, parse_background, read_image, resize_area
-from inerf.data.views import ViewSet
+from inerf.data.views import SceneTransform, ViewSet
 from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import check_rigid
@@ -223,4 +223,6 @@ def load_llff(
         names=[files[i].relative_to(root).as_posix() for i in idx],
         root=str(root),
         split=split,
+        # Only the bd_factor rescale moved the world; LLFF's axis reordering is a camera-axis change.
+        transform=SceneTransform(scale=sc, original=f"COLMAP world of the LLFF scene {root.name}"),
     )

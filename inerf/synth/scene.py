@@ -11,8 +11,13 @@ Layout written to ``out/``::
     preview.png                        with preview: a contact sheet
 
 Cameras follow the published scenes: horizontal field of view 0.6911 rad (lego's), square pixels,
-principal point at the image centre, pixel centres at +0.5; all look at the origin with no roll.
-Train and val positions are uniform on the upper hemisphere, test positions on a 30 degree circle.
+principal point at the image centre, pixel centres at +0.5; all look at the origin with no roll. Every
+view shares this one camera. Train and val positions are uniform on the upper hemisphere, test positions
+on a 30 degree circle.
+
+``environment="room"`` puts the object in a textured room (:mod:`inerf.synth.environment`: floor and
+walls at 1.5 x the camera radius), so the images are opaque photographs of a furnished scene in which
+structure-from-motion (``inerf colmap``) finds its features; ``meta.json`` records the room.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from inerf.errors import InerfError
+from inerf.synth.environment import ENVIRONMENTS
 from inerf.synth.output import GENERATOR, staged, write_json, write_png
 from inerf.synth.render import RenderSettings
 from inerf.synth.workers import (
@@ -43,6 +49,10 @@ BLENDER_CAMERA_ANGLE_X = 0.6911112070083618
 """camera_angle_x of the published NeRF-synthetic lego scene (radians)."""
 
 SPLITS = ("train", "val", "test")
+ROOM_MIN_RADIUS = 6.0
+"""Default camera distance with ``environment="room"`` (4.0 without)."""
+ROOM_FLOOR_GAP = 1e-3
+"""How far below the object's base the room's floor lies (world units; the object is 2 across)."""
 
 
 @dataclass
@@ -62,7 +72,8 @@ class SceneConfig:
     """``transparent`` (RGBA, straight alpha) or ``white`` (opaque RGBA composited over white)."""
     camera_angle_x: float = BLENDER_CAMERA_ANGLE_X
     radius: float | None = None
-    """Camera distance from the origin; None: 4.0, or more if the object would not fit in the image."""
+    """Camera distance from the origin; None: 4.0 (6.0 in a room), or more if the object would not fit in
+    the image."""
     test_elevation_deg: float = 30.0
     supersample: int = 3
     """Antialiasing factor (odd; see :class:`~inerf.synth.render.RenderSettings`)."""
@@ -72,6 +83,9 @@ class SceneConfig:
     """Write ``preview.png``, a contact sheet."""
     up: str = "auto"
     """Which axis of the mesh file points up: auto, y or z (see :func:`~inerf.synth.assets.resolve_asset`)."""
+    environment: str = "none"
+    """Surroundings: ``none`` (the object alone on the background) or ``room`` (a textured floor and walls
+    around it, see :mod:`inerf.synth.environment`)."""
 
     def validate(self) -> None:
         if self.size < 8:
@@ -89,6 +103,10 @@ class SceneConfig:
             raise InerfError(f"--radius must be positive, got {self.radius}")
         if self.supersample < 1 or self.supersample % 2 == 0:
             raise InerfError(f"--supersample must be an odd positive integer, got {self.supersample}")
+        if self.environment not in ENVIRONMENTS:
+            raise InerfError(
+                f"--environment must be one of {', '.join(ENVIRONMENTS)}, got {self.environment!r}"
+            )
 
 
 def _round_down(x: float) -> float:
@@ -150,7 +168,12 @@ def generate_scene(
     W = H = config.size
     focal = 0.5 * W / np.tan(0.5 * config.camera_angle_x)
     fov = 2 * np.arctan(0.5 * min(W, H) / focal)  # the narrower field of view decides what fits
-    radius = config.radius if config.radius is not None else fit_radius(prepared.vertices, fov, minimum=4.0)
+    # In a room the default camera distance is 6: measured, SfM then registers all 24 views of a 96 px
+    # circle, against 2 at distance 4 (the object fills the view and hides the textured room).
+    minimum = ROOM_MIN_RADIUS if config.environment == "room" else 4.0
+    radius = (
+        config.radius if config.radius is not None else fit_radius(prepared.vertices, fov, minimum=minimum)
+    )
     poses = scene_poses(config, radius)
     all_c2w = np.concatenate([poses[s] for s in SPLITS])
     z_min, d_max = depth_extents(prepared.vertices, all_c2w)
@@ -163,6 +186,16 @@ def generate_scene(
     # margin of 5% of the object size (2), rounded to 0.1 so they read like the published 2.0 / 6.0.
     near = max(0.1, _round_down(z_min.min() - 0.1))
     far = _round_up(d_max.max() + 0.1)
+    room = None
+    if config.environment == "room":
+        from inerf.synth.environment import room_bounds_near_far, room_for_cameras
+
+        # The floor a hair below the object's base: coplanar faces would flicker (z-fighting).
+        room = room_for_cameras(radius, prepared.bounds[0, 2] - ROOM_FLOOR_GAP, W, seed=config.seed)
+        half_diag_fov = float(np.arctan(np.hypot(W / 2, H / 2) / focal))
+        room_near, room_far = room_bounds_near_far(room, all_c2w, half_diag_fov)
+        near = max(0.01, min(near, _round_down(room_near)))
+        far = max(far, _round_up(room_far + 0.1))
     intrinsics = Intrinsics(focal, focal, W / 2, H / 2, W, H, near, far)
     settings = RenderSettings(supersample=config.supersample)
     workers = config.workers or default_workers()
@@ -170,6 +203,15 @@ def generate_scene(
 
     with staged(out, overwrite) as stage, tempfile.TemporaryDirectory(prefix="inerf-synth-parts-") as tmp:
         parts = export_parts(prepared, Path(tmp), double_sided=settings.double_sided)
+        if room is not None:
+            from inerf.synth.environment import room_parts
+            from inerf.synth.meshes import write_part_obj
+
+            for k, part in enumerate(room_parts(room)):
+                # Single-sided: the cameras are inside and the faces look inwards.
+                parts.append(
+                    (str(write_part_obj(part, Path(tmp) / "room" / f"{k:03d}", double_sided=False)), None)
+                )
         tasks, frames = [], {s: [] for s in SPLITS}
         for split in SPLITS:
             (stage / split).mkdir()
@@ -191,7 +233,8 @@ def generate_scene(
                 settings=settings,
                 image_mode=mode,
                 views=c,
-                bound_points=prepared.vertices,
+                # With a room every pixel sees something: no box to skip.
+                bound_points=prepared.vertices if room is None else None,
             )
             for c in chunks(tasks, workers * 6)
         ]
@@ -220,11 +263,13 @@ def generate_scene(
             "object_bounds": prepared.bounds.tolist(),
             "world": "z up, right-handed; the object's axis-aligned bounding box is centred at the origin "
             "and its largest side is 2 (it rests on its base at z = min z)",
+            "environment": None if room is None else room.to_dict(),
             "near": near,
             "far": far,
             "depth_range": {"z_min": float(z_min.min()), "distance_max": float(d_max.max())},
             "camera": {
                 "model": "pinhole",
+                "shared": "one camera (these intrinsics) for every view",
                 "width": W,
                 "height": H,
                 "camera_angle_x": config.camera_angle_x,
@@ -266,7 +311,10 @@ def generate_scene(
             "renderer": renderer_meta(settings),
             "seed": config.seed,
             "config": asdict(config),
-            "views_touching_border": sum(s["touches_border"] for s in view_stats),
+            # In a room every view is full to the border; the count is about the object alone.
+            "views_touching_border": None
+            if room is not None
+            else sum(s["touches_border"] for s in view_stats),
             "attribution": prepared.info.attribution,
         }
         write_json(stage / "meta.json", meta)
