@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import itertools
 import math
@@ -47,6 +48,7 @@ Path_ = tuple[str, ...]
 """A field's path from the root config: ``("adam", "lr")``."""
 
 
+@functools.cache
 def attribute_docs(owner) -> dict[str, str]:
     """The docstrings written under the attributes of a dataclass (our configs' documentation) or of a module
     (its presets), by name, whitespace collapsed."""
@@ -184,12 +186,12 @@ class _Record(argparse.Action):
 
 
 def _unwrap_optional(tp):
-    """``T | None`` -> ``(T, True)``; anything else -> ``(tp, False)``."""
+    """``T | None`` -> ``T`` (a flag not typed keeps the base's value, None or not); anything else as is."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
-            return args[0], True
-    return tp, False
+            return args[0]
+    return tp
 
 
 class ConfigFlags:
@@ -270,7 +272,7 @@ class ConfigFlags:
         dotted = ".".join(path)
         if dotted in self._skip:
             return None
-        tp, _optional = _unwrap_optional(self._fields[path])
+        tp = _unwrap_optional(self._fields[path])
         flags = (self._flag[path], *self._aliases.get(dotted, ()))
         convert, choices, kind = self._types.get(dotted), self._choices.get(dotted), "value"
         if typing.get_origin(tp) is Literal:
@@ -284,12 +286,11 @@ class ConfigFlags:
                 convert = _int
             elif tp is float:
                 convert = finite_float
-            elif typing.get_origin(tp) is tuple:
+            elif typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (int,):
+                convert = int_list
+            elif typing.get_origin(tp) is tuple and typing.get_args(tp)[:1] == (float,):
                 items = typing.get_args(tp)
-                if items and items[0] is int:
-                    convert = int_list
-                elif items and items[0] is float:
-                    convert = _float_list(None if items[-1] is Ellipsis else len(items))
+                convert = _float_list(None if items[-1] is Ellipsis else len(items))
             elif tp is not str:
                 raise TypeError(
                     f"{self.cls.__name__}.{dotted}: no flag for type {tp!r}; skip it or give a type"

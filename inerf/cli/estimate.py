@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -58,7 +58,8 @@ def _preset_help() -> str:
     return (
         "the solver to start from: the flags you type replace its values, and --steps N rescales its phases "
         "(blur, LM, learning-rate decay, pruning) to N steps. "
-        f"paper: the iNeRF paper's (Adam, {PAPER.steps} steps, {PAPER.n_rays} rays; the defaults below); "
+        f"paper: the iNeRF paper's (Adam, {PAPER.steps} steps, {PAPER.n_rays} rays, lr x{PAPER.adam.lr_decay:g} "
+        f"per {PAPER.adam.lr_decay_steps} steps at any --steps; the defaults below); "
         f"robust: plus a coarse-to-fine blur ({r.blur.sigma:g} pixels, gone after {r.blur.steps} steps) and "
         f"{r.lm.steps} final Levenberg-Marquardt steps, 100%% instead of 72%% success on the paper's protocol "
         f"at about twice the cost (BENCHMARKS.md); fast: {f.steps} steps, {f.n_rays} rays, lr {f.adam.lr:g} "
@@ -109,7 +110,9 @@ def pose_config_from_args(args, strategy: str) -> PoseConfig:
     steps = given.pop(("steps",), None)
     if steps is not None:
         try:
-            base = base.with_steps(steps.value)
+            # The paper's solver has no phases: its learning rate decays x0.8 per 100 steps at any length (as
+            # the paper's code), which also keeps every recorded command line reproducing.
+            base = replace(base, steps=steps.value) if base is PAPER else base.with_steps(steps.value)
         except ValueError as exc:
             raise InerfError(f"{steps}: {POSE_FLAGS.spell_fields(str(exc))}") from None
     given[("sampling", "strategy")] = Given(strategy, "--sampling", strategy)

@@ -406,12 +406,16 @@ def run_pose(args) -> int:
     )
     gt = None
     if args.target_pose:
-        gt = read_pose(args.target_pose, args.pose_convention, "ground-truth target pose")
+        gt = read_pose(
+            input_file(args.target_pose, "--target-pose"), args.pose_convention, "ground-truth target pose"
+        )
         if args.source_pose:
-            src = read_pose(args.source_pose, args.pose_convention, "source pose")
+            src = read_pose(
+                input_file(args.source_pose, "--source-pose"), args.pose_convention, "source pose"
+            )
             gt = to_canonical_frame(gt, src, args.radius)
     init = (
-        read_pose(args.init, args.pose_convention, "initial pose")
+        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
         if args.init
         else canonical_source_c2w(args.radius)
     )

@@ -150,7 +150,8 @@ def test_steps_rescale_a_preset():
     # Flags typed with --steps are taken as they are, not rescaled.
     cfg = solver("--preset", "robust", "--steps", "100", "--lm-steps", "30", "--blur-steps", "50")
     assert (cfg.lm.steps, cfg.blur.steps, cfg.adam.lr_decay_steps) == (30, 50, 33)
-    assert solver("--steps", "600").adam.lr_decay_steps == 200  # the paper's schedule, stretched
+    # The paper's solver has no phases: --steps leaves its decay per 100 steps (recorded commands reproduce).
+    assert solver("--steps", "600") == PoseConfig(steps=600)
 
 
 def test_every_older_flag_still_works():
