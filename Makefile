@@ -33,8 +33,10 @@ sweethome3d:
 		(apt-get update -q >/dev/null 2>&1 && apt-get install -y -q sweethome3d-furniture >/dev/null 2>&1) || \
 		echo "note: could not install sweethome3d-furniture; its tests will be skipped"; fi
 
+# Run twice in a row, the demo replaces its own previous run in outputs/demo (see `inerf demo --help`).
 demo: install
 	$(VENV)/bin/inerf demo $(ARGS)
+	@echo "inerf is installed in $(VENV), not on your PATH: run $(VENV)/bin/inerf --help, or first: source $(VENV)/bin/activate"
 
 test: install-test sweethome3d
 	$(VENV)/bin/ruff check inerf tests benchmarks

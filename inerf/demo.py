@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from inerf import io_utils
 from inerf.errors import InerfError
 from inerf.pose.config import AdamConfig, PoseConfig, SamplingConfig
 
@@ -277,12 +278,7 @@ def _owned_outputs(out: Path) -> list[Path]:
 
 def check_out_dir(out: str | Path, overwrite: bool) -> Path:
     """Refuse an existing non-empty ``out`` unless ``overwrite`` (cheap: call it before any heavy work)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InerfError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InerfError(f"--out {out}: holds an earlier run (pass --overwrite to replace it)")
-    return out
+    return io_utils.check_out_dir(out, overwrite)
 
 
 def _prepare_out_dir(out: Path, overwrite: bool) -> None:

@@ -12,20 +12,40 @@ Example (the paper's chair experiment)::
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from inerf.cli.estimate import _ints
+from inerf.cli.common import HelpFormatter, prepare_out_dir
+from inerf.cli.config_args import ConfigFlags
 from inerf.errors import InerfError
-from inerf.pose.config import STRATEGIES
+from inerf.pose.config import PAPER, STRATEGIES
+
+DEFAULT_STRATEGIES = ("random", "interest_points", "interest_region")
+"""The strategies the iNeRF paper compares."""
 
 
-def _strategies(text: str) -> list[str]:
+def _strategies(text: str) -> tuple[str, ...]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in names if s not in STRATEGIES]
     if bad or not names:
         raise argparse.ArgumentTypeError(
             f"unknown sampling strategy {', '.join(bad) or text!r}; choose from {', '.join(STRATEGIES)}"
         )
-    return names
+    return tuple(names)
+
+
+def _protocol_flags() -> ConfigFlags:
+    from inerf.pose.protocol import ProtocolConfig
+
+    return ConfigFlags(
+        ProtocolConfig,
+        key="protocol",
+        choices={"perturb_frame": ("world", "camera")},
+        skip={"seed"},  # the solver's --seed seeds both
+        help={
+            "checkpoints": "steps at which the table reports success rates and errors (default: 50,100,200,300 "
+            "for 300 steps; the same fractions of another --steps)"
+        },
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -43,7 +63,6 @@ def _add_pose(sub) -> None:
     from inerf.cli.estimate import add_solver_arguments
     from inerf.pose.protocol import ProtocolConfig
 
-    d = ProtocolConfig()
     p = sub.add_parser(
         "pose",
         help="iNeRF pose-estimation protocol: success rate vs steps per sampling strategy",
@@ -52,100 +71,60 @@ def _add_pose(sub) -> None:
         "[-perturb-trans, perturb-trans] per axis), solve with each sampling strategy and report the success rate "
         "(rotation error < --rot-thresh and translation error < --trans-thresh) at --checkpoints steps. Writes "
         "results.md, results.csv, trials.csv, results.json and success_curve.png to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    g = p.add_argument_group("protocol")
-    g.add_argument("--run", required=True, help="run directory written by `inerf train`")
-    g.add_argument("--data", default=None, help="dataset folder (default: the run's training data)")
+    g = p.add_argument_group("data")
+    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    g.add_argument(
+        "--data", metavar="DIR", default=None, help="dataset folder (default: the run's training data)"
+    )
     g.add_argument("--split", default="test", help="dataset split whose views are the targets")
-    g.add_argument("--images", type=int, default=d.images, help="views used, evenly spaced over the split")
-    g.add_argument("--image-ids", type=_ints, default=None, help="explicit view indices (overrides --images)")
-    g.add_argument("--trials", type=int, default=d.trials, help="random starts per view")
-    g.add_argument(
-        "--perturb-rot", type=float, default=d.perturb_rot, help="maximum start rotation error (degrees)"
-    )
-    g.add_argument(
-        "--perturb-trans",
-        type=float,
-        default=d.perturb_trans,
-        help="maximum start translation offset per axis (scene units)",
-    )
-    g.add_argument(
-        "--perturb-frame",
-        choices=["world", "camera"],
-        default=d.perturb_frame,
-        help="perturb about the world origin (D @ c2w) or about the camera (c2w @ D)",
-    )
-    g.add_argument(
-        "--rot-thresh", type=float, default=d.rot_thresh, help="success: rotation error below (degrees)"
-    )
-    g.add_argument(
-        "--trans-thresh", type=float, default=d.trans_thresh, help="success: translation error below"
-    )
-    g.add_argument("--checkpoints", type=_ints, default=d.checkpoints, help="steps reported in the table")
     g.add_argument(
         "--sampling",
         type=_strategies,
-        default=["random", "interest_points", "interest_region"],
+        metavar="STRATEGY[,STRATEGY...]",
+        default=DEFAULT_STRATEGIES,
         help=f"comma-separated strategies to compare ({', '.join(STRATEGIES)})",
     )
-    g.add_argument(
-        "--hypotheses",
-        type=int,
-        default=d.hypotheses,
-        help="hypotheses per trial: the perturbed start plus random starts around it",
-    )
-    g.add_argument(
-        "--spread-rot",
-        type=float,
-        default=None,
-        help="rotation spread (degrees) of the extra hypotheses (default: --perturb-rot)",
-    )
-    g.add_argument(
-        "--spread-trans",
-        type=float,
-        default=None,
-        help="translation spread per axis of the extra hypotheses (default: --perturb-trans)",
-    )
+    _protocol_flags().add_to(p, ProtocolConfig(), title="protocol")
     add_solver_arguments(p)
     o = p.add_argument_group("outputs")
-    o.add_argument("--out", required=True, help="output folder for the tables and the plot")
+    o.add_argument("--out", metavar="DIR", required=True, help="output folder for the tables and the plot")
     o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     p.set_defaults(func=run_pose)
 
 
+def protocol_from_args(args, steps: int):
+    """The :class:`ProtocolConfig` of the command line for a solve of ``steps`` steps: the paper's
+    checkpoints (of its 300 steps) at the same fractions of ``steps``, unless ``--checkpoints`` is typed."""
+    from inerf.pose.protocol import ProtocolConfig
+
+    base = ProtocolConfig(seed=args.seed)
+    if steps != PAPER.steps:
+        base = replace(
+            base, checkpoints=tuple(max(1, round(c * steps / PAPER.steps)) for c in base.checkpoints)
+        )
+    protocol = _protocol_flags().build(base, args)
+    if protocol.checkpoints and protocol.checkpoints[-1] > steps:
+        raise InerfError(
+            f"--checkpoints {','.join(map(str, protocol.checkpoints))}: goes to step {protocol.checkpoints[-1]} "
+            f"but the solve has {steps} steps (--steps)"
+        )
+    return protocol
+
+
 def run_pose(args) -> int:
+    from inerf.cli.common import resolve_device
     from inerf.cli.estimate import (
         check_background,
         load_run_checked,
         pose_config_from_args,
-        prepare_out_dir,
-        resolve_device,
         sampling_config_from_args,
     )
-    from inerf.pose.protocol import ProtocolConfig, run_pose_benchmark, write_report
+    from inerf.pose.protocol import run_pose_benchmark, write_report
 
-    try:
-        protocol = ProtocolConfig(
-            images=args.images,
-            image_ids=args.image_ids,
-            trials=args.trials,
-            perturb_rot=args.perturb_rot,
-            perturb_trans=args.perturb_trans,
-            perturb_frame=args.perturb_frame,
-            rot_thresh=args.rot_thresh,
-            trans_thresh=args.trans_thresh,
-            checkpoints=args.checkpoints,
-            hypotheses=args.hypotheses,
-            spread_rot=args.spread_rot,
-            spread_trans=args.spread_trans,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        raise InerfError(str(exc)) from None
-    if protocol.checkpoints and protocol.checkpoints[-1] > args.steps:
-        raise InerfError(f"--checkpoints goes to step {protocol.checkpoints[-1]} but --steps is {args.steps}")
     config = pose_config_from_args(args, args.sampling[0])
+    protocol = protocol_from_args(args, config.steps)
     strategies = [sampling_config_from_args(args, s) for s in dict.fromkeys(args.sampling)]
     out = prepare_out_dir(args.out, args.overwrite)
     device = resolve_device(args.device, args.tf32)

@@ -2,18 +2,24 @@
 
 Needs no GPU, no dataset and no download (the assets are package data, see :mod:`inerf.demo`)::
 
-    inerf demo                       # target 0, outputs/demo/
+    inerf demo                       # target 0, outputs/demo/ (replacing an earlier demo run there)
     inerf demo --target all --out outputs/demo_all --overwrite
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
+from inerf.cli.common import HelpFormatter, add_device, add_quiet, resolve_device
 from inerf.errors import InerfError
 
-__all__ = ["add_parser", "run"]
+__all__ = ["DEFAULT_OUT", "add_parser", "run"]
+
+DEFAULT_OUT = Path("outputs/demo")
+"""Where ``inerf demo`` (and ``make demo``) writes without ``--out``."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,50 +32,73 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         f"rotation of up to {DEMO_PERTURB_ROT:g} degrees and a translation of up to {DEMO_PERTURB_TRANS:g} per "
         "axis, and recover the pose by inverting the bundled radiance field (iNeRF). Prints the errors before "
         "and after and writes pose.json, the convergence GIF/MP4, the error plot and report.html.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--target",
         default="0",
         metavar="N|all",
-        help="which bundled target: an index, several (0,2), or 'all' (default: 0)",
+        help="which bundled target: an index, several (0,2), or 'all'",
     )
     p.add_argument(
         "--steps",
         type=int,
         default=DEMO_POSE.steps,
-        help=f"gradient steps per target (default: {DEMO_POSE.steps})",
+        help="gradient steps per target",
     )
+    p.add_argument("--seed", type=int, default=0, help="seeds the start perturbation and the pixel sampling")
+    add_device(p)
     p.add_argument(
-        "--seed", type=int, default=0, help="seeds the start perturbation and the pixel sampling (default: 0)"
+        "--out",
+        metavar="DIR",
+        default=None,
+        help=f"output folder (default: {DEFAULT_OUT}, where a new demo run replaces the files of the previous "
+        "one; a folder given here must be absent or empty unless --overwrite)",
     )
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the previous demo run in --out (otherwise an existing run is an error)",
+        help="replace the previous demo run in --out (only the files it lists in demo.json; others are kept)",
     )
     p.add_argument(
         "--frames",
         type=int,
         default=DEMO_FRAMES,
-        help=f"overlay frames in the convergence GIF (0 = none; default: {DEMO_FRAMES})",
+        help="overlay frames in the convergence GIF (0 = none)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)
     return p
 
 
+def _previous_demo(out: Path) -> bool:
+    """Whether ``out`` holds an earlier demo run: its record ``demo.json`` lists the files it wrote (only
+    those are replaced; anything else in the folder is kept)."""
+    try:
+        record = json.loads((out / "demo.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("outputs"), list)
+
+
 def run(args) -> int:
-    from inerf.cli.estimate import resolve_device
     from inerf.demo import check_out_dir, load_demo, parse_targets, run_demo
 
     t0 = time.perf_counter()
     if args.frames < 0:
-        raise InerfError("--frames must be >= 0")
+        raise InerfError(f"--frames {args.frames}: must be >= 0")
     if args.steps < 1:
-        raise InerfError(f"--steps must be >= 1, got {args.steps}")
-    check_out_dir(args.out, args.overwrite)  # fail in milliseconds, before torch work
+        raise InerfError(f"--steps {args.steps}: must be >= 1")
+    out, overwrite = Path(args.out) if args.out else DEFAULT_OUT, args.overwrite
+    if args.out is None and not overwrite and out.is_dir() and any(out.iterdir()):
+        if not _previous_demo(out):
+            raise InerfError(
+                f"{out}: holds files that inerf demo did not write (pass --overwrite to write into it, or "
+                "choose another --out)"
+            )
+        overwrite = True  # the README's first command works twice: the demo replaces its own last run
+        print(f"inerf demo: replacing the previous demo run in {out}/")
+    check_out_dir(out, overwrite)  # fail in milliseconds, before torch work
     device = resolve_device(args.device)
     assets = load_demo(device)
     picks = parse_targets(args.target, len(assets.targets))
@@ -94,12 +123,12 @@ def run(args) -> int:
         f"targets {', '.join(map(str, picks))} of {len(assets.targets)}"
     )
     demo = run_demo(
-        args.out,
+        out,
         picks,
         device=device,
         steps=args.steps,
         seed=args.seed,
-        overwrite=args.overwrite,
+        overwrite=overwrite,
         n_frames=args.frames,
         progress=not args.quiet,
         assets=assets,

@@ -13,175 +13,70 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from inerf.errors import InerfError
-from inerf.pose.config import (
-    DETECTORS,
-    LOSSES,
-    OPTIMIZERS,
-    PAPER,
-    ROBUST,
-    STRATEGIES,
-    AdamConfig,
-    BlurConfig,
-    LMConfig,
-    PoseConfig,
-    SamplingConfig,
-    StopConfig,
+from inerf.cli.common import (
+    HelpFormatter,
+    add_device,
+    add_quiet,
+    check_out_dir,
+    input_file,
+    prepare_out_dir,
+    resolve_device,
 )
+from inerf.cli.config_args import ConfigFlags, Given, finite_float
+from inerf.errors import InerfError
+from inerf.pose.config import FAST, PAPER, ROBUST, STRATEGIES, PoseConfig, SamplingConfig
 
-DEFAULTS = PoseConfig()
-SAMPLING_DEFAULTS = SamplingConfig()
+PRESETS = {"paper": PAPER, "robust": ROBUST, "fast": FAST}
+"""``--preset`` name -> the config it starts from (:mod:`inerf.pose.config`)."""
+
+POSE_FLAGS = ConfigFlags(
+    PoseConfig,
+    key="pose",
+    # Spellings kept from before the flags were derived: Adam's and the sampler's fields have no prefix.
+    prefixes={"adam": "", "sampling": ""},
+    names={
+        "n_rays": "--rays",
+        "blur.sigma": "--blur-sigma",
+        "adam.betas": "--adam-betas",
+        "adam.eps": "--adam-eps",
+        "sampling.dilate_iterations": "--dilate-iters",
+        "sampling.strategy": "--sampling",
+    },
+    aliases={"blur.sigma": ("--blur",), "sampling.dilate_iterations": ("--dilate-iterations",)},
+    skip={"sampling.strategy"},  # each verb spells it: one strategy (estimate) or a list (benchmark)
+)
+"""The solver's flags, one per :class:`PoseConfig` field (``--lr``, ``--lm-steps``, ``--blur``, ...)."""
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.replace(",", " ").split())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+def _preset_help() -> str:
+    r, f = ROBUST, FAST
+    return (
+        "the solver to start from: the flags you type replace its values, and --steps N rescales its phases "
+        "(blur, LM, learning-rate decay, pruning) to N steps. "
+        f"paper: the iNeRF paper's (Adam, {PAPER.steps} steps, {PAPER.n_rays} rays, lr x{PAPER.adam.lr_decay:g} "
+        f"per {PAPER.adam.lr_decay_steps} steps at any --steps; the defaults below); "
+        f"robust: plus a coarse-to-fine blur ({r.blur.sigma:g} pixels, gone after {r.blur.steps} steps) and "
+        f"{r.lm.steps} final Levenberg-Marquardt steps, 100%% instead of 72%% success on the paper's protocol "
+        f"at about twice the cost (BENCHMARKS.md); fast: {f.steps} steps, {f.n_rays} rays, lr {f.adam.lr:g} "
+        "(quick CPU previews)"
+    )
 
 
 def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the solver shared by ``inerf estimate`` and ``inerf benchmark pose``."""
-    g = parser.add_argument_group("solver (defaults: the iNeRF paper)")
-    g.add_argument(
-        "--preset",
-        choices=("paper", "robust"),
-        default="paper",
-        help="paper: the iNeRF paper's solver (the defaults below); robust: plus coarse-to-fine blur "
-        "(8 px over 100 steps, 4 rays per pixel) and 50 final Levenberg-Marquardt steps, 100%% instead "
-        "of 72%% success on the paper's protocol (BENCHMARKS.md); options given explicitly still apply",
+    """Options of the solver shared by ``inerf estimate``, ``inerf benchmark pose`` and ``inerf pixelnerf pose``:
+    ``--preset``, one flag per :class:`PoseConfig` field (defaults shown: the paper preset's), and the run's
+    ``--samples``, ``--device``, ``--tf32``, ``--seed``, ``--quiet``."""
+    g = parser.add_argument_group(
+        "solver", "Defaults shown are the paper preset's; another --preset changes some of them."
     )
-    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="optimiser steps")
-    g.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default=DEFAULTS.optimizer,
-        help="adam (the paper's), lm (Levenberg-Marquardt: Gauss-Newton steps on the pixel residuals, "
-        "no learning rate, sub-pixel final accuracy) or adam+lm (Adam, then --lm-steps LM steps)",
-    )
-    g.add_argument(
-        "--lm-steps",
-        type=int,
-        default=DEFAULTS.lm.steps,
-        help="with --optimizer adam+lm: the last this many of --steps are LM steps",
-    )
-    g.add_argument(
-        "--lm-average",
-        type=int,
-        default=DEFAULTS.lm.average,
-        help="return the mean pose of the last this many LM steps (cancels their jitter with few rays)",
-    )
-    g.add_argument(
-        "--lm-decay",
-        type=float,
-        default=DEFAULTS.lm.decay,
-        help="LM step j goes min(1, 1/(lm_decay*j)) of the way (a running mean of the per-step fits, "
-        "steadier with few rays); 0 = full steps",
-    )
-    g.add_argument(
-        "--lm-damping",
-        type=float,
-        default=DEFAULTS.lm.damping,
-        help="initial LM damping (relative to the Gauss-Newton diagonal); adapts per step",
-    )
-    g.add_argument("--lr", type=float, default=DEFAULTS.adam.lr, help="initial Adam learning rate")
-    g.add_argument(
-        "--trans-lr-scale",
-        type=float,
-        default=DEFAULTS.adam.trans_lr_scale,
-        help="learning rate of the translation part = lr * this (raise for scenes larger than ~4 units)",
-    )
-    g.add_argument(
-        "--lr-decay",
-        type=float,
-        default=DEFAULTS.adam.lr_decay,
-        help="learning rate multiplied by this every --lr-decay-steps (smooth exponential decay)",
-    )
-    g.add_argument("--lr-decay-steps", type=int, default=DEFAULTS.adam.lr_decay_steps, help="see --lr-decay")
-    g.add_argument(
-        "--rays", type=int, default=DEFAULTS.n_rays, help="pixels rendered per step (per hypothesis)"
-    )
-    g.add_argument(
-        "--blur",
-        type=float,
-        default=DEFAULTS.blur.sigma,
-        help="coarse-to-fine: Gaussian blur (pixels) of render and target at the start, shrinking "
-        "linearly to 0 at --blur-steps; widens the basin of convergence (0 = off, the paper)",
-    )
-    g.add_argument(
-        "--blur-steps", type=int, default=DEFAULTS.blur.steps, help="step at which the blur reaches 0"
-    )
-    g.add_argument(
-        "--blur-rays",
-        type=int,
-        default=DEFAULTS.blur.rays,
-        help="rays per pixel while blurring (their mean colour is the blurred render)",
-    )
-    g.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss, help="photometric loss")
-    g.add_argument(
-        "--huber-delta", type=float, default=DEFAULTS.huber_delta, help="transition point of --loss huber"
-    )
-    g.add_argument(
-        "--coarse-loss-weight",
-        type=float,
-        default=DEFAULTS.coarse_loss_weight,
-        help="weight of the coarse pass's loss when the model has a fine pass",
-    )
-    g.add_argument(
-        "--detector",
-        choices=DETECTORS,
-        default=SAMPLING_DEFAULTS.detector,
-        help="keypoint detector of the interest_points / interest_region strategies",
-    )
-    g.add_argument(
-        "--max-keypoints",
-        type=int,
-        default=SAMPLING_DEFAULTS.max_keypoints,
-        help="keep at most this many strongest keypoints (0 = all)",
-    )
-    g.add_argument(
-        "--dilate-kernel",
-        type=int,
-        default=SAMPLING_DEFAULTS.dilate_kernel,
-        help="side of the square kernel that grows keypoints into the interest region",
-    )
-    g.add_argument(
-        "--dilate-iters",
-        type=int,
-        default=SAMPLING_DEFAULTS.dilate_iterations,
-        help="dilation iterations of the interest region (the paper's I)",
-    )
-    g.add_argument(
-        "--mask-dilate",
-        type=int,
-        default=SAMPLING_DEFAULTS.mask_dilate,
-        help="mask strategy: also sample the background within this many pixels of the silhouette",
-    )
-    g.add_argument(
-        "--center-fraction",
-        type=float,
-        default=SAMPLING_DEFAULTS.center_fraction,
-        help="side of the 'center' strategy's box as a fraction of the image side",
-    )
-    g.add_argument(
-        "--prune-steps",
-        type=_ints,
-        default=(),
-        help="with several hypotheses, keep the best half at these steps (e.g. 100,200)",
-    )
-    g.add_argument(
-        "--stop-tol",
-        type=float,
-        default=DEFAULTS.stop.tol,
-        help="stop once every hypothesis moves less than this per step (radians / scene units) for "
-        "--stop-window steps; 0 = always run --steps",
-    )
-    g.add_argument("--stop-window", type=int, default=DEFAULTS.stop.window, help="see --stop-tol")
+    g.add_argument("--preset", choices=tuple(PRESETS), default="paper", help=_preset_help())
+    POSE_FLAGS.add_to(parser, PAPER, title="solver", group=g)
+    g = parser.add_argument_group("run")
     g.add_argument(
         "--samples",
         type=int,
@@ -189,13 +84,7 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         help="stratified samples per ray for the pose renders (default: the run's own; a grid field "
         "trained at high resolution renders nearly as well with 128-256 and several times faster)",
     )
-    g.add_argument(
-        "--ray-chunk",
-        type=int,
-        default=DEFAULTS.ray_chunk,
-        help="rays per forward/backward pass (lower it if the GPU runs out of memory)",
-    )
-    g.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_device(g)
     g.add_argument(
         "--tf32",
         action=argparse.BooleanOptionalAction,
@@ -203,86 +92,31 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow TensorFloat-32 matrix products on CUDA (faster field evaluation)",
     )
     g.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling and any random start poses")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(g)
 
 
 def sampling_config_from_args(args, strategy: str) -> SamplingConfig:
-    try:
-        return SamplingConfig(
-            strategy=strategy,
-            detector=args.detector,
-            max_keypoints=args.max_keypoints,
-            dilate_kernel=args.dilate_kernel,
-            dilate_iterations=args.dilate_iters,
-            center_fraction=args.center_fraction,
-            mask_dilate=args.mask_dilate,
-        )
-    except ValueError as exc:
-        raise InerfError(str(exc)) from None
+    """The sampler of ``pose_config_from_args(args, strategy)`` (``inerf benchmark pose`` compares several)."""
+    return pose_config_from_args(args, strategy).sampling
 
 
 def pose_config_from_args(args, strategy: str) -> PoseConfig:
-    if args.samples is not None and args.samples < 3:
-        raise InerfError(f"--samples must be at least 3, got {args.samples}")
-    try:
-        config = PoseConfig(
-            steps=args.steps,
-            optimizer=args.optimizer,
-            lm=LMConfig(
-                steps=args.lm_steps, damping=args.lm_damping, average=args.lm_average, decay=args.lm_decay
-            ),
-            blur=BlurConfig(sigma=args.blur, steps=args.blur_steps, rays=args.blur_rays),
-            adam=AdamConfig(
-                lr=args.lr,
-                trans_lr_scale=args.trans_lr_scale,
-                lr_decay=args.lr_decay,
-                lr_decay_steps=args.lr_decay_steps,
-            ),
-            n_rays=args.rays,
-            sampling=sampling_config_from_args(args, strategy),
-            loss=args.loss,
-            huber_delta=args.huber_delta,
-            coarse_loss_weight=args.coarse_loss_weight,
-            prune_steps=args.prune_steps,
-            stop=StopConfig(tol=args.stop_tol, window=args.stop_window),
-            ray_chunk=args.ray_chunk,
-        )
-        if args.preset == "robust":
-            # The preset replaces the paper's values; any option given with another value still wins.
-            given = {
-                f.name: getattr(config, f.name)
-                for f in fields(PoseConfig)
-                if f.name != "sampling" and getattr(config, f.name) != getattr(PAPER, f.name)
-            }
-            config = replace(ROBUST, sampling=config.sampling, **given)
-        return config
-    except ValueError as exc:
-        raise InerfError(str(exc)) from None
-
-
-def resolve_device(name: str | None, tf32: bool = True) -> torch.device:
-    """The torch device to use (``cuda`` when available by default); sets the TF32 switch for CUDA."""
-    try:
-        device = torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    except RuntimeError as exc:
-        raise InerfError(f"--device: {exc}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InerfError("--device cuda: no CUDA device is available")
-        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
-        torch.backends.cudnn.allow_tf32 = bool(tf32)
-    return device
-
-
-def prepare_out_dir(path: str, overwrite: bool) -> Path:
-    """Create the output folder; refuse a non-empty one unless ``overwrite``."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InerfError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InerfError(f"--out {out}: directory is not empty (pass --overwrite to write into it)")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """The solver config of the command line: ``--preset`` (rescaled to ``--steps`` when given, see
+    :meth:`PoseConfig.with_steps`) with the other typed flags replacing its values."""
+    if getattr(args, "samples", None) is not None and args.samples < 3:
+        raise InerfError(f"--samples {args.samples}: must be at least 3")
+    base = PRESETS[getattr(args, "preset", "paper")]
+    given = POSE_FLAGS.given(args)
+    steps = given.pop(("steps",), None)
+    if steps is not None:
+        try:
+            # The paper's solver has no phases: its learning rate decays x0.8 per 100 steps at any length (as
+            # the paper's code), which also keeps every recorded command line reproducing.
+            base = replace(base, steps=steps.value) if base is PAPER else base.with_steps(steps.value)
+        except ValueError as exc:
+            raise InerfError(f"{steps}: {POSE_FLAGS.spell_fields(str(exc))}") from None
+    given[("sampling", "strategy")] = Given(strategy, "--sampling", strategy)
+    return POSE_FLAGS.build(base, given)
 
 
 def load_run_checked(run_dir: str, device, samples: int | None = None):
@@ -315,38 +149,49 @@ def add_parser(subparsers) -> None:
         description="Estimate the 6DoF camera pose (camera-to-world, OpenCV axes) of an RGB image by gradient "
         "descent through a trained radiance field: c2w = exp(xi) @ c2w_init, xi optimised with Adam on the "
         "photometric error of sampled pixels (iNeRF, Yen-Chen et al. 2021).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("inputs")
-    g.add_argument("--run", required=True, help="run directory written by `inerf train`")
+    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
     src = g.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", help="target image (PNG/JPG; RGBA is composited on the model's background)")
+    src.add_argument(
+        "--image", metavar="FILE", help="target image (PNG/JPG; RGBA is composited on the model's background)"
+    )
     src.add_argument(
         "--view",
         type=int,
-        help="use view VIEW of the dataset split as target (image, intrinsics and ground-truth pose)",
+        metavar="N",
+        help="use view N of the dataset split as target (image, intrinsics and ground-truth pose)",
     )
     g.add_argument(
-        "--data", default=None, help="dataset folder for --view (default: the run's training data)"
+        "--data",
+        metavar="DIR",
+        default=None,
+        help="dataset folder for --view (default: the run's training data)",
     )
     g.add_argument("--split", default="test", help="dataset split for --view")
     g.add_argument(
         "--intrinsics",
+        metavar="FILE",
         help="intrinsics JSON: fx/fy/cx/cy[/width/height], fl_x/fl_y/cx/cy/w/h, K, or a "
         "Blender transforms file (camera_angle_x)",
     )
-    g.add_argument("--fx", type=float, help="focal length in pixels (instead of --intrinsics)")
-    g.add_argument("--fy", type=float, help="vertical focal length (default: --fx)")
-    g.add_argument("--cx", type=float, help="principal point x in pixels (default: width / 2)")
-    g.add_argument("--cy", type=float, help="principal point y in pixels (default: height / 2)")
+    g.add_argument("--fx", type=finite_float, help="focal length in pixels (instead of --intrinsics)")
+    g.add_argument("--fy", type=finite_float, help="vertical focal length (default: --fx)")
+    g.add_argument("--cx", type=finite_float, help="principal point x in pixels (default: width / 2)")
+    g.add_argument("--cy", type=finite_float, help="principal point y in pixels (default: height / 2)")
     init = g.add_mutually_exclusive_group()
-    init.add_argument("--init", help="initial camera-to-world pose (JSON with 'c2w', TXT or NPY 4x4)")
+    init.add_argument(
+        "--init", metavar="POSE_FILE", help="initial camera-to-world pose (JSON with 'c2w', TXT or NPY 4x4)"
+    )
     init.add_argument(
         "--init-from-gt",
         action="store_true",
         help="start from the ground truth (--gt or --view) moved by --perturb-rot / --perturb-trans",
     )
-    g.add_argument("--gt", help="ground-truth camera-to-world pose file, to report errors")
+    g.add_argument(
+        "--gt", metavar="POSE_FILE", help="ground-truth camera-to-world pose file, to report errors"
+    )
     g.add_argument(
         "--pose-convention",
         choices=["opencv", "opengl"],
@@ -356,13 +201,13 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument(
         "--perturb-rot",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="with --init-from-gt: rotate by exactly this many degrees about a random axis (world frame)",
     )
     g.add_argument(
         "--perturb-trans",
-        type=float,
+        type=finite_float,
         default=0.0,
         help="with --init-from-gt: translate by this distance in a random direction",
     )
@@ -376,13 +221,13 @@ def add_parser(subparsers) -> None:
     )
     h.add_argument(
         "--spread-rot",
-        type=float,
+        type=finite_float,
         default=30.0,
         help="extra hypotheses: rotation uniform in [-spread, spread] degrees about a random axis",
     )
     h.add_argument(
         "--spread-trans",
-        type=float,
+        type=finite_float,
         default=0.1,
         help="extra hypotheses: translation uniform in [-spread, spread] per axis",
     )
@@ -390,13 +235,16 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--sampling",
         choices=STRATEGIES,
-        default=SAMPLING_DEFAULTS.strategy,
+        default=SamplingConfig().strategy,
         help="which pixels to render each step",
     )
     add_solver_arguments(p)
     o = p.add_argument_group("outputs")
     o.add_argument(
-        "--out", required=True, help="output folder (pose.json, trajectory.csv, frames, GIF/MP4, plot)"
+        "--out",
+        metavar="DIR",
+        required=True,
+        help="output folder (pose.json, trajectory.csv, frames, GIF/MP4, plot)",
     )
     o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     o.add_argument("--frames", type=int, default=20, help="overlay frames spread over the solve (0 = none)")
@@ -407,7 +255,7 @@ def add_parser(subparsers) -> None:
         help="render frames with the long side at most this many pixels (default: 400 on CUDA, 96 on "
         "the CPU, where every frame is a full render)",
     )
-    o.add_argument("--fps", type=float, default=5.0, help="frame rate of the GIF and MP4")
+    o.add_argument("--fps", type=finite_float, default=5.0, help="frame rate of the GIF and MP4")
     o.add_argument("--no-video", action="store_true", help="write frames but no GIF/MP4")
     p.set_defaults(func=run)
 
@@ -434,7 +282,7 @@ def _intrinsics(args, width: int, height: int, dataset_camera=None):
     if args.intrinsics and any(v is not None for v in flags):
         raise InerfError("give --intrinsics or --fx/--fy/--cx/--cy, not both")
     if args.intrinsics:
-        return read_intrinsics(args.intrinsics, width, height)
+        return read_intrinsics(input_file(args.intrinsics, "--intrinsics"), width, height)
     if args.fx is not None:
         return intrinsics_camera(
             args.fx,
@@ -462,26 +310,35 @@ def run(args) -> int:
     from inerf.pose.solver import PoseTarget, estimate_pose
 
     if args.hypotheses < 1:
-        raise InerfError("--hypotheses must be >= 1")
-    if args.frames < 0 or (args.frame_size is not None and args.frame_size < 1) or args.fps <= 0:
-        raise InerfError("--frames must be >= 0, --frame-size >= 1 and --fps > 0")
+        raise InerfError(f"--hypotheses {args.hypotheses}: must be >= 1")
+    if args.frames < 0:
+        raise InerfError(f"--frames {args.frames}: must be >= 0")
+    if args.frame_size is not None and args.frame_size < 1:
+        raise InerfError(f"--frame-size {args.frame_size}: must be >= 1")
+    if args.fps <= 0:
+        raise InerfError(f"--fps {args.fps:g}: must be > 0")
     if args.view is not None and args.gt:
         raise InerfError("--gt and --view both give a ground truth; use one")
     if not args.init and not args.init_from_gt:
         raise InerfError("no initial pose: give --init POSE or --init-from-gt")
     if args.init_from_gt and not (args.gt or args.view is not None):
         raise InerfError("--init-from-gt needs a ground truth (--gt POSE or --view)")
-    out = Path(args.out)
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:  # fail before any heavy work
-        raise InerfError(f"--out {out}: directory is not empty (pass --overwrite to write into it)")
+    config = pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
+    check_out_dir(args.out, args.overwrite)
 
     # Inputs that need no model first, so bad files fail fast.
     raw = intr = None
     if args.image:
-        raw = read_image(Path(args.image))
+        raw = read_image(input_file(args.image, "--image", "an image file"))
         intr = _intrinsics(args, raw.shape[1], raw.shape[0])
-    init = read_pose(args.init, args.pose_convention, "initial pose") if args.init else None
-    gt = read_pose(args.gt, args.pose_convention, "ground-truth pose") if args.gt else None
+    init = (
+        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
+        if args.init
+        else None
+    )
+    gt = (
+        read_pose(input_file(args.gt, "--gt"), args.pose_convention, "ground-truth pose") if args.gt else None
+    )
 
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
@@ -510,7 +367,6 @@ def run(args) -> int:
         around = sample_perturbations(args.hypotheses - 1, args.spread_rot, args.spread_trans, gen)
         starts = torch.cat([starts, apply_perturbations(init, around, "world")])
 
-    config = pose_config_from_args(args, args.sampling)
     target = PoseTarget(
         image=image.to(device),
         camera=intr.to(device),

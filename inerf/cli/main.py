@@ -1,7 +1,9 @@
 """``inerf`` entry point: dispatches to one module per verb.
 
 Every verb module defines ``add_parser(subparsers)`` (which registers its options, each with help text)
-and ``run(args) -> int``. User errors (:class:`inerf.errors.InerfError`) print one line and exit 2.
+and ``run(args) -> int``. User errors (:class:`inerf.errors.InerfError`) print one line and exit 2; a
+mistyped option prints the usage of the verb it was typed after. Conventions shared by the verbs:
+:mod:`inerf.cli.common`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from inerf import __version__
 from inerf.errors import InerfError
 
 # verb -> module under inerf.cli. Order is the order shown in --help.
@@ -31,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Estimate camera poses by inverting neural radiance fields (iNeRF); train and render "
         "NeRFs; generate datasets; run pixelNeRF.",
     )
+    parser.add_argument("--version", action="version", version=f"inerf {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for module in VERBS.values():
         try:
@@ -40,12 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_parser(sub)
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub-)command parser ``_parser`` = itself as a default: the innermost one that parsed
+    wins, so :func:`main` reports a stray option with the usage of the verb it was typed after."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.set_defaults(_parser=sub)
+                _remember_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame the top-level parser and print its usage
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -13,6 +13,7 @@ import contextlib
 import random
 from pathlib import Path
 
+from inerf.cli.common import refuse_existing
 from inerf.errors import InerfError
 
 
@@ -139,6 +140,9 @@ def _add_video(sub) -> None:
     )
     p.add_argument("--gif", action="store_true", help="write a .gif instead of an .mp4")
     p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing video and _view.jpg of the same name"
+    )
+    p.add_argument(
         "--deterministic",
         action="store_true",
         help="fixed sample positions instead of the published random jitter",
@@ -223,6 +227,12 @@ def run_video(args) -> int:
             f"-P: view(s) {bad} out of range: object {views.name} has {len(views)} views "
             f"(0..{len(views) - 1})"
         )
+
+    out_dir = Path(args.visual_path) / group / args.name
+    stem = video_stem(args.split, args.subset, source)
+    refuse_existing(
+        [out_dir / f"{stem}.{'gif' if args.gif else 'mp4'}", out_dir / f"{stem}_view.jpg"], args.overwrite
+    )
 
     device = _device(args.gpu_id)
     model = load_pixelnerf(checkpoint, config, device=device)
@@ -357,7 +367,8 @@ def _add_pose(sub) -> None:
 def run_pose(args) -> int:
     import torch
 
-    from inerf.cli.estimate import pose_config_from_args, prepare_out_dir, resolve_device
+    from inerf.cli.common import check_out_dir, input_file, prepare_out_dir, resolve_device
+    from inerf.cli.estimate import pose_config_from_args
     from inerf.geometry.cameras import Cameras
     from inerf.pixelnerf.config import EXPERIMENTS, load_config
     from inerf.pixelnerf.model import load_pixelnerf
@@ -377,8 +388,9 @@ def run_pose(args) -> int:
         raise InerfError(f"need 0 < --z-near < --z-far, got {args.z_near} and {args.z_far}")
     if args.source_pose and not args.target_pose:
         raise InerfError("--source-pose is only used with --target-pose")
-    if args.out and Path(args.out).is_dir() and any(Path(args.out).iterdir()) and not args.overwrite:
-        raise InerfError(f"--out {args.out}: directory is not empty (pass --overwrite to write into it)")
+    pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
+    if args.out:
+        check_out_dir(args.out, args.overwrite)
     config = load_config(args.conf if args.conf is not None else args.name)
     checkpoint = (
         Path(args.checkpoint)
@@ -388,16 +400,22 @@ def run_pose(args) -> int:
     background = (1.0, 1.0, 1.0) if config.renderer.white_bkgd else (0.0, 0.0, 0.0)
 
     # Files that need no model first, so bad input fails fast.
-    source, _ = read_target_image(args.input, background)
-    target_img, target_alpha = read_target_image(args.target, background)
+    source, _ = read_target_image(input_file(args.input, "--input", "an image file"), background)
+    target_img, target_alpha = read_target_image(
+        input_file(args.target, "--target", "an image file"), background
+    )
     gt = None
     if args.target_pose:
-        gt = read_pose(args.target_pose, args.pose_convention, "ground-truth target pose")
+        gt = read_pose(
+            input_file(args.target_pose, "--target-pose"), args.pose_convention, "ground-truth target pose"
+        )
         if args.source_pose:
-            src = read_pose(args.source_pose, args.pose_convention, "source pose")
+            src = read_pose(
+                input_file(args.source_pose, "--source-pose"), args.pose_convention, "source pose"
+            )
             gt = to_canonical_frame(gt, src, args.radius)
     init = (
-        read_pose(args.init, args.pose_convention, "initial pose")
+        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
         if args.init
         else canonical_source_c2w(args.radius)
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 __all__ = [
     "DETECTORS",
@@ -22,24 +23,32 @@ __all__ = [
     "STRATEGIES",
     "AdamConfig",
     "BlurConfig",
+    "Detector",
     "LMConfig",
+    "Loss",
+    "Optimizer",
     "PoseConfig",
     "SamplingConfig",
     "StopConfig",
+    "Strategy",
 ]
 
-OPTIMIZERS = ("adam", "lm", "adam+lm")
+Optimizer = Literal["adam", "lm", "adam+lm"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 """``adam``: the paper's first-order solve; ``lm``: Levenberg-Marquardt (Gauss-Newton with adaptive damping)
 on the per-pixel colour residuals, see :mod:`inerf.pose.solver`."""
 
-LOSSES = ("mse", "huber", "mape")
+Loss = Literal["mse", "huber", "mape"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 """Photometric losses: mean squared error (the paper's), Huber (robust to outliers such as unmodelled
 occluders), mean absolute percentage error (relative error, weights dark pixels more)."""
 
-STRATEGIES = ("random", "interest_points", "interest_region", "center", "patch", "mask")
+Strategy = Literal["random", "interest_points", "interest_region", "center", "patch", "mask"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 """Pixel-sampling strategies, see :mod:`inerf.pose.sampling`."""
 
-DETECTORS = ("sift", "orb")
+Detector = Literal["sift", "orb"]
+DETECTORS: tuple[str, ...] = get_args(Detector)
 """OpenCV keypoint detectors for the interest-point and interest-region strategies."""
 
 
@@ -47,7 +56,7 @@ DETECTORS = ("sift", "orb")
 class SamplingConfig:
     """Which pixels of the target image are rendered at each step (iNeRF §IV-B)."""
 
-    strategy: str = "random"
+    strategy: Strategy = "random"
     """One of :data:`STRATEGIES`: ``random`` (uniform over the image, without replacement),
     ``interest_points`` (keypoints of the target; topped up with random other pixels when there are
     fewer keypoints than rays, as in the public code), ``interest_region`` (pixels of the keypoint mask
@@ -55,7 +64,7 @@ class SamplingConfig:
     ``center`` (uniform inside the central box covering ``center_fraction`` of each side), ``patch``
     (one square patch of about ``n_rays`` pixels at a random position) and ``mask`` (pixels whose
     alpha exceeds 0.5; needs an RGBA target or dataset alphas)."""
-    detector: str = "sift"
+    detector: Detector = "sift"
     """Keypoint detector for the interest strategies: ``sift`` or ``orb`` (OpenCV)."""
     max_keypoints: int = 0
     """Keep at most this many of the strongest keypoints (0 = all the detector finds)."""
@@ -208,7 +217,7 @@ class PoseConfig:
 
     steps: int = 300
     """Optimiser steps (the paper uses 300 Adam steps)."""
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     """One of :data:`OPTIMIZERS`. ``adam`` is the paper's. ``lm`` (Levenberg-Marquardt) takes Gauss-Newton
     steps on the colour residuals, scaled by their curvature: no learning rate to tune, and it settles
     to a fraction of a pixel where Adam keeps jittering by about ``lr`` per step. ``adam+lm`` runs Adam
@@ -221,7 +230,7 @@ class PoseConfig:
     """Pixels rendered per step and per hypothesis (the paper's batch size)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Which pixels are rendered; resampled every step."""
-    loss: str = "mse"
+    loss: Loss = "mse"
     """Photometric loss, one of :data:`LOSSES`."""
     huber_delta: float = 0.1
     """Transition point of the Huber loss (colour units in [0, 1])."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from inerf.errors import InerfError
+from inerf.io_utils import write_json  # atomic, NaN as null
 
 __all__ = ["GENERATOR", "check_destination", "staged", "to_uint8", "write_json", "write_png"]
 
@@ -67,10 +68,6 @@ def staged(folder: Path, overwrite: bool):
     if folder.exists():
         shutil.rmtree(folder)  # an empty folder, or our own previous dataset
     stage.rename(folder)
-
-
-def write_json(path: Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from torch import nn
 
 from inerf.data.image_io import one_line
 from inerf.errors import InerfError
+from inerf.io_utils import write_json as write_json_atomic  # atomic, NaN as null
 from inerf.render.model import Model
 from inerf.render.renderer import RenderConfig
 
@@ -116,18 +117,6 @@ class LoadedRun:
     """Optimiser steps the weights have seen."""
     config: dict
     """The whole ``config.json``."""
-
-
-def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON to ``path.tmp`` then rename over ``path`` (readers never see half a file)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def has_checkpoint(run_dir: str | Path) -> bool:

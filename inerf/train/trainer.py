@@ -31,6 +31,7 @@ import torch
 
 from inerf import __version__
 from inerf.data import ViewSet, detect_format, load_dataset
+from inerf.device import resolve_device
 from inerf.errors import InerfError
 from inerf.fields.factory import FIELD_KINDS, build_field, field_config_dict
 from inerf.geometry.conventions import CONVENTION
@@ -194,19 +195,6 @@ class TrainResult:
     """PSNR of the fine pass on the last logged training batches (dB)."""
     history: list = field(default_factory=list)
     """``{"step", "val_psnr"}`` entries of this session."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; refuse CUDA on a machine without it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InerfError(f"unknown device {name!r}; expected cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InerfError(f"device {name!r} requested but CUDA is not available on this machine")
-    return dev
 
 
 @contextlib.contextmanager

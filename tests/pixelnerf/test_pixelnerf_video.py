@@ -212,3 +212,20 @@ def test_video_missing_checkpoint(video_project, capsys):
     assert rc == 2 and "checkpoint not found" in capsys.readouterr().err
     rc = main(["pixelnerf", "video", "-n", "my_experiment", "-D", "x"])
     assert rc == 2 and "pass -c/--conf" in capsys.readouterr().err
+
+
+def test_video_refuses_to_replace_existing_files(video_project, capsys):
+    """An existing video or source-view strip of the same name is the user's: refused before any work."""
+    folder = video_project / "visuals" / "srn_car"
+    folder.mkdir(parents=True, exist_ok=True)
+    args = ("--split", "test", "-S", "1", "-P", "1", "--num_views", "1", "--scale", "0.25", "--gif")
+    for name in ("videot0001_v001.gif", "videot0001_v001_view.jpg"):
+        (folder / name).write_bytes(b"mine")
+        assert run_cli(video_project, *args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"inerf pixelnerf: error: {folder / name}: exists (pass --overwrite to replace it)"
+        assert (folder / name).read_bytes() == b"mine"
+        (folder / name).unlink()
+    (folder / "videot0001_v001_view.jpg").write_bytes(b"mine")
+    assert run_cli(video_project, *args, "--overwrite") == 0
+    assert iio.imread(folder / "videot0001_v001_view.jpg").shape == (32, 32, 3)

@@ -372,9 +372,21 @@ def test_benchmark_pose(inputs, capsys):
         assert (out / name).stat().st_size > 0
     assert "| random |" in stdout and "| center |" in stdout
     code, _, err = run_cli(
-        ["benchmark", "pose", "--run", "RUN", "--steps", "100", "--out", str(inputs / "b2")], capsys
+        [
+            "benchmark",
+            "pose",
+            "--run",
+            "RUN",
+            "--steps",
+            "100",
+            "--checkpoints",
+            "50,200",
+            "--out",
+            str(inputs / "b2"),
+        ],
+        capsys,
     )
-    assert code == 2 and "--checkpoints" in err
+    assert code == 2 and "--checkpoints 50,200: goes to step 200" in err
 
 
 def test_benchmark_without_subcommand_prints_help(capsys):
@@ -430,9 +442,10 @@ def test_estimate_with_blur_and_levenberg_marquardt(inputs, capsys):
     ("flags", "match"),
     [
         (["--optimizer", "lm", "--loss", "mape"], "mape"),
-        (["--optimizer", "adam+lm"], "lm steps"),
-        (["--samples", "2"], "--samples"),
-        (["--blur", "-1"], "blur sigma"),
+        (["--optimizer", "adam+lm"], "--optimizer adam+lm: adam+lm needs 0 < --lm-steps"),
+        (["--samples", "2"], "--samples 2"),
+        (["--blur", "-1"], "--blur -1: --blur-sigma must be"),
+        (["--rays", "0"], "--rays 0:"),
     ],
 )
 def test_bad_solver_flags_are_one_line_errors(inputs, capsys, flags, match):

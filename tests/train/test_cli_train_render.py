@@ -78,6 +78,17 @@ def test_train_then_render(sphere_scene, tmp_path, capsys):
     assert 0 < summary["mean"]["ssim"] <= 1
     assert (out / "000_r_0.png").is_file() and (out / "test.gif").is_file()
     assert summary["videos"][0] == "test.gif"
+    # A second render into the same folder must not replace the first one's files without --overwrite.
+    again = ["render", "--run", str(run), "--out", str(out), "--max-views", "1", "--device", "cpu", "--quiet"]
+    assert main(again) == 2
+    assert (
+        _error_line(capsys)
+        == f"inerf render: error: {out / 'metrics.json'}: exists (pass --overwrite to replace it)"
+    )
+    assert json.loads((out / "metrics.json").read_text())["n_views"] == 2
+    assert main([*again, "--overwrite"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["n_views"] == 1
+    capsys.readouterr()
     # Default output folder, another split, no video, the dataset folder given explicitly.
     assert (
         main(
