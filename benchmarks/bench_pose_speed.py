@@ -1,0 +1,340 @@
+"""Pose-solve speed on a GPU: the iNeRF step through pixelNeRF (``srn``), the grid field and a vanilla NeRF.
+
+For each model it times, with CUDA events after a warm-up (median of several repeats):
+
+* the pose step at 1024 / 2048 / 4096 rays: ``(T(n + m steps) - T(m steps)) / n`` of whole solves, so set-up
+  and the final scoring cancel out;
+* a 300-step solve (wall time of ``estimate_pose``, one hypothesis);
+* 64 hypotheses x 300 steps (one batched solve, Parallel iNeRF's setting);
+* for pixelNeRF, a full 128 x 128 render (both passes, chunked as ``inerf pixelnerf video``);
+
+and, from ``torch.profiler`` over a few steps, the GPU-busy time per step (sum of kernel durations), kernels
+and host synchronisations per step, plus the peak memory of the 64-hypothesis solve. ``--paths reference
+fast`` times both solver paths in the same run (the ratio is the speed-up; absolute times on shared machines
+vary from run to run). Prints a Markdown table and writes everything to ``--out`` (JSON).
+
+Models: pixelNeRF with the published ``srn`` layout and the deterministic weights of the checkpoint fixture
+(``tests/pixelnerf/fixtures/make_checkpoint.py``; speed does not depend on the weights), encoded on one
+128 x 128 source view; the grid field of a trained run (``--grid-run``) or, by default, the "box chair" of
+``bench_grid_pose_step.py`` (a trained-size grid whose density is the shared chair's boxes); a NeRF MLP
+(``--nerf-run`` or randomly initialised, 64 + 128 samples). Targets are renders of the model itself at a
+ground-truth pose; solves start 10 degrees / 0.05 away.
+
+    python benchmarks/bench_pose_speed.py --out $OUT/speed.json
+    python benchmarks/bench_pose_speed.py --models grid --grid-run runs/chair_grid --paths reference fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
+from inerf.pose.config import PoseConfig
+from inerf.pose.solver import PoseTarget, estimate_pose
+from inerf.render.model import Model
+from inerf.render.renderer import RenderConfig
+
+START_ROT_DEG, START_TRANS = 10.0, 0.05
+
+
+def cuda_time(fn, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Seconds per call of ``fn`` measured with CUDA events (after ``warmup`` untimed calls); a host clock
+    without CUDA (smoke runs on a CPU)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    if not torch.cuda.is_available():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        return out
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        out.append(start.elapsed_time(end) / 1e3)
+    return out
+
+
+def perturbed(c2w: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """``c2w`` rotated by exactly START_ROT_DEG about a random axis and moved START_TRANS in a random direction."""
+    g = torch.Generator().manual_seed(seed)
+    axis = torch.nn.functional.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
+    trans = torch.nn.functional.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
+    xi = torch.cat([START_TRANS * trans, math.radians(START_ROT_DEG) * axis])
+    return se3.se3_exp(xi) @ c2w.double()
+
+
+# ----------------------------------------------------------------------------------------------- models
+def pixelnerf_scene(device) -> tuple[Model, Cameras, torch.Tensor]:
+    """``(model, target camera, gt c2w)``: the srn pixelNeRF encoded on one source view (the fixture's)."""
+    from inerf.pixelnerf import load_pixelnerf
+    from inerf.pixelnerf.pose import PixelNeRFField, canonical_source_c2w, encode_source
+
+    fixtures = ROOT / "tests" / "pixelnerf" / "fixtures"
+    spec = importlib.util.spec_from_file_location("make_checkpoint", fixtures / "make_checkpoint.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "pixel_nerf_latest"
+        mod.main(str(fixtures / "keys_srn.json"), str(ckpt))
+        net = load_pixelnerf(ckpt, "srn", device=device)
+    case = torch.load(fixtures / "case_srn.pt", map_location="cpu", weights_only=True)
+    source = (case["images"][0].permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)  # [-1, 1] CHW -> [0, 1] HWC
+    encode_source(net, source, 131.25, 1.3)
+    config = RenderConfig(n_coarse=64, n_fine=32, near=0.8, far=1.8, background=(1.0, 1.0, 1.0), chunk=4096)
+    model = Model(PixelNeRFField(net, coarse=True), PixelNeRFField(net, coarse=False), config)
+    camera = Cameras.from_intrinsics(131.25, 131.25, 64.5, 64.5, 128, 128)
+    gt = se3.se3_exp(
+        torch.tensor([0.0, 0.0, 0.0, 0.0, 0.35, 0.0], dtype=torch.float64)
+    ) @ canonical_source_c2w(1.3)
+    return model, camera, gt
+
+
+def grid_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
+    """The grid field of ``run`` (its first test camera) or the box chair (400 x 400, the chair's camera)."""
+    if run:
+        from inerf.train.checkpoint import load_run
+
+        loaded = load_run(run, device)
+        views = loaded.dataset.load("test", run_dir=loaded.run_dir, max_views=1)
+        return loaded.model, views.cameras[0].with_c2w(torch.eye(4)), views.cameras.c2w[0].double()
+    from bench_grid_pose_step import FAR, FOCAL, NEAR, H, W, box_chair_field, look_at_c2w
+
+    torch.manual_seed(0)
+    field = box_chair_field().to(device).eval().requires_grad_(False)
+    config = RenderConfig(n_coarse=field.samples_per_ray(NEAR, FAR), n_fine=0, near=NEAR, far=FAR)
+    elev, azim = math.radians(30.0), math.radians(-60.0)
+    eye = 4.5 * torch.tensor(
+        [math.cos(elev) * math.cos(azim), math.cos(elev) * math.sin(azim), math.sin(elev)]
+    )
+    return (
+        Model(field, None, config),
+        Cameras.from_intrinsics(FOCAL, FOCAL, W / 2, H / 2, H, W),
+        look_at_c2w(eye.double(), torch.zeros(3, dtype=torch.float64)),
+    )
+
+
+def nerf_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
+    """A NeRF MLP (trained run or random weights, 64 + 128 samples) seen by a 200 x 200 camera."""
+    if run:
+        return grid_scene(device, run)
+    from bench_grid_pose_step import look_at_c2w
+
+    from inerf.fields.nerf import NeRFConfig, NeRFField
+
+    torch.manual_seed(0)
+    coarse, fine = (NeRFField(NeRFConfig()).to(device).eval().requires_grad_(False) for _ in range(2))
+    config = RenderConfig(n_coarse=64, n_fine=128, near=2.0, far=6.0)
+    f = 0.5 * 200 / math.tan(0.5 * 0.6911112070083618)
+    eye = torch.tensor([2.5, -3.0, 2.0], dtype=torch.float64)
+    return (
+        Model(coarse, fine, config),
+        Cameras.from_intrinsics(f, f, 100, 100, 200, 200),
+        look_at_c2w(eye, torch.zeros(3, dtype=torch.float64)),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- timing
+def make_target(model: Model, camera: Cameras, gt: torch.Tensor, device) -> PoseTarget:
+    with torch.no_grad():
+        image = model.render_image(camera.with_c2w(gt.float()).to(device)).rgb
+    return PoseTarget(image=image, camera=camera.to(device))
+
+
+def solve(model, target, init, config: PoseConfig, seed: int = 0):
+    return estimate_pose(model, target, init, config, seeds=seed)
+
+
+def step_time(model, target, init, config: PoseConfig) -> float:
+    """Seconds per step from the difference of a long and a short solve (set-up and scoring cancel)."""
+    short, long = 10, 60
+    t_short = statistics.median(
+        cuda_time(lambda: solve(model, target, init, replace(config, steps=short)), 3)
+    )
+    t_long = statistics.median(cuda_time(lambda: solve(model, target, init, replace(config, steps=long)), 3))
+    return (t_long - t_short) / (long - short)
+
+
+def profile_steps(model, target, init, config: PoseConfig, steps: int = 20) -> dict:
+    """GPU-busy ms, kernel launches and host syncs per step from ``torch.profiler`` (difference of two solve
+    lengths, so the set-up's kernels cancel)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    counts = {}
+    for n in (5, 5 + steps):
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            solve(model, target, init, replace(config, steps=n))
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        # A device-to-host copy (.item(), .cpu(), a data-dependent shape) shows as a synchronisation call.
+        syncs = [e for e in prof.events() if e.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize")]
+        counts[n] = (sum(e.device_time_total for e in kernels) / 1e3, len(kernels), len(syncs))
+    a, b = counts[5], counts[5 + steps]
+    return {
+        "gpu_busy_ms_per_step": (b[0] - a[0]) / steps,
+        "kernels_per_step": (b[1] - a[1]) / steps,
+        "host_syncs_per_step": (b[2] - a[2]) / steps,
+    }
+
+
+def explain_step(model, target, init, config: PoseConfig, steps: int = 10) -> str:
+    """A profiler table of one solve's kernels (top by GPU time) and the Python lines that synchronise."""
+    from torch.profiler import ProfilerActivity, profile
+
+    solve(model, target, init, replace(config, steps=3))  # warm-up
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+        solve(model, target, init, replace(config, steps=steps))
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+    sync_sites: dict[str, int] = {}
+    for e in prof.events():
+        if e.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize"):
+            frames = [f for f in (e.stack or []) if "inerf" in f or "bench" in f]
+            key = " <- ".join(frames[:3]) or "(no python frame)"
+            sync_sites[key] = sync_sites.get(key, 0) + 1
+    lines = [f"{n:5d}  {k}" for k, n in sorted(sync_sites.items(), key=lambda kv: -kv[1])]
+    return table + f"\nhost syncs over {steps} steps, by call site:\n" + "\n".join(lines)
+
+
+def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
+    camera = camera.scaled(args.scale) if args.scale != 1 else camera
+    target = make_target(model, camera, gt, device)
+    init = perturbed(gt)
+    base = PoseConfig(n_rays=1024, progress_every=10**9)
+    if path == "fast":
+        base = replace(base, fast=True)
+    elif "fast" in PoseConfig.__dataclass_fields__:
+        base = replace(base, fast=False)
+    row: dict = {"model": name, "path": path}
+    for rays in args.rays:
+        row[f"step_ms@{rays}"] = 1e3 * step_time(model, target, init, replace(base, n_rays=rays))
+    res = None
+
+    def one():
+        nonlocal res
+        res = solve(model, target, init, replace(base, steps=args.steps))
+
+    row[f"solve{args.steps}_s"] = statistics.median(cuda_time(one, 2))
+    row["solve_rot_err_deg"] = float(se3.rotation_error_deg(res.c2w[0], gt))
+    row["solve_trans_err"] = float(se3.translation_error(res.c2w[0], gt))
+    if args.hypotheses and name in args.hypotheses_models:
+        g = torch.Generator().manual_seed(1)
+        starts = torch.stack(
+            [perturbed(gt, int(s)) for s in torch.randint(0, 10**6, (args.hypotheses,), generator=g)]
+        )
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        row[f"hyp{args.hypotheses}x{args.steps}_s"] = statistics.median(
+            cuda_time(lambda: solve(model, target, starts, replace(base, steps=args.steps)), 1, warmup=1)
+        )
+        if device.type == "cuda":
+            row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 1e9
+    if device.type == "cuda":
+        row.update(profile_steps(model, target, init, base))
+        if args.explain:
+            try:
+                print(
+                    f"== {name}/{path}: a 10-step solve at 1024 rays ==\n"
+                    + explain_step(model, target, init, base)
+                )
+            except Exception as exc:  # noqa: BLE001
+                print(f"[{name}] explain failed: {exc!r}")
+    if name == "pixelnerf":
+        cam = camera.with_c2w(gt.float()).to(device)
+        with torch.no_grad():
+            row["render128_ms"] = 1e3 * statistics.median(cuda_time(lambda: model.render_image(cam), 5))
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument(
+        "--models", nargs="+", default=["pixelnerf", "grid", "nerf"], choices=["pixelnerf", "grid", "nerf"]
+    )
+    ap.add_argument("--paths", nargs="+", default=["reference"], choices=["reference", "fast"])
+    ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
+    ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")
+    ap.add_argument(
+        "--hypotheses-models", nargs="+", default=["grid"], help="models timed with --hypotheses (costly)"
+    )
+    ap.add_argument("--grid-run", help="trained grid run directory (default: the synthetic box chair)")
+    ap.add_argument("--nerf-run", help="trained NeRF run directory (default: random weights)")
+    ap.add_argument("--steps", type=int, default=300, help="steps of the timed solves")
+    ap.add_argument(
+        "--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the script)"
+    )
+    ap.add_argument("--scale", type=float, default=1.0, help="scale the target images (smoke runs)")
+    ap.add_argument("--explain", action="store_true", help="print the top kernels and the sync call sites")
+    ap.add_argument("--out", help="JSON file for all figures")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench_pose_speed: no CUDA device (use --device cpu for a smoke run)", file=sys.stderr)
+        return 2
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    builders = {
+        "pixelnerf": lambda: pixelnerf_scene(device),
+        "grid": lambda: grid_scene(device, args.grid_run),
+        "nerf": lambda: nerf_scene(device, args.nerf_run),
+    }
+    rows = []
+    for name in args.models:
+        try:  # one model's failure must not lose the others' figures
+            model, camera, gt = builders[name]()
+            for path in args.paths:
+                t0 = time.perf_counter()
+                rows.append(bench_model(name, model, camera, gt, device, args, path))
+                print(f"[{name}/{path}] {time.perf_counter() - t0:.0f} s: {json.dumps(rows[-1])}", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            import traceback
+
+            traceback.print_exc()
+            print(f"[{name}] failed: {exc!r}", flush=True)
+    if not rows:
+        return 1
+    meta = {
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "args": vars(args),
+    }
+    if args.out:
+        Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    keys = [k for k in rows[0] if k not in ("model", "path")]
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys and k not in ("model", "path")]
+    print(f"\n{meta['device']}, torch {meta['torch']}, {meta['date']}\n")
+    print("| model | path | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---:|" * len(keys))
+    for r in rows:
+        cells = [f"{r[k]:.3g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        print(f"| {r['model']} | {r['path']} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
