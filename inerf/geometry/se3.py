@@ -167,12 +167,22 @@ def axis_angle_to_matrix(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tenso
     return so3_exp(axis * angle[..., None])
 
 
+def _common_dtype(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both tensors in their promoted dtype (float32 with float64 -> float64): an estimate is often float64
+    while a camera is float32, and matmul refuses mixed dtypes."""
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    return a.to(dtype), b.to(dtype)
+
+
 def rotation_error_deg(R_est: torch.Tensor, R_gt: torch.Tensor) -> torch.Tensor:
-    """Geodesic distance in degrees between rotations ``[..., 3, 3]`` (or the rotation blocks of poses)."""
-    R_est, R_gt = R_est[..., :3, :3], R_gt[..., :3, :3]
+    """Geodesic distance in degrees between rotations ``[..., 3, 3]`` (or the rotation blocks of poses),
+    broadcasting; mixed dtypes are computed in the wider one."""
+    R_est, R_gt = _common_dtype(R_est[..., :3, :3], R_gt[..., :3, :3])
     return torch.rad2deg(rotation_angle(R_est.transpose(-1, -2) @ R_gt))
 
 
 def translation_error(T_est: torch.Tensor, T_gt: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance (scene units) between the translations (camera centres for c2w) of two poses."""
-    return (T_est[..., :3, 3] - T_gt[..., :3, 3]).norm(dim=-1)
+    """Euclidean distance (scene units) between the translations (camera centres for c2w) of two poses
+    ``[..., 4, 4]`` (or ``[..., 3, 4]``), broadcasting; mixed dtypes are computed in the wider one."""
+    t_est, t_gt = _common_dtype(T_est[..., :3, 3], T_gt[..., :3, 3])
+    return (t_est - t_gt).norm(dim=-1)

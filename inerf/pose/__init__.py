@@ -7,9 +7,14 @@ sampling strategies (:mod:`.sampling`) only choose pixel indices; the same rende
 them. Many starting poses (hypotheses) and many independent problems (benchmark trials) are solved in one
 batch that equals the separate solves. Modules:
 
-* :mod:`.config`   ``PoseConfig`` / ``SamplingConfig`` dataclasses and presets;
+* :mod:`.config`   ``PoseConfig`` (with ``AdamConfig``, ``LMConfig``, ``BlurConfig``, ``StopConfig``),
+  ``SamplingConfig`` and presets;
 * :mod:`.sampling` pixel-selection strategies (random, interest points/region, center, patch, mask);
-* :mod:`.solver`   ``estimate_pose`` and its result types;
+* :mod:`.problem`  the target, its sampler and the frozen model: loss, gradient, Gauss-Newton system;
+* :mod:`.state`    ``Hypotheses``, the state of a batched solve (``select`` prunes, ``freeze`` fails);
+* :mod:`.steps`    Adam and Levenberg-Marquardt as step objects, and the schedule of which acts when;
+* :mod:`.recorder` the trajectory of a solve;
+* :mod:`.solver`   ``estimate_pose`` (sample, evaluate, record, prune, step) and its result types;
 * :mod:`.protocol` the paper's evaluation protocol and report;
 * :mod:`.io`       reading targets, poses and intrinsics; writing pose files;
 * :mod:`.report`   the files written by ``inerf estimate``.

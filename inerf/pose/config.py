@@ -36,7 +36,7 @@ __all__ = [
 Optimizer = Literal["adam", "lm", "adam+lm"]
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 """``adam``: the paper's first-order solve; ``lm``: Levenberg-Marquardt (Gauss-Newton with adaptive damping)
-on the per-pixel colour residuals, see :mod:`inerf.pose.solver`."""
+on the per-pixel colour residuals, see :mod:`inerf.pose.steps`."""
 
 Loss = Literal["mse", "huber", "mape"]
 LOSSES: tuple[str, ...] = get_args(Loss)
@@ -136,7 +136,7 @@ class AdamConfig:
 
 @dataclass
 class LMConfig:
-    """Levenberg-Marquardt refinement (``optimizer="lm"`` or ``"adam+lm"``), see :mod:`inerf.pose.solver`."""
+    """Levenberg-Marquardt refinement (``optimizer="lm"`` or ``"adam+lm"``), see :mod:`inerf.pose.steps`."""
 
     steps: int = 0
     """With ``optimizer="adam+lm"``: how many of the solve's steps are LM refinement steps at the end."""
@@ -278,19 +278,6 @@ class PoseConfig:
         if not (math.isfinite(self.coarse_loss_weight) and self.coarse_loss_weight >= 0):
             raise ValueError(f"coarse_loss_weight must be finite and >= 0, got {self.coarse_loss_weight}")
         self.prune_steps = tuple(sorted({int(s) for s in self.prune_steps}))
-
-    def uses_lm(self, step: int) -> bool:
-        """Whether the update at ``step`` (0-based) is a Levenberg-Marquardt step."""
-        if self.optimizer == "lm":
-            return True
-        return self.optimizer == "adam+lm" and step >= self.steps - self.lm.steps
-
-    def lm_fraction(self, step: int) -> float:
-        """Fraction of the Gauss-Newton step taken at ``step`` (see :attr:`LMConfig.decay`)."""
-        if self.lm.decay <= 0:
-            return 1.0
-        j = step if self.optimizer == "lm" else step - (self.steps - self.lm.steps)
-        return 1.0 if j * self.lm.decay <= 1.0 else 1.0 / (self.lm.decay * j)
 
     def with_steps(self, steps: int) -> PoseConfig:
         """This config for a solve of ``steps`` steps, its phases scaled as fractions of the whole: the LM

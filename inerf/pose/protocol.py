@@ -198,6 +198,62 @@ def _summarise(
     return rows
 
 
+def _view_target(views, i: int, device: torch.device) -> tuple[PoseTarget, torch.Tensor]:
+    """View ``i`` as a pose target on ``device`` and its ground-truth c2w ``[4, 4]`` (float64, CPU)."""
+    alpha = views.alphas[i].to(device) if views.alphas is not None else None
+    target = PoseTarget(image=views.images[i].to(device), camera=views.cameras[i].to(device), alpha=alpha)
+    return target, views.cameras.c2w[i].double()
+
+
+def _trial_records(name, views, i, seeds, init, gt, res, rot, trans, protocol, steps) -> list[dict]:
+    """One row per trial of view ``i`` solved with strategy ``name``: seed, status, start errors, errors at
+    each checkpoint (``rot``/``trans`` ``[S + 1, T]`` of each trial's best hypothesis), final loss and poses."""
+    r0, t0 = se3.rotation_error_deg(init[:, 0], gt), se3.translation_error(init[:, 0], gt)
+    checkpoints = [c for c in protocol.checkpoints if c <= steps]
+    return [
+        {
+            "strategy": name,
+            "view": i,
+            "name": views.names[i] if views.names else str(i),
+            "trial": k,
+            "seed": seeds[k],
+            "status": res.status[k],
+            "init_rot_err": float(r0[k]),
+            "init_trans_err": float(t0[k]),
+            **{f"rot_err@{c}": float(rot[c, k]) for c in checkpoints},
+            **{f"trans_err@{c}": float(trans[c, k]) for c in checkpoints},
+            "final_loss": float(res.loss[k]),
+            "hypothesis": int(res.hypothesis[k]),
+            "init_c2w": pose_to_json(init[k, 0]),
+            "final_c2w": pose_to_json(res.c2w[k]),
+            "gt_c2w": pose_to_json(gt),
+        }
+        for k in range(init.shape[0])
+    ]
+
+
+def _progress_line(i, name, rot, trans, protocol, steps, seconds) -> str:
+    """``view I NAME: success@S ...`` for the last checkpoint (or the last step)."""
+    last = min(steps, protocol.checkpoints[-1]) if protocol.checkpoints else steps
+    ok = ((rot[last] < protocol.rot_thresh) & (trans[last] < protocol.trans_thresh)).double().mean()
+    return (
+        f"view {i} {name:>16}: success@{last} {100 * ok:.0f}%  median rot {rot[last].median():.2f} deg"
+        f"  median trans {trans[last].median():.4f}  ({seconds:.1f} s)"
+    )
+
+
+def _check_strategies(strategies: list[SamplingConfig], protocol: ProtocolConfig, steps: int) -> list[str]:
+    """The strategies' table names (distinct), after checking the checkpoints fit in ``steps``."""
+    if protocol.checkpoints and protocol.checkpoints[-1] > steps:
+        from inerf.errors import InerfError
+
+        raise InerfError(f"checkpoint step {protocol.checkpoints[-1]} exceeds the number of steps ({steps})")
+    labels = [strategy_label(s) for s in strategies]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"strategies must be distinct, got {labels}")
+    return labels
+
+
 def run_pose_benchmark(
     model: Model,
     views,
@@ -222,72 +278,30 @@ def run_pose_benchmark(
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     steps = pose_config.steps
-    if protocol.checkpoints and protocol.checkpoints[-1] > steps:
-        from inerf.errors import InerfError
-
-        raise InerfError(f"checkpoint step {protocol.checkpoints[-1]} exceeds the number of steps ({steps})")
+    labels = _check_strategies(strategies, protocol, steps)
     ids = select_images(len(views), protocol)
-    labels = [strategy_label(s) for s in strategies]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"strategies must be distinct, got {labels}")
-    rot_err = {n: [] for n in labels}
-    trans_err = {n: [] for n in labels}
+    rot_err, trans_err = {n: [] for n in labels}, {n: [] for n in labels}
     seconds = {n: 0.0 for n in labels}
     trials: list[dict] = []
     # Solve to the full step count: the stop test would end trials before later checkpoints.
     base = replace(pose_config, stop=replace(pose_config.stop, tol=0.0))
     for n_img, i in enumerate(ids):
-        gt = views.cameras.c2w[i].double()
-        cam = views.cameras[i]
-        alpha = views.alphas[i].to(device) if views.alphas is not None else None
-        target = PoseTarget(image=views.images[i].to(device), camera=cam.to(device), alpha=alpha)
+        target, gt = _view_target(views, i, device)
         init = initial_poses(gt, protocol, i)
         T = init.shape[0]
         seeds = [protocol.seed * 1_000_003 + i * 1000 + t for t in range(T)]
         for strat, name in zip(strategies, labels):
-            cfg = replace(base, sampling=strat)
             t0 = time.perf_counter()
-            res = estimate_pose(
-                model,
-                target,
-                init,
-                cfg,
-                seeds=seeds,
-                progress=progress,
-                desc=f"view {i} ({n_img + 1}/{len(ids)}) {name}",
-            )
+            desc = f"view {i} ({n_img + 1}/{len(ids)}) {name}"
+            cfg = replace(base, sampling=strat)
+            res = estimate_pose(model, target, init, cfg, seeds=seeds, progress=progress, desc=desc)
             seconds[name] += time.perf_counter() - t0
             best = res.trajectory.best_c2w()  # [S + 1, T, 4, 4]: what stopping at each step returns
             r, t = res.trajectory.errors(gt[None].expand(T, 4, 4), best)
             rot_err[name].append(r.T.numpy())
             trans_err[name].append(t.T.numpy())
-            r0, t0_ = se3.rotation_error_deg(init[:, 0], gt), se3.translation_error(init[:, 0], gt)
-            for k in range(T):
-                trials.append(
-                    {
-                        "strategy": name,
-                        "view": i,
-                        "name": views.names[i] if views.names else str(i),
-                        "trial": k,
-                        "seed": seeds[k],
-                        "status": res.status[k],
-                        "init_rot_err": float(r0[k]),
-                        "init_trans_err": float(t0_[k]),
-                        **{f"rot_err@{c}": float(r[c, k]) for c in protocol.checkpoints if c <= steps},
-                        **{f"trans_err@{c}": float(t[c, k]) for c in protocol.checkpoints if c <= steps},
-                        "final_loss": float(res.loss[k]),
-                        "hypothesis": int(res.hypothesis[k]),
-                        "init_c2w": pose_to_json(init[k, 0]),
-                        "final_c2w": pose_to_json(res.c2w[k]),
-                        "gt_c2w": pose_to_json(gt),
-                    }
-                )
-            last = min(steps, protocol.checkpoints[-1]) if protocol.checkpoints else steps
-            ok = ((r[last] < protocol.rot_thresh) & (t[last] < protocol.trans_thresh)).double().mean()
-            log(
-                f"view {i} {name:>16}: success@{last} {100 * ok:.0f}%  median rot {r[last].median():.2f} deg"
-                f"  median trans {t[last].median():.4f}  ({res.seconds:.1f} s)"
-            )
+            trials += _trial_records(name, views, i, seeds, init, gt, res, r, t, protocol, steps)
+            log(_progress_line(i, name, r, t, protocol, steps, res.seconds))
     rot = {k: np.concatenate(v) for k, v in rot_err.items()}
     trans = {k: np.concatenate(v) for k, v in trans_err.items()}
     summary = [row for n in labels for row in _summarise(n, rot[n], trans[n], protocol, steps)]

@@ -31,7 +31,10 @@ from inerf.render.model import Model
 __all__ = [
     "OutputOptions",
     "frame_steps",
+    "hypotheses_record",
+    "pose_record",
     "render_frames",
+    "start_errors",
     "summary_lines",
     "write_estimate_outputs",
     "write_trajectory_csv",
@@ -106,20 +109,53 @@ def _errors(c2w, gt):
     return float(se3.rotation_error_deg(c2w, gt)), float(se3.translation_error(c2w, gt))
 
 
+def start_errors(result: PoseResult, gt_c2w: torch.Tensor, g: int = 0) -> dict:
+    """Start errors of problem ``g`` against ``gt_c2w`` ``[4, 4]``: those of the returned hypothesis's own
+    start (what its trajectory, frames and final errors continue from) and, among all ``K`` starts, the best
+    one (lowest rotation error; ties by translation).
+
+    Returns:
+        ``{"rot", "trans"}`` of the returned hypothesis's start and ``{"best_rot", "best_trans",
+        "best_hypothesis"}``.
+    """
+    starts = result.init_c2w[g]  # [K, 4, 4]
+    gt = gt_c2w.reshape(4, 4)
+    rot, trans = se3.rotation_error_deg(starts, gt), se3.translation_error(starts, gt)
+    best = min(range(len(starts)), key=lambda k: (float(rot[k]), float(trans[k])))
+    hyp = int(result.hypothesis[g])
+    return {
+        "rot": float(rot[hyp]),
+        "trans": float(trans[hyp]),
+        "best_rot": float(rot[best]),
+        "best_trans": float(trans[best]),
+        "best_hypothesis": best,
+    }
+
+
 def summary_lines(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> list[str]:
-    """A short human-readable summary of problem ``g``."""
+    """A short human-readable summary of problem ``g``. The errors before the arrow are those of the
+    returned hypothesis's own start; with several hypotheses a line gives the best start among them."""
     K = result.init_c2w.shape[1]
+    hyp = int(result.hypothesis[g])
     lines = [
         f"{result.steps} steps in {result.seconds:.1f} s on {result.device}"
         + (" (stopped early: updates below --stop-tol)" if result.stopped_early else "")
-        + (f"; returned hypothesis {int(result.hypothesis[g])} of {K}" if K > 1 else ""),
+        + (f"; returned hypothesis {hyp} of {K}" if K > 1 else ""),
         f"final loss {float(result.loss[g]):.4e}"
         + ("" if result.status[g] == "ok" else f" (status: {result.status[g]})"),
     ]
     if gt_c2w is not None:
-        r0, t0 = _errors(result.init_c2w[g, 0], gt_c2w)
+        start = start_errors(result, gt_c2w, g)
         r1, t1 = _errors(result.c2w[g], gt_c2w)
-        lines.append(f"rotation error {r0:.3f} -> {r1:.3f} deg, translation error {t0:.4f} -> {t1:.4f}")
+        lines.append(
+            f"rotation error {start['rot']:.3f} -> {r1:.3f} deg, translation error {start['trans']:.4f} -> {t1:.4f}"
+            + (f" (hypothesis {hyp}'s start)" if K > 1 else "")
+        )
+        if K > 1:
+            lines.append(
+                f"best of the {K} starts: hypothesis {start['best_hypothesis']}, {start['best_rot']:.3f} deg, "
+                f"{start['best_trans']:.4f}"
+            )
     return lines
 
 
@@ -139,6 +175,150 @@ class OutputOptions:
     """Success threshold drawn on the rotation-error plot (degrees)."""
     trans_thresh: float = 0.05
     """Success threshold drawn on the translation-error plot (scene units)."""
+
+
+def pose_record(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> dict:
+    """The ``pose.json`` entries of problem ``g``: the estimate in both conventions, its loss and status, the
+    solve's facts, the returned hypothesis's start and, with a ground truth, the errors (start errors of the
+    returned hypothesis's own start; with several hypotheses also the best start's)."""
+    c2w = result.c2w[g]
+    hyp = int(result.hypothesis[g])
+    K = int(result.init_c2w.shape[1])
+    record = {
+        "c2w": pose_to_json(c2w),
+        "convention": CONVENTION,
+        "c2w_opengl": pose_to_json(opencv_to_opengl_c2w(c2w)),
+        "loss": float(result.loss[g]),
+        "status": result.status[g],
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
+        "seconds": result.seconds,
+        "device": result.device,
+        "hypothesis": hyp,
+        "hypotheses": K,
+        "init_c2w": pose_to_json(result.init_c2w[g, hyp]),
+    }
+    if gt_c2w is not None:
+        start = start_errors(result, gt_c2w, g)
+        r1, t1 = _errors(c2w, gt_c2w)
+        record.update(
+            {
+                "gt_c2w": pose_to_json(gt_c2w),
+                "rotation_error_deg": r1,
+                "translation_error": t1,
+                "init_rotation_error_deg": start["rot"],
+                "init_translation_error": start["trans"],
+            }
+        )
+        if K > 1:
+            record.update(
+                {
+                    "best_init_hypothesis": start["best_hypothesis"],
+                    "best_init_rotation_error_deg": start["best_rot"],
+                    "best_init_translation_error": start["best_trans"],
+                }
+            )
+    if result.status[g] != "ok":
+        record["failed_step"] = int(result.failed_step[g].clamp_min(0).min())
+    return record
+
+
+def hypotheses_record(result: PoseResult, g: int = 0) -> list[dict]:
+    """Per hypothesis of problem ``g``: its start, its last live step (pruned ones stop early), pose and
+    loss there, the step it failed at (-1: never) and its loss at every step (NaN once pruned or failed)."""
+    loss = result.trajectory.loss[:, g]  # [S + 1, K]
+    # The last step with a finite loss: where the running count of finite entries first reaches its maximum.
+    last_alive = torch.isfinite(loss).float().cumsum(0).argmax(0)
+    return [
+        {
+            "hypothesis": k,
+            "init_c2w": pose_to_json(result.init_c2w[g, k]),
+            "last_step": int(last_alive[k]),
+            "last_c2w": pose_to_json(result.trajectory.c2w[int(last_alive[k]), g, k]),
+            "last_loss": float(loss[int(last_alive[k]), k]),
+            "failed_step": int(result.failed_step[g, k]),
+            "loss": [float(x) for x in loss[:, k]],
+        }
+        for k in range(loss.shape[1])
+    ]
+
+
+def _write_images(out: Path, target: PoseTarget, sampler) -> dict[str, Path]:
+    """``target.png`` and, with a sampler, ``sampling.png`` (its support tinted on the target)."""
+    from PIL import Image
+
+    from inerf.viz.overlay import mark_pixels, to_uint8
+
+    paths = {"target": out / "target.png"}
+    tgt_u8 = to_uint8(target.image)
+    Image.fromarray(tgt_u8).save(paths["target"])
+    if sampler is not None:
+        paths["sampling"] = out / "sampling.png"
+        Image.fromarray(mark_pixels(tgt_u8, sampler.support_mask().cpu())).save(paths["sampling"])
+    return paths
+
+
+def _write_plot(path: Path, result: PoseResult, gt: torch.Tensor | None, opt: OutputOptions) -> Path:
+    """``convergence.png``: loss and (with ground truth) errors against step, every hypothesis drawn and the
+    returned one highlighted."""
+    from inerf.viz.plots import plot_convergence
+
+    K = result.init_c2w.shape[1]
+    loss_all = result.trajectory.loss[:, 0]  # [S + 1, K]
+    rot_all = trans_all = None
+    if gt is not None:
+        rot_all, trans_all = (e[:, 0] for e in result.trajectory.errors(gt))
+
+    def one_or_all(x):  # a single hypothesis is drawn as one curve [S + 1]
+        return x if x is None or K > 1 else x[:, 0]
+
+    return plot_convergence(
+        path,
+        one_or_all(loss_all),
+        one_or_all(rot_all),
+        one_or_all(trans_all),
+        selected=int(result.hypothesis[0]),
+        rot_thresh=opt.rot_thresh if gt is not None else None,
+        trans_thresh=opt.trans_thresh if gt is not None else None,
+        title=f"iNeRF pose estimate ({result.steps} steps)",
+    )
+
+
+def _write_frames(
+    out: Path,
+    result: PoseResult,
+    target: PoseTarget,
+    model: Model,
+    gt: torch.Tensor | None,
+    opt: OutputOptions,
+) -> dict[str, Path]:
+    """``frames/NNNN.png`` along the returned hypothesis's track, labelled with step, loss and errors, and
+    the GIF/MP4 made of them."""
+    from PIL import Image
+
+    from inerf.viz.video import write_gif, write_mp4
+
+    hyp = int(result.hypothesis[0])
+    steps = frame_steps(result.steps, opt.frames)
+    track = result.track()[:, 0]
+    labels = []
+    for s in steps:
+        lab = [f"step {s}", f"loss {float(result.trajectory.loss[s, 0, hyp]):.2e}"]
+        if gt is not None:
+            r, t = _errors(track[s], gt)
+            lab.append(f"rot {r:.2f} deg  trans {t:.3f}")
+        labels.append(lab)
+    frames = render_frames(model, target, track[steps], max_side=opt.max_side, labels=labels)
+    paths = {"frames": out / "frames"}
+    paths["frames"].mkdir(exist_ok=True)
+    for s, f in zip(steps, frames):
+        Image.fromarray(f).save(paths["frames"] / f"{s:04d}.png")
+    if opt.video:
+        paths["gif"] = write_gif(out / "convergence.gif", frames, fps=opt.fps)
+        mp4 = write_mp4(out / "convergence.mp4", frames, fps=opt.fps)
+        if mp4 is not None:
+            paths["mp4"] = mp4
+    return paths
 
 
 def write_estimate_outputs(
@@ -161,115 +341,17 @@ def write_estimate_outputs(
         sampler: the :class:`inerf.pose.sampling.PixelSampler` used, for ``sampling.png``.
         options: frames, video and plot settings (:class:`OutputOptions`).
     """
-    from PIL import Image
-
-    from inerf.viz.overlay import mark_pixels, to_uint8
-    from inerf.viz.plots import plot_convergence
-    from inerf.viz.video import write_gif, write_mp4
-
     opt = options or OutputOptions()
     out = Path(out_dir)
-    paths: dict[str, Path] = {}
     gt = gt_c2w.double() if gt_c2w is not None else None
-    c2w = result.c2w[0]
-    record = {
-        "c2w": pose_to_json(c2w),
-        "convention": CONVENTION,
-        "c2w_opengl": pose_to_json(opencv_to_opengl_c2w(c2w)),
-        "loss": float(result.loss[0]),
-        "status": result.status[0],
-        "steps": result.steps,
-        "stopped_early": result.stopped_early,
-        "seconds": result.seconds,
-        "device": result.device,
-        "hypothesis": int(result.hypothesis[0]),
-        "hypotheses": int(result.init_c2w.shape[1]),
-        "init_c2w": pose_to_json(result.init_c2w[0, int(result.hypothesis[0])]),
-    }
-    if gt is not None:
-        r0, t0 = _errors(result.init_c2w[0, 0], gt)
-        r1, t1 = _errors(c2w, gt)
-        record.update(
-            {
-                "gt_c2w": pose_to_json(gt),
-                "rotation_error_deg": r1,
-                "translation_error": t1,
-                "init_rotation_error_deg": r0,
-                "init_translation_error": t0,
-            }
-        )
-    if result.status[0] != "ok":
-        record["failed_step"] = int(result.failed_step[0].clamp_min(0).min())
-    record.update(meta or {})
-    paths["pose"] = out / "pose.json"
-    write_json(paths["pose"], record)
+    paths: dict[str, Path] = {"pose": out / "pose.json"}
+    write_json(paths["pose"], {**pose_record(result, gt), **(meta or {})})
     paths["trajectory"] = write_trajectory_csv(out / "trajectory.csv", result, gt)
-
-    K = result.init_c2w.shape[1]
-    loss_all = result.trajectory.loss[:, 0]  # [S + 1, K]
-    if K > 1:
-        last_alive = (
-            torch.isfinite(loss_all).float().cumsum(0).argmax(0)
-        )  # last step each hypothesis was live
+    if result.init_c2w.shape[1] > 1:
         paths["hypotheses"] = out / "hypotheses.json"
-        write_json(
-            paths["hypotheses"],
-            [
-                {
-                    "hypothesis": k,
-                    "init_c2w": pose_to_json(result.init_c2w[0, k]),
-                    "last_step": int(last_alive[k]),
-                    "last_c2w": pose_to_json(result.trajectory.c2w[int(last_alive[k]), 0, k]),
-                    "last_loss": float(loss_all[int(last_alive[k]), k]),
-                    "failed_step": int(result.failed_step[0, k]),
-                    "loss": [float(x) for x in loss_all[:, k]],
-                }
-                for k in range(K)
-            ],
-        )
-
-    tgt_u8 = to_uint8(target.image)
-    paths["target"] = out / "target.png"
-    Image.fromarray(tgt_u8).save(paths["target"])
-    if sampler is not None:
-        paths["sampling"] = out / "sampling.png"
-        Image.fromarray(mark_pixels(tgt_u8, sampler.support_mask().cpu())).save(paths["sampling"])
-
-    hyp = int(result.hypothesis[0])
-    rot_all = trans_all = None
-    if gt is not None:
-        rot_all, trans_all = result.trajectory.errors(gt)
-        rot_all, trans_all = rot_all[:, 0], trans_all[:, 0]
-    paths["plot"] = plot_convergence(
-        out / "convergence.png",
-        loss_all if K > 1 else loss_all[:, 0],
-        None if rot_all is None else (rot_all if K > 1 else rot_all[:, 0]),
-        None if trans_all is None else (trans_all if K > 1 else trans_all[:, 0]),
-        selected=hyp,
-        rot_thresh=opt.rot_thresh if gt is not None else None,
-        trans_thresh=opt.trans_thresh if gt is not None else None,
-        title=f"iNeRF pose estimate ({result.steps} steps)",
-    )
-
+        write_json(paths["hypotheses"], hypotheses_record(result))
+    paths.update(_write_images(out, target, sampler))
+    paths["plot"] = _write_plot(out / "convergence.png", result, gt, opt)
     if opt.frames > 0:
-        steps = frame_steps(result.steps, opt.frames)
-        track = result.track()[:, 0]
-        labels = []
-        for s in steps:
-            lab = [f"step {s}", f"loss {float(loss_all[s, hyp]):.2e}"]
-            if gt is not None:
-                r, t = _errors(track[s], gt)
-                lab.append(f"rot {r:.2f} deg  trans {t:.3f}")
-            labels.append(lab)
-        frames = render_frames(model, target, track[steps], max_side=opt.max_side, labels=labels)
-        fdir = out / "frames"
-        fdir.mkdir(exist_ok=True)
-        for s, f in zip(steps, frames):
-            Image.fromarray(f).save(fdir / f"{s:04d}.png")
-        paths["frames"] = fdir
-        if opt.video:
-            paths["gif"] = write_gif(out / "convergence.gif", frames, fps=opt.fps)
-            mp4 = write_mp4(out / "convergence.mp4", frames, fps=opt.fps)
-            if mp4 is not None:
-                paths["mp4"] = mp4
+        paths.update(_write_frames(out, result, target, model, gt, opt))
     return paths

@@ -142,6 +142,48 @@ def interest_region_mask(
     return mask.astype(bool)
 
 
+def _center_support(height: int, width: int, fraction: float) -> np.ndarray:
+    """Flat indices of the centred box covering ``fraction`` of each side (at least one pixel)."""
+    bh, bw = max(1, round(height * fraction)), max(1, round(width * fraction))
+    r0, c0 = (height - bh) // 2, (width - bw) // 2  # rows/cols [lo, lo + size)
+    rows, cols = np.meshgrid(np.arange(r0, r0 + bh), np.arange(c0, c0 + bw), indexing="ij")
+    return (rows * width + cols).reshape(-1)
+
+
+def _mask_support(alpha, dilate: int) -> np.ndarray:
+    """Flat indices of the foreground (alpha > 0.5), grown by ``dilate`` pixels (a square of side
+    ``2 dilate + 1``)."""
+    if alpha is None:
+        raise InerfError(
+            "mask sampling needs a foreground alpha: give an RGBA target image or a dataset view with alpha"
+        )
+    a = alpha.detach().cpu().numpy() if isinstance(alpha, torch.Tensor) else np.asarray(alpha)
+    fg = a > 0.5
+    if dilate > 0 and fg.any():
+        import cv2
+
+        side = 2 * dilate + 1
+        fg = cv2.dilate(fg.astype(np.uint8), np.ones((side, side), np.uint8)).astype(bool)
+    support = np.flatnonzero(fg.reshape(-1))
+    if support.size == 0:
+        raise InerfError("mask sampling: the target's alpha has no foreground pixel (alpha > 0.5)")
+    return support
+
+
+def _interest_region_support(image, config: SamplingConfig, keypoints: np.ndarray) -> np.ndarray:
+    """Flat indices of the keypoints dilated by the config's kernel and iterations."""
+    mask = interest_region_mask(
+        image, config.detector, config.dilate_kernel, config.dilate_iterations, keypoints=keypoints
+    )
+    support = np.flatnonzero(mask.reshape(-1))
+    if support.size == 0:
+        raise InerfError(
+            f"interest_region sampling: the {config.detector.upper()} detector found no "
+            "keypoints in the target image; use another --sampling strategy"
+        )
+    return support
+
+
 class PixelSampler:
     """Draws the pixels rendered at each step for one target image.
 
@@ -175,66 +217,37 @@ class PixelSampler:
         self.keypoints: np.ndarray | None = None
         self.candidates: torch.Tensor | None = None
         self.fill: torch.Tensor | None = None  # top-up support for interest_points
-        n_pix = self.height * self.width
-        strategy = config.strategy
-        if strategy in ("interest_points", "interest_region"):
+        if config.strategy in ("interest_points", "interest_region"):
             if image is None:
-                raise ValueError(f"{strategy} sampling needs the target image")
+                raise ValueError(f"{config.strategy} sampling needs the target image")
             self.keypoints = detect_keypoints(image, config.detector, config.max_keypoints)
-        if strategy == "random":
-            support = np.arange(n_pix)
-        elif strategy == "interest_points":
-            support = self.keypoints[:, 1] * self.width + self.keypoints[:, 0]
-            if support.size < n_rays:
-                rest = np.ones(n_pix, dtype=bool)
-                rest[support] = False
-                self.fill = torch.as_tensor(np.flatnonzero(rest), device=self.device)
-        elif strategy == "interest_region":
-            mask = interest_region_mask(
-                image,
-                config.detector,
-                config.dilate_kernel,
-                config.dilate_iterations,
-                keypoints=self.keypoints,
-            )
-            support = np.flatnonzero(mask.reshape(-1))
-            if support.size == 0:
-                raise InerfError(
-                    f"interest_region sampling: the {config.detector.upper()} detector found no "
-                    "keypoints in the target image; use another --sampling strategy"
-                )
-        elif strategy == "center":
-            f = config.center_fraction
-            # The box is centred and at least one pixel wide; rows/cols [lo, lo + size).
-            bh, bw = max(1, round(self.height * f)), max(1, round(self.width * f))
-            r0, c0 = (self.height - bh) // 2, (self.width - bw) // 2
-            rows, cols = np.meshgrid(np.arange(r0, r0 + bh), np.arange(c0, c0 + bw), indexing="ij")
-            support = (rows * self.width + cols).reshape(-1)
-        elif strategy == "mask":
-            if alpha is None:
-                raise InerfError(
-                    "mask sampling needs a foreground alpha: give an RGBA target image or a dataset "
-                    "view with alpha"
-                )
-            a = alpha.detach().cpu().numpy() if isinstance(alpha, torch.Tensor) else np.asarray(alpha)
-            fg = a > 0.5
-            if config.mask_dilate > 0 and fg.any():
-                import cv2
-
-                side = 2 * config.mask_dilate + 1
-                fg = cv2.dilate(fg.astype(np.uint8), np.ones((side, side), np.uint8)).astype(bool)
-            support = np.flatnonzero(fg.reshape(-1))
-            if support.size == 0:
-                raise InerfError("mask sampling: the target's alpha has no foreground pixel (alpha > 0.5)")
-        elif strategy == "patch":
+        if config.strategy == "patch":
             self.side = max(1, min(int(np.sqrt(n_rays)), self.height, self.width))
             self.n = self.side * self.side
             return
-        else:
-            raise ValueError(f"unknown sampling strategy {strategy!r}")
+        support = self._support(image, alpha)
+        if config.strategy == "interest_points" and support.size < n_rays:
+            rest = np.ones(self.height * self.width, dtype=bool)
+            rest[support] = False
+            self.fill = torch.as_tensor(np.flatnonzero(rest), device=self.device)
         self.candidates = torch.as_tensor(np.asarray(support, dtype=np.int64), device=self.device)
         m = self.candidates.numel()
         self.n = n_rays if self.fill is not None else min(n_rays, m)
+
+    def _support(self, image, alpha) -> np.ndarray:
+        """Flat indices of the pixels the strategy draws from (all but ``patch``)."""
+        config, strategy = self.config, self.config.strategy
+        if strategy == "random":
+            return np.arange(self.height * self.width)
+        if strategy == "interest_points":
+            return self.keypoints[:, 1] * self.width + self.keypoints[:, 0]
+        if strategy == "interest_region":
+            return _interest_region_support(image, config, self.keypoints)
+        if strategy == "center":
+            return _center_support(self.height, self.width, config.center_fraction)
+        if strategy == "mask":
+            return _mask_support(alpha, config.mask_dilate)
+        raise ValueError(f"unknown sampling strategy {strategy!r}")
 
     def support_mask(self) -> torch.Tensor:
         """Boolean ``[H, W]`` of the pixels a selection can contain (all pixels for ``patch``; for

@@ -121,3 +121,20 @@ class TestErrors:
         a, b = torch.eye(4), torch.eye(4)
         b[:3, 3] = torch.tensor([3.0, 4.0, 0.0])
         assert se3.translation_error(a, b).item() == pytest.approx(5.0)
+
+    def test_mixed_dtypes_are_computed_in_the_wider_one(self):
+        """A float64 estimate against a float32 camera (the README's snippet): no dtype error, and the
+        result equals the all-float64 one up to the float32 input's rounding."""
+        est = se3.se3_exp(torch.tensor([0.3, -0.2, 0.1, 0.2, -0.1, 0.3], dtype=torch.float64))
+        gt32 = se3.se3_exp(torch.tensor([0.1, 0.0, -0.2, 0.0, 0.25, 0.1])).float()
+        gt64 = gt32.double()
+        for a, b in ((est, gt32), (gt32, est)):
+            rot, trans = se3.rotation_error_deg(a, b), se3.translation_error(a, b)
+            assert rot.dtype == trans.dtype == torch.float64
+            assert rot.item() == pytest.approx(se3.rotation_error_deg(est, gt64).item(), rel=1e-12)
+            assert trans.item() == pytest.approx(se3.translation_error(est, gt64).item(), rel=1e-12)
+            assert rot.item() > 10.0 and trans.item() > 0.1
+        # Broadcasting across dtypes: [2, 4, 4] float32 against one [4, 4] float64.
+        batch = torch.stack([gt32, torch.eye(4)])
+        assert se3.rotation_error_deg(batch, est).shape == (2,)
+        assert se3.translation_error(batch, est).shape == (2,)

@@ -10,6 +10,7 @@ from PIL import Image
 from pose_scene import FOCAL, H, W, perturb
 
 from inerf.cli.main import main
+from inerf.geometry import se3
 from inerf.pose.io import pose_to_json
 from inerf.viz.overlay import to_uint8
 
@@ -272,9 +273,17 @@ def test_estimate_dataset_view_with_hypotheses(inputs, capsys):
     )
     assert code == 0
     pose = json.loads((out / "pose.json").read_text())
-    assert pose["hypotheses"] == 4 and pose["init_rotation_error_deg"] == pytest.approx(20.0, abs=1e-3)
-    assert pose["rotation_error_deg"] < 2.0
+    assert pose["hypotheses"] == 4 and pose["rotation_error_deg"] < 2.0
     hyps = json.loads((out / "hypotheses.json").read_text())
+    # Start errors are those of the returned hypothesis's own start (pose["init_c2w"]); hypothesis 0 is the
+    # --init-from-gt start, exactly 20 degrees off.
+    gt = torch.tensor(pose["gt_c2w"], dtype=torch.float64)
+    own_start = torch.tensor(pose["init_c2w"], dtype=torch.float64)
+    assert own_start.tolist() == hyps[pose["hypothesis"]]["init_c2w"]
+    assert pose["init_rotation_error_deg"] == pytest.approx(float(se3.rotation_error_deg(own_start, gt)))
+    first = torch.tensor(hyps[0]["init_c2w"], dtype=torch.float64)
+    assert float(se3.rotation_error_deg(first, gt)) == pytest.approx(20.0, abs=1e-3)
+    assert pose["best_init_rotation_error_deg"] <= min(pose["init_rotation_error_deg"], 20.0 + 1e-3)
     assert len(hyps) == 4 and sum(h["last_step"] == 100 for h in hyps) == 2  # half pruned at step 40
 
 

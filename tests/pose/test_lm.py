@@ -8,7 +8,9 @@ from pose_scene import look_at, perturb
 
 from inerf.geometry import se3
 from inerf.pose.config import AdamConfig, BlurConfig, LMConfig, PoseConfig
-from inerf.pose.solver import _Problem, estimate_pose, lm_step
+from inerf.pose.problem import Problem
+from inerf.pose.solver import estimate_pose, lm_step
+from inerf.pose.steps import Schedule
 from inerf.render.model import Model
 
 LM = PoseConfig(optimizer="lm", steps=25, n_rays=384)
@@ -20,12 +22,12 @@ def errors(c2w, gt):
 
 @pytest.mark.parametrize(("loss", "sigma"), [("mse", 0.0), ("huber", 0.0), ("mse", 2.0)])
 def test_gauss_newton_gradient_equals_autograd(field, render_config, scene, loss, sigma):
-    """``J^T W r`` of :meth:`_Problem.linearize` is the loss gradient that autograd gives for a left update
+    """``J^T W r`` of :meth:`Problem.linearize` is the loss gradient that autograd gives for a left update
     at the current pose (up to the loss's constant factor), so the hand-chained ray Jacobian is right."""
     target, gt = scene
     init = perturb(gt, 8.0, 0.05).float()
     config = PoseConfig(n_rays=200, loss=loss, huber_delta=0.02)
-    problem = _Problem(field, None, target, config, render_config, torch.device("cpu"))
+    problem = Problem(Model(field, None, render_config), target, config)
     pix = problem.sampler.sample(torch.tensor([3]), 0)
     xi = torch.zeros(1, 1, 6)
     loss_a, grad = problem.evaluate(xi, init[None, None], pix, need_grad=True, sigma=sigma, step=7)
@@ -125,7 +127,7 @@ def test_blurred_loss_is_the_mean_of_the_ring_rays_against_the_blurred_target(fi
     target, gt = scene
     config = PoseConfig(n_rays=64, blur=BlurConfig(sigma=3.0, steps=10, rays=4))
     assert [config.blur.at(s) for s in (0, 5, 10, 50)] == [3.0, 1.5, 0.0, 0.0]
-    problem = _Problem(field, None, target, config, render_config, torch.device("cpu"))
+    problem = Problem(Model(field, None, render_config), target, config)
     pix = problem.sampler.sample(torch.tensor([1]), 0)
     c2w = perturb(gt, 3.0, 0.02).float()
     loss, _ = problem.evaluate(torch.zeros(1, 1, 6), c2w[None, None], pix, need_grad=False, sigma=1.5, step=3)
@@ -185,8 +187,10 @@ def test_lm_average_returns_the_mean_of_the_last_iterates(field, render_config, 
 def test_lm_decay_turns_the_steps_into_a_running_mean(field, render_config, scene):
     config = PoseConfig(optimizer="adam+lm", steps=20, lm=LMConfig(steps=10, decay=0.5))
     # LM starts at step 10: full steps while 0.5 * j <= 1, then 1 / (0.5 j).
-    assert [config.lm_fraction(s) for s in (10, 11, 12, 13, 14, 19)] == [1.0, 1.0, 1.0, 2 / 3, 0.5, 2 / 9]
-    assert PoseConfig(optimizer="lm").lm_fraction(7) == 1.0  # off by default
+    lm = Schedule.from_config(config, torch.device("cpu")).lm
+    assert lm.start == 10
+    assert [lm.fraction(s) for s in (10, 11, 12, 13, 14, 19)] == [1.0, 1.0, 1.0, 2 / 3, 0.5, 2 / 9]
+    assert Schedule.from_config(PoseConfig(optimizer="lm"), torch.device("cpu")).lm.fraction(7) == 1.0  # off
     target, gt = scene
     result = estimate_pose(
         Model(field, None, render_config),

@@ -1,0 +1,301 @@
+"""The fixed part of a pose solve: the target, its pixel sampler and the frozen model, and what they say about
+a batch of poses (photometric loss, its gradient, the Gauss-Newton system).
+
+Poses are always ``c2w = exp(xi) @ c2w0`` for twists ``xi`` ``[G, K, 6]`` (se3 order (rho, phi), a left
+update in the world frame) and start poses ``c2w0`` ``[G, K, 4, 4]``: ``G`` problems of ``K`` hypotheses.
+Pixels ``pix`` ``[G, n]`` are flat row-major indices, shared by the hypotheses of a problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+from inerf.geometry import se3
+from inerf.geometry.cameras import Cameras
+from inerf.pose.config import PoseConfig
+from inerf.pose.sampling import PixelSampler, flat_to_uv
+from inerf.rays.rays import Rays, rays_from_pixels
+from inerf.render.model import Model
+
+__all__ = ["PoseTarget", "Problem", "frozen_fields", "photometric_loss"]
+
+_GOLDEN_ANGLE = 2.399963229728653
+"""Radians the blur ring turns from one step to the next, so successive steps cover the circle evenly."""
+
+
+@dataclass
+class PoseTarget:
+    """The observed image whose camera pose is sought.
+
+    Attributes:
+        image: ``[H, W, 3]`` float RGB in [0, 1], composited on the field's background.
+        camera: one :class:`Cameras` of size ``H x W``; only its intrinsics are used (pixel centres at +0.5,
+            so a centred camera has ``cx = W / 2``), its ``c2w`` is what the solve looks for.
+        alpha: ``[H, W]`` foreground coverage in [0, 1] if known (used by ``mask`` sampling), else None.
+    """
+
+    image: torch.Tensor
+    camera: Cameras
+    alpha: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[-1] != 3:
+            raise ValueError(f"target image must be [H, W, 3], got {tuple(self.image.shape)}")
+        if self.alpha is not None and self.alpha.shape != self.image.shape[:2]:
+            raise ValueError(
+                f"alpha must be [H, W] = {tuple(self.image.shape[:2])}, got {tuple(self.alpha.shape)}"
+            )
+        if len(self.camera) != 1 or (self.camera.height, self.camera.width) != tuple(self.image.shape[:2]):
+            raise ValueError(
+                f"the target camera must be one camera of the image's size {tuple(self.image.shape[:2])}, got "
+                f"{len(self.camera)} of {(self.camera.height, self.camera.width)}"
+            )
+
+    @property
+    def height(self) -> int:
+        return self.image.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.image.shape[1]
+
+
+def photometric_loss(pred: torch.Tensor, target: torch.Tensor, config: PoseConfig) -> torch.Tensor:
+    """Per-ray loss ``[R]`` (mean over colour channels) between rendered and target colours ``[R, 3]``.
+
+    * ``mse``:   (c - c*)^2
+    * ``huber``: (c - c*)^2 / 2 for |c - c*| <= delta, else delta (|c - c*| - delta / 2); divided by delta
+      so that it equals MSE / 2 / delta near zero and grows like |c - c*| beyond delta.
+    * ``mape``:  |c - c*| / (|c*| + eps)
+    """
+    if config.loss == "mse":
+        per = (pred - target).square()
+    elif config.loss == "huber":
+        per = torch.nn.functional.huber_loss(pred, target, reduction="none", delta=config.huber_delta)
+        per = per / config.huber_delta
+    elif config.loss == "mape":
+        per = (pred - target).abs() / (target.abs() + config.mape_eps)
+    else:
+        raise ValueError(f"unknown loss {config.loss!r}")
+    return per.mean(-1)
+
+
+@contextlib.contextmanager
+def frozen_fields(*fields):
+    """Put ``nn.Module`` fields in eval mode with ``requires_grad=False`` for the duration, then restore.
+
+    Eval mode: normalisation layers use their running statistics. No weight gradients: only the pose is
+    optimised, and weight gradients would cost memory and time (iNeRF-public accumulated them forever).
+    Plain callables (analytic fields) pass through untouched.
+    """
+    modules = [f for f in fields if isinstance(f, torch.nn.Module)]
+    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+        yield
+    finally:
+        for m, training, params in saved:
+            m.train(training)
+            for p, rg in params:
+                p.requires_grad_(rg)
+
+
+def _pose_jacobian(rgb: torch.Tensor, leaves: list[torch.Tensor]) -> torch.Tensor:
+    """``[R, 3, 6]``: per ray, the Jacobian ``d rgb / d delta`` for a left update ``exp(delta) @ T`` of the
+    pose, from the gradients of the colours ``rgb`` ``[P, 3]`` with respect to the ray tensors ``leaves``
+    (origins ``o``, directions ``d``, unit view directions ``v``; ``[R, 3]`` each). ``P = R`` or, with ``k``
+    rays per pixel, ``P = R / k`` pixels whose colour is the mean of their rays'.
+
+    Each colour depends only on its own ray, so one backward pass per colour channel gives every ray's
+    gradients ``g_o, g_d, g_v`` at once. At ``delta = 0`` a point moves by ``rho + phi x p`` and a direction
+    by ``phi x d``, hence ``J = [g_o, o x g_o + d x g_d + v x g_v]``.
+    """
+    J = torch.empty(leaves[0].shape[0], 3, 6, device=rgb.device, dtype=rgb.dtype)
+    for c in range(3):
+        grads = torch.autograd.grad(rgb[:, c].sum(), leaves, retain_graph=c < 2, allow_unused=True)
+        g_o, g_d, g_v = (torch.zeros_like(t) if gr is None else gr for gr, t in zip(grads, leaves))
+        J[:, c, :3] = g_o
+        J[:, c, 3:] = (
+            torch.linalg.cross(leaves[0].detach(), g_o)
+            + torch.linalg.cross(leaves[1].detach(), g_d)
+            + torch.linalg.cross(leaves[2].detach(), g_v)
+        )
+    return J
+
+
+class Problem:
+    """The fixed parts of one solve: the target's pixels and their sampler, the frozen model and its render
+    settings for pose solves (deterministic samples; the coarse pass kept out of the graph when only the fine
+    colours are scored). Everything lives on the target image's device.
+
+    Args:
+        model: the fields and their render settings.
+        target: the observed image and its intrinsics.
+        config: the solver's settings (loss, rays, sampling, blur, chunking).
+    """
+
+    def __init__(self, model: Model, target: PoseTarget, config: PoseConfig):
+        device = target.image.device
+        self.config = config
+        changes = {}
+        if config.deterministic_render:
+            changes.update(jitter=False, deterministic_fine=True)
+        if config.coarse_loss_weight <= 0:
+            # only the fine colours are scored: the coarse pass just places samples, keep it out of the graph
+            changes.update(coarse_grad=False)
+        self.model = model.with_config(**changes)
+        self.target = target
+        self.width = target.width
+        self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
+        self._blurred: dict[float, torch.Tensor] = {}
+        self.sampler = PixelSampler(
+            target.height,
+            target.width,
+            config.n_rays,
+            config.sampling,
+            image=target.image,
+            alpha=target.alpha,
+            device=device,
+        )
+
+    def target_at(self, sigma: float) -> torch.Tensor:
+        """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px)."""
+        key = round(sigma * 4) / 4
+        if key <= 0:
+            return self.target_flat
+        if key not in self._blurred:
+            from torchvision.transforms.functional import gaussian_blur
+
+            if len(self._blurred) > 64:
+                self._blurred.clear()
+            img = self.target_flat.reshape(self.target.height, self.width, 3).permute(2, 0, 1)
+            size = 2 * math.ceil(3 * key) + 1
+            # Reflect padding: the border pixels of an object-centred image are background on both sides.
+            self._blurred[key] = gaussian_blur(img, [size, size], [key, key]).permute(1, 2, 0).reshape(-1, 3)
+        return self._blurred[key]
+
+    def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float, step: int):
+        """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``), the target colours
+        ``[G * K * n, 3]`` and ``k``, the rays per pixel: 1 without blur, else ``blur.rays`` rays on a ring of
+        radius ``sqrt(2) sigma`` around the pixel centre (turned by the golden angle each step), whose mean
+        colour stands for the blurred render."""
+        G, K = xi.shape[:2]
+        n = pix.shape[-1]
+        uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2).to(torch.float32)
+        k = self.config.blur.rays if sigma > 0 else 1
+        if k > 1:
+            angle = step * _GOLDEN_ANGLE + torch.arange(k, device=uv.device) * (2 * math.pi / k)
+            ring = math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)  # [k, 2]
+            uv = (uv[..., None, :] + ring).reshape(G, K, n * k, 2)
+        c2w = se3.se3_exp(xi) @ c2w0  # [G, K, 4, 4]
+        cam = self.target.camera
+        rays = rays_from_pixels(uv, c2w, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
+        ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
+        tgt = self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
+        return ray_t, tgt, k
+
+    def _chunk(self, k: int) -> int:
+        """Rays per render call: a multiple of the rays per pixel, so a pixel's rays stay together."""
+        return max(k, self.config.ray_chunk // k * k)
+
+    def evaluate(
+        self,
+        xi: torch.Tensor,
+        c2w0: torch.Tensor,
+        pix: torch.Tensor,
+        need_grad: bool,
+        sigma: float = 0.0,
+        step: int = 0,
+    ):
+        """Loss ``[G, K]`` of the poses ``exp(xi) @ c2w0`` on pixels ``pix`` ``[G, n]`` and, with
+        ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None).
+
+        Two-stage backward: chunks of rays are rendered and back-propagated to the ray tensors only (so
+        each chunk's field activations are freed before the next chunk runs), then one backward pass takes
+        the accumulated ray gradients through ray generation into the twist.
+        """
+        cfg = self.config
+        G, K = xi.shape[:2]
+        n = pix.shape[-1]
+        xi = xi.detach().requires_grad_(need_grad)
+        with torch.set_grad_enabled(need_grad):
+            ray_t, tgt, k = self.rays(xi, c2w0, pix, sigma, step)
+        total = ray_t[0].shape[0]
+        per_pix = torch.empty(tgt.shape[0], device=tgt.device, dtype=tgt.dtype)
+        ray_grads = [torch.zeros_like(t) for t in ray_t] if need_grad else None
+        chunk_size = self._chunk(k)
+        for a in range(0, total, chunk_size):
+            b = min(a + chunk_size, total)
+            chunk = [t[a:b].detach().requires_grad_(need_grad) for t in ray_t]
+            with torch.set_grad_enabled(need_grad):
+                out = self.model.render_rays(Rays(*chunk))
+                rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
+                loss = photometric_loss(rgb, tgt[a // k : b // k], cfg)
+                if cfg.coarse_loss_weight > 0 and out.rgb_coarse is not None:
+                    rgb_c = out.rgb_coarse if k == 1 else out.rgb_coarse.reshape(-1, k, 3).mean(1)
+                    loss = loss + cfg.coarse_loss_weight * photometric_loss(rgb_c, tgt[a // k : b // k], cfg)
+                del out, rgb  # drop the coarse pass's graph now, not at the end of the loop body
+            if need_grad:
+                # d(sum_k mean_n l) / d l_pixel = 1 / n for every pixel.
+                torch.autograd.backward(loss.sum() / n, inputs=chunk)
+                for acc, leaf in zip(ray_grads, chunk):
+                    if leaf.grad is not None:  # None: the field ignores that input (e.g. view directions)
+                        acc[a:b] = leaf.grad
+            per_pix[a // k : b // k] = loss.detach()
+        loss_k = per_pix.reshape(G, K, n).mean(-1)
+        if not need_grad:
+            return loss_k, None
+        torch.autograd.backward(ray_t, ray_grads, inputs=[xi])
+        return loss_k, xi.grad
+
+    def linearize(
+        self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float = 0.0, step: int = 0
+    ):
+        """Gauss-Newton system of the poses ``exp(xi) @ c2w0`` on pixels ``pix``: ``(loss [G, K],
+        H [G, K, 6, 6], g [G, K, 6])`` with ``H = sum_i J_i^T W_i J_i`` and ``g = sum_i J_i^T W_i r_i``
+        (float64), where ``r_i`` is pixel ``i``'s colour residual, ``W_i`` its IRLS weights (1 for MSE) and
+        ``J_i = d colour_i / d delta`` the ``[3, 6]`` Jacobian for a left update ``exp(delta) @ T``
+        (:func:`_pose_jacobian`).
+        """
+        cfg = self.config
+        G, K = xi.shape[:2]
+        n = pix.shape[-1]
+        with torch.no_grad():
+            ray_t, tgt, k = self.rays(xi, c2w0, pix, sigma, step)
+        total = ray_t[0].shape[0]
+        device = tgt.device
+        per_pix = torch.empty(tgt.shape[0], device=device, dtype=tgt.dtype)
+        hyp = torch.arange(tgt.shape[0], device=device) // n
+        H = torch.zeros(G * K, 6, 6, device=device, dtype=torch.float64)
+        g = torch.zeros(G * K, 6, device=device, dtype=torch.float64)
+        chunk_size = self._chunk(k)
+        for a in range(0, total, chunk_size):
+            b = min(a + chunk_size, total)
+            pa, pb = a // k, b // k  # the chunk's pixels
+            leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
+            with torch.enable_grad():
+                rgb = self.model.render_rays(Rays(*leaves)).rgb
+                if k > 1:
+                    rgb = rgb.reshape(-1, k, 3).mean(1)
+            res = rgb.detach() - tgt[pa:pb]
+            per_pix[pa:pb] = photometric_loss(rgb.detach(), tgt[pa:pb], cfg)
+            J = _pose_jacobian(rgb, leaves)
+            del rgb
+            if (
+                k > 1
+            ):  # a pixel's colour is the mean of its rays': its Jacobian is the sum of theirs (1/k inside)
+                J = J.reshape(-1, k, 3, 6).sum(1)
+            if cfg.loss == "huber":  # IRLS: quadratic inside delta, linear (weight delta / |r|) outside
+                w = (cfg.huber_delta / res.abs().clamp_min(1e-12)).clamp(max=1.0)
+            else:
+                w = torch.ones_like(res)
+            H.index_add_(0, hyp[pa:pb], torch.einsum("rci,rc,rcj->rij", J, w, J).double())
+            g.index_add_(0, hyp[pa:pb], torch.einsum("rci,rc,rc->ri", J, w, res).double())
+        return per_pix.reshape(G, K, n).mean(-1), H.reshape(G, K, 6, 6), g.reshape(G, K, 6)
