@@ -254,6 +254,10 @@ class PoseConfig:
     Chunking does not change the result: every ray's gradient is computed exactly, chunk by chunk."""
     progress_every: int = 10
     """Refresh the progress bar's loss every this many steps (each refresh syncs with the device)."""
+    fast: bool = True
+    """On CUDA, run each Adam step's render-and-backward as the replay of a captured CUDA graph (one launch
+    instead of hundreds; the host no longer paces the GPU), with the fields' fast paths; the same
+    arithmetic as the reference path. No effect on the CPU. ``--no-fast`` selects the reference path."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -164,6 +164,11 @@ class Problem:
             alpha=target.alpha,
             device=device,
         )
+        self.graphed = None
+        if config.fast and device.type == "cuda":
+            from inerf.pose.fast import GraphedLossAndGrad
+
+            self.graphed = GraphedLossAndGrad(self)
 
     def target_at(self, sigma: float) -> torch.Tensor:
         """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px)."""
@@ -181,25 +186,36 @@ class Problem:
             self._blurred[key] = gaussian_blur(img, [size, size], [key, key]).permute(1, 2, 0).reshape(-1, 3)
         return self._blurred[key]
 
-    def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, sigma: float, step: int):
-        """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``), the target colours
-        ``[G * K * n, 3]`` and ``k``, the rays per pixel: 1 without blur, else ``blur.rays`` rays on a ring of
-        radius ``sqrt(2) sigma`` around the pixel centre (turned by the golden angle each step), whose mean
-        colour stands for the blurred render."""
+    def ring(self, sigma: float, step: int) -> torch.Tensor | None:
+        """``[k, 2]`` pixel offsets of the ``k = blur.rays`` rays that stand for one blurred pixel: a ring of
+        radius ``sqrt(2) sigma`` around the pixel centre, turned by the golden angle each step; None
+        without blur (one ray through the centre)."""
+        k = self.config.blur.rays if sigma > 0 else 1
+        if k == 1:
+            return None
+        device = self.target_flat.device
+        angle = step * _GOLDEN_ANGLE + torch.arange(k, device=device) * (2 * math.pi / k)
+        return math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)
+
+    def targets(self, pix: torch.Tensor, sigma: float, K: int) -> torch.Tensor:
+        """Target colours ``[G * K * n, 3]`` of pixels ``pix`` ``[G, n]`` (blurred by ``sigma``), one copy per
+        hypothesis."""
+        G, n = pix.shape
+        return self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
+
+    def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, ring: torch.Tensor | None):
+        """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``) through pixels
+        ``pix`` ``[G, n]`` of the poses ``exp(xi) @ c2w0``, ``k`` per pixel at the ``ring`` offsets (or one
+        through the centre when ``ring`` is None)."""
         G, K = xi.shape[:2]
         n = pix.shape[-1]
         uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2).to(torch.float32)
-        k = self.config.blur.rays if sigma > 0 else 1
-        if k > 1:
-            angle = step * _GOLDEN_ANGLE + torch.arange(k, device=uv.device) * (2 * math.pi / k)
-            ring = math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)  # [k, 2]
-            uv = (uv[..., None, :] + ring).reshape(G, K, n * k, 2)
+        if ring is not None:
+            uv = (uv[..., None, :] + ring).reshape(G, K, n * ring.shape[0], 2)
         c2w = se3.se3_exp(xi) @ c2w0  # [G, K, 4, 4]
         cam = self.target.camera
         rays = rays_from_pixels(uv, c2w, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
-        ray_t = [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
-        tgt = self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
-        return ray_t, tgt, k
+        return [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
 
     def _chunk(self, k: int) -> int:
         """Rays per render call: a multiple of the rays per pixel, so a pixel's rays stay together."""
@@ -215,7 +231,16 @@ class Problem:
         step: int = 0,
     ):
         """Loss ``[G, K]`` of the poses ``exp(xi) @ c2w0`` on pixels ``pix`` ``[G, n]`` and, with
-        ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None).
+        ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None)."""
+        ring = self.ring(sigma, step)
+        tgt = self.targets(pix, sigma, xi.shape[1])
+        if self.graphed is not None and need_grad:
+            return self.graphed(xi, c2w0, pix, ring, tgt)
+        return self.loss_and_grad(xi, c2w0, pix, ring, tgt, need_grad)
+
+    def loss_and_grad(self, xi, c2w0, pix, ring, tgt, need_grad: bool = True):
+        """:meth:`evaluate` on tensors only (the ring offsets and the target colours are given), so that one
+        call has fixed shapes and never waits for the host: what a CUDA graph captures.
 
         Two-stage backward: chunks of rays are rendered and back-propagated to the ray tensors only (so
         each chunk's field activations are freed before the next chunk runs), then one backward pass takes
@@ -224,9 +249,10 @@ class Problem:
         cfg = self.config
         G, K = xi.shape[:2]
         n = pix.shape[-1]
+        k = 1 if ring is None else ring.shape[0]
         xi = xi.detach().requires_grad_(need_grad)
         with torch.set_grad_enabled(need_grad):
-            ray_t, tgt, k = self.rays(xi, c2w0, pix, sigma, step)
+            ray_t = self.rays(xi, c2w0, pix, ring)
         total = ray_t[0].shape[0]
         per_pix = torch.empty(tgt.shape[0], device=tgt.device, dtype=tgt.dtype)
         ray_grads = [torch.zeros_like(t) for t in ray_t] if need_grad else None
@@ -267,8 +293,11 @@ class Problem:
         cfg = self.config
         G, K = xi.shape[:2]
         n = pix.shape[-1]
+        ring = self.ring(sigma, step)
+        k = 1 if ring is None else ring.shape[0]
+        tgt = self.targets(pix, sigma, K)
         with torch.no_grad():
-            ray_t, tgt, k = self.rays(xi, c2w0, pix, sigma, step)
+            ray_t = self.rays(xi, c2w0, pix, ring)
         total = ray_t[0].shape[0]
         device = tgt.device
         per_pix = torch.empty(tgt.shape[0], device=device, dtype=tgt.dtype)
