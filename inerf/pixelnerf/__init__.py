@@ -10,6 +10,7 @@
   (:mod:`inerf.render`, with the ``pixelnerf`` sampler of :mod:`inerf.rays.samplers`: 64 coarse + 16
   importance + 16 depth-guided, the fine network on all 96), and a renderable
   :class:`~inerf.render.model.Model` of an encoded pixelNeRF.
+* :mod:`~inerf.pixelnerf._reference`: the published forward pass re-stated slowly, one view at a time (tests).
 * :mod:`~inerf.pixelnerf.video`: the 360-degree video of the published ``gen_video.py``.
 * :mod:`~inerf.pixelnerf.pose`: iNeRF-public's pose estimation against one source image, on SE(3).
 
