@@ -188,6 +188,7 @@ def run_video(args) -> int:
 
     from inerf.pixelnerf.config import EXPERIMENTS, load_config
     from inerf.pixelnerf.model import load_pixelnerf
+    from inerf.pixelnerf.rendering import pixelnerf_model, render_config
     from inerf.pixelnerf.video import orbit_c2w, render_video_frames, scene_orbit_c2w, video_stem, write_video
 
     if args.conf is None and args.name not in EXPERIMENTS:
@@ -250,17 +251,18 @@ def run_video(args) -> int:
         f"source views {source}, "
         f"{args.num_views} frames of {render_camera.width}x{render_camera.height} on {device}"
     )
-    frames = render_video_frames(
-        model,
-        views.images[source],
-        views.cameras[source],
-        path,
-        render_camera,
+    model.encode_views(views.images[source].to(device), views.cameras[source].to(device))
+    render = render_config(
+        config.renderer,
         views.z_near,
         views.z_far,
-        config.renderer,
-        args.ray_batch_size,
         deterministic=args.deterministic,
+        ray_batch_size=args.ray_batch_size,
+        field_chunk=args.ray_batch_size,  # published gen_video: eval_batch_size = ray_batch_size
+    )
+    frames = render_video_frames(
+        pixelnerf_model(model, render),
+        render_camera.with_c2w(path),
         progress=not args.quiet,
         generator=generator,
     )
@@ -372,13 +374,12 @@ def run_pose(args) -> int:
     from inerf.geometry.cameras import Cameras
     from inerf.pixelnerf.config import EXPERIMENTS, load_config
     from inerf.pixelnerf.model import load_pixelnerf
-    from inerf.pixelnerf.pose import PixelNeRFField, canonical_source_c2w, encode_source, to_canonical_frame
+    from inerf.pixelnerf.pose import canonical_source_c2w, encode_source, to_canonical_frame
+    from inerf.pixelnerf.rendering import pixelnerf_model, render_config
     from inerf.pose.io import read_pose, read_target_image
     from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
-    from inerf.render.model import Model
-    from inerf.render.renderer import RenderConfig
 
     if args.conf is None and args.name not in EXPERIMENTS:
         raise InerfError(f"no published config for experiment {args.name!r}; pass -c/--conf")
@@ -432,15 +433,19 @@ def run_pose(args) -> int:
         alpha=target_alpha.to(device) if target_alpha is not None else None,
     )
     r = config.renderer
-    render_config = RenderConfig(
-        n_coarse=r.n_coarse if args.samples is None else args.samples,
-        n_fine=r.n_fine,
-        near=args.z_near,
-        far=args.z_far,
-        background=background,
-        chunk=max(1, r.eval_batch_size // (r.n_coarse + r.n_fine)),
+    n_coarse = r.n_coarse if args.samples is None else args.samples
+    # pixelNeRF's sampler and compositing, deterministic: the loss is then a smooth function of the pose.
+    scene = pixelnerf_model(
+        model,
+        render_config(
+            r,
+            args.z_near,
+            args.z_far,
+            deterministic=True,
+            n_coarse=n_coarse,
+            chunk=max(1, r.eval_batch_size // (n_coarse + r.n_fine)),
+        ),
     )
-    scene = Model(PixelNeRFField(model, coarse=True), PixelNeRFField(model, coarse=False), render_config)
     pose_config = pose_config_from_args(args, args.sampling)
     result = estimate_pose(
         scene,

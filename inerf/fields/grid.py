@@ -34,10 +34,10 @@ The mask gets no gradient; a sample's gradient with respect to its position is z
 
 Fast path and reference. :meth:`GridField.forward` interpolates with ``F.grid_sample``
 (``align_corners=True``: the first and last grid vertices sit on the box faces; ``padding_mode="border"``,
-irrelevant in practice because points outside the box are empty). :meth:`GridField.forward_reference`
-does the same with explicit index arithmetic (floor, clamp, four-corner gather), evaluates every point and
-multiplies by the mask. Tests assert that the two agree in values and in gradients with respect to points
-and parameters.
+irrelevant in practice because points outside the box are empty). The slow reference beside it,
+:func:`inerf.fields._reference.grid_forward_reference`, does the same with explicit index arithmetic
+(floor, clamp, four-corner gather), evaluates every point and multiplies by the mask. Tests assert that
+the two agree in values and in gradients with respect to points and parameters.
 
 Sampling inside the box. ``render_rays`` gives the last sample an open interval (delta = 1e10, as in NeRF).
 A softplus density is small but never exactly zero inside the box until the occupancy grid has carved the
@@ -72,8 +72,6 @@ __all__ = [
     "PLANE_AXES",
     "GridConfig",
     "GridField",
-    "bilinear_reference",
-    "linear_reference",
     "ray_aabb_intersect",
 ]
 
@@ -181,40 +179,6 @@ def _resolution_for(aabb: torch.Tensor, n_voxels: int) -> tuple[int, int, int]:
     ext = (aabb[1] - aabb[0]).double()
     voxel = (ext.prod() / n_voxels) ** (1.0 / 3.0)
     return tuple(max(1, round(e)) + 1 for e in (ext / voxel).tolist())  # type: ignore[return-value]
-
-
-def bilinear_reference(plane: torch.Tensor, ua: torch.Tensor, ub: torch.Tensor) -> torch.Tensor:
-    """Reference bilinear interpolation of ``plane [C, H, W]`` at normalised ``(ua, ub) [N]`` -> ``[N, C]``.
-
-    ``ua`` indexes the width: ``x = (ua + 1) / 2 (W - 1)`` (vertex 0 at -1, vertex W-1 at +1, i.e.
-    ``grid_sample(align_corners=True)``), ``y`` likewise for the height. Coordinates outside are clamped to
-    the border. Written with explicit indices, as the slow reference of ``F.grid_sample``.
-    """
-    C, H, W = plane.shape
-    x = ((ua + 1) * 0.5 * (W - 1)).clamp(0, W - 1)
-    y = ((ub + 1) * 0.5 * (H - 1)).clamp(0, H - 1)
-    # Clamp the lower corner to W - 2 so a point on the last vertex interpolates inside the last cell
-    # (weight 1 on its upper corner) instead of reading past the edge.
-    x0 = x.detach().floor().clamp(0, max(W - 2, 0)).long()
-    y0 = y.detach().floor().clamp(0, max(H - 2, 0)).long()
-    x1, y1 = (x0 + 1).clamp(max=W - 1), (y0 + 1).clamp(max=H - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    flat = plane.reshape(C, H * W).t()  # [H W, C]: one row per vertex
-    v00, v01 = flat[y0 * W + x0], flat[y0 * W + x1]
-    v10, v11 = flat[y1 * W + x0], flat[y1 * W + x1]
-    return (v00 * (1 - fx) + v01 * fx) * (1 - fy) + (v10 * (1 - fx) + v11 * fx) * fy
-
-
-def linear_reference(line: torch.Tensor, uc: torch.Tensor) -> torch.Tensor:
-    """Reference linear interpolation of ``line [C, R]`` at normalised ``uc [N]`` -> ``[N, C]`` (same
-    vertex placement and border clamp as :func:`bilinear_reference`)."""
-    _C, R = line.shape
-    z = ((uc + 1) * 0.5 * (R - 1)).clamp(0, R - 1)
-    z0 = z.detach().floor().clamp(0, max(R - 2, 0)).long()
-    z1 = (z0 + 1).clamp(max=R - 1)
-    fz = (z - z0)[:, None]
-    rows = line.t()
-    return rows[z0] * (1 - fz) + rows[z1] * fz
 
 
 def ray_aabb_intersect(origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor):
@@ -355,15 +319,6 @@ class GridField(nn.Module):
             out.append(p.view(plane.shape[1], n) * ln.view(line.shape[1], n))  # explicit C: n may be 0
         return out
 
-    def _factors_reference(self, u: torch.Tensor) -> list[torch.Tensor]:
-        """Reference for :meth:`_factors` with explicit index arithmetic (same layout, ``[C, N]``)."""
-        out = []
-        for (a, b, c), plane, line in zip(PLANE_AXES, self.planes, self.lines):
-            p = bilinear_reference(plane[0], u[:, a], u[:, b])
-            ln = linear_reference(line[0, :, :, 0], u[:, c])
-            out.append((p * ln).t())
-        return out
-
     def _sigma(self, factors: list[torch.Tensor]) -> torch.Tensor:
         """Density ``[N]`` from the factors ``3 x [C, N]`` (their first ``Cd`` channels)."""
         cd = self.config.density_components
@@ -407,13 +362,6 @@ class GridField(nn.Module):
         rgb = torch.zeros(xyz.shape[0], 3, dtype=rgb_k.dtype, device=xyz.device).index_copy(0, idx, rgb_k)
         sigma = torch.zeros(xyz.shape[0], dtype=sigma_k.dtype, device=xyz.device).index_copy(0, idx, sigma_k)
         return rgb, sigma
-
-    def forward_reference(self, xyz: torch.Tensor, viewdirs: torch.Tensor | None = None):
-        """Slow reference of :meth:`forward`: explicit interpolation at every point, then the mask."""
-        self._check(xyz, viewdirs)
-        rgb, sigma = self._decode(self._factors_reference(self.normalize(xyz)), viewdirs)
-        m = self.occupied(xyz).to(sigma.dtype)
-        return rgb * m[:, None], sigma * m
 
     def density(self, xyz: torch.Tensor) -> torch.Tensor:
         """``sigma [N]`` alone (density channels only, no colour network), zero outside :meth:`occupied`."""

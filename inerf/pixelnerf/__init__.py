@@ -4,9 +4,13 @@
   ``configs/``: ``srn``, ``sn64``, ``sn64_unseen``, ``dtu``, ``multi_obj`` and their bases).
 * :mod:`~inerf.pixelnerf.encoder`, :mod:`~inerf.pixelnerf.resnetfc`, :mod:`~inerf.pixelnerf.model`: the
   field (``encode`` source views, then ``forward`` points) with the published module names, so a
-  ``pixel_nerf_latest`` file loads strictly (278 entries).
-* :mod:`~inerf.pixelnerf.renderer`: pixelNeRF's sampler (64 coarse + 16 importance + 16 depth-guided, the
-  fine network on all 96) and pure compositing functions, with a deterministic mode.
+  ``pixel_nerf_latest`` file loads strictly (278 entries); ``PixelNeRF.field(coarse)`` is its
+  :class:`~inerf.fields.base.RadianceField` view.
+* :mod:`~inerf.pixelnerf.rendering`: the published renderer as settings of the shared one
+  (:mod:`inerf.render`, with the ``pixelnerf`` sampler of :mod:`inerf.rays.samplers`: 64 coarse + 16
+  importance + 16 depth-guided, the fine network on all 96), and a renderable
+  :class:`~inerf.render.model.Model` of an encoded pixelNeRF.
+* :mod:`~inerf.pixelnerf._reference`: the published forward pass re-stated slowly, one view at a time (tests).
 * :mod:`~inerf.pixelnerf.video`: the 360-degree video of the published ``gen_video.py``.
 * :mod:`~inerf.pixelnerf.pose`: iNeRF-public's pose estimation against one source image, on SE(3).
 
@@ -16,16 +20,17 @@ pixel centres); everything else in inerf uses OpenCV c2w, [0, 1] images and pixe
 """
 
 from inerf.pixelnerf.config import PixelNeRFConfig, RendererConfig, load_config
-from inerf.pixelnerf.model import PixelNeRF, load_pixelnerf, read_checkpoint
-from inerf.pixelnerf.renderer import render_rays, render_views
+from inerf.pixelnerf.model import PixelNeRF, PixelNeRFField, load_pixelnerf, read_checkpoint
+from inerf.pixelnerf.rendering import pixelnerf_model, render_config
 
 __all__ = [
     "PixelNeRF",
     "PixelNeRFConfig",
+    "PixelNeRFField",
     "RendererConfig",
     "load_config",
     "load_pixelnerf",
+    "pixelnerf_model",
     "read_checkpoint",
-    "render_rays",
-    "render_views",
+    "render_config",
 ]

@@ -1,8 +1,9 @@
 """pixelNeRF field: ResNet features of the source views + ResnetFC, loadable from the published checkpoints.
 
 A field maps world points (and view directions) to colour and density; pixelNeRF's field additionally
-needs :meth:`PixelNeRF.encode` of the source views first. It knows nothing about rays or images to render
-(see :mod:`inerf.pixelnerf.renderer`).
+needs :meth:`PixelNeRF.encode` of the source views first. It knows nothing about rays or images to render:
+:meth:`PixelNeRF.field` is its :class:`~inerf.fields.base.RadianceField` view for the shared renderer
+(:mod:`inerf.render`), and :mod:`inerf.pixelnerf.rendering` sets that renderer up as published.
 
 Two entry points for the source views:
 
@@ -30,9 +31,9 @@ from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import PIXEL_CENTER, opencv_to_opengl_c2w
 from inerf.pixelnerf.config import ModelConfig, PixelNeRFConfig, load_config
 from inerf.pixelnerf.encoder import SpatialEncoder
-from inerf.pixelnerf.resnetfc import PositionalEncoding, ResnetFC
+from inerf.pixelnerf.resnetfc import ResnetFC, code_encoding
 
-__all__ = ["PixelNeRF", "check_state_dict", "load_pixelnerf", "read_checkpoint"]
+__all__ = ["PixelNeRF", "PixelNeRFField", "check_state_dict", "load_pixelnerf", "read_checkpoint"]
 
 
 def _intrinsics_per_view(
@@ -79,6 +80,7 @@ class PixelNeRF(nn.Module):
         model = load_pixelnerf("checkpoints/srn_car/pixel_nerf_latest", "srn")
         model.encode(images, c2w_gl, focal=131.25)          # source views, published conventions
         out = model(xyz, coarse=True, viewdirs=dirs)        # [SB, B, 4]: r, g, b, sigma
+        rgb, sigma = model.field(coarse=False)(xyz, dirs)   # the RadianceField view (any renderer)
 
     The encoder state (features, cameras) lives in plain attributes, not in the ``state_dict``.
     """
@@ -98,9 +100,9 @@ class PixelNeRF(nn.Module):
         d_in = 3 if cfg.use_xyz else 1
         if cfg.use_viewdirs and cfg.use_code_viewdirs:
             d_in += 3
-        self.code = PositionalEncoding(d_in, cfg.code) if cfg.use_code else None
+        self.code = code_encoding(d_in, cfg.code) if cfg.use_code else None
         if self.code is not None:
-            d_in = self.code.d_out
+            d_in = self.code.out_dim
         if cfg.use_viewdirs and not cfg.use_code_viewdirs:
             d_in += 3
         d_latent = self.encoder.latent_size
@@ -224,6 +226,11 @@ class PixelNeRF(nn.Module):
     # ------------------------------------------------------------------------------------------------
     # Field
     # ------------------------------------------------------------------------------------------------
+    def field(self, coarse: bool = True) -> PixelNeRFField:
+        """The :class:`~inerf.fields.base.RadianceField` view of the coarse (or fine) network, for the shared
+        renderer: ``(xyz [SB, N, 3], viewdirs [SB, N, 3]) -> (rgb [SB, N, 3], sigma [SB, N])``."""
+        return PixelNeRFField(self, coarse)
+
     def forward(
         self, xyz: torch.Tensor, coarse: bool = True, viewdirs: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -281,6 +288,29 @@ class PixelNeRF(nn.Module):
             raise InerfError("pixelNeRF: this network never combines source views; encode a single view")
         raw = mlp(rows, NS, B).reshape(SB, B, -1)
         return torch.cat([torch.sigmoid(raw[..., :3]), torch.relu(raw[..., 3:])], dim=-1)
+
+
+class PixelNeRFField(nn.Module):
+    """A :class:`~inerf.fields.base.RadianceField` view of an **encoded** :class:`PixelNeRF`, with its coarse
+    or fine network: ``(xyz [SB, N, 3], viewdirs [SB, N, 3]) -> (rgb [SB, N, 3], sigma [SB, N])``, the
+    leading axis being the encoded objects (as many as :meth:`PixelNeRF.encode` received). With one encoded
+    object the axis may be left out: ``[N, 3] -> [N, 3], [N]``.
+    """
+
+    def __init__(self, model: PixelNeRF, coarse: bool = True):
+        super().__init__()
+        self.model, self.coarse = model, coarse
+
+    def forward(
+        self, xyz: torch.Tensor, viewdirs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        single = xyz.ndim == 2
+        if single:
+            xyz, viewdirs = xyz[None], None if viewdirs is None else viewdirs[None]
+        out = self.model(xyz, coarse=self.coarse, viewdirs=viewdirs)
+        if single:
+            out = out[0]
+        return out[..., :3], out[..., 3]
 
 
 # ----------------------------------------------------------------------------------------------------

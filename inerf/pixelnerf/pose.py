@@ -9,40 +9,21 @@ Fixes over iNeRF-public (see the spec, section 7.2): the pose is solved on SE(3)
 :func:`inerf.pose.solver.estimate_pose` (a twist, never a raw matrix), the network is in eval mode with
 frozen weights, and the source is encoded once (its features do not depend on the target pose).
 
-Rendering goes through the pose engine's renderer (:mod:`inerf.render.renderer`), whose near/far bounds are
-z-depths along rays of unit z and whose last interval is open; pixelNeRF's own renderer
-(:mod:`inerf.pixelnerf.renderer`) bounds distances along unit rays and closes the last interval at ``far``.
-Inside the SRN field of view (at most ~26 degrees off-axis) both sample the object, so the photometric
-objective is the same up to sampling.
+Renders go through the shared renderer (:mod:`inerf.render`) with pixelNeRF's published sampling and
+compositing (:func:`inerf.pixelnerf.rendering.render_config`: distances along unit rays, last interval closed
+at ``far``), in its deterministic variant so that the photometric loss is a smooth function of the pose:
+pose solves, overlay frames and videos render the same pixelNeRF.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import PIXEL_CENTER, opengl_to_opencv_c2w
 from inerf.pixelnerf.model import PixelNeRF
 
-__all__ = ["PixelNeRFField", "canonical_source_c2w", "encode_source", "to_canonical_frame"]
-
-
-class PixelNeRFField(nn.Module):
-    """A :class:`inerf.fields.base.RadianceField` view of an **encoded** pixelNeRF (one object):
-    ``(xyz [N, 3], viewdirs [N, 3]) -> (rgb [N, 3], sigma [N])`` with the coarse or the fine network."""
-
-    def __init__(self, model: PixelNeRF, coarse: bool = True):
-        super().__init__()
-        self.model, self.coarse = model, coarse
-
-    def forward(
-        self, xyz: torch.Tensor, viewdirs: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(
-            xyz[None], coarse=self.coarse, viewdirs=None if viewdirs is None else viewdirs[None]
-        )[0]
-        return out[:, :3], out[:, 3]
+__all__ = ["canonical_source_c2w", "encode_source", "to_canonical_frame"]
 
 
 def canonical_source_c2w(radius: float = 1.3) -> torch.Tensor:

@@ -2,43 +2,34 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inerf.fields.encoding import PositionalEncoding
 from inerf.pixelnerf.config import CodeConfig, MLPConfig
 
-__all__ = ["PositionalEncoding", "ResnetBlockFC", "ResnetFC"]
+__all__ = ["PositionalEncoding", "ResnetBlockFC", "ResnetFC", "code_encoding"]
 
 
-class PositionalEncoding(nn.Module):
-    """``gamma(x) = [x, sin(f_0 x), cos(f_0 x), sin(f_1 x), cos(f_1 x), ...]`` with ``f_k = freq_factor 2^k``.
+def code_encoding(d_in: int = 3, config: CodeConfig | None = None) -> PositionalEncoding:
+    """pixelNeRF's positional encoding ``code``: :class:`inerf.fields.encoding.PositionalEncoding` with
+    ``f_k = freq_factor 2^k`` and the published column order (per frequency a sin block of ``d_in`` values,
+    then a cos block, after the input).
 
-    ``forward(x [N, d_in]) -> [N, d_out]``, ``d_out = d_in (if include_input) + 2 num_freqs d_in``. The column
-    order is fixed by the published weights: per frequency a sin block of ``d_in`` values, then a cos block.
     ``cos`` is evaluated as ``sin(f x + pi / 2)`` from the persistent buffers ``_freqs`` and ``_phases``
     (``[1, 2 num_freqs, 1]`` each, both stored in the checkpoint), which reproduces the published values to
     the last bit.
     """
-
-    def __init__(self, d_in: int = 3, config: CodeConfig | None = None):
-        super().__init__()
-        config = config if config is not None else CodeConfig()
-        self.d_in, self.num_freqs, self.include_input = d_in, config.num_freqs, config.include_input
-        freqs = config.freq_factor * 2.0 ** torch.arange(config.num_freqs, dtype=torch.float32)
-        # Each frequency twice: once with phase 0 (sin), once with phase pi/2 (cos).
-        self.register_buffer("_freqs", freqs.repeat_interleave(2).view(1, -1, 1))
-        phases = torch.zeros(2 * config.num_freqs)
-        phases[1::2] = math.pi / 2
-        self.register_buffer("_phases", phases.view(1, -1, 1))
-        self.d_out = 2 * config.num_freqs * d_in + (d_in if config.include_input else 0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        arg = x[:, None, :] * self._freqs + self._phases  # [N, 2F, d_in]
-        enc = torch.sin(arg).reshape(x.shape[0], -1)
-        return torch.cat([x, enc], dim=-1) if self.include_input else enc
+    config = config if config is not None else CodeConfig()
+    return PositionalEncoding(
+        config.num_freqs,
+        config.include_input,
+        d_in,
+        freq_factor=config.freq_factor,
+        cos_as_shifted_sin=True,
+        persistent=True,
+    )
 
 
 class ResnetBlockFC(nn.Module):

@@ -1,5 +1,8 @@
 """360-degree videos of a pixelNeRF conditioned on a few source views (the published ``gen_video.py``).
 
+Frames are rendered by the shared renderer (:mod:`inerf.render`) with pixelNeRF's published settings
+(:mod:`inerf.pixelnerf.rendering`), like every other render of a pixelNeRF (pose solves included).
+
 Trajectories are returned as c2w in inerf's convention (OpenCV camera axes); they are built in the
 published OpenGL form and converted once with :func:`inerf.geometry.conventions.opengl_to_opencv_c2w`.
 """
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,7 @@ import torch
 
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import opengl_to_opencv_c2w
-from inerf.pixelnerf.config import RendererConfig
-from inerf.pixelnerf.model import PixelNeRF
-from inerf.pixelnerf.renderer import render_views
+from inerf.render.model import Model
 
 __all__ = [
     "orbit_c2w",
@@ -114,46 +114,24 @@ def video_stem(split: str, subset: int, source: list[int]) -> str:
 
 @torch.no_grad()
 def render_video_frames(
-    model: PixelNeRF,
-    images: torch.Tensor,
-    source_cameras: Cameras,
-    render_c2w: torch.Tensor,
-    render_camera: Cameras,
-    z_near: float,
-    z_far: float,
-    renderer: RendererConfig,
-    ray_batch_size: int = 50000,
-    deterministic: bool = False,
-    progress: bool = True,
-    generator: torch.Generator | None = None,
+    model: Model, cameras: Cameras, *, progress: bool = True, generator: torch.Generator | None = None
 ) -> np.ndarray:
-    """Encode the source views once, then render every pose of the path.
+    """Render one frame per camera of a path.
 
     Args:
-        images: ``[NS, H, W, 3]`` source views in [0, 1]; source_cameras: their ``NS`` cameras.
-        render_c2w: ``[N, 4, 4]`` path (OpenCV c2w).
-        render_camera: intrinsics and size of the rendered frames (one camera; its c2w is ignored).
+        model: what to render, e.g. an encoded pixelNeRF
+            (:func:`inerf.pixelnerf.rendering.pixelnerf_model`); its ``config.chunk`` rays per pass.
+        cameras: the ``N`` cameras of the path (OpenCV c2w), e.g. ``camera.with_c2w(orbit_c2w(N))``.
+        generator: seeded random samples (the published renderer's jitter), drawn frame after frame.
     Returns:
-        ``[N, H_r, W_r, 3]`` uint8 frames.
+        ``[N, H, W, 3]`` uint8 frames.
     """
     from tqdm import tqdm
 
-    device = next(model.parameters()).device
-    model.encode_views(images.to(device), source_cameras.to(device))
-    cfg = replace(renderer, eval_batch_size=ray_batch_size)
     frames = []
-    for c2w in tqdm(render_c2w, desc="rendering", unit="frame", disable=not progress):
-        cam = Cameras(
-            c2w[None].to(device),
-            render_camera.fx[:1],
-            render_camera.fy[:1],
-            render_camera.cx[:1],
-            render_camera.cy[:1],
-            render_camera.height,
-            render_camera.width,
-        ).to(device)
-        rgb, _ = render_views(model, cam, z_near, z_far, cfg, ray_batch_size, deterministic, generator)
-        frames.append((rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+    for k in tqdm(range(len(cameras)), desc="rendering", unit="frame", disable=not progress):
+        rgb = model.render_image(cameras[k].to(model.device), generator=generator).rgb
+        frames.append((rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
     return np.stack(frames)
 
 

@@ -37,9 +37,14 @@ class Model:
         """Render a flat batch of rays ``[R]`` (see :func:`inerf.render.renderer.render_rays`)."""
         return render_rays(self.coarse, rays, self.config, fine=self.fine, **kwargs)
 
-    def render_image(self, camera: Cameras, progress: bool = False) -> RenderOutput:
-        """Render the full image of one camera, ``rgb [H, W, 3]``, ``depth [H, W]``, ``acc [H, W]``."""
-        return render_image(self.coarse, camera, self.config, fine=self.fine, progress=progress)
+    def render_image(
+        self, camera: Cameras, progress: bool = False, generator: torch.Generator | None = None
+    ) -> RenderOutput:
+        """Render the full image of one camera, ``rgb [H, W, 3]``, ``depth [H, W]``, ``acc [H, W]``
+        (``generator``: seeded random samples, for jittered or random sampling)."""
+        return render_image(
+            self.coarse, camera, self.config, fine=self.fine, progress=progress, generator=generator
+        )
 
     def with_config(self, **changes) -> Model:
         """The same fields with some :class:`RenderConfig` entries changed (e.g. ``n_coarse=128``)."""

@@ -1,68 +1,172 @@
-"""Render rays through radiance fields: sample, query, composite; chunked image rendering."""
+"""Render rays through radiance fields: sample, query, composite; chunked image rendering.
+
+One renderer for every field (NeRF MLP, grid, pixelNeRF): :class:`RenderConfig` says where the samples go
+(``sampler``), what ``t`` measures (``distance``), whether the last interval is open (``last_interval``),
+which transmittance form is used and whether the depth is normalised. pixelNeRF's published renderer is
+this one with ``sampler="pixelnerf", distance="metric", last_interval="far", transmittance="product",
+normalize_depth=False`` (equal to the published definition, :mod:`inerf.render._reference`, tested).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from dataclasses import field as dc_field
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 
 from inerf.fields.base import RadianceField
 from inerf.geometry.cameras import Cameras
 from inerf.rays.rays import Rays, rays_for_image
-from inerf.rays.samplers import importance_samples, stratified_samples
+from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
+
+__all__ = ["RenderConfig", "RenderOutput", "make_sampler", "render_image", "render_rays"]
 
 
 @dataclass
 class RenderConfig:
-    """How rays are sampled and composited."""
+    """How rays are sampled and composited. The defaults are NeRF's; see :meth:`pixelnerf` for pixelNeRF's."""
 
     n_coarse: int = 64
-    """Stratified samples per ray (coarse pass)."""
+    """Samples per ray of the coarse pass."""
     n_fine: int = 128
-    """Importance samples per ray added for the fine pass (0 = single pass)."""
+    """Samples per ray added for the fine pass (0 = single pass)."""
     near: float = 2.0
-    """Start of the ray segment (z-depth in scene units)."""
+    """Start of the ray segment (in the units of ``distance``)."""
     far: float = 6.0
     """End of the ray segment."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Colour behind the scene (white for Blender scenes composited on white)."""
     jitter: bool = False
-    """Jitter coarse samples inside their bins (training); off for evaluation and pose estimation."""
+    """Random coarse samples inside their bins (training; pixelNeRF's published renderer always); else the
+    nerf sampler's bin edges or the pixelnerf sampler's bin mid-points (evaluation and pose estimation)."""
     deterministic_fine: bool = True
-    """Evenly spaced quantiles for importance sampling (random ones if False)."""
+    """Quantiles instead of random numbers for the fine samples (importance, and pixelNeRF's depth-guided)."""
     chunk: int = 8192
     """Rays per forward pass in :func:`render_image`."""
     coarse_grad: bool = True
     """Keep the coarse pass in the autograd graph. Pose solves that score only the fine colours turn it
     off: the coarse pass then only places the fine samples, and its graph would cost ~25% more memory."""
+    sampler: Literal["nerf", "pixelnerf"] = "nerf"
+    """Where the samples go (:mod:`inerf.rays.samplers`): ``nerf`` (coarse at the bin edges of [near, far],
+    ``n_fine`` importance samples between coarse mid-points) or ``pixelnerf`` (stratified coarse samples;
+    ``n_fine - n_fine_depth`` importance samples on the uniform bins and ``n_fine_depth`` around the coarse
+    depth; the fine pass evaluates all of them)."""
+    n_fine_depth: int = 16
+    """``pixelnerf`` sampler: how many of the ``n_fine`` samples come from N(coarse depth, depth_std^2)."""
+    depth_std: float = 0.01
+    """``pixelnerf`` sampler: standard deviation of the depth-guided samples (units of ``distance``)."""
+    lindisp: bool = False
+    """Place samples linearly in disparity 1 / t instead of in t."""
+    distance: Literal["z", "metric"] = "z"
+    """What ``t`` (and ``near``, ``far``, the depth) measures: ``z``, steps along ray directions with unit
+    camera-z, i.e. z-depth (NeRF); ``metric``, distance along unit directions (pixelNeRF)."""
+    last_interval: Literal["open", "far"] = "open"
+    """The last sample's interval: ``open`` (1e10 long, NeRF) or closed at ``far`` (pixelNeRF)."""
+    transmittance: Literal["log", "product"] = "log"
+    """``log``: exp(cumsum(log(1 - alpha))) with a clamp; ``product``: pixelNeRF's cumprod(1 - alpha + 1e-10)
+    (see :func:`inerf.render.volrend.transmittance`)."""
+    normalize_depth: bool = True
+    """Divide the expected depth by the accumulated opacity (NeRF); pixelNeRF's depth is not normalised."""
+    field_chunk: int = 0
+    """Points per field call, over all objects (0 = all samples of a ray chunk at once): bounds the memory of
+    wide fields (pixelNeRF's ``eval_batch_size``) without changing any sample."""
+
+    @classmethod
+    def pixelnerf(cls, near: float, far: float, **changes) -> RenderConfig:
+        """pixelNeRF's published renderer (64 + 16 + 16 samples, metric distances, closed last interval,
+        product transmittance, unnormalised depth, white background, always jittered, random fine samples);
+        ``changes`` override any field."""
+        published = cls(
+            n_coarse=64,
+            n_fine=32,
+            n_fine_depth=16,
+            depth_std=0.01,
+            near=near,
+            far=far,
+            jitter=True,
+            deterministic_fine=False,
+            sampler="pixelnerf",
+            distance="metric",
+            last_interval="far",
+            transmittance="product",
+            normalize_depth=False,
+        )
+        return replace(published, **changes)
 
 
 @dataclass
 class RenderOutput:
-    """Per-ray results, each ``[..., ...]`` with the rays' leading shape."""
+    """Per-ray results, each with the rays' leading shape ``[...]``."""
 
     rgb: torch.Tensor
     """``[..., 3]`` colour of the final pass."""
     depth: torch.Tensor
-    """``[...]`` expected z-depth of the final pass (normalised by opacity)."""
+    """``[...]`` expected depth of the final pass, in the units of ``RenderConfig.distance`` (normalised by
+    the opacity if ``RenderConfig.normalize_depth``)."""
     acc: torch.Tensor
     """``[...]`` accumulated opacity of the final pass."""
     rgb_coarse: torch.Tensor | None = None
     """``[..., 3]`` colour of the coarse pass (only when there is a fine pass)."""
-    extras: dict = dc_field(default_factory=dict)
+    weights: torch.Tensor | None = None
+    """``[..., K]`` compositing weights of the final pass (None from :func:`render_image`)."""
+    t: torch.Tensor | None = None
+    """``[..., K]`` sample distances of the final pass (interval starts; None from :func:`render_image`)."""
 
 
-def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, background):
-    """Query the field at the samples ``t`` ``[R, S]`` of ``rays`` ``[R]`` and composite."""
-    pts = rays.origins[..., None, :] + rays.directions[..., None, :] * t[..., None]
+def make_sampler(config: RenderConfig) -> NeRFSampler | PixelNeRFSampler:
+    """The sampler that ``config.sampler`` names, with its parameters from ``config``."""
+    if config.sampler == "nerf":
+        return NeRFSampler(
+            config.n_coarse, config.n_fine, config.jitter, config.deterministic_fine, config.lindisp
+        )
+    if config.sampler == "pixelnerf":
+        n_fine = max(config.n_fine, 0)
+        n_depth = config.n_fine_depth if n_fine > 0 else 0  # no fine pass: nothing to split
+        if not 0 <= n_depth <= n_fine:
+            raise ValueError(f"n_fine_depth must be in [0, n_fine = {n_fine}], got {n_depth}")
+        return PixelNeRFSampler(
+            config.n_coarse,
+            n_fine - n_depth,
+            n_depth,
+            config.depth_std,
+            config.jitter,
+            config.deterministic_fine,
+            config.lindisp,
+        )
+    raise ValueError(f"unknown sampler {config.sampler!r}; expected 'nerf' or 'pixelnerf'")
+
+
+def _query(fld: RadianceField, xyz: torch.Tensor, viewdirs: torch.Tensor, chunk: int):
+    """``fld`` at ``xyz``, ``viewdirs`` ``[..., P, 3]`` (leading dims: objects), ``chunk`` points per call
+    over all objects (0 = one call). Returns ``rgb [..., P, 3]``, ``sigma [..., P]``."""
+    n_points = xyz.shape[-2]
+    per_object = math.ceil(chunk / max(1, math.prod(xyz.shape[:-2]))) if chunk > 0 else n_points
+    if per_object >= n_points:
+        return fld(xyz, viewdirs)
+    outs = [
+        fld(xyz[..., i : i + per_object, :], viewdirs[..., i : i + per_object, :])
+        for i in range(0, n_points, per_object)
+    ]
+    return torch.cat([o[0] for o in outs], -2), torch.cat([o[1] for o in outs], -1)
+
+
+def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderConfig, background):
+    """Query ``fld`` at the samples ``t`` ``[..., R, K]`` of ``rays`` ``[..., R]`` and composite.
+
+    Returns the colour ``[..., R, 3]`` and the weights ``[..., R, K]``.
+    """
+    metric = config.distance == "metric"
+    step = rays.viewdirs if metric else rays.directions  # what one unit of t moves along the ray
+    pts = rays.origins[..., None, :] + step[..., None, :] * t[..., None]
     dirs = rays.viewdirs[..., None, :].expand_as(pts)
-    rgb, sigma = fld(pts.reshape(-1, 3), dirs.reshape(-1, 3))
-    rgb = rgb.reshape(*t.shape, 3)
-    sigma = sigma.reshape(t.shape)
-    alpha = volrend.alpha_from_density(sigma, volrend.deltas(t, rays.directions))
-    w = volrend.render_weights(alpha)
+    flat = (*t.shape[:-2], -1, 3)  # one point axis per object: the field's [..., N, 3]
+    rgb, sigma = _query(fld, pts.reshape(flat), dirs.reshape(flat), config.field_chunk)
+    rgb, sigma = rgb.reshape(*t.shape, 3), sigma.reshape(t.shape)
+    t_starts, t_ends = volrend.sample_intervals(t, far if config.last_interval == "far" else None)
+    delta = volrend.interval_lengths(t_starts, t_ends, None if metric else rays.directions)
+    w = volrend.render_weights(volrend.alpha_from_density(sigma, delta), config.transmittance)
     return volrend.composite(w, rgb, background), w
 
 
@@ -75,31 +179,36 @@ def render_rays(
     far: torch.Tensor | float | None = None,
     generator: torch.Generator | None = None,
 ) -> RenderOutput:
-    """Render a flat batch of rays ``[R]``.
+    """Render a batch of rays ``[R]``, or ``[SB, R]`` for ``SB`` objects of a field with an object axis.
 
-    With ``fine`` (or ``config.n_fine > 0`` and one shared field) a second pass evaluates the union of
-    the coarse and importance samples, NeRF's hierarchical scheme. Gradients flow to the fields'
-    parameters and to ``rays`` (so to a camera pose), not through the choice of sample positions.
+    With ``fine`` (or ``config.n_fine > 0`` and one shared field) a second pass evaluates the samples that
+    ``config.sampler`` places from the coarse weights (NeRF's hierarchical scheme, or pixelNeRF's). Gradients
+    flow to the fields' parameters and to ``rays`` (so to a camera pose), not through the choice of sample
+    positions (except pixelNeRF's depth-guided samples, which follow the coarse depth, as published).
+
+    Args:
+        near, far: override ``config.near``/``config.far``; floats or per-ray ``[..., R]`` tensors.
+        generator: seeded random numbers for jittered / random samples.
     """
-    n = rays.origins.shape[0]
     dev, dt = rays.origins.device, rays.origins.dtype
     near = config.near if near is None else near
     far = config.far if far is None else far
-    t = stratified_samples(
-        near, far, config.n_coarse, n, jitter=config.jitter, device=dev, dtype=dt, generator=generator
-    )
+    sampler = make_sampler(config)
+    t = sampler.coarse(near, far, rays.origins.shape[:-1], like=rays.origins, generator=generator)
     bg = torch.as_tensor(config.background, dtype=dt, device=dev)
     with torch.set_grad_enabled(torch.is_grad_enabled() and (config.coarse_grad or config.n_fine <= 0)):
-        rgb_c, w_c = _shade(coarse, rays, t, bg)
+        rgb_c, w_c = _shade(coarse, rays, t, far, config, bg)
     if config.n_fine <= 0:
-        return RenderOutput(rgb_c, volrend.expected_depth(w_c, t, normalize=True), w_c.sum(-1))
-    t_f = importance_samples(
-        t, w_c, config.n_fine, deterministic=config.deterministic_fine, generator=generator
-    )
-    rgb_f, w_f = _shade(fine if fine is not None else coarse, rays, t_f, bg)
-    return RenderOutput(
-        rgb_f, volrend.expected_depth(w_f, t_f, normalize=True), w_f.sum(-1), rgb_coarse=rgb_c
-    )
+        return _output(rgb_c, w_c, t, config)
+    # The pixelnerf sampler centres its depth-guided samples on the published, unnormalised depth.
+    t_f = sampler.fine(t, w_c, volrend.expected_depth(w_c, t), near, far, generator=generator)
+    rgb_f, w_f = _shade(fine if fine is not None else coarse, rays, t_f, far, config, bg)
+    return _output(rgb_f, w_f, t_f, config, rgb_coarse=rgb_c)
+
+
+def _output(rgb, weights, t, config: RenderConfig, rgb_coarse=None) -> RenderOutput:
+    depth = volrend.expected_depth(weights, t, normalize=config.normalize_depth)
+    return RenderOutput(rgb, depth, weights.sum(-1), rgb_coarse=rgb_coarse, weights=weights, t=t)
 
 
 @torch.no_grad()
@@ -109,11 +218,13 @@ def render_image(
     config: RenderConfig,
     fine: RadianceField | None = None,
     progress: bool = False,
+    generator: torch.Generator | None = None,
 ) -> RenderOutput:
     """Render the full ``H x W`` image of one camera (``camera[0]``), ``chunk`` rays at a time. Returns a
     :class:`RenderOutput` with ``rgb [H, W, 3]``, ``depth [H, W]``, ``acc [H, W]``.
 
-    The chunked result equals rendering all rays at once (tested): chunks only bound memory.
+    The chunked result equals rendering all rays at once (tested): chunks only bound memory (with random
+    samples, ``generator`` is drawn from chunk by chunk).
     """
     height, width = camera.height, camera.width
     rays = rays_for_image(camera)
@@ -124,7 +235,7 @@ def render_image(
 
         starts = tqdm(starts, desc="render", leave=False, unit="chunk")
     for s in starts:
-        outs.append(render_rays(coarse, rays[s : s + config.chunk], config, fine=fine))
+        outs.append(render_rays(coarse, rays[s : s + config.chunk], config, fine=fine, generator=generator))
     rgb = torch.cat([o.rgb for o in outs]).reshape(height, width, 3)
     depth = torch.cat([o.depth for o in outs]).reshape(height, width)
     acc = torch.cat([o.acc for o in outs]).reshape(height, width)

@@ -1,12 +1,20 @@
-"""Volume rendering as pure tensor functions (NeRF, Mildenhall et al. 2020, eq. 3).
+"""Volume rendering on sample intervals as pure tensor functions (NeRF, Mildenhall et al. 2020, eq. 3).
 
-For samples ``t_1 < ... < t_N`` along a ray with densities ``sigma_i`` and colours ``c_i``:
+A ray is cut into intervals ``[t_start_i, t_end_i]`` (nerfacc's ``t_starts, t_ends``), each with a density
+``sigma_i`` and a colour ``c_i`` evaluated at its start:
 
-    delta_i = t_{i+1} - t_i            (the last interval is open: 1e10, as in NeRF)
+    delta_i = (t_end_i - t_start_i) |d|     (|d| = 1 for metric t; the direction's norm for NeRF's z-depth t)
     alpha_i = 1 - exp(-sigma_i delta_i)
-    T_i     = prod_{j<i} (1 - alpha_j)   (transmittance: the light that reaches sample i)
+    T_i     = prod_{j<i} (1 - alpha_j)       (transmittance: the light that reaches interval i)
     w_i     = T_i alpha_i
     C       = sum_i w_i c_i + (1 - sum_i w_i) c_background
+    D       = sum_i w_i t_start_i            (optionally divided by the opacity sum_i w_i)
+
+Point samples ``t_1 < ... < t_N`` become intervals with :func:`sample_intervals`: ``[t_i, t_{i+1}]``, and
+the last one is either **open** (``t_N + 1e10``, NeRF: everything behind the last sample) or **closed** at
+``far`` (pixelNeRF: a ray that is empty up to ``far`` stays transparent). That choice, the transmittance
+form (:func:`transmittance`) and the depth normalisation are arguments, so NeRF's and pixelNeRF's renderers
+are the same functions with different data.
 
 Worked example: alphas (0.5, 0.5) give T = (1, 0.5), w = (0.5, 0.25), accumulated opacity 0.75; over a
 white background a red then green sample composite to (0.5, 0.25, 0) + 0.25 (1, 1, 1) = (0.75, 0.5, 0.25).
@@ -15,32 +23,72 @@ All functions take ``[..., N]`` (and ``[..., N, C]`` for colours) and are differ
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 __all__ = [
+    "FAR_DELTA",
+    "TRANSMITTANCE_GUARD",
     "accumulated_opacity",
     "alpha_from_density",
     "composite",
     "deltas",
     "expected_depth",
+    "interval_lengths",
     "render_weights",
+    "sample_intervals",
     "transmittance",
 ]
 
 FAR_DELTA = 1e10
-"""Length of the last, open-ended interval (everything behind the last sample)."""
+"""Length of the last, open-ended interval (everything behind the last sample), as in NeRF."""
+
+TRANSMITTANCE_GUARD = 1e-10
+"""The guard of both transmittance forms: the clamp of ``1 - alpha`` before the log, or the term added to
+each factor of the published product."""
+
+TransmittanceForm = Literal["log", "product"]
 
 
-def deltas(t: torch.Tensor, directions: torch.Tensor | None = None) -> torch.Tensor:
-    """Interval lengths ``[..., N]`` from sample distances ``t`` ``[..., N]``.
+def sample_intervals(t: torch.Tensor, far: torch.Tensor | float | None = None):
+    """Intervals ``(t_starts, t_ends)``, each ``[..., N]``, from sorted sample distances ``t`` ``[..., N]``.
 
-    If ``directions`` ``[..., 3]`` is given, intervals are scaled by its norm so they are metric lengths
-    (our rays have unit z, not unit norm).
+    ``t_ends_i = t_{i+1}``; the last interval ends at ``t_N + 1e10`` (open, NeRF) when ``far`` is None,
+    else at ``far`` (closed, pixelNeRF; a float or ``[...]`` per ray).
+
+    Example: ``t = (1, 1.5, 1.9)``, ``far = 2`` gives ends ``(1.5, 1.9, 2)``; without ``far`` the last end is
+    ``1e10`` (in float32, ``1.9 + 1e10`` rounds to ``1e10`` and the difference is exactly ``1e10``).
     """
-    d = torch.cat([t[..., 1:] - t[..., :-1], torch.full_like(t[..., :1], FAR_DELTA)], -1)
+    if far is None:
+        last = t[..., -1:] + FAR_DELTA
+    else:
+        far = torch.as_tensor(far, dtype=t.dtype, device=t.device)
+        last = (far[..., None] if far.ndim > 0 else far).expand_as(t[..., -1:])
+    return t, torch.cat([t[..., 1:], last], -1)
+
+
+def interval_lengths(
+    t_starts: torch.Tensor, t_ends: torch.Tensor, directions: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``delta_i = t_end_i - t_start_i``, ``[..., N]``; metric lengths.
+
+    If ``directions`` ``[..., 3]`` is given, the lengths are scaled by its norm: ``t`` then counts steps of
+    those directions (NeRF's rays have unit camera-z, so ``t`` is a z-depth, not a distance). Leave it None
+    when ``t`` is already a distance (unit directions, pixelNeRF).
+    """
+    d = t_ends - t_starts
     if directions is not None:
         d = d * directions.norm(dim=-1, keepdim=True)
     return d
+
+
+def deltas(
+    t: torch.Tensor, directions: torch.Tensor | None = None, far: torch.Tensor | float | None = None
+) -> torch.Tensor:
+    """Interval lengths ``[..., N]`` of point samples ``t`` ``[..., N]``: :func:`sample_intervals` then
+    :func:`interval_lengths` (last interval open unless ``far`` is given)."""
+    return interval_lengths(*sample_intervals(t, far), directions)
 
 
 def alpha_from_density(sigma: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -48,24 +96,33 @@ def alpha_from_density(sigma: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
     return 1.0 - torch.exp(-sigma * delta)
 
 
-def transmittance(alpha: torch.Tensor) -> torch.Tensor:
-    """T_i = prod_{j<i} (1 - alpha_j), ``[..., N]`` (T_1 = 1).
+def transmittance(alpha: torch.Tensor, form: TransmittanceForm = "log") -> torch.Tensor:
+    """T_i = prod_{j<i} (1 - alpha_j), ``[..., N]`` (T_1 = 1), in one of two guarded forms:
 
-    Computed as exp(cumsum(log(1 - alpha))) shifted by one; the clamp keeps log finite when alpha = 1
-    (an opaque sample), where the exact transmittance behind it is 0 anyway.
+    * ``"log"``: ``exp(cumsum(log(max(1 - alpha, 1e-10))))``. The clamp keeps the log finite when
+      alpha = 1 (an opaque sample), where the exact transmittance behind it is 0 anyway.
+    * ``"product"``: ``cumprod(1 - alpha + 1e-10)``, pixelNeRF's published form. The 1e-10 keeps the
+      product's gradient finite when some alpha = 1; it also lets ~1e-10 of light through per opaque factor.
+
+    Both agree to ~1e-7 for alphas away from 1 (tested).
     """
-    log_t = torch.cumsum(torch.log((1.0 - alpha).clamp_min(1e-10)), -1)
+    if form == "product":
+        trans = torch.cumprod(1.0 - alpha + TRANSMITTANCE_GUARD, -1)
+        return torch.cat([torch.ones_like(trans[..., :1]), trans[..., :-1]], -1)
+    if form != "log":
+        raise ValueError(f"transmittance form must be 'log' or 'product', got {form!r}")
+    log_t = torch.cumsum(torch.log((1.0 - alpha).clamp_min(TRANSMITTANCE_GUARD)), -1)
     log_t = torch.cat([torch.zeros_like(log_t[..., :1]), log_t[..., :-1]], -1)
     return torch.exp(log_t)
 
 
-def render_weights(alpha: torch.Tensor) -> torch.Tensor:
-    """w_i = T_i alpha_i, ``[..., N]``."""
-    return transmittance(alpha) * alpha
+def render_weights(alpha: torch.Tensor, form: TransmittanceForm = "log") -> torch.Tensor:
+    """w_i = T_i alpha_i, ``[..., N]`` (``form``: see :func:`transmittance`)."""
+    return transmittance(alpha, form) * alpha
 
 
 def accumulated_opacity(weights: torch.Tensor) -> torch.Tensor:
-    """sum_i w_i, ``[...]``: the ray's opacity (1 - transmittance behind the last sample)."""
+    """sum_i w_i, ``[...]``: the ray's opacity (1 - transmittance behind the last interval)."""
     return weights.sum(-1)
 
 
@@ -89,8 +146,11 @@ def composite(
 
 
 def expected_depth(weights: torch.Tensor, t: torch.Tensor, *, normalize: bool = False) -> torch.Tensor:
-    """sum_i w_i t_i, ``[...]``. With ``normalize`` divide by the opacity (depth of the visible surface
-    even where the ray is partly transparent)."""
+    """D = sum_i w_i t_i, ``[...]``, in the units of ``t`` (z-depth or distance).
+
+    With ``normalize`` divide by the opacity (NeRF: the depth of the visible surface even where the ray is
+    partly transparent); pixelNeRF's published depth is not normalised (an empty ray has depth 0).
+    """
     d = (weights * t).sum(-1)
     if normalize:
         d = d / weights.sum(-1).clamp_min(1e-10)

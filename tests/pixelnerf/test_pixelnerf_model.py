@@ -14,6 +14,7 @@ from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import opengl_to_opencv_c2w
 from inerf.pixelnerf import PixelNeRF, load_config, load_pixelnerf
+from inerf.pixelnerf._reference import published_forward
 from inerf.pixelnerf.config import CONFIG_DIR, EXPERIMENTS
 from inerf.pixelnerf.model import _intrinsics_per_view
 
@@ -159,61 +160,6 @@ def test_forgetting_eval_mode_changes_outputs(srn_checkpoint, case_srn):
 # ----------------------------------------------------------------------------------------------------------
 # Conventions on other configurations (non-square, per-object fx, fy, cx, cy, 1-3 views, no first pool)
 # ----------------------------------------------------------------------------------------------------------
-def _bilinear_border(latent: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Hand bilinear lookup of ``latent [C, H_l, W_l]`` at latent pixel coordinates, clamped to the border."""
-    H_l, W_l = latent.shape[-2:]
-    x, y = x.clamp(0, W_l - 1), y.clamp(0, H_l - 1)
-    x0, y0 = x.floor().long().clamp(max=W_l - 2), y.floor().long().clamp(max=H_l - 2)
-    ax, ay = x - x0, y - y0
-
-    def g(yy, xx):  # [C, P]
-        return latent[:, yy, xx]
-
-    top = g(y0, x0) * (1 - ax) + g(y0, x0 + 1) * ax
-    bottom = g(y0 + 1, x0) * (1 - ax) + g(y0 + 1, x0 + 1) * ax
-    return (top * (1 - ay) + bottom * ay).T  # [P, C]
-
-
-def _reference_forward(model: PixelNeRF, images, c2w_gl, fxfy, cxcy, xyz, viewdirs, coarse: bool):
-    """Slow, plain re-statement of the published forward pass, one (object, view) at a time.
-
-    ``images [SB, NS, 3, H, W]`` in [-1, 1]; ``c2w_gl [SB, NS, 4, 4]``; ``fxfy``, ``cxcy [SB, NS, 2]``
-    (pixelNeRF pixel coordinates); ``xyz``, ``viewdirs [SB, B, 3]``.
-    """
-    SB, NS, _, H, W = images.shape
-    mlp = model.mlp_coarse if coarse else model.mlp_fine
-    freqs = 1.5 * 2.0 ** torch.arange(6)
-    outs = []
-    for s in range(SB):
-        per_view = []
-        for k in range(NS):
-            latent = model.encoder(images[s, k][None])[0]  # [C, H_l, W_l]
-            R_w2c = c2w_gl[s, k, :3, :3].T
-            x_rot = xyz[s] @ R_w2c.T
-            x_cam = x_rot - (c2w_gl[s, k, :3, 3] @ R_w2c.T)
-            d_rot = viewdirs[s] @ R_w2c.T
-            # OpenGL camera: in front means z < 0; v runs against camera y.
-            u = fxfy[s, k, 0] * x_cam[:, 0] / -x_cam[:, 2] + cxcy[s, k, 0]
-            v = fxfy[s, k, 1] * -x_cam[:, 1] / -x_cam[:, 2] + cxcy[s, k, 1]
-            H_l, W_l = latent.shape[-2:]
-            feat = _bilinear_border(latent, u * W_l / W, v * H_l / H)
-            arg = x_rot[:, None, :] * freqs[None, :, None]  # [B, 6, 3]
-            pe = torch.stack([torch.sin(arg), torch.cos(arg)], dim=2).reshape(
-                len(x_rot), -1
-            )  # sin, cos triples
-            z, x = feat, torch.cat([x_rot, pe, d_rot], dim=-1)
-            h = mlp.lin_in(x)
-            for i in range(3):
-                h = mlp.blocks[i](h + mlp.lin_z[i](z))
-            per_view.append(h)
-        h = torch.stack(per_view).mean(0)  # average over source views before block 3
-        for i in range(3, 5):
-            h = mlp.blocks[i](h)
-        raw = mlp.lin_out(torch.relu(h))
-        outs.append(torch.cat([torch.sigmoid(raw[:, :3]), torch.relu(raw[:, 3:])], -1))
-    return torch.stack(outs)
-
-
 @pytest.mark.parametrize("config,num_views", [("dtu", 3), ("sn64", 1), ("srn", 2)])
 def test_forward_matches_slow_reference(srn_model, config, num_views):
     """Non-square images, per-object (fx, fy) and (cx, cy), 1-3 views, with and without the first pool."""
@@ -242,7 +188,7 @@ def test_forward_matches_slow_reference(srn_model, config, num_views):
         model.encode(images, c2w, focal, c)
         for coarse in (True, False):
             out = model(xyz, coarse=coarse, viewdirs=dirs)
-            ref = _reference_forward(
+            ref = published_forward(
                 model,
                 images,
                 c2w,

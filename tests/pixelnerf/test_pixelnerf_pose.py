@@ -12,7 +12,7 @@ import torch
 
 from inerf.cli.main import main
 from inerf.geometry.conventions import opencv_to_opengl_c2w
-from inerf.pixelnerf.pose import PixelNeRFField, canonical_source_c2w, encode_source, to_canonical_frame
+from inerf.pixelnerf.pose import canonical_source_c2w, encode_source, to_canonical_frame
 from inerf.pixelnerf.video import spherical_c2w
 
 
@@ -37,9 +37,11 @@ def test_field_adapter_matches_model(srn_model):
     assert torch.allclose(cam.cx, torch.tensor([16.5])) and torch.allclose(cam.cy, torch.tensor([12.5]))
     xyz, dirs = torch.rand(10, 3) - 0.5, torch.nn.functional.normalize(torch.randn(10, 3), dim=-1)
     with torch.no_grad():
-        rgb, sigma = PixelNeRFField(srn_model, coarse=False)(xyz, dirs)
+        rgb, sigma = srn_model.field(coarse=False)(xyz, dirs)  # one object: the object axis may be left out
+        rgb_sb, sigma_sb = srn_model.field(coarse=False)(xyz[None], dirs[None])
         ref = srn_model(xyz[None], coarse=False, viewdirs=dirs[None])[0]
     assert torch.equal(rgb, ref[:, :3]) and torch.equal(sigma, ref[:, 3])
+    assert torch.equal(rgb_sb[0], rgb) and torch.equal(sigma_sb[0], sigma)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,16 @@ def pose_inputs(tmp_path_factory, srn_checkpoint):
     return root
 
 
-def test_pose_end_to_end(pose_inputs, srn_checkpoint, capsys):
+def test_pose_end_to_end(pose_inputs, srn_checkpoint, capsys, monkeypatch):
+    from inerf.pixelnerf import rendering
+
+    built = []  # the settings of the Model the solve renders
+
+    def spy(net, config):
+        built.append(config)
+        return rendering.Model(net.field(coarse=True), net.field(coarse=False), config)
+
+    monkeypatch.setattr(rendering, "pixelnerf_model", spy)
     root = pose_inputs
     rc = main(
         [
@@ -87,6 +98,15 @@ def test_pose_end_to_end(pose_inputs, srn_checkpoint, capsys):
         ]
     )
     assert rc == 0
+    (cfg,) = built  # pixelNeRF's published renderer, in its deterministic variant
+    assert (cfg.sampler, cfg.distance, cfg.last_interval, cfg.transmittance) == (
+        "pixelnerf",
+        "metric",
+        "far",
+        "product",
+    )
+    assert (cfg.n_coarse, cfg.n_fine, cfg.n_fine_depth, cfg.near, cfg.far) == (64, 32, 16, 0.8, 1.8)
+    assert not cfg.jitter and cfg.deterministic_fine
     out = capsys.readouterr().out
     assert "2 steps" in out and "rotation error 90.000 ->" in out
     record = json.loads((root / "out" / "pose.json").read_text())

@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 
 from inerf.render import volrend
@@ -58,3 +61,97 @@ def test_weights_gradcheck():
         return volrend.composite(w, c, 1.0)
 
     assert torch.autograd.gradcheck(f, (sigma, colors))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Intervals: open (NeRF) or closed at far (pixelNeRF); the two transmittance forms
+# ----------------------------------------------------------------------------------------------------------
+def test_intervals_open_and_closed():
+    t = torch.tensor([[1.0, 1.5, 1.9], [0.5, 1.0, 1.2]])
+    starts, ends = volrend.sample_intervals(t)
+    assert torch.equal(starts, t)
+    assert torch.equal(ends[:, :2], t[:, 1:]) and (ends[:, 2] - t[:, 2] == volrend.FAR_DELTA).all()
+    _, closed = volrend.sample_intervals(t, 2.0)
+    assert torch.allclose(closed, torch.tensor([[1.5, 1.9, 2.0], [1.0, 1.2, 2.0]]))
+    _, per_ray = volrend.sample_intervals(t, torch.tensor([2.0, 3.0]))  # far per ray
+    assert torch.allclose(per_ray[:, -1], torch.tensor([2.0, 3.0]))
+    delta = volrend.interval_lengths(*volrend.sample_intervals(t, 2.0))
+    assert torch.allclose(delta, torch.tensor([[0.5, 0.4, 0.1], [0.5, 0.2, 0.8]]))
+    assert torch.equal(volrend.deltas(t, far=2.0), delta)
+    # t along directions of norm 2 counts half-distances: the metric lengths double.
+    scaled = volrend.interval_lengths(*volrend.sample_intervals(t, 2.0), torch.tensor([[0.0, 0.0, 2.0]] * 2))
+    assert torch.allclose(scaled, 2 * delta)
+
+
+def test_closed_last_interval_keeps_an_empty_ray_transparent():
+    """Hand numbers (pixelNeRF's test case): a density only at the last sample, 0.1 before far."""
+    t = torch.tensor([1.0, 1.5, 1.9])
+    sigma = torch.tensor([0.0, 0.0, 1.0])
+    w_closed = volrend.render_weights(
+        volrend.alpha_from_density(sigma, volrend.deltas(t, far=2.0)), "product"
+    )
+    assert torch.allclose(w_closed, torch.tensor([0.0, 0.0, 1 - math.exp(-0.1)]))
+    w_open = volrend.render_weights(volrend.alpha_from_density(sigma, volrend.deltas(t)), "product")
+    assert torch.allclose(w_open[-1], torch.tensor(1.0))  # NeRF: everything behind the last sample
+
+
+def test_pixelnerf_composite_hand_numbers():
+    """Closed interval, product transmittance, unnormalised depth: w = (0.5, 0.25, 0) by hand."""
+    t = torch.tensor([1.0, 2.0, 3.5])
+    sigma = torch.tensor([math.log(2.0), math.log(2.0) / 1.5, 0.0])  # deltas (1, 1.5, 0.5)
+    alpha = volrend.alpha_from_density(sigma, volrend.deltas(t, far=4.0))
+    assert torch.allclose(alpha, torch.tensor([0.5, 0.5, 0.0]))
+    w = volrend.render_weights(alpha, "product")
+    assert torch.allclose(w, torch.tensor([0.5, 0.25, 0.0]), atol=1e-6)
+    rgb = torch.eye(3)
+    assert torch.allclose(volrend.composite(w, rgb, 1.0), torch.tensor([0.75, 0.5, 0.25]), atol=1e-6)
+    assert torch.allclose(volrend.composite(w, rgb, 0.0), torch.tensor([0.5, 0.25, 0.0]), atol=1e-6)
+    assert torch.allclose(volrend.expected_depth(w, t), torch.tensor(0.5 * 1 + 0.25 * 2.0))  # not normalised
+
+
+def test_transmittance_forms():
+    alpha = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64)
+    guard = volrend.TRANSMITTANCE_GUARD
+    product = volrend.transmittance(alpha, "product")
+    # Each factor carries the published +1e-10.
+    assert torch.equal(product, torch.tensor([1.0, 0.5 + guard, (0.5 + guard) ** 2], dtype=torch.float64))
+    assert torch.allclose(
+        volrend.transmittance(alpha, "log"), torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)
+    )
+    a = torch.rand(64, 32, generator=torch.Generator().manual_seed(0)) * 0.3
+    assert torch.allclose(
+        volrend.transmittance(a, "log"), volrend.transmittance(a, "product"), rtol=1e-5, atol=1e-7
+    )
+    # An opaque sample: both forms leave (about) 1e-10 behind it, never NaN.
+    opaque = torch.tensor([0.2, 1.0, 0.7])
+    for form in ("log", "product"):
+        T = volrend.transmittance(opaque, form)
+        assert torch.isfinite(T).all() and T[2] < 1e-9
+    with pytest.raises(ValueError, match="transmittance form"):
+        volrend.transmittance(alpha, "cumsum")
+
+
+def test_layouts_agree():
+    """Rays in [R] or [SB, R] layout give the same weights (the renderer's object axis)."""
+    g = torch.Generator().manual_seed(1)
+    sigma = torch.rand(6, 10, generator=g) * 3
+    t = torch.sort(torch.rand(6, 10, generator=g) + 1, -1).values
+    for form, far in (("log", None), ("product", 2.5)):
+        flat = volrend.render_weights(volrend.alpha_from_density(sigma, volrend.deltas(t, far=far)), form)
+        s2, t2 = sigma.reshape(2, 3, 10), t.reshape(2, 3, 10)
+        nested = volrend.render_weights(volrend.alpha_from_density(s2, volrend.deltas(t2, far=far)), form)
+        assert torch.equal(nested.reshape(6, 10), flat)
+
+
+@pytest.mark.parametrize("form", ["log", "product"])
+def test_closed_interval_gradcheck(form):
+    sigma = torch.rand(3, 8, dtype=torch.float64, requires_grad=True)
+    t = torch.sort(torch.rand(3, 8, dtype=torch.float64), -1).values
+    far = torch.full((3,), 1.5, dtype=torch.float64, requires_grad=True)
+    colors = torch.rand(3, 8, 3, dtype=torch.float64, requires_grad=True)
+
+    def f(s, c, fr):
+        w = volrend.render_weights(volrend.alpha_from_density(s, volrend.deltas(t, far=fr)), form)
+        return volrend.composite(w, c, 1.0), volrend.expected_depth(w, t)
+
+    assert torch.autograd.gradcheck(f, (sigma, colors, far))
