@@ -110,6 +110,9 @@ class PixelNeRF(nn.Module):
         self.mlp_fine = (
             ResnetFC(d_in, d_latent, cfg.d_out, cfg.mlp_fine) if cfg.mlp_fine is not None else None
         )
+        self.mlp_dtype: torch.dtype | None = None
+        """Run the ResnetFC under autocast to this dtype (``torch.bfloat16``: the pose solve's fast path on
+        CUDA); None keeps float32 (the published arithmetic)."""
         self._clear()
 
     def _clear(self) -> None:
@@ -286,7 +289,14 @@ class PixelNeRF(nn.Module):
         mlp = self.mlp_coarse if coarse or self.mlp_fine is None else self.mlp_fine
         if mlp.config.combine_layer >= mlp.config.n_blocks and NS > 1:
             raise InerfError("pixelNeRF: this network never combines source views; encode a single view")
-        raw = mlp(rows, NS, B).reshape(SB, B, -1)
+        if self.mlp_dtype is not None:
+            # Fast path: the ResnetFC's matrix products on bf16 tensor cores (fp32 accumulation); the point
+            # projection, encodings and feature lookup above stay in fp32, where pose gradients are made.
+            with torch.autocast(rows.device.type, dtype=self.mlp_dtype):
+                raw = mlp(rows, NS, B)
+            raw = raw.float().reshape(SB, B, -1)
+        else:
+            raw = mlp(rows, NS, B).reshape(SB, B, -1)
         return torch.cat([torch.sigmoid(raw[..., :3]), torch.relu(raw[..., 3:])], dim=-1)
 
 
@@ -300,6 +310,15 @@ class PixelNeRFField(nn.Module):
     def __init__(self, model: PixelNeRF, coarse: bool = True):
         super().__init__()
         self.model, self.coarse = model, coarse
+
+    @property
+    def mlp_dtype(self) -> torch.dtype | None:
+        """The encoded model's :attr:`PixelNeRF.mlp_dtype` (set by fast paths through the field)."""
+        return self.model.mlp_dtype
+
+    @mlp_dtype.setter
+    def mlp_dtype(self, value: torch.dtype | None) -> None:
+        self.model.mlp_dtype = value
 
     def forward(
         self, xyz: torch.Tensor, viewdirs: torch.Tensor | None = None

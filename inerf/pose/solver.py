@@ -54,7 +54,7 @@ import torch
 from inerf.errors import InerfError
 from inerf.geometry.conventions import check_rigid
 from inerf.pose.config import PoseConfig, StopConfig
-from inerf.pose.problem import PoseTarget, Problem, frozen_fields, photometric_loss
+from inerf.pose.problem import PoseTarget, Problem, field_precision, frozen_fields, photometric_loss
 from inerf.pose.recorder import PoseTrajectory, Recorder
 from inerf.pose.state import Hypotheses, as_batch
 from inerf.pose.steps import Schedule, adam_update, lm_step
@@ -236,7 +236,11 @@ def estimate_pose(
     c2w0 = _start_poses(init_c2w, device)
     seeds_t = _seed_tensor(seeds, c2w0.shape[0], device)
     t_start = time.perf_counter()
-    with frozen_fields(model.coarse, model.fine):
+    fast = config.fast and device.type == "cuda"
+    with (
+        frozen_fields(model.coarse, model.fine),
+        field_precision(torch.bfloat16 if fast else None, *model.fields()),
+    ):
         problem = Problem(model, target, config)
         schedule = Schedule.from_config(config, device)
         hyps = schedule.init_state(Hypotheses.start(c2w0))

@@ -17,6 +17,7 @@ import torch
 
 from inerf.fields.base import RadianceField
 from inerf.geometry.cameras import Cameras
+from inerf.rays.occupied import compact_occupied
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
@@ -72,6 +73,11 @@ class RenderConfig:
     field_chunk: int = 0
     """Points per field call, over all objects (0 = all samples of a ray chunk at once): bounds the memory of
     wide fields (pixelNeRF's ``eval_batch_size``) without changing any sample."""
+    sample_budget: int = 0
+    """Fields with an occupancy grid (``occupied``/``query``, e.g. the grid field): query only each ray's
+    first ``sample_budget`` samples in occupied cells, with static shapes (:mod:`inerf.rays.occupied`; no host
+    synchronisation, so a CUDA graph can capture the render). Equal to querying every sample while no ray
+    has more occupied samples than the budget. 0: the field skips empty space itself."""
 
     @classmethod
     def pixelnerf(cls, near: float, far: float, **changes) -> RenderConfig:
@@ -161,13 +167,38 @@ def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderC
     step = rays.viewdirs if metric else rays.directions  # what one unit of t moves along the ray
     pts = rays.origins[..., None, :] + step[..., None, :] * t[..., None]
     dirs = rays.viewdirs[..., None, :].expand_as(pts)
+    t_starts, t_ends = volrend.sample_intervals(t, far if config.last_interval == "far" else None)
+    delta = volrend.interval_lengths(t_starts, t_ends, None if metric else rays.directions)
+    if config.sample_budget > 0 and hasattr(fld, "occupied") and t.ndim == 2:
+        return _shade_occupied(fld, pts, dirs, delta, config, background)
     flat = (*t.shape[:-2], -1, 3)  # one point axis per object: the field's [..., N, 3]
     rgb, sigma = _query(fld, pts.reshape(flat), dirs.reshape(flat), config.field_chunk)
     rgb, sigma = rgb.reshape(*t.shape, 3), sigma.reshape(t.shape)
-    t_starts, t_ends = volrend.sample_intervals(t, far if config.last_interval == "far" else None)
-    delta = volrend.interval_lengths(t_starts, t_ends, None if metric else rays.directions)
     w = volrend.render_weights(volrend.alpha_from_density(sigma, delta), config.transmittance)
     return volrend.composite(w, rgb, background), w
+
+
+def _shade_occupied(fld, pts: torch.Tensor, dirs: torch.Tensor, delta: torch.Tensor, config, background):
+    """:func:`_shade` for a field that is zero outside its occupied cells: only each ray's first
+    ``config.sample_budget`` occupied samples are queried (``pts``, ``dirs`` ``[R, K, 3]``, ``delta`` ``[R, K]``).
+    An empty sample has alpha 0, so leaving it out changes no colour; padding slots get zero-length
+    intervals. Returns the colour ``[R, 3]`` and the weights ``[R, K]`` (zero at the skipped samples)."""
+    R, K = delta.shape
+    with torch.no_grad():
+        occupied = fld.occupied(pts.reshape(-1, 3)).reshape(R, K)
+    index, valid, _ = compact_occupied(occupied, min(config.sample_budget, K))
+    M = index.shape[1]
+    pick = index[..., None].expand(R, M, 3)
+    rgb, sigma = fld.query(
+        torch.gather(pts, 1, pick).reshape(-1, 3), torch.gather(dirs, 1, pick).reshape(-1, 3)
+    )
+    delta_c = torch.gather(delta, 1, index) * valid
+    w_c = volrend.render_weights(
+        volrend.alpha_from_density(sigma.reshape(R, M), delta_c), config.transmittance
+    )
+    w_c = w_c * valid
+    w = torch.zeros_like(delta).scatter_add(1, index, w_c)  # padding slots add 0 to the sample they name
+    return volrend.composite(w_c, rgb.reshape(R, M, 3), background), w
 
 
 def render_rays(

@@ -41,3 +41,56 @@ def test_compacted_composite_equals_the_full_composite():
         volrend.render_weights(volrend.alpha_from_density(sigma_c, delta_c)), rgb_c, 1.0
     )
     torch.testing.assert_close(compact, full, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("budget", [64, 7])
+def test_static_budget_render_equals_the_fields_own_skipping(budget):
+    """The renderer's static-shape skipping (``sample_budget``) against the grid's ``nonzero`` skipping:
+    values and pose gradients equal with a budget that holds every occupied sample; with a small one, only
+    rays with more occupied samples than the budget differ."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "fields"))
+    from dataclasses import replace
+
+    from test_grid import tiny_field
+
+    from inerf.geometry.se3 import se3_exp
+    from inerf.rays.rays import rays_from_pixels
+    from inerf.render.renderer import RenderConfig, render_rays
+
+    field = tiny_field(aabb=(-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
+    with torch.no_grad():
+        for p in field.planes:
+            p[:, :3] -= 1.0
+        field.planes[0][0, 0, 3:8, 4:9] += 8.0
+        field.lines[0][0, 0, :3, 0] = 0.0
+        field.lines[0][0, 0, 8:, 0] = 0.0
+    field.update_occupancy()
+    field.requires_grad_(False)
+    c2w0 = torch.eye(4, dtype=torch.float64)
+    c2w0[2, 3] = -3.0
+    uv = torch.stack(torch.meshgrid(torch.arange(0, 16, 2), torch.arange(0, 16, 2), indexing="xy"), -1)
+    cfg = RenderConfig(n_coarse=48, n_fine=0, near=1.5, far=4.5)
+
+    def render(config):
+        xi = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+        out = render_rays(
+            field, rays_from_pixels(uv.reshape(-1, 2), se3_exp(xi) @ c2w0, 12.0, 12.0, 8.0, 8.0), config
+        )
+        (grad,) = torch.autograd.grad(out.rgb.sum() + out.depth.sum(), xi)
+        return out, grad
+
+    ref, g_ref = render(cfg)
+    fast, g_fast = render(replace(cfg, sample_budget=budget))
+    if budget == 64:
+        torch.testing.assert_close(fast.rgb, ref.rgb, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(fast.depth, ref.depth, atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(fast.weights, ref.weights, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(g_fast, g_ref, atol=1e-10, rtol=1e-8)
+    else:
+        pts_per_ray = ref.weights.gt(0).sum(-1)
+        same = pts_per_ray <= budget
+        assert same.any() and (~same).any()
+        torch.testing.assert_close(fast.rgb[same], ref.rgb[same], atol=1e-12, rtol=1e-10)
