@@ -87,9 +87,12 @@ def perturbed(c2w: torch.Tensor, seed: int = 0) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------------------------- models
 def pixelnerf_scene(device) -> tuple[Model, Cameras, torch.Tensor]:
-    """``(model, target camera, gt c2w)``: the srn pixelNeRF encoded on one source view (the fixture's)."""
+    """``(model, target camera, gt c2w)``: the srn pixelNeRF encoded on one source view (the fixture's),
+    rendered as ``inerf pixelnerf pose`` renders it (published sampler, deterministic)."""
     from inerf.pixelnerf import load_pixelnerf
-    from inerf.pixelnerf.pose import PixelNeRFField, canonical_source_c2w, encode_source
+    from inerf.pixelnerf.config import load_config
+    from inerf.pixelnerf.pose import canonical_source_c2w, encode_source
+    from inerf.pixelnerf.rendering import pixelnerf_model, render_config
 
     fixtures = ROOT / "tests" / "pixelnerf" / "fixtures"
     spec = importlib.util.spec_from_file_location("make_checkpoint", fixtures / "make_checkpoint.py")
@@ -102,13 +105,15 @@ def pixelnerf_scene(device) -> tuple[Model, Cameras, torch.Tensor]:
     case = torch.load(fixtures / "case_srn.pt", map_location="cpu", weights_only=True)
     source = (case["images"][0].permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)  # [-1, 1] CHW -> [0, 1] HWC
     encode_source(net, source, 131.25, 1.3)
-    config = RenderConfig(n_coarse=64, n_fine=32, near=0.8, far=1.8, background=(1.0, 1.0, 1.0), chunk=4096)
-    model = Model(PixelNeRFField(net, coarse=True), PixelNeRFField(net, coarse=False), config)
+    r = load_config("srn").renderer
+    config = render_config(
+        r, 0.8, 1.8, deterministic=True, chunk=max(1, r.eval_batch_size // (r.n_coarse + r.n_fine))
+    )
     camera = Cameras.from_intrinsics(131.25, 131.25, 64.5, 64.5, 128, 128)
     gt = se3.se3_exp(
         torch.tensor([0.0, 0.0, 0.0, 0.0, 0.35, 0.0], dtype=torch.float64)
     ) @ canonical_source_c2w(1.3)
-    return model, camera, gt
+    return pixelnerf_model(net, config), camera, gt
 
 
 def grid_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
@@ -168,7 +173,7 @@ def solve(model, target, init, config: PoseConfig, seed: int = 0):
 
 def step_time(model, target, init, config: PoseConfig) -> float:
     """Seconds per step from the difference of a long and a short solve (set-up and scoring cancel)."""
-    short, long = 10, 60
+    short, long = 10, 40
     t_short = statistics.median(
         cuda_time(lambda: solve(model, target, init, replace(config, steps=short)), 3)
     )
@@ -217,6 +222,26 @@ def explain_step(model, target, init, config: PoseConfig, steps: int = 10) -> st
     return table + f"\nhost syncs over {steps} steps, by call site:\n" + "\n".join(lines)
 
 
+def graph_matches_eager(model, target, init, config: PoseConfig) -> dict:
+    """The captured step against the same step run eagerly (same fast-path model): max differences."""
+    from inerf.pose.problem import Problem, field_precision, frozen_fields
+
+    device = target.image.device
+    with frozen_fields(*model.fields()), field_precision(torch.bfloat16, *model.fields()):
+        problem = Problem(model, target, replace(config, fast=True))
+        c2w0 = init.to(device=device, dtype=torch.float32)[None, None]
+        xi = torch.full((1, 1, 6), 1e-3, device=device)
+        pix = problem.sampler.sample(torch.zeros(1, dtype=torch.int64, device=device), 0)
+        loss_g, grad_g = problem.evaluate(xi, c2w0, pix, need_grad=True)  # captures, then replays
+        loss_g, grad_g = problem.evaluate(xi, c2w0, pix, need_grad=True)
+        loss_e, grad_e = problem.loss_and_grad(xi, c2w0, pix, None, problem.targets(pix, 0.0, 1))
+    return {
+        "graph_loss_rel_diff": float((loss_g - loss_e).abs().max() / loss_e.abs().max().clamp_min(1e-12)),
+        "graph_grad_rel_diff": float((grad_g - grad_e).abs().max() / grad_e.abs().max().clamp_min(1e-12)),
+        "graph_captured": bool(problem.graphed is not None and not problem.graphed.failed),
+    }
+
+
 def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     camera = camera.scaled(args.scale) if args.scale != 1 else camera
     target = make_target(model, camera, gt, device)
@@ -227,6 +252,8 @@ def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     elif "fast" in PoseConfig.__dataclass_fields__:
         base = replace(base, fast=False)
     row: dict = {"model": name, "path": path}
+    if path == "fast" and device.type == "cuda":
+        row.update(graph_matches_eager(model, target, init, base))
     for rays in args.rays:
         row[f"step_ms@{rays}"] = 1e3 * step_time(model, target, init, replace(base, n_rays=rays))
     res = None
@@ -261,8 +288,11 @@ def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
             except Exception as exc:  # noqa: BLE001
                 print(f"[{name}] explain failed: {exc!r}")
     if name == "pixelnerf":
+        from inerf.pose.problem import field_precision
+
         cam = camera.with_c2w(gt.float()).to(device)
-        with torch.no_grad():
+        dtype = torch.bfloat16 if path == "fast" else None
+        with torch.no_grad(), field_precision(dtype, *model.fields()):
             row["render128_ms"] = 1e3 * statistics.median(cuda_time(lambda: model.render_image(cam), 5))
     return row
 
