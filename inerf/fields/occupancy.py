@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from inerf.tensors import constant
+
 __all__ = ["OccupancyGrid", "cell_centers", "resize_to_state"]
 
 
@@ -67,7 +69,7 @@ class OccupancyGrid(nn.Module):
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:
         lo, hi = self.aabb.to(xyz.dtype)
         inside = ((xyz >= lo) & (xyz <= hi)).all(-1)  # NaN compares False: a NaN point is empty
-        res = torch.tensor(self.mask.shape, device=xyz.device)
+        res = constant(tuple(self.mask.shape), torch.long, xyz.device)
         cell = ((xyz - lo) * (res / (hi - lo))).floor().long()
         # Clamp: a point on the max face belongs to the last cell; points outside the box (already False
         # through `inside`) just need an index that does not overflow.

@@ -292,7 +292,8 @@ class PixelNeRF(nn.Module):
         if self.mlp_dtype is not None:
             # Fast path: the ResnetFC's matrix products on bf16 tensor cores (fp32 accumulation); the point
             # projection, encodings and feature lookup above stay in fp32, where pose gradients are made.
-            with torch.autocast(rows.device.type, dtype=self.mlp_dtype):
+            # No autocast weight cache: a CUDA graph may capture this, and cached casts would live outside it.
+            with torch.autocast(rows.device.type, dtype=self.mlp_dtype, cache_enabled=False):
                 raw = mlp(rows, NS, B)
             raw = raw.float().reshape(SB, B, -1)
         else:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from inerf.tensors import constant
+
 __all__ = [
     "NeRFSampler",
     "PixelNeRFSampler",
@@ -69,8 +71,8 @@ def stratified_samples(
         ``[*n_rays, n_samples]`` increasing distances.
     """
     shape = (n_rays,) if isinstance(n_rays, int) else tuple(n_rays)
-    near = torch.as_tensor(near, dtype=dtype, device=device)
-    far = torch.as_tensor(far, dtype=dtype, device=device)
+    near = constant(near, dtype, device)
+    far = constant(far, dtype, device)
     s = torch.linspace(0.0, 1.0, n_samples, dtype=dtype, device=device)
     if lindisp:
         t = 1.0 / (1.0 / near[..., None] * (1 - s) + 1.0 / far[..., None] * s)
@@ -153,7 +155,7 @@ def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> to
 
 def _as_bound(b, like: torch.Tensor) -> torch.Tensor:
     """A float or per-ray ``[...]`` bound, broadcastable against ``like [..., K]``."""
-    b = torch.as_tensor(b, dtype=like.dtype, device=like.device)
+    b = constant(b, like.dtype, like.device)
     return b[..., None] if b.ndim > 0 else b
 
 

@@ -21,6 +21,7 @@ from inerf.rays.occupied import compact_occupied
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
+from inerf.tensors import constant
 
 __all__ = ["RenderConfig", "RenderOutput", "make_sampler", "render_image", "render_rays"]
 
@@ -226,7 +227,7 @@ def render_rays(
     far = config.far if far is None else far
     sampler = make_sampler(config)
     t = sampler.coarse(near, far, rays.origins.shape[:-1], like=rays.origins, generator=generator)
-    bg = torch.as_tensor(config.background, dtype=dt, device=dev)
+    bg = constant(tuple(config.background), dt, dev)
     with torch.set_grad_enabled(torch.is_grad_enabled() and (config.coarse_grad or config.n_fine <= 0)):
         rgb_c, w_c = _shade(coarse, rays, t, far, config, bg)
     if config.n_fine <= 0:

@@ -27,6 +27,8 @@ from typing import Literal
 
 import torch
 
+from inerf.tensors import constant
+
 __all__ = [
     "FAR_DELTA",
     "TRANSMITTANCE_GUARD",
@@ -63,7 +65,7 @@ def sample_intervals(t: torch.Tensor, far: torch.Tensor | float | None = None):
     if far is None:
         last = t[..., -1:] + FAR_DELTA
     else:
-        far = torch.as_tensor(far, dtype=t.dtype, device=t.device)
+        far = constant(far, t.dtype, t.device)
         last = (far[..., None] if far.ndim > 0 else far).expand_as(t[..., -1:])
     return t, torch.cat([t[..., 1:], last], -1)
 
@@ -140,7 +142,7 @@ def composite(
     """
     rgb = (weights[..., None] * colors).sum(-2)
     if background is not None:
-        bg = torch.as_tensor(background, dtype=rgb.dtype, device=rgb.device)
+        bg = constant(background, rgb.dtype, rgb.device)
         rgb = rgb + (1.0 - weights.sum(-1, keepdim=True)) * bg
     return rgb
 
