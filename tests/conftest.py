@@ -9,3 +9,36 @@ import torch
 # benchmarks/RESULTS_grid.md), so each worker computes on one thread.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
+
+
+class HostToDeviceSpy(torch.overrides.TorchFunctionMode):
+    """Records tensor constructions from host data (``torch.tensor``, ``as_tensor`` of numbers or lists,
+    ``new_tensor``, ``from_numpy``): on a GPU each is a host-to-device copy, which a CUDA graph cannot
+    capture. Works on the CPU, where such copies are otherwise invisible."""
+
+    NAMES = frozenset({"tensor", "as_tensor", "asarray", "scalar_tensor", "new_tensor", "from_numpy"})
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        data = args[1] if name == "new_tensor" and len(args) > 1 else args[0] if args else None
+        if name in self.NAMES and not isinstance(data, torch.Tensor):
+            import traceback
+
+            frames = [f for f in traceback.extract_stack()[:-1] if "inerf" in f.filename]
+            where = frames[-1] if frames else None
+            self.calls.append(f"{name} at {where.filename}:{where.lineno}" if where else name)
+        return func(*args, **kwargs)
+
+
+import pytest
+
+
+@pytest.fixture()
+def host_copy_spy():
+    """A :class:`HostToDeviceSpy` to use as a context manager."""
+    return HostToDeviceSpy()

@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from inerf.pixelnerf.config import EncoderConfig
+from inerf.tensors import constant
 
 __all__ = ["SpatialEncoder"]
 
@@ -72,7 +73,7 @@ class SpatialEncoder(nn.Module):
         W_l, H_l = latent.shape[-1], latent.shape[-2]
         # Latent pixel coordinate = u * W_l / W (a stride-2 map whose centres sit at integer multiples of
         # W / W_l in image coordinates); grid_sample(align_corners=True) maps -1 .. 1 to centres 0 .. W_l - 1.
-        scale = uv.new_tensor([2.0 * W_l / ((W_l - 1) * W), 2.0 * H_l / ((H_l - 1) * H)])
+        scale = constant((2.0 * W_l / ((W_l - 1) * W), 2.0 * H_l / ((H_l - 1) * H)), uv.dtype, uv.device)
         grid = uv * scale - 1.0
         out = F.grid_sample(
             latent,

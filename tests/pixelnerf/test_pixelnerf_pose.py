@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import imageio.v3 as iio
 import numpy as np
@@ -149,3 +150,28 @@ def test_pose_bad_input(pose_inputs, srn_checkpoint, capsys, extra, message):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_pose_step_builds_no_tensor_from_host_data(srn_model, case_srn, host_copy_spy):
+    """pixelNeRF's render-and-backward step, as the GPU fast path captures it (bf16 network included), builds
+    no tensor from host data (each would be a host-to-device copy that stops CUDA-graph capture)."""
+    from inerf.geometry.cameras import Cameras
+    from inerf.pixelnerf.config import load_config
+    from inerf.pixelnerf.rendering import pixelnerf_model, render_config
+    from inerf.pose.config import PoseConfig
+    from inerf.pose.problem import PoseTarget, Problem, field_precision, frozen_fields
+
+    source = (case_srn["images"][0].permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)[::8, ::8]  # 16 x 16
+    encode_source(srn_model, source, 131.25 / 8, 1.3)
+    config = render_config(load_config("srn").renderer, 0.8, 1.8, deterministic=True, n_coarse=8, n_fine=4)
+    model = pixelnerf_model(srn_model, replace(config, n_fine_depth=2))
+    camera = Cameras.from_intrinsics(131.25 / 8, 131.25 / 8, 8.5, 8.5, 16, 16)
+    with frozen_fields(*model.fields()), field_precision(torch.bfloat16, *model.fields()):
+        problem = Problem(model, PoseTarget(source.contiguous(), camera), PoseConfig(n_rays=8))
+        pix = problem.sampler.sample(torch.zeros(1, dtype=torch.int64), 0)
+        c2w0 = canonical_source_c2w(1.3).float()[None, None]
+        with host_copy_spy:
+            _, grad = problem.loss_and_grad(
+                torch.zeros(1, 1, 6), c2w0, pix, None, problem.targets(pix, 0.0, 1)
+            )
+    assert host_copy_spy.calls == [] and torch.isfinite(grad).all()

@@ -1,0 +1,78 @@
+"""The GPU fast path's preconditions, checked on the CPU: the render-and-backward step that
+:mod:`inerf.pose.fast` captures in a CUDA graph builds no tensor from host data, and with the fast path's
+settings (static-shape empty-space skipping) it computes what the reference path computes."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from pose_scene import FOCAL, H, W, look_at
+
+from inerf.geometry.cameras import Cameras
+from inerf.pose.config import PoseConfig
+from inerf.pose.problem import PoseTarget, Problem, fast_sample_budget, frozen_fields
+from inerf.render.model import Model
+from inerf.render.renderer import RenderConfig
+
+
+def _grid_model():
+    sys.path.insert(0, str(Path(__file__).parents[1] / "fields"))
+    from test_grid import tiny_field
+
+    field = tiny_field(dtype=torch.float32, aabb=(-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
+    with torch.no_grad():  # a box of density in an otherwise carved grid
+        for p in field.planes:
+            p[:, :3] -= 1.0
+        field.planes[0][0, 0, 3:8, 4:9] += 8.0
+        field.lines[0][0, 0, :3, 0] = 0.0
+        field.lines[0][0, 0, 8:, 0] = 0.0
+    field.update_occupancy()
+    return Model(field, None, RenderConfig(n_coarse=64, n_fine=0, near=1.0, far=6.0))
+
+
+def _problem(model, config):
+    gt = look_at((2.4, -2.8, 1.6)).float()
+    camera = Cameras.from_intrinsics(FOCAL, FOCAL, W / 2, H / 2, H, W)
+    with torch.no_grad():
+        image = model.render_image(camera.with_c2w(gt)).rgb
+    return Problem(model, PoseTarget(image, camera), config), gt
+
+
+def _step_inputs(problem, gt, sigma=0.0):
+    pix = problem.sampler.sample(torch.zeros(1, dtype=torch.int64), 3)
+    xi = torch.full((1, 2, 6), 2e-3)
+    xi[0, 1] *= -1
+    c2w0 = gt[None, None].expand(1, 2, 4, 4).contiguous()
+    return xi, c2w0, pix, problem.ring(sigma, 3), problem.targets(pix, sigma, 2)
+
+
+def test_step_builds_no_tensor_from_host_data(field, render_config, host_copy_spy):
+    config = PoseConfig(n_rays=32, blur=replace(PoseConfig().blur, sigma=2.0))
+    for model in (_grid_model().with_config(sample_budget=16), Model(field, None, render_config)):
+        with frozen_fields(*model.fields()):
+            problem, gt = _problem(model, config)
+            for sigma in (0.0, 2.0):
+                inputs = _step_inputs(problem, gt, sigma)
+                with host_copy_spy:
+                    problem.loss_and_grad(*inputs)
+    assert host_copy_spy.calls == []
+
+
+def test_fast_settings_compute_what_the_reference_computes():
+    model = _grid_model()
+    config = PoseConfig(n_rays=64)
+    with frozen_fields(*model.fields()):
+        ref, gt = _problem(model, config)
+        fast, _ = _problem(model.with_config(sample_budget=fast_sample_budget(model.config.n_coarse)), config)
+        loss_r, grad_r = ref.loss_and_grad(*_step_inputs(ref, gt))
+        loss_f, grad_f = fast.loss_and_grad(*_step_inputs(fast, gt))
+    assert grad_r.abs().max() > 0
+    torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(grad_f, grad_r, rtol=1e-4, atol=1e-7)
+
+
+def test_fast_budget_is_a_quarter_of_the_samples_within_bounds():
+    assert [fast_sample_budget(n) for n in (64, 256, 933, 4000)] == [48, 64, 192, 192]
