@@ -96,3 +96,18 @@ def test_plotting_does_not_change_the_global_backend(tmp_path):
     before = matplotlib.get_backend()
     plot_convergence(tmp_path / "c.png", np.ones(5))
     assert matplotlib.get_backend() == before
+
+
+def test_labels_use_a_truetype_font_at_the_frame_scale():
+    """Overlay text is drawn with a real font sized to the frame (not smeared Hershey strokes)."""
+    from PIL import ImageFont
+
+    from inerf.viz.overlay import _font, annotate
+
+    assert isinstance(_font(12), ImageFont.FreeTypeFont)
+    small, large = (annotate(np.zeros((s, s, 3), np.uint8), ["rot 0.42 deg"]) for s in (128, 512))
+    rows = [np.flatnonzero(im.max(axis=(1, 2)) > 128) for im in (small, large)]
+    assert rows[0].size and rows[1].size
+    assert (
+        3 < (rows[1].max() - rows[0].max()) and rows[1].max() > 3 * rows[0].max() / 2
+    )  # text grows with the frame
