@@ -189,7 +189,14 @@ def run_video(args) -> int:
     from inerf.pixelnerf.config import EXPERIMENTS, load_config
     from inerf.pixelnerf.model import load_pixelnerf
     from inerf.pixelnerf.rendering import pixelnerf_model, render_config
-    from inerf.pixelnerf.video import orbit_c2w, render_video_frames, scene_orbit_c2w, video_stem, write_video
+    from inerf.pixelnerf.video import (
+        estimate_render_seconds,
+        orbit_c2w,
+        render_video_frames,
+        scene_orbit_c2w,
+        video_stem,
+        write_video,
+    )
 
     if args.conf is None and args.name not in EXPERIMENTS:
         raise InerfError(
@@ -232,7 +239,12 @@ def run_video(args) -> int:
     out_dir = Path(args.visual_path) / group / args.name
     stem = video_stem(args.split, args.subset, source)
     refuse_existing(
-        [out_dir / f"{stem}.{'gif' if args.gif else 'mp4'}", out_dir / f"{stem}_view.jpg"], args.overwrite
+        [
+            out_dir / f"{stem}.{'gif' if args.gif else 'mp4'}",
+            out_dir / f"{stem}_view.jpg",
+            out_dir / f"{stem}_frames",
+        ],
+        args.overwrite,
     )
 
     device = _device(args.gpu_id)
@@ -260,15 +272,25 @@ def run_video(args) -> int:
         ray_batch_size=args.ray_batch_size,
         field_chunk=args.ray_batch_size,  # published gen_video: eval_batch_size = ray_batch_size
     )
+    scene = pixelnerf_model(model, render)
+    per_frame = estimate_render_seconds(scene, render_camera)
+    total = per_frame * args.num_views
+    print(
+        f"  about {per_frame:.1f} s per frame, {total / 60:.1f} min in all (frames are written as they finish)"
+    )
+    if total > 120 and device.type == "cpu":
+        print(
+            "  hint: on a CPU, --scale 0.25 renders 16x fewer rays and --num_views 10 fewer frames; "
+            "a GPU (--gpu_id 0) is ~100x faster"
+        )
     frames = render_video_frames(
-        pixelnerf_model(model, render),
+        scene,
         render_camera.with_c2w(path),
         progress=not args.quiet,
         generator=generator,
+        frames_dir=out_dir / f"{stem}_frames",
     )
 
-    out_dir = Path(args.visual_path) / group / args.name
-    stem = video_stem(args.split, args.subset, source)
     video = write_video(out_dir / f"{stem}.{'gif' if args.gif else 'mp4'}", frames, args.fps)
     import imageio.v2 as imageio
     import numpy as np

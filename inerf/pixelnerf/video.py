@@ -114,7 +114,12 @@ def video_stem(split: str, subset: int, source: list[int]) -> str:
 
 @torch.no_grad()
 def render_video_frames(
-    model: Model, cameras: Cameras, *, progress: bool = True, generator: torch.Generator | None = None
+    model: Model,
+    cameras: Cameras,
+    *,
+    progress: bool = True,
+    generator: torch.Generator | None = None,
+    frames_dir: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """Render one frame per camera of a path.
 
@@ -123,16 +128,43 @@ def render_video_frames(
             (:func:`inerf.pixelnerf.rendering.pixelnerf_model`); its ``config.chunk`` rays per pass.
         cameras: the ``N`` cameras of the path (OpenCV c2w), e.g. ``camera.with_c2w(orbit_c2w(N))``.
         generator: seeded random samples (the published renderer's jitter), drawn frame after frame.
+        frames_dir: also write each frame as ``frame_NNNN.png`` here as soon as it is rendered, so a long
+            render that is stopped keeps what it has done.
     Returns:
         ``[N, H, W, 3]`` uint8 frames.
     """
     from tqdm import tqdm
 
+    if frames_dir is not None:
+        Path(frames_dir).mkdir(parents=True, exist_ok=True)
     frames = []
     for k in tqdm(range(len(cameras)), desc="rendering", unit="frame", disable=not progress):
-        rgb = model.render_image(cameras[k].to(model.device), generator=generator).rgb
+        # The inner bar moves chunk by chunk, so a slow first frame does not sit at 0% for minutes.
+        rgb = model.render_image(cameras[k].to(model.device), progress=progress, generator=generator).rgb
         frames.append((rgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        if frames_dir is not None:
+            import imageio.v3 as iio
+
+            iio.imwrite(Path(frames_dir) / f"frame_{k:04d}.png", frames[-1])
     return np.stack(frames)
+
+
+def estimate_render_seconds(model: Model, camera: Cameras, probe_rays: int = 512) -> float:
+    """Seconds one full frame of ``camera`` will take, extrapolated from timing ``probe_rays`` of its rays
+    (after a one-ray warm-up), so a command can say how long it will run before it starts."""
+    import time
+
+    from inerf.rays.rays import rays_for_image
+
+    rays = rays_for_image(camera.to(model.device))
+    n = min(probe_rays, len(rays))
+    with torch.no_grad():
+        model.render_rays(rays[:1])
+        t0 = time.perf_counter()
+        model.render_rays(rays[:n])
+        if rays.origins.is_cuda:
+            torch.cuda.synchronize()
+    return (time.perf_counter() - t0) * len(rays) / n
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30) -> Path:

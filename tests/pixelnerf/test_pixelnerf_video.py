@@ -131,6 +131,11 @@ def test_video_end_to_end(video_project, capsys):
     assert len(frames) == 3 and frames[0].shape == (8, 8, 3)
     strip = iio.imread(video.with_name("videot0001_v000_002_view.jpg"))
     assert strip.shape == (32, 64, 3)
+    # Frames are written as they are rendered (a stopped run keeps them), and the time is announced first.
+    written = sorted((video.parent / "videot0001_v000_002_frames").glob("frame_*.png"))
+    assert [p.name for p in written] == ["frame_0000.png", "frame_0001.png", "frame_0002.png"]
+    assert iio.imread(written[1]).shape == (8, 8, 3)  # lossless; the MP4 holds the same frames encoded
+    assert any("s per frame" in line and "min in all" in line for line in out)
 
 
 def _read_frames(path: Path) -> list[np.ndarray]:
@@ -219,6 +224,10 @@ def test_video_refuses_to_replace_existing_files(video_project, capsys):
     folder = video_project / "visuals" / "srn_car"
     folder.mkdir(parents=True, exist_ok=True)
     args = ("--split", "test", "-S", "1", "-P", "1", "--num_views", "1", "--scale", "0.25", "--gif")
+    (folder / "videot0001_v001_frames").mkdir()
+    assert run_cli(video_project, *args) == 2
+    assert "videot0001_v001_frames: exists" in capsys.readouterr().err
+    (folder / "videot0001_v001_frames").rmdir()
     for name in ("videot0001_v001.gif", "videot0001_v001_view.jpg"):
         (folder / name).write_bytes(b"mine")
         assert run_cli(video_project, *args) == 2
