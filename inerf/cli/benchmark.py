@@ -114,7 +114,7 @@ def protocol_from_args(args, steps: int):
 
 
 def run_pose(args) -> int:
-    from inerf.cli.common import resolve_device
+    from inerf.cli.common import resolve_device, warn_if_undertrained
     from inerf.cli.estimate import (
         check_background,
         load_run_checked,
@@ -129,6 +129,7 @@ def run_pose(args) -> int:
     out = prepare_out_dir(args.out, args.overwrite)
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
+    warn_if_undertrained(run_, "benchmark")
     views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
     check_background(views, run_.model.config.background)
     log = (lambda *a, **k: None) if args.quiet else print

@@ -17,6 +17,7 @@ Conventions of the command line (stated once here, followed by every verb):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from inerf.cli.config_args import show_default
@@ -34,6 +35,7 @@ __all__ = [
     "prepare_out_dir",
     "refuse_existing",
     "resolve_device",
+    "warn_if_undertrained",
     "write_json",
 ]
 
@@ -101,3 +103,13 @@ def input_file(path: str | Path, flag: str, what: str = "a file") -> Path:
     if not p.exists():
         raise InerfError(f"{flag} {p}: not found")
     return p
+
+
+def warn_if_undertrained(run, verb: str) -> None:
+    """Print one line on stderr when the run's recorded validation PSNR is below
+    :data:`inerf.train.checkpoint.LOW_VAL_PSNR_DB` (``run``: a run directory or a loaded run)."""
+    from inerf.train.checkpoint import undertrained_warning
+
+    line = undertrained_warning(run)
+    if line:
+        print(f"inerf {verb}: {line}", file=sys.stderr)

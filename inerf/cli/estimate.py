@@ -26,6 +26,7 @@ from inerf.cli.common import (
     input_file,
     prepare_out_dir,
     resolve_device,
+    warn_if_undertrained,
 )
 from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.errors import InerfError
@@ -342,6 +343,7 @@ def run(args) -> int:
 
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
+    warn_if_undertrained(run_, "estimate")
     background = run_.model.config.background
     alpha = None
     if args.view is not None:

@@ -3,7 +3,7 @@
 Every verb module defines ``add_parser(subparsers)`` (which registers its options, each with help text)
 and ``run(args) -> int``. User errors (:class:`inerf.errors.InerfError`) print one line and exit 2; a
 mistyped option prints the usage of the verb it was typed after. Conventions shared by the verbs:
-:mod:`inerf.cli.common`.
+:mod:`inerf.cli.common`. CPU threads (``inerf --threads N VERB``): :mod:`inerf.device`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
         "NeRFs; generate datasets; run pixelNeRF.",
     )
     parser.add_argument("--version", action="version", version=f"inerf {__version__}")
+    parser.add_argument(
+        "--threads",
+        dest="torch_threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: the CPUs other processes leave free, measured at start; "
+        "also INERF_THREADS=N; OMP_NUM_THREADS leaves torch's own choice)",
+    )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for module in VERBS.values():
         try:
@@ -59,6 +68,13 @@ def _remember_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inerf.device import configure_cpu_threads, prepare_openmp_env
+
+    # A new `inerf` process sets its CPU threads policy; a call from Python code that already imported torch
+    # (tests, notebooks) keeps its own settings unless --threads is given.
+    own_process = "torch" not in sys.modules
+    if own_process:
+        prepare_openmp_env()  # before the verbs import torch: libgomp reads it once, at load
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would blame the top-level parser and print its usage
@@ -67,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        if own_process or args.torch_threads is not None:
+            configure_cpu_threads(args.torch_threads)
         return int(args.func(args) or 0)
     except InerfError as exc:
         print(f"inerf {args.verb}: error: {exc}", file=sys.stderr)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inerf.cli.common import HelpFormatter, add_device, add_quiet, refuse_existing, resolve_device, write_json
+from inerf.cli.common import (
+    HelpFormatter,
+    add_device,
+    add_quiet,
+    refuse_existing,
+    resolve_device,
+    warn_if_undertrained,
+    write_json,
+)
 from inerf.cli.config_args import finite_float
 from inerf.errors import InerfError
 from inerf.eval.renders import SUMMARY_NAME, evaluate_views
@@ -87,6 +95,7 @@ def run(args) -> int:
     refuse_existing(_earlier_render(out, args.split), args.overwrite)  # before loading anything
     device = resolve_device(args.device)
     loaded = load_run(args.run, device)
+    warn_if_undertrained(loaded, "render")
     if args.chunk is not None:
         loaded.model = loaded.model.with_config(chunk=args.chunk)
     views = loaded.dataset.load(args.split, run_dir=loaded.run_dir, root=args.data, max_views=args.max_views)

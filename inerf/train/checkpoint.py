@@ -6,12 +6,17 @@ A run directory holds::
     model.safetensors  field weights, keys prefixed ``coarse.`` and (when there is one) ``fine.``
     optimizer.pt       Adam state for ``--resume`` (a plain tensor dict: loads with weights_only=True)
     train_log.jsonl    one JSON line per logged step / validation
+    metrics.json       the latest metrics (validation PSNR and its step, training PSNR), rewritten at every
+                       validation and at every checkpoint, so a run in progress can be watched
 
 ``config.json`` keys: ``format`` / ``version``; ``model`` (field kind for
 :func:`inerf.fields.factory.build_field`); ``field`` (its config dict); ``fine_field`` (whether a separate
 fine field exists: NeRF's two MLPs; grid models share one field between both passes); ``render``
 (:class:`RenderConfig` fields for evaluation); ``dataset`` (root, format, scale, background, near, far);
-``train`` (the training options); ``step``; ``elapsed_s``; ``metrics``; ``convention``.
+``train`` (the training options); ``step``; ``elapsed_s``; ``metrics``; ``convention``. ``metrics`` holds
+``val_psnr`` (dB, the validation view rendered with the evaluation settings), ``val_step`` (the step it was
+measured at: the last step for a run that finished), ``val_split``, ``val_view`` and ``train_psnr``; the
+validation PSNR of the saved weights is read with :func:`validation_psnr`.
 
 Every file is written to ``NAME.tmp`` and moved into place with ``os.replace`` (atomic on POSIX), so a
 crash leaves either the old or the new file, never a torn one.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -38,6 +44,8 @@ from inerf.render.renderer import RenderConfig
 __all__ = [
     "CONFIG_NAME",
     "LOG_NAME",
+    "LOW_VAL_PSNR_DB",
+    "METRICS_NAME",
     "OPTIMIZER_NAME",
     "RUN_FORMAT",
     "RUN_VERSION",
@@ -50,6 +58,8 @@ __all__ = [
     "read_run_config",
     "render_config_from_dict",
     "save_checkpoint",
+    "undertrained_warning",
+    "validation_psnr",
     "write_json_atomic",
 ]
 
@@ -57,6 +67,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 OPTIMIZER_NAME = "optimizer.pt"
 LOG_NAME = "train_log.jsonl"
+METRICS_NAME = "metrics.json"
 RUN_FORMAT = "inerf.run"
 RUN_VERSION = 1
 
@@ -300,4 +311,52 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         dataset=dataset,
         step=int(cfg["step"]),
         config=cfg,
+    )
+
+
+LOW_VAL_PSNR_DB = 20.0
+"""Validation PSNR (dB) below which ``inerf render`` and ``inerf estimate`` warn that the field is undertrained.
+
+20 dB is an RMS colour error of 0.1, a tenth of the colour range, over the whole validation image: the
+object is visibly blurred or misshapen, and the photometric minimum the pose solver descends into no longer
+sits at the true pose. Measured ends: a 3-minute field at 13.9 dB turned a 30-degree start into 6.6 degrees
+(issue 11), while the fields in BENCHMARKS.md (37-41 dB) recover such starts to a fraction of a degree.
+The threshold sits well below the fields that work, so a warning always means a field that is far from
+trained, not one that is merely a little less sharp."""
+
+
+def validation_psnr(run: str | Path | LoadedRun) -> float | None:
+    """The validation PSNR (dB) recorded with a run's saved weights, or None when the run recorded none.
+
+    Read from ``metrics.val_psnr`` of ``config.json`` (written with the weights, so it describes them; the
+    trainer validates at its last step before the final save). None for runs written before inerf
+    recorded it, runs without a validation view (no val or test split) and a non-finite record.
+
+    Args:
+        run: a run directory, or a :class:`LoadedRun` (its config is used; nothing is read again).
+    Raises:
+        InerfError: ``run`` is a path that holds no readable run (see :func:`read_run_config`).
+    """
+    cfg = run.config if isinstance(run, LoadedRun) else read_run_config(run)
+    metrics = cfg.get("metrics")
+    value = metrics.get("val_psnr") if isinstance(metrics, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def undertrained_warning(run: str | Path | LoadedRun, threshold: float = LOW_VAL_PSNR_DB) -> str | None:
+    """One line warning that ``run``'s field is undertrained (validation PSNR below ``threshold`` dB), else
+    None (also for runs with no recorded validation PSNR: nothing is known, so nothing is said)."""
+    psnr = validation_psnr(run)
+    if psnr is None or psnr >= threshold:
+        return None
+    run_dir = run.run_dir if isinstance(run, LoadedRun) else Path(run)
+    cfg = run.config if isinstance(run, LoadedRun) else read_run_config(run)
+    step = (cfg.get("metrics") or {}).get("val_step", cfg.get("step"))
+    at = f" at step {step}" if step is not None else ""
+    return (
+        f"warning: {run_dir} scores {psnr:.1f} dB validation PSNR{at}, below {threshold:g} dB: the field is "
+        "undertrained, so renders are blurred and pose estimates unreliable (train longer: inerf train --out "
+        f"{run_dir} --resume --max-minutes M)"
     )

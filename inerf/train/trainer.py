@@ -40,6 +40,7 @@ from inerf.render.renderer import RenderConfig, render_image, render_rays
 from inerf.train.checkpoint import (
     CONFIG_NAME,
     LOG_NAME,
+    METRICS_NAME,
     OPTIMIZER_NAME,
     RUN_FORMAT,
     RUN_VERSION,
@@ -50,6 +51,7 @@ from inerf.train.checkpoint import (
     read_run_config,
     render_config_from_dict,
     save_checkpoint,
+    write_json_atomic,
 )
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "base_field_config",
     "learning_rate",
     "precision_context",
+    "progress_bar",
     "resolve_device",
     "train",
 ]
@@ -279,7 +282,7 @@ def _prepare_run_dir(cfg: TrainConfig) -> dict | None:
                 f"{out}: already holds a checkpoint{step}; pass --resume to continue it or "
                 "--overwrite to start again"
             )
-        for name in (CONFIG_NAME, WEIGHTS_NAME, OPTIMIZER_NAME, LOG_NAME):
+        for name in (CONFIG_NAME, WEIGHTS_NAME, OPTIMIZER_NAME, LOG_NAME, METRICS_NAME):
             (out / name).unlink(missing_ok=True)
     return None
 
@@ -659,25 +662,26 @@ class Trainer:
     def save(self) -> None:
         """Write a checkpoint of the current state into the run directory."""
         save_checkpoint(self.run_dir, self.run_config(), self.coarse, self.fine, self.optimizer)
+        self.write_metrics()
+
+    def write_metrics(self) -> None:
+        """Rewrite ``metrics.json``: the latest metrics and the step and training time they were taken at."""
+        write_json_atomic(
+            self.run_dir / METRICS_NAME,
+            {"step": self.step, "elapsed_s": round(self.elapsed_s, 3), **self.metrics},
+        )
 
     # -- the loop --------------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
         """Train until ``max_steps`` or ``max_minutes`` (totals for the run), validating, logging and
         checkpointing on the way; always validates and saves at the end."""
-        from tqdm import tqdm
-
         cfg, dev = self.cfg, self.device
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with (
             open(self.run_dir / LOG_NAME, "a", encoding="utf-8") as log,
-            tqdm(
-                total=cfg.max_steps,
-                initial=self.step,
-                desc="train",
-                unit="step",
-                dynamic_ncols=True,
-                disable=not cfg.progress,
+            progress_bar(
+                self.step, cfg.max_steps, self.elapsed_s, self.budget_s, disable=not cfg.progress
             ) as pbar,
         ):
 
@@ -688,7 +692,11 @@ class Trainer:
 
             def validate() -> float | None:
                 value = self.validate()
-                self.metrics.update(val_psnr=value, val_step=self.step)
+                split = None if self.val_views is None else self.val_views.split
+                self.metrics.update(
+                    val_psnr=value, val_step=self.step, val_split=split, val_view=cfg.val_view
+                )
+                self.write_metrics()
                 self.history.append({"step": self.step, "val_psnr": value})
                 record({"val_psnr": value})
                 return value
@@ -727,7 +735,7 @@ class Trainer:
             now = time.perf_counter()
             self.elapsed_s += now - t_last
             t_last = now
-            pbar.update(1)
+            pbar.advance(self.step, self.elapsed_s)
             if self.step % cfg.log_every == 0:
                 mean_loss = loss_sum.item() / n_sum
                 if not math.isfinite(mean_loss):
@@ -758,6 +766,48 @@ class Trainer:
                 t_last = time.perf_counter()  # the budget counts training steps, not validation or saving
         if n_sum:
             self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
+
+
+def progress_bar(step: int, max_steps: int, elapsed_s: float, budget_s: float, **tqdm_kwargs):
+    """The training progress bar: over the step budget, or over the time budget when there is one.
+
+    With ``--max-minutes`` the run ends when its training time is spent, long before the default
+    ``max_steps`` (200 000): a bar over steps would show an ETA for all of them (78 hours for a 3-minute
+    run). So with a finite ``budget_s`` the bar counts training seconds and reads ``used / budget``
+    (``01:12 / 03:00``), the same clock the stopping rule uses (validation and checkpoints pause it), and
+    the step count. Without one it is a plain bar over ``max_steps``.
+
+    Call ``bar.advance(step, elapsed_s)`` after each step (the totals of the run so far).
+    """
+    from tqdm import tqdm
+
+    timed = math.isfinite(budget_s)
+
+    class _Bar(tqdm):
+        step_now = step
+
+        def advance(self, step: int, elapsed_s: float) -> None:
+            self.step_now = step
+            self.update(min(elapsed_s, budget_s) - self.n if timed else step - self.n)
+
+        @property
+        def format_dict(self):
+            d = super().format_dict
+            if timed:  # shown by bar_format below: the clock of the budget, not a rate-based ETA
+                used, total = self.format_interval(d["n"]), self.format_interval(d["total"])
+                d = {**d, "used": used, "budget": total, "step": self.step_now}
+            return d
+
+    kw = {"desc": "train", "dynamic_ncols": True, **tqdm_kwargs}
+    if timed:
+        return _Bar(
+            total=budget_s,
+            initial=min(elapsed_s, budget_s),
+            unit="s",
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {used} / {budget} of training, step {step}{postfix}",
+            **kw,
+        )
+    return _Bar(total=max_steps, initial=step, unit="step", **kw)
 
 
 def _psnr(mse: float) -> float:
