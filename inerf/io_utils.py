@@ -8,12 +8,24 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from inerf.errors import InerfError
 
-__all__ = ["check_out_dir", "json_safe", "prepare_out_dir", "refuse_existing", "write_json"]
+__all__ = [
+    "check_out_dir",
+    "check_replaceable",
+    "json_safe",
+    "made_by",
+    "prepare_out_dir",
+    "refuse_existing",
+    "staged_dir",
+    "write_json",
+]
 
 
 def json_safe(obj):
@@ -75,3 +87,58 @@ def refuse_existing(paths: Iterable[str | Path], overwrite: bool) -> None:
     for p in paths:
         if Path(p).exists():
             raise InerfError(f"{p}: exists (pass --overwrite to replace it)")
+
+
+def made_by(folder: str | Path, meta_file: str, generator: str) -> bool:
+    """Whether ``folder/meta_file`` is a JSON object whose ``generator.name`` is ``generator`` or
+    ``generator`` and a word (``inerf synth scene``): a folder one of our generators wrote."""
+    try:
+        meta = json.loads((Path(folder) / meta_file).read_text())
+    except (OSError, ValueError):
+        return False
+    gen = meta.get("generator") if isinstance(meta, dict) else None
+    name = str(gen.get("name", "")) if isinstance(gen, dict) else ""
+    return name == generator or name.startswith(generator + " ")
+
+
+def check_replaceable(
+    folder: str | Path, overwrite: bool, *, meta_file: str, generator: str, what: str
+) -> None:
+    """Raise :class:`InerfError` unless a generator's whole output may go to ``folder``: it does not exist,
+    is an empty folder, or (with ``overwrite``) holds an earlier output of ``generator`` (see
+    :func:`made_by`); ``what`` names that output in the error (``"a dataset made by inerf synth"``)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InerfError(f"{folder} exists and is not a folder")
+    if not folder.exists() or not any(folder.iterdir()):
+        return
+    if not overwrite:
+        raise InerfError(f"{folder} is not empty; choose another --out or pass --overwrite to replace {what}")
+    if not made_by(folder, meta_file, generator):
+        raise InerfError(
+            f"{folder} is not empty and holds no {generator} {meta_file}; refusing to overwrite it"
+        )
+
+
+@contextmanager
+def staged_dir(folder: str | Path, check: Callable[[], None]):
+    """Yield a fresh staging folder beside ``folder``; on success it replaces ``folder``, on failure it is
+    deleted, so ``folder`` never holds half an output.
+
+    ``check`` (e.g. :func:`check_replaceable`) runs before and again after the work, because the
+    destination may have changed meanwhile; what it lets through (an empty folder or an earlier output
+    of ours) is replaced.
+    """
+    folder = Path(folder)
+    check()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    check()
+    if folder.exists():
+        shutil.rmtree(folder)
+    stage.rename(folder)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from inerf.errors import InerfError
 
 
@@ -117,23 +119,10 @@ def run_metrics_command(args) -> int:
     except ValueError:
         raise InerfError(f"-P/--primary: expected space-separated integers, got {args.primary!r}") from None
     device = f"cuda:{args.gpu_id}" if args.gpu_id >= 0 and torch.cuda.is_available() else "cpu"
-    config = MetricsConfig(
-        datadir=args.datadir,
-        output=args.output,
-        dataset_format=args.dataset_format,
-        list_name=args.list_name,
-        multicat=args.multicat,
-        viewlist=args.viewlist,
-        eval_view_list=args.eval_view_list,
-        primary=primary,
-        exclude_dtu_bad=args.exclude_dtu_bad,
-        lpips_batch_size=args.lpips_batch_size,
-        lpips_net=args.lpips_net,
-        overwrite=args.overwrite,
-        metadata=args.metadata,
-        dtu_sort=args.dtu_sort,
-        device=device,
-    )
+    # Each flag is named as the config field it sets (the published calc_metrics.py's names); the device
+    # comes from --gpu_id and -P is parsed above.
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(MetricsConfig) if f.name != "device"}
+    config = MetricsConfig(**{**given, "primary": primary, "device": device})
     summary = run_metrics(config, reduce_only=args.reduce_only, progress=not args.quiet)
     m = summary.map_result
     if m is not None:

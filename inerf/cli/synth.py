@@ -26,6 +26,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """The flags of both ``scene`` and ``category``; :func:`_common_config` and :func:`_output_options`
+    read them."""
     p.add_argument("--seed", type=int, default=0, help="random seed of the camera positions (default 0)")
     p.add_argument(
         "--supersample",
@@ -187,6 +189,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def _common_config(args) -> dict:
+    """The config fields set by :func:`_common`'s flags (both configs have them)."""
+    return {
+        "seed": args.seed,
+        "supersample": args.supersample,
+        "workers": args.workers,
+        "preview": args.preview,
+    }
+
+
+def _output_options(args) -> dict:
+    """The keyword arguments of ``generate_scene`` / ``generate_category`` set by :func:`_common`'s flags."""
+    return {"overwrite": args.overwrite, "progress": not args.quiet, "command": _command(args)}
+
+
 def _command(args) -> str:
     """The command line that reproduces this run (recorded in meta.json)."""
     skip = {"func", "verb", "synth_command", "_synth_parser", "quiet", "overwrite", "workers"}
@@ -215,24 +232,14 @@ def run(args) -> int:
             n_train=args.train,
             n_val=args.val,
             n_test=args.test,
-            seed=args.seed,
             depth=args.depth,
             background=args.background,
             radius=args.radius,
-            supersample=args.supersample,
-            workers=args.workers,
-            preview=args.preview,
             up=args.up,
             environment=args.environment,
+            **_common_config(args),
         )
-        meta = generate_scene(
-            args.asset,
-            args.out,
-            config,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            command=_command(args),
-        )
+        meta = generate_scene(args.asset, args.out, config, **_output_options(args))
         n = args.train + args.val + args.test
         print(
             f'wrote {n} views of "{meta["asset"]["title"]}" ({meta["asset"]["source"]}) to {args.out} in '
@@ -257,20 +264,9 @@ def run(args) -> int:
         radius=args.radius,
         near=args.near,
         far=args.far,
-        seed=args.seed,
-        supersample=args.supersample,
-        workers=args.workers,
-        preview=args.preview,
+        **_common_config(args),
     )
-    metas = generate_category(
-        args.source,
-        args.category,
-        args.out,
-        config,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        command=_command(args),
-    )
+    metas = generate_category(args.source, args.category, args.out, config, **_output_options(args))
     dirs = split_dirs(args.out)
     counts = ", ".join(f"{len(metas[s]['instances'])} in {dirs[s]}" for s in ("train", "val", "test"))
     print(

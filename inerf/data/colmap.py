@@ -32,18 +32,17 @@ and ``val``, the others ``train``; ``all`` is every image.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inerf.data.image_io import one_line, parse_background, read_image, resize_area
+from inerf.data.common import SplitImages, check_load_args, check_near_far, first_views, image_folder
+from inerf.data.image_io import one_line, parse_background, read_image
 from inerf.data.llff import llff_split_indices
 from inerf.data.undistort import Undistorter, camera_from_params
 from inerf.data.views import SceneTransform, ViewSet
 from inerf.errors import InerfError
-from inerf.geometry.cameras import Cameras
 
 __all__ = [
     "COLMAP_SPLITS",
@@ -153,17 +152,6 @@ def _normalisation(lo: np.ndarray, hi: np.ndarray, folder: Path) -> SceneTransfo
     return SceneTransform(s, translation=tuple(-s * (lo + hi) / 2.0), original=f"COLMAP world of {folder}")
 
 
-def _pick_images(root: Path, images: str, scale: float) -> tuple[Path, bool]:
-    """The image folder and whether its images are already downscaled by ``scale``."""
-    k = round(1.0 / scale)
-    if scale != 1.0 and abs(1.0 / scale - k) < 1e-6 and (root / f"{images}_{k}").is_dir():
-        return root / f"{images}_{k}", True
-    folder = root / images
-    if not folder.is_dir():
-        raise InerfError(f"{root}: no '{images}' folder next to the COLMAP model")
-    return folder, False
-
-
 def load_colmap(
     root: str | Path,
     split: str = "train",
@@ -193,13 +181,7 @@ def load_colmap(
         A :class:`ViewSet` with pinhole cameras (distortion removed), OpenCV c2w in the training frame,
         ``transform`` (COLMAP world -> training frame) and ``bounds``; ``alphas`` is None.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InerfError(f"dataset folder not found: {root}")
-    if split not in COLMAP_SPLITS:
-        raise InerfError(f"unknown split {split!r}; expected one of {', '.join(COLMAP_SPLITS)}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise InerfError(f"image scale must be a positive number, got {scale!r}")
+    root = check_load_args(root, split, COLMAP_SPLITS, scale, "a COLMAP scene")
     bg = parse_background(background) or (0.0, 0.0, 0.0)
     folder = find_colmap_model(root)
     if folder is None:
@@ -224,19 +206,17 @@ def load_colmap(
         f_auto = float(np.linalg.norm(c2w[:, None, :3, 3].numpy() - corners[None], axis=-1).max())
     n = float(near) if near is not None else n_auto
     f = float(far) if far is not None else f_auto
-    if not (0 <= n < f and math.isfinite(f)):
-        raise InerfError(f"{root}: need 0 <= near < far, got near={n}, far={f}")
+    n, f = check_near_far(root, n, f)
 
-    idx = llff_split_indices(len(model.names), split, holdout)
-    if max_views is not None:
-        idx = idx[: max(int(max_views), 1)]
+    idx = first_views(llff_split_indices(len(model.names), split, holdout), max_views)
     if not idx:
         raise InerfError(
             f"{root}: split {split!r} is empty ({len(model.names)} registered images, holdout={holdout})"
         )
 
-    img_dir, pre_scaled = _pick_images(root, images, scale)
-    imgs, Ks, size, out_size = [], [], None, None
+    img_dir, residual = image_folder(root, images, scale)
+    stack = SplitImages(bg)
+    Ks = []
     undistorters: dict = {}
     for i in idx:
         name = model.names[i]
@@ -244,44 +224,25 @@ def load_colmap(
         if not path.is_file():
             raise InerfError(f"{folder}: image {name!r} of the model not found in {img_dir}")
         img = read_image(path)[..., :3]  # photos: no meaningful alpha
-        if size is None:
-            size = img.shape[:2]
-            k = 1.0 if pre_scaled else scale
-            out_size = (max(round(size[0] * k), 1), max(round(size[1] * k), 1))
-        elif img.shape[:2] != size:
-            raise InerfError(f"{path}: image is {img.shape[1]}x{img.shape[0]}, expected {size[1]}x{size[0]}")
+        stack.check_size(path, img, residual)
+        h, w = stack.size
         model_name, params, w_cam, h_cam = model.cameras[i]
         key = (model_name, tuple(params), w_cam, h_cam)
         if key not in undistorters:
             K, dist = camera_from_params(model_name, params, source=f"{folder}: camera of {name}")
             # The model's intrinsics are for w_cam x h_cam; the images on disk may be a resized copy.
-            sx, sy = size[1] / w_cam, size[0] / h_cam
+            sx, sy = w / w_cam, h / h_cam
             K = type(K)(K.fx * sx, K.fy * sy, K.cx * sx, K.cy * sy)
-            undistorters[key] = Undistorter(K, dist, size[1], size[0])
+            undistorters[key] = Undistorter(K, dist, w, h)
         und = undistorters[key]
-        imgs.append(resize_area(und.image(img), *out_size))
+        stack.add(und.image(img), f"{img_dir.name}/{name}")
         Ks.append(und.new_K)
     kt = torch.tensor([[k.fx, k.fy, k.cx, k.cy] for k in Ks], dtype=torch.float64)
-    cams = Cameras(
-        c2w=c2w[idx].float(),
-        fx=kt[:, 0].float(),
-        fy=kt[:, 1].float(),
-        cx=kt[:, 2].float(),
-        cy=kt[:, 3].float(),
-        height=size[0],
-        width=size[1],
-    )
-    if out_size != size:
-        cams = cams.scaled(scale)
-        assert (cams.height, cams.width) == out_size  # Cameras.scaled rounds the size as we did
     return ViewSet(
-        images=torch.from_numpy(np.stack(imgs)).float(),
-        alphas=None,
-        cameras=cams,
+        **stack.view_fields(folder),
+        cameras=stack.cameras(c2w[idx], kt),
         near=n,
         far=f,
-        background=bg,
-        names=[f"{img_dir.name}/{model.names[i]}" for i in idx],
         root=str(root),
         split=split,
         transform=to_train,

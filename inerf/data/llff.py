@@ -22,16 +22,22 @@ world axes makes poses comparable with other tools. Ray bounds are NeRF's non-ND
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inerf.data.image_io import IMAGE_EXTENSIONS, one_line, parse_background, read_image, resize_area
+from inerf.data.common import (
+    SplitImages,
+    check_load_args,
+    check_near_far,
+    first_views,
+    image_folder,
+    pinhole_cameras,
+)
+from inerf.data.image_io import IMAGE_EXTENSIONS, one_line, parse_background, read_image
 from inerf.data.views import SceneTransform, ViewSet
 from inerf.errors import InerfError
-from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import check_rigid
 
 __all__ = ["LLFF_SPLITS", "is_llff", "llff_split_indices", "llff_to_opencv_c2w", "load_llff"]
@@ -83,23 +89,6 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _pick_folder(root: Path, scale: float) -> tuple[Path, float]:
-    """The image folder to read and the scale still to apply to its images.
-
-    ``scale = 1 / k`` for an integer ``k`` uses ``images_k`` when it exists (LLFF ships those, resized
-    with a proper filter); anything else reads ``images`` and resizes it here.
-    """
-    factor = 1.0 / scale
-    k = round(factor)
-    if k > 1 and abs(factor - k) < 1e-6 and (root / f"images_{k}").is_dir():
-        return root / f"images_{k}", 1.0
-    if (root / "images").is_dir():
-        return root / "images", scale
-    if scale == 1.0:
-        raise InerfError(f"{root}: no 'images' folder")
-    raise InerfError(f"{root}: neither 'images_{k}' nor 'images' folder found")
-
-
 def load_llff(
     root: str | Path,
     split: str = "train",
@@ -129,15 +118,7 @@ def load_llff(
     Returns:
         A :class:`ViewSet` (OpenCV axes, c2w) with ``alphas=None``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InerfError(f"dataset folder not found: {root}")
-    if split not in LLFF_SPLITS:
-        raise InerfError(
-            f"unknown split {split!r} for an LLFF scene; expected one of {', '.join(LLFF_SPLITS)}"
-        )
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise InerfError(f"image scale must be a positive number, got {scale!r}")
+    root = check_load_args(root, split, LLFF_SPLITS, scale, "an LLFF scene")
     bg = parse_background(background) or (0.0, 0.0, 0.0)
     source = root / "poses_bounds.npy"
     if not source.is_file():
@@ -171,56 +152,37 @@ def load_llff(
     c2w_llff[:, :, 3] *= sc
     bounds = bounds * sc
 
-    folder, residual_scale = _pick_folder(root, scale)
+    # LLFF ships images_4/, images_8/: copies resized with a proper filter.
+    folder, residual_scale = image_folder(root, "images", scale)
     files = _image_files(folder)
     if len(files) != len(arr):
         raise InerfError(f"{folder}: found {len(files)} images but {source.name} has {len(arr)} poses")
 
-    idx = llff_split_indices(len(arr), split, llffhold)
-    if max_views is not None:
-        idx = idx[: max(int(max_views), 1)]
+    idx = first_views(llff_split_indices(len(arr), split, llffhold), max_views)
     if not idx:
         raise InerfError(f"{root}: split {split!r} is empty (llffhold={llffhold}, {len(arr)} images)")
 
-    images, size, out_size = [], None, None
+    stack = SplitImages(bg)
     for i in idx:
         img = read_image(files[i])[..., :3]  # LLFF photos have no meaningful alpha
-        if size is None:
-            size = img.shape[:2]
-            out_size = (max(round(size[0] * residual_scale), 1), max(round(size[1] * residual_scale), 1))
-        elif img.shape[:2] != size:
-            raise InerfError(
-                f"{files[i]}: image is {img.shape[1]}x{img.shape[0]}, expected {size[1]}x{size[0]}"
-            )
-        images.append(resize_area(img, *out_size))
+        stack.check_size(files[i], img, residual_scale)
+        stack.add(img, files[i].relative_to(root).as_posix())
 
-    H, W = out_size
+    H, W = stack.out_size
     h_ref, w_ref, f_ref = (torch.from_numpy(hwf[idx, k]) for k in range(3))
     # hwf refers to the full-resolution images; rescale to the images we actually return.
     fx, fy = f_ref * W / w_ref, f_ref * H / h_ref
     c2w = llff_to_opencv_c2w(c2w_llff[idx])  # the one axis conversion for this format
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype).expand(len(idx), 1, 4)
-    cams = Cameras(
-        c2w=torch.cat([c2w, bottom], 1).float(),
-        fx=fx.float(),
-        fy=fy.float(),
-        cx=torch.full((len(idx),), W / 2),
-        cy=torch.full((len(idx),), H / 2),
-        height=H,
-        width=W,
-    )
+    intrinsics = torch.stack([fx, fy, torch.full_like(fx, W / 2), torch.full_like(fx, H / 2)], -1)
     n = float(near) if near is not None else 0.9 * float(bounds.min())
     f = float(far) if far is not None else float(bounds.max())
-    if not (0 <= n < f):
-        raise InerfError(f"{root}: need 0 <= near < far, got near={n}, far={f}")
+    n, f = check_near_far(root, n, f)
     return ViewSet(
-        images=torch.from_numpy(np.stack(images)).float(),
-        alphas=None,
-        cameras=cams,
+        **stack.view_fields(root),
+        cameras=pinhole_cameras(torch.cat([c2w, bottom], 1), intrinsics, H, W),
         near=n,
         far=f,
-        background=bg,
-        names=[files[i].relative_to(root).as_posix() for i in idx],
         root=str(root),
         split=split,
         # Only the bd_factor rescale moved the world; LLFF's axis reordering is a camera-axis change.

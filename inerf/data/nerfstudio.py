@@ -51,19 +51,28 @@ used when present (``val`` falls back to the test list). Otherwise, as for LLFF,
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from inerf.data.blender import _frame_c2w, _frame_image_path, _number, read_json
-from inerf.data.image_io import composite_straight, inside_root, parse_background, read_image, resize_area
+from inerf.data.common import (
+    SplitImages,
+    check_load_args,
+    check_near_far,
+    downscale_factor,
+    first_views,
+    frame_c2w,
+    frame_image_path,
+    frame_intrinsics,
+    number,
+    read_json,
+)
+from inerf.data.image_io import inside_root, parse_background, read_image
 from inerf.data.undistort import CAMERA_MODELS, Distortion, PinholeK, Undistorter
 from inerf.data.views import SceneTransform, ViewSet
 from inerf.errors import InerfError
-from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import check_rigid, opengl_to_opencv_c2w
 
 __all__ = ["NERFSTUDIO_SPLITS", "NGP_DEFAULT_OFFSET", "NGP_DEFAULT_SCALE", "is_nerfstudio", "load_nerfstudio"]
@@ -105,31 +114,8 @@ def _frame_camera(meta: dict, frame: dict, width: int, height: int, source: Path
         return frame.get(key, meta.get(key))
 
     model = _camera_model(get, source, index)
-    w_ref = _number(get("w"), "w", source, positive=True) if get("w") is not None else float(width)
-    h_ref = _number(get("h"), "h", source, positive=True) if get("h") is not None else float(height)
-    if get("fl_x") is not None or get("fl_y") is not None:
-        fx = _number(get("fl_x") if get("fl_x") is not None else get("fl_y"), "fl_x", source, positive=True)
-        fy = _number(get("fl_y"), "fl_y", source, positive=True) if get("fl_y") is not None else fx
-    elif get("camera_angle_x") is not None:
-        fx = (
-            0.5
-            * w_ref
-            / math.tan(0.5 * _number(get("camera_angle_x"), "camera_angle_x", source, positive=True))
-        )
-        angle_y = get("camera_angle_y")
-        fy = (
-            0.5 * h_ref / math.tan(0.5 * _number(angle_y, "camera_angle_y", source, positive=True))
-            if angle_y
-            else fx
-        )
-    else:
-        raise InerfError(
-            f"{source}: frame {index}: no intrinsics (expected 'fl_x' and 'fl_y', or 'camera_angle_x', at the "
-            "top level or in the frame)"
-        )
-    cx = _number(get("cx"), "cx", source) if get("cx") is not None else 0.5 * w_ref
-    cy = _number(get("cy"), "cy", source) if get("cy") is not None else 0.5 * h_ref
-    k = {key: _number(get(key), key, source) if get(key) is not None else 0.0 for key in _DIST_KEYS}
+    fx, fy, cx, cy = frame_intrinsics(meta, frame, width, height, source, index)
+    k = {key: number(get(key), key, source) if get(key) is not None else 0.0 for key in _DIST_KEYS}
     if model in ("PINHOLE", "SIMPLE_PINHOLE"):
         dist = Distortion()
     elif model == "OPENCV_FISHEYE":
@@ -138,10 +124,9 @@ def _frame_camera(meta: dict, frame: dict, width: int, height: int, source: Path
         dist = Distortion("radtan", (k["k1"], k["k2"] if model == "RADIAL" else 0.0, 0.0, 0.0))
     else:  # OPENCV: OpenCV's coefficient order is (k1, k2, p1, p2, k3)
         dist = Distortion("radtan", (k["k1"], k["k2"], k["p1"], k["p2"], k["k3"]))
-    # The intrinsics refer to a w x h image; the file on disk may be a resized copy. Distortion
-    # coefficients act on normalised coordinates and do not change with the size.
-    sx, sy = width / w_ref, height / h_ref
-    return PinholeK(fx * sx, fy * sy, cx * sx, cy * sy), dist
+    # Distortion coefficients act on normalised coordinates: unlike the intrinsics, they do not change
+    # with the size of the image read.
+    return PinholeK(fx, fy, cx, cy), dist
 
 
 def _split_indices(meta: dict, frames: list, split: str, holdout: int, source: Path) -> list[int]:
@@ -163,7 +148,7 @@ def _split_indices(meta: dict, frames: list, split: str, holdout: int, source: P
 
 
 def _ngp_transform(meta: dict, source: Path) -> SceneTransform:
-    s = _number(meta.get("scale", NGP_DEFAULT_SCALE), "scale", source, positive=True)
+    s = number(meta.get("scale", NGP_DEFAULT_SCALE), "scale", source, positive=True)
     off = meta.get("offset", list(NGP_DEFAULT_OFFSET))
     try:
         offset = np.asarray(off, dtype=np.float64).reshape(3)
@@ -229,13 +214,7 @@ def load_nerfstudio(
         A :class:`ViewSet` with pinhole cameras (distortion removed), OpenCV c2w in the training frame,
         ``transform`` (file frame -> training frame) and ``bounds``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InerfError(f"dataset folder not found: {root}")
-    if split not in NERFSTUDIO_SPLITS:
-        raise InerfError(f"unknown split {split!r}; expected one of {', '.join(NERFSTUDIO_SPLITS)}")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
-        raise InerfError(f"image scale must be a positive number, got {scale!r}")
+    root = check_load_args(root, split, NERFSTUDIO_SPLITS, scale, "a nerfstudio capture")
     source = root / "transforms.json"
     if not source.is_file():
         raise InerfError(f"{source}: file not found (a nerfstudio capture needs transforms.json)")
@@ -246,12 +225,12 @@ def load_nerfstudio(
         raise InerfError(f"{source}: expected a non-empty 'frames' list of objects")
 
     # Poses of every frame (all splits share one normalisation).
-    c2w_file = opengl_to_opencv_c2w(torch.stack([_frame_c2w(f, i, source) for i, f in enumerate(frames)]))
+    c2w_file = opengl_to_opencv_c2w(torch.stack([frame_c2w(f, i, source) for i, f in enumerate(frames)]))
     centres = c2w_file[:, :3, 3].numpy()
     ngp = any(k in meta for k in _NGP_KEYS)
     if ngp:
         to_train = _ngp_transform(meta, source)
-        a = _number(meta.get("aabb_scale", 1), "aabb_scale", source, positive=True)
+        a = number(meta.get("aabb_scale", 1), "aabb_scale", source, positive=True)
         lo, hi = np.full(3, -a), np.full(3, a)
         unit = 1.0  # half the side of Instant-NGP's unit cube, in training units
     else:
@@ -270,75 +249,41 @@ def load_nerfstudio(
 
     n = float(near) if near is not None else NEAR * unit
     f = float(far) if far is not None else _far_to_box(c2w_train[:, :3, 3].numpy(), lo, hi)
-    if not (0 <= n < f and math.isfinite(f)):
-        raise InerfError(f"{root}: need 0 <= near < far, got near={n}, far={f}")
+    n, f = check_near_far(root, n, f)
 
-    idx = _split_indices(meta, frames, split, holdout, source)
-    if max_views is not None:
-        idx = idx[: max(int(max_views), 1)]
+    idx = first_views(_split_indices(meta, frames, split, holdout, source), max_views)
     if not idx:
         raise InerfError(f"{source}: split {split!r} is empty ({len(frames)} frames, holdout={holdout})")
 
-    images, alphas, names, Ks = [], [], [], []
-    size = out_size = None
-    residual = scale  # the scale still to apply to the images read (1 for copies downscaled on disk)
+    stack = SplitImages(bg)
+    Ks = []
     undistorters: dict = {}
     for i in idx:
         frame = frames[i]
-        path, name = _frame_image_path(root, frame, i, source)
+        path, name = frame_image_path(root, frame, i, source)
         small = _downscaled(root, path, scale)
         img = read_image(small)
-        if size is None:
-            size = img.shape[:2]
-            residual = 1.0 if small != path else scale
-            out_size = (max(round(size[0] * residual), 1), max(round(size[1] * residual), 1))
-        elif img.shape[:2] != size:
-            raise InerfError(
-                f"{small}: image is {img.shape[1]}x{img.shape[0]}, but the first view's is {size[1]}x{size[0]}; "
-                "all views of a split must share one size"
-            )
-        mask = _read_mask(root, frame, i, source, size) if frame.get("mask_path") is not None else None
-        K, dist = _frame_camera(meta, frame, size[1], size[0], source, i)
+        # Copies downscaled on disk are already at the size asked for.
+        stack.check_size(small, img, 1.0 if small != path else scale)
+        h, w = stack.size
+        mask = _read_mask(root, frame, i, source, stack.size) if frame.get("mask_path") is not None else None
+        K, dist = _frame_camera(meta, frame, w, h, source, i)
         key = (K, dist)
         if key not in undistorters:
-            undistorters[key] = Undistorter(K, dist, size[1], size[0])
+            undistorters[key] = Undistorter(K, dist, w, h)
         und = undistorters[key]
         if mask is not None:
             a = mask if img.shape[-1] == 3 else mask * img[..., 3]
             img = np.concatenate([img[..., :3], a[..., None]], -1)
-        img = und.image(img)
-        if img.shape[-1] == 4:
-            rgb, alpha = composite_straight(img, bg, *out_size)
-            alphas.append(alpha)
-        else:
-            rgb = resize_area(img, *out_size)
-        images.append(rgb)
-        names.append(name)
+        stack.add(und.image(img), name)
         Ks.append(und.new_K)
-    if alphas and len(alphas) != len(images):
-        raise InerfError(f"{source}: some views have an alpha channel or mask and others do not")
 
     kt = torch.tensor([[k.fx, k.fy, k.cx, k.cy] for k in Ks], dtype=torch.float64)
-    cams = Cameras(
-        c2w=c2w_train[idx].float(),
-        fx=kt[:, 0].float(),
-        fy=kt[:, 1].float(),
-        cx=kt[:, 2].float(),
-        cy=kt[:, 3].float(),
-        height=size[0],
-        width=size[1],
-    )
-    if out_size != size:
-        cams = cams.scaled(residual)
-        assert (cams.height, cams.width) == out_size  # Cameras.scaled rounds the size as we did
     return ViewSet(
-        images=torch.from_numpy(np.stack(images)),
-        alphas=torch.from_numpy(np.stack(alphas)) if alphas else None,
-        cameras=cams,
+        **stack.view_fields(source),
+        cameras=stack.cameras(c2w_train[idx], kt),
         near=n,
         far=f,
-        background=bg if (alphas or bg is not None) else (1.0, 1.0, 1.0),
-        names=names,
         root=str(root),
         split=split,
         transform=recorded,
@@ -349,8 +294,8 @@ def load_nerfstudio(
 def _downscaled(root: Path, path: Path, scale: float) -> Path:
     """nerfstudio keeps ``images_k/`` copies of ``images/`` downscaled k times: the copy of ``path`` for
     ``scale = 1 / k`` when it exists, else ``path``."""
-    k = round(1.0 / scale)
-    if k <= 1 or abs(1.0 / scale - k) > 1e-6:
+    k = downscale_factor(scale)
+    if k == 1:
         return path
     rel = Path(os.path.relpath(path, os.path.abspath(root)))
     if len(rel.parts) < 2:

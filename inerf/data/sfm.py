@@ -25,11 +25,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ import numpy as np
 from inerf.data.colmap import import_pycolmap
 from inerf.data.image_io import IMAGE_EXTENSIONS, one_line
 from inerf.errors import InerfError
+from inerf.io_utils import check_replaceable, staged_dir
 
 __all__ = ["GENERATOR", "MATCHERS", "SFM_CAMERA_MODELS", "SfmConfig", "SfmResult", "list_images", "run_sfm"]
 
@@ -135,48 +136,19 @@ def _image_sizes(folder: Path, names: list[str]) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _made_by_us(folder: Path) -> bool:
-    try:
-        meta = json.loads((folder / "colmap.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("generator", {}).get("name") == GENERATOR
-
-
 def check_destination(out: Path, images_dir: Path, overwrite: bool) -> None:
     """Refuse to write over anything but an empty folder or (with ``overwrite``) an earlier result."""
     out_abs, img_abs = Path(os.path.abspath(out)), Path(os.path.abspath(images_dir))
     if out_abs == img_abs or out_abs in img_abs.parents:
         raise InerfError(f"--out {out} holds the input images {images_dir}; choose another folder")
-    if out.exists() and not out.is_dir():
-        raise InerfError(f"{out} exists and is not a folder")
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise InerfError(
-            f"{out} is not empty; choose another --out or pass --overwrite to replace an inerf colmap result"
-        )
-    if not _made_by_us(out):
-        raise InerfError(
-            f"{out} is not empty and holds no inerf colmap colmap.json; refusing to overwrite it"
-        )
+    check_replaceable(
+        out, overwrite, meta_file="colmap.json", generator=GENERATOR, what="an inerf colmap result"
+    )
 
 
-@contextmanager
 def _staged(out: Path, images_dir: Path, overwrite: bool):
     """A fresh folder beside ``out``, renamed to ``out`` on success (never half a dataset at ``out``)."""
-    check_destination(out, images_dir, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    check_destination(out, images_dir, overwrite)  # it may have changed meanwhile
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
+    return staged_dir(out, partial(check_destination, out, images_dir, overwrite))
 
 
 @contextmanager

@@ -48,6 +48,20 @@ def tiny_field(dtype=torch.float64, **kw) -> GridField:
     return field
 
 
+def carved_box_field(dtype=torch.float64) -> GridField:
+    """:func:`tiny_field` in the cube [-1, 1]^3 carved empty but for a box of density, with its occupancy
+    grid updated: rays cross empty and occupied cells, as the empty-space skipping tests need."""
+    field = tiny_field(dtype=dtype, aabb=(-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
+    with torch.no_grad():
+        for p in field.planes:
+            p[:, :3] -= 1.0
+        field.planes[0][0, 0, 3:8, 4:9] += 8.0
+        field.lines[0][0, 0, :3, 0] = 0.0
+        field.lines[0][0, 0, 8:, 0] = 0.0
+    field.update_occupancy()
+    return field
+
+
 def random_points(n: int, dtype=torch.float64, lo=-1.3, hi=1.3, seed=1):
     g = torch.Generator().manual_seed(seed)
     xyz = torch.rand(n, 3, generator=g, dtype=dtype) * (hi - lo) + lo

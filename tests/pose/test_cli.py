@@ -44,43 +44,26 @@ def assert_one_line_error(code, err, match):
     assert match in lines[0], lines[0]
 
 
+def files(
+    inputs, *, image="target.png", intrinsics="k.json", init="init.json", gt=None, out="o"
+) -> list[str]:
+    """The file flags of an ``inerf estimate`` call on the files of the ``inputs`` fixture (None leaves one
+    out; ``out`` is the output folder's name)."""
+    named = {"--image": image, "--intrinsics": intrinsics, "--init": init, "--gt": gt, "--out": out}
+    return [arg for flag, name in named.items() if name is not None for arg in (flag, str(inputs / name))]
+
+
 BASE = ["estimate", "--run", "RUN", "--steps", "3", "--rays", "32", "--frames", "0", "--quiet"]
 
 
 def test_unreadable_image(inputs, capsys):
     (inputs / "broken.png").write_bytes(b"\x89PNG garbage")
-    code, _, err = run_cli(
-        BASE
-        + [
-            "--image",
-            str(inputs / "broken.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--init",
-            str(inputs / "init.json"),
-            "--out",
-            str(inputs / "o"),
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(BASE + files(inputs, image="broken.png"), capsys)
     assert_one_line_error(code, err, "unreadable image")
 
 
 def test_missing_image(inputs, capsys):
-    code, _, err = run_cli(
-        BASE
-        + [
-            "--image",
-            str(inputs / "nope.png"),
-            "--fx",
-            "50",
-            "--init",
-            str(inputs / "init.json"),
-            "--out",
-            str(inputs / "o"),
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(BASE + files(inputs, image="nope.png", intrinsics=None) + ["--fx", "50"], capsys)
     assert_one_line_error(code, err, "not found")
 
 
@@ -88,39 +71,10 @@ def test_image_size_not_matching_intrinsics(inputs, capsys):
     (inputs / "k800.json").write_text(
         json.dumps({"fx": 1111, "cx": 400, "cy": 400, "width": 800, "height": 800})
     )
-    code, _, err = run_cli(
-        BASE
-        + [
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k800.json"),
-            "--init",
-            str(inputs / "init.json"),
-            "--out",
-            str(inputs / "o"),
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(BASE + files(inputs, intrinsics="k800.json"), capsys)
     assert_one_line_error(code, err, "800x800")
-    code, _, err = run_cli(
-        BASE
-        + [
-            "--image",
-            str(inputs / "target.png"),
-            "--fx",
-            "1111",
-            "--cx",
-            "400",
-            "--cy",
-            "400",
-            "--init",
-            str(inputs / "init.json"),
-            "--out",
-            str(inputs / "o"),
-        ],
-        capsys,
-    )
+    fx_cx_cy = ["--fx", "1111", "--cx", "400", "--cy", "400"]
+    code, _, err = run_cli(BASE + files(inputs, intrinsics=None) + fx_cx_cy, capsys)
     assert_one_line_error(code, err, "principal point")
 
 
@@ -133,20 +87,7 @@ def test_image_size_not_matching_intrinsics(inputs, capsys):
 )
 def test_bad_initial_pose(inputs, capsys, matrix, match):
     (inputs / "bad.json").write_text(json.dumps({"c2w": matrix}))  # Python json writes and reads NaN
-    code, _, err = run_cli(
-        BASE
-        + [
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--init",
-            str(inputs / "bad.json"),
-            "--out",
-            str(inputs / "o"),
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(BASE + files(inputs, init="bad.json"), capsys)
     assert_one_line_error(code, err, match)
 
 
@@ -156,20 +97,7 @@ def test_run_directory_without_checkpoint(inputs, capsys, monkeypatch):
     monkeypatch.undo()  # the real loader, not the fake run
     assert estimate_cli.load_run_checked.__module__ == "inerf.cli.estimate"
     (inputs / "emptyrun").mkdir()
-    argv = [
-        "estimate",
-        "--run",
-        str(inputs / "emptyrun"),
-        "--image",
-        str(inputs / "target.png"),
-        "--intrinsics",
-        str(inputs / "k.json"),
-        "--init",
-        str(inputs / "init.json"),
-        "--out",
-        str(inputs / "o"),
-        "--quiet",
-    ]
+    argv = ["estimate", "--run", str(inputs / "emptyrun"), *files(inputs), "--quiet"]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "no checkpoint")
     argv[2] = str(inputs / "missing_run")
@@ -178,18 +106,7 @@ def test_run_directory_without_checkpoint(inputs, capsys, monkeypatch):
 
 
 def test_missing_initial_pose_and_nonempty_out(inputs, capsys):
-    code, _, err = run_cli(
-        BASE
-        + [
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--out",
-            str(inputs / "o"),
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(BASE + files(inputs, init=None), capsys)
     assert_one_line_error(code, err, "--init")
     (inputs / "full").mkdir()
     (inputs / "full" / "x").write_text("x")
@@ -199,31 +116,8 @@ def test_missing_initial_pose_and_nonempty_out(inputs, capsys):
 
 def test_estimate_from_image_files(inputs, capsys):
     out = inputs / "est"
-    code, stdout, _ = run_cli(
-        [
-            "estimate",
-            "--run",
-            "RUN",
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--init",
-            str(inputs / "init.json"),
-            "--gt",
-            str(inputs / "gt.json"),
-            "--steps",
-            "150",
-            "--rays",
-            "256",
-            "--frames",
-            "4",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capsys,
-    )
+    argv = ["estimate", "--run", "RUN", *files(inputs, gt="gt.json", out="est")]
+    code, stdout, _ = run_cli(argv + ["--steps", "150", "--rays", "256", "--frames", "4", "--quiet"], capsys)
     assert code == 0, stdout
     pose = json.loads((out / "pose.json").read_text())
     assert pose["convention"] == "opencv_c2w" and pose["steps"] == 150 and pose["status"] == "ok"
@@ -316,32 +210,9 @@ def test_estimate_with_a_real_checkpoint(inputs, capsys, monkeypatch):
     }
     save_checkpoint(inputs / "run", config, coarse)
     out = inputs / "real"
-    code, _stdout, err = run_cli(
-        [
-            "estimate",
-            "--run",
-            str(inputs / "run"),
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--init",
-            str(inputs / "init.json"),
-            "--steps",
-            "3",
-            "--rays",
-            "16",
-            "--frames",
-            "2",
-            "--no-video",
-            "--out",
-            str(out),
-            "--device",
-            "cpu",
-            "--quiet",
-        ],
-        capsys,
-    )
+    argv = ["estimate", "--run", str(inputs / "run"), *files(inputs, out="real")]
+    flags = ["--steps", "3", "--rays", "16", "--frames", "2", "--no-video", "--device", "cpu", "--quiet"]
+    code, _stdout, err = run_cli(argv + flags, capsys)
     assert code == 0, err
     assert json.loads((out / "pose.json").read_text())["steps"] == 3
 
@@ -405,43 +276,10 @@ def test_benchmark_without_subcommand_prints_help(capsys):
 
 def test_estimate_with_blur_and_levenberg_marquardt(inputs, capsys):
     out = inputs / "robust"
-    code, stdout, _ = run_cli(
-        [
-            "estimate",
-            "--run",
-            "RUN",
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--init",
-            str(inputs / "init.json"),
-            "--gt",
-            str(inputs / "gt.json"),
-            "--steps",
-            "60",
-            "--optimizer",
-            "adam+lm",
-            "--lm-steps",
-            "15",
-            "--lr",
-            "0.02",
-            "--blur",
-            "3",
-            "--blur-steps",
-            "30",
-            "--blur-rays",
-            "4",
-            "--rays",
-            "256",
-            "--frames",
-            "0",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capsys,
-    )
+    argv = ["estimate", "--run", "RUN", *files(inputs, gt="gt.json", out="robust")]
+    solver = ["--steps", "60", "--optimizer", "adam+lm", "--lm-steps", "15", "--lr", "0.02"]
+    solver += ["--blur", "3", "--blur-steps", "30", "--blur-rays", "4"]
+    code, stdout, _ = run_cli(argv + solver + ["--rays", "256", "--frames", "0", "--quiet"], capsys)
     assert code == 0, stdout
     pose = json.loads((out / "pose.json").read_text())
     assert pose["steps"] == 60 and pose["rotation_error_deg"] < 0.2 and pose["translation_error"] < 0.005
@@ -458,24 +296,7 @@ def test_estimate_with_blur_and_levenberg_marquardt(inputs, capsys):
     ],
 )
 def test_bad_solver_flags_are_one_line_errors(inputs, capsys, flags, match):
-    code, _, err = run_cli(
-        [
-            "estimate",
-            "--run",
-            "RUN",
-            "--image",
-            str(inputs / "target.png"),
-            "--intrinsics",
-            str(inputs / "k.json"),
-            "--init",
-            str(inputs / "init.json"),
-            *flags,
-            "--out",
-            str(inputs / "bad"),
-            "--quiet",
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(["estimate", "--run", "RUN", *files(inputs, out="bad"), *flags, "--quiet"], capsys)
     assert_one_line_error(code, err, match)
 
 

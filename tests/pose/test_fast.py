@@ -20,16 +20,9 @@ from inerf.render.renderer import RenderConfig
 
 def _grid_model():
     sys.path.insert(0, str(Path(__file__).parents[1] / "fields"))
-    from test_grid import tiny_field
+    from test_grid import carved_box_field
 
-    field = tiny_field(dtype=torch.float32, aabb=(-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
-    with torch.no_grad():  # a box of density in an otherwise carved grid
-        for p in field.planes:
-            p[:, :3] -= 1.0
-        field.planes[0][0, 0, 3:8, 4:9] += 8.0
-        field.lines[0][0, 0, :3, 0] = 0.0
-        field.lines[0][0, 0, 8:, 0] = 0.0
-    field.update_occupancy()
+    field = carved_box_field(dtype=torch.float32)
     return Model(field, None, RenderConfig(n_coarse=64, n_fine=0, near=1.0, far=6.0))
 
 

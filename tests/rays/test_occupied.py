@@ -54,20 +54,13 @@ def test_static_budget_render_equals_the_fields_own_skipping(budget):
     sys.path.insert(0, str(Path(__file__).parents[1] / "fields"))
     from dataclasses import replace
 
-    from test_grid import tiny_field
+    from test_grid import carved_box_field
 
     from inerf.geometry.se3 import se3_exp
     from inerf.rays.rays import rays_from_pixels
     from inerf.render.renderer import RenderConfig, render_rays
 
-    field = tiny_field(aabb=(-1.0, -1.0, -1.0, 1.0, 1.0, 1.0))
-    with torch.no_grad():
-        for p in field.planes:
-            p[:, :3] -= 1.0
-        field.planes[0][0, 0, 3:8, 4:9] += 8.0
-        field.lines[0][0, 0, :3, 0] = 0.0
-        field.lines[0][0, 0, 8:, 0] = 0.0
-    field.update_occupancy()
+    field = carved_box_field()
     field.requires_grad_(False)
     c2w0 = torch.eye(4, dtype=torch.float64)
     c2w0[2, 3] = -3.0

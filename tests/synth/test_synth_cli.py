@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import json
 
+from synth_helpers import synth_scene_argv
+
 from inerf.cli.main import main
 
 
 def test_scene_command(tmp_path, capsys):
     out = tmp_path / "jenga"
-    rc = main(
-        [
-            "synth",
-            "scene",
-            "--asset",
-            "jenga",
-            "--out",
-            str(out),
-            "--size",
-            "24",
-            "--train",
-            "2",
-            "--val",
-            "1",
-            "--test",
-            "1",
-            "--workers",
-            "1",
-            "--quiet",
-            "--preview",
-            "--seed",
-            "7",
-        ]
-    )
+    rc = main(synth_scene_argv(out, "--preview", "--seed", "7", size=24, views=(2, 1, 1)))
     assert rc == 0
     assert "wrote 4 views" in capsys.readouterr().out
     meta = json.loads((out / "meta.json").read_text())

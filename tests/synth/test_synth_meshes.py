@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from synth_helpers import cube
 
 from inerf.synth.meshes import (
     MeshPart,
@@ -17,27 +18,6 @@ from inerf.synth.meshes import (
 )
 
 
-def _cube(half=0.5):
-    v = np.array([[x, y, z] for x in (-half, half) for y in (-half, half) for z in (-half, half)], float)
-    f = np.array(
-        [
-            [0, 1, 3],
-            [0, 3, 2],
-            [4, 6, 7],
-            [4, 7, 5],
-            [0, 4, 5],
-            [0, 5, 1],
-            [2, 3, 7],
-            [2, 7, 6],
-            [0, 2, 6],
-            [0, 6, 4],
-            [1, 5, 7],
-            [1, 7, 3],
-        ]
-    )
-    return v, f
-
-
 def _face_normals(v, f):
     n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
     return n / np.linalg.norm(n, axis=1, keepdims=True)
@@ -45,7 +25,7 @@ def _face_normals(v, f):
 
 def test_cube_corners_keep_their_face_normal():
     """Faces of a cube meet at 90 degrees, beyond the crease angle: every corner is flat-shaded."""
-    v, f = _cube()
+    v, f = cube()
     normals = crease_normals(v, f)
     assert normals.shape == (12, 3, 3)
     assert np.allclose(normals, _face_normals(v, f)[:, None, :], atol=1e-12)
@@ -62,7 +42,7 @@ def test_sphere_is_smooth_across_texture_seams():
 
 
 def test_closed_orientation():
-    v, f = _cube()
+    v, f = cube()
     assert closed_orientation(v, f) == 1
     assert closed_orientation(v, f[:, ::-1]) == -1
     assert closed_orientation(v, f[:-1]) == 0  # a hole
@@ -72,7 +52,7 @@ def test_closed_orientation():
 
 
 def test_mirror_transform_keeps_faces_outward():
-    v, f = _cube()
+    v, f = cube()
     mirror = np.diag([-1.0, 1.0, 1.0, 1.0])
     (part,) = transform_parts([MeshPart("c", v, f)], mirror)
     assert closed_orientation(part.vertices, part.faces) == 1
@@ -81,7 +61,7 @@ def test_mirror_transform_keeps_faces_outward():
 @pytest.mark.parametrize("closed", [True, False])
 def test_obj_round_trip(tmp_path, closed):
     """trimesh reads back exactly our vertices; open parts get a reversed copy of every face."""
-    v, f = _cube(0.3)
+    v, f = cube(0.3)
     v = v + np.array([0.1234567891, -2.0, 1e-3])
     faces = f if closed else f[:-2]
     obj = write_part_obj(MeshPart("c", v, faces, (0.2, 0.4, 0.6)), tmp_path / "part")
@@ -122,7 +102,7 @@ def test_parts_from_a_multi_material_obj(tmp_path):
 
 
 def test_face_colours_become_parts():
-    v, f = _cube()
+    v, f = cube()
     mesh = trimesh.Trimesh(v, f, process=False)
     colours = np.zeros((12, 4), np.uint8)
     colours[:6] = [255, 0, 0, 255]

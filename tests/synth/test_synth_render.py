@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synth_helpers import cube
 
 from inerf.synth.meshes import MeshPart, write_part_obj
 from inerf.synth.render import (
@@ -26,27 +27,6 @@ def _gl(c2w_cv: np.ndarray) -> np.ndarray:
 def _octahedron(centre, r):
     v = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float) * r + centre
     f = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
-    return v, f
-
-
-def _cube(half=0.5):
-    v = np.array([[x, y, z] for x in (-half, half) for y in (-half, half) for z in (-half, half)], float)
-    f = np.array(
-        [
-            [0, 1, 3],
-            [0, 3, 2],
-            [4, 6, 7],
-            [4, 7, 5],
-            [0, 4, 5],
-            [0, 5, 1],
-            [2, 3, 7],
-            [2, 7, 6],
-            [0, 2, 6],
-            [0, 6, 4],
-            [1, 5, 7],
-            [1, 7, 3],
-        ]
-    )
     return v, f
 
 
@@ -152,7 +132,7 @@ def test_open_surface_is_drawn_from_behind_only_when_double_sided(tmp_path):
 
 def test_inside_out_closed_mesh_is_turned_outwards(tmp_path):
     """A cube wound inside out is rewound: same silhouette and the same (front) depth as the right one."""
-    v, f = _cube()
+    v, f = cube()
     c2w = _gl(look_at([2.0, -2.5, 1.5]))
     depths = []
     with TinyRenderer(RenderSettings(supersample=1)) as r:
@@ -165,7 +145,7 @@ def test_inside_out_closed_mesh_is_turned_outwards(tmp_path):
 
 def test_supersampled_alpha_is_fractional_and_colour_straight(tmp_path):
     """Edges get soft alpha; colour is not darkened by coverage (straight alpha)."""
-    v, f = _cube(0.4)
+    v, f = cube(0.4)
     obj = write_part_obj(MeshPart("c", v, f, (1.0, 1.0, 1.0)), tmp_path / "c")
     with TinyRenderer(RenderSettings(supersample=5, ambient=1.0, diffuse=0.0, specular=0.0)) as r:
         r.load([(obj, (1.0, 1.0, 1.0))])
@@ -194,7 +174,7 @@ def test_point_triangle_distance_reference():
 
 def test_rendering_only_the_object_box_changes_nothing(tmp_path):
     """``bound_points`` restricts rasterisation to the projected box of the object: same pixels exactly."""
-    v, f = _cube(0.35)
+    v, f = cube(0.35)
     v = v @ np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]]) + [0.1, -0.2, 0.05]
     obj = write_part_obj(MeshPart("c", v, f, (0.9, 0.6, 0.2)), tmp_path / "c")
     c2w = _gl(look_at([1.4, -2.1, 1.0]))

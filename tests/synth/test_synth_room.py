@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from synth_helpers import synth_scene_argv
 
 from inerf.cli.main import main
 from inerf.errors import InerfError
@@ -96,21 +97,7 @@ def test_room_geometry_faces_inwards():
 
 def test_cli_flag_and_bad_value(tmp_path, capsys):
     out = tmp_path / "s"
-    argv = [
-        "synth",
-        "scene",
-        "--asset",
-        "jenga",
-        "--out",
-        str(out),
-        "--size",
-        "16",
-        "--train",
-        "1",
-        "--val",
-        "0",
-    ]
-    rc = main([*argv, "--test", "0", "--workers", "1", "--quiet", "--environment", "room"])
+    rc = main(synth_scene_argv(out, "--environment", "room"))
     assert rc == 0 and "note:" not in capsys.readouterr().out  # no "touches the border" note in a room
     assert json.loads((out / "meta.json").read_text())["environment"]["kind"] == "room"
     with pytest.raises(InerfError, match="--environment must be one of none, room"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from synth_helpers import requires_sweethome3d
+from synth_helpers import cube, requires_sweethome3d
 
 from inerf.errors import InerfError
 from inerf.synth.scene import BLENDER_CAMERA_ANGLE_X, SceneConfig, generate_scene, scene_poses
@@ -136,21 +136,8 @@ def test_overwrites_its_own_dataset(tmp_path):
 def test_user_mesh_keeps_its_material_colours(tmp_path):
     """A two-material OBJ (red and blue halves of a box) renders both colours."""
     (tmp_path / "box.mtl").write_text("newmtl red\nKd 1 0 0\nnewmtl blue\nKd 0 0 1\n")
-    v = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
-    faces = [
-        (1, 2, 4),
-        (1, 4, 3),
-        (5, 7, 8),
-        (5, 8, 6),
-        (1, 5, 6),
-        (1, 6, 2),
-        (3, 4, 8),
-        (3, 8, 7),
-        (1, 3, 7),
-        (1, 7, 5),
-        (2, 6, 8),
-        (2, 8, 4),
-    ]
+    v, tri = cube()
+    v, faces = v + 0.5, tri + 1  # the unit box [0, 1]^3; OBJ counts vertices from 1
     lines = ["mtllib box.mtl"] + [f"v {x} {y} {z}" for x, y, z in v] + ["usemtl red"]
     lines += [f"f {a} {b} {c}" for a, b, c in faces[:6]] + ["usemtl blue"]
     lines += [f"f {a} {b} {c}" for a, b, c in faces[6:]]
