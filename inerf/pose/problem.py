@@ -102,7 +102,10 @@ def frozen_fields(*fields):
     Plain callables (analytic fields) pass through untouched.
     """
     modules = [f for f in fields if isinstance(f, torch.nn.Module)]
-    saved = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in modules]
+    # Every submodule's own flag: a wrapper field (e.g. a view of an encoded pixelNeRF) is in train mode by
+    # default, and restoring it with a recursive .train(True) would leave the model it wraps in train mode.
+    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
+    params = [(p, p.requires_grad) for m in modules for p in m.parameters()]
     try:
         for m in modules:
             m.eval()
@@ -110,10 +113,10 @@ def frozen_fields(*fields):
                 p.requires_grad_(False)
         yield
     finally:
-        for m, training, params in saved:
-            m.train(training)
-            for p, rg in params:
-                p.requires_grad_(rg)
+        for sub, training in modes:
+            sub.training = training
+        for p, rg in params:
+            p.requires_grad_(rg)
 
 
 @contextlib.contextmanager

@@ -337,7 +337,7 @@ def validation_psnr(run: str | Path | LoadedRun) -> float | None:
     Raises:
         InerfError: ``run`` is a path that holds no readable run (see :func:`read_run_config`).
     """
-    cfg = run.config if isinstance(run, LoadedRun) else read_run_config(run)
+    cfg = read_run_config(run) if isinstance(run, (str, Path)) else run.config  # a loaded run: its config
     metrics = cfg.get("metrics")
     value = metrics.get("val_psnr") if isinstance(metrics, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -351,8 +351,9 @@ def undertrained_warning(run: str | Path | LoadedRun, threshold: float = LOW_VAL
     psnr = validation_psnr(run)
     if psnr is None or psnr >= threshold:
         return None
-    run_dir = run.run_dir if isinstance(run, LoadedRun) else Path(run)
-    cfg = run.config if isinstance(run, LoadedRun) else read_run_config(run)
+    loaded = not isinstance(run, (str, Path))
+    run_dir = run.run_dir if loaded else Path(run)
+    cfg = run.config if loaded else read_run_config(run)
     step = (cfg.get("metrics") or {}).get("val_step", cfg.get("step"))
     at = f" at step {step}" if step is not None else ""
     return (

@@ -21,9 +21,9 @@ from inerf.render._reference import published_render_image
 NEAR, FAR = 0.8, 1.8
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def encoded(srn_model):
-    """The fixture pixelNeRF encoded on one random 32 x 32 source view (SRN-car intrinsics scaled)."""
+    """(Re-encoded for every test: other modules encode the shared model too.) The fixture pixelNeRF encoded on one random 32 x 32 source view (SRN-car intrinsics scaled)."""
     f = 131.25 * 32 / 128
     src = Cameras(spherical_c2w(0.0, -20.0, 1.3)[None], fx=f, fy=f, cx=16.5, cy=16.5, height=32, width=32)
     images = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(0))

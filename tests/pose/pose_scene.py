@@ -149,3 +149,4 @@ class FakeRun:
     def __init__(self, field, render_config, views, run_dir="analytic-run"):
         self.model = Model(field, None, render_config)
         self.dataset, self.run_dir, self.kind, self.step = FakeDataset(views), run_dir, "analytic", 0
+        self.config = {"model": "analytic", "step": 0}  # no recorded validation PSNR: no warning

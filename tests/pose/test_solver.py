@@ -246,3 +246,20 @@ def test_other_losses_also_converge(field, render_config, scene, loss):
 def test_target_shape_is_checked():
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         PoseTarget(torch.zeros(4, 4), Cameras.from_intrinsics(1, 1, 2, 2, 4, 4))
+
+
+def test_frozen_fields_restore_every_submodule_mode():
+    """A wrapper field in train mode around an eval-mode model (as pixelNeRF's field views are) leaves both
+    as they were: restoring must not switch the wrapped model to train mode (BatchNorm would then update)."""
+    from inerf.pose.solver import frozen_fields
+
+    inner = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).eval()
+    wrapper = torch.nn.Module()
+    wrapper.inner = inner
+    wrapper.train()
+    inner.train(False)
+    with frozen_fields(wrapper):
+        assert not wrapper.training and not inner.training
+        assert not any(p.requires_grad for p in inner.parameters())
+    assert wrapper.training and not inner.training and not inner[1].training
+    assert all(p.requires_grad for p in inner.parameters())
