@@ -97,10 +97,10 @@ def path_poses(
     """``[n, 4, 4]`` OpenCV c2w of a smooth camera path of ``n`` frames around the origin, with small noise.
 
     * ``orbit``: a circle about the vertical axis, ``step_deg`` degrees of azimuth per frame, the elevation
-      swinging +-5 degrees about ``elevation_deg`` once over the path, looking at the origin upright.
+      swinging +-5 degrees about ``elevation_deg`` once per turn, looking at the origin upright.
     * ``handheld``: a walk around the object as a person holding a camera makes it: the pace varies
       (+-30%), the elevation swings +-10 degrees, the distance +-6%, the aim wanders up to 0.1 units off the
-      origin and the camera rolls up to +-4 degrees, each on its own slow cycle.
+      origin and the camera rolls up to +-4 degrees, each on its own cycle of about one turn.
 
     Then every frame is shaken independently: the camera turns about its own centre by a random rotation of
     ``noise_deg`` degrees (standard deviation per axis) and its centre moves by ``radius * noise_deg``
@@ -109,9 +109,11 @@ def path_poses(
     if kind not in PATH_KINDS:
         raise ValueError(f"unknown camera path {kind!r}; expected one of {PATH_KINDS}")
     i = np.arange(n, dtype=np.float64)
-    u = i / max(1, n - 1)  # 0 .. 1 along the path
-    phase = rng.uniform(0.0, 2 * np.pi, 4)
     step = np.radians(step_deg)
+    # Progress in turns around the object: the slow cycles below are tied to it, so a short path moves as
+    # gently per frame as a long one (one turn = 240 frames at 1.5 degrees per frame).
+    u = i * abs(step) / (2 * np.pi)
+    phase = rng.uniform(0.0, 2 * np.pi, 4)
     if kind == "orbit":
         azimuth = step * i
         elevation = np.radians(elevation_deg + 5.0 * np.sin(2 * np.pi * u + phase[0]))
