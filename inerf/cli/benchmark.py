@@ -61,6 +61,7 @@ def add_parser(subparsers) -> None:
 
 def _add_pose(sub) -> None:
     from inerf.cli.estimate import add_solver_arguments
+    from inerf.cli.pose_options import add_global_arguments, add_uncertainty_arguments
     from inerf.pose.protocol import ProtocolConfig
 
     p = sub.add_parser(
@@ -88,6 +89,8 @@ def _add_pose(sub) -> None:
     )
     _protocol_flags().add_to(p, ProtocolConfig(), title="protocol")
     add_solver_arguments(p)
+    add_global_arguments(p, what="every view's pose")
+    add_uncertainty_arguments(p)
     o = p.add_argument_group("outputs")
     o.add_argument("--out", metavar="DIR", required=True, help="output folder for the tables and the plot")
     o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
@@ -121,9 +124,17 @@ def run_pose(args) -> int:
         pose_config_from_args,
         sampling_config_from_args,
     )
+    from inerf.cli.pose_options import (
+        camera_prior,
+        global_config_from_args,
+        uncertainty_config_from_args,
+        use_global_preset,
+    )
     from inerf.pose.protocol import run_pose_benchmark, write_report
 
+    use_global_preset(args)
     config = pose_config_from_args(args, args.sampling[0])
+    global_config, uncertainty = global_config_from_args(args), uncertainty_config_from_args(args)
     protocol = protocol_from_args(args, config.steps)
     strategies = [sampling_config_from_args(args, s) for s in dict.fromkeys(args.sampling)]
     out = prepare_out_dir(args.out, args.overwrite)
@@ -133,16 +144,35 @@ def run_pose(args) -> int:
     views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
     check_background(views, run_.model.config.background)
     log = (lambda *a, **k: None) if args.quiet else print
-    result = run_pose_benchmark(
-        run_.model,
-        views,
-        strategies,
-        config,
-        protocol,
-        device=device,
-        progress=not args.quiet,
-        log=log,
-    )
+    if args.global_search:
+        from inerf.pose.global_protocol import run_global_benchmark
+
+        prior = camera_prior(run_, args.data, log=log)
+        result = run_global_benchmark(
+            run_.model,
+            views,
+            prior,
+            strategies,
+            config,
+            protocol,
+            global_config,
+            device=device,
+            progress=not args.quiet,
+            log=log,
+            uncertainty=uncertainty,
+        )
+    else:
+        result = run_pose_benchmark(
+            run_.model,
+            views,
+            strategies,
+            config,
+            protocol,
+            device=device,
+            progress=not args.quiet,
+            log=log,
+            uncertainty=uncertainty,
+        )
     result.meta.update(
         {
             "run": str(args.run),

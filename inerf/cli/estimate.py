@@ -29,6 +29,14 @@ from inerf.cli.common import (
     warn_if_undertrained,
 )
 from inerf.cli.config_args import ConfigFlags, Given, finite_float
+from inerf.cli.pose_options import (
+    add_global_arguments,
+    add_uncertainty_arguments,
+    camera_prior,
+    global_config_from_args,
+    uncertainty_config_from_args,
+    use_global_preset,
+)
 from inerf.errors import InerfError
 from inerf.pose.config import FAST, PAPER, ROBUST, STRATEGIES, PoseConfig, SamplingConfig
 
@@ -75,7 +83,9 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group(
         "solver", "Defaults shown are the paper preset's; another --preset changes some of them."
     )
-    g.add_argument("--preset", choices=tuple(PRESETS), default="paper", help=_preset_help())
+    g.add_argument(
+        "--preset", choices=tuple(PRESETS), default=None, help=_preset_help() + " (default: paper)"
+    )
     POSE_FLAGS.add_to(parser, PAPER, title="solver", group=g)
     g = parser.add_argument_group("run")
     g.add_argument(
@@ -106,7 +116,7 @@ def pose_config_from_args(args, strategy: str) -> PoseConfig:
     :meth:`PoseConfig.with_steps`) with the other typed flags replacing its values."""
     if getattr(args, "samples", None) is not None and args.samples < 3:
         raise InerfError(f"--samples {args.samples}: must be at least 3")
-    base = PRESETS[getattr(args, "preset", "paper")]
+    base = PRESETS[getattr(args, "preset", None) or "paper"]
     given = POSE_FLAGS.given(args)
     steps = given.pop(("steps",), None)
     if steps is not None:
@@ -240,6 +250,8 @@ def add_parser(subparsers) -> None:
         help="which pixels to render each step",
     )
     add_solver_arguments(p)
+    add_global_arguments(p)
+    add_uncertainty_arguments(p)
     o = p.add_argument_group("outputs")
     o.add_argument(
         "--out",
@@ -320,11 +332,15 @@ def run(args) -> int:
         raise InerfError(f"--fps {args.fps:g}: must be > 0")
     if args.view is not None and args.gt:
         raise InerfError("--gt and --view both give a ground truth; use one")
-    if not args.init and not args.init_from_gt:
-        raise InerfError("no initial pose: give --init POSE or --init-from-gt")
+    if args.global_search and (args.init or args.init_from_gt or args.hypotheses > 1):
+        raise InerfError("--global needs no --init, --init-from-gt or --hypotheses (see --global-keep)")
+    if not args.init and not args.init_from_gt and not args.global_search:
+        raise InerfError("no initial pose: give --init POSE, --init-from-gt or --global")
     if args.init_from_gt and not (args.gt or args.view is not None):
         raise InerfError("--init-from-gt needs a ground truth (--gt POSE or --view)")
+    use_global_preset(args)
     config = pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
+    global_config, uncertainty_config = global_config_from_args(args), uncertainty_config_from_args(args)
     check_out_dir(args.out, args.overwrite)
 
     # Inputs that need no model first, so bad files fail fast.
@@ -363,8 +379,9 @@ def run(args) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     if args.init_from_gt:
         init = _random_offset(args.perturb_rot, args.perturb_trans, gen) @ gt
-    init = check_rigid(init, "initial pose").double()
-    starts = init[None]
+    if not args.global_search:
+        init = check_rigid(init, "initial pose").double()
+        starts = init[None]
     if args.hypotheses > 1:
         around = sample_perturbations(args.hypotheses - 1, args.spread_rot, args.spread_trans, gen)
         starts = torch.cat([starts, apply_perturbations(init, around, "world")])
@@ -374,15 +391,30 @@ def run(args) -> int:
         camera=intr.to(device),
         alpha=alpha.to(device) if alpha is not None else None,
     )
-    result = estimate_pose(
-        run_.model,
-        target,
-        starts,
-        config,
-        seeds=args.seed,
-        progress=not args.quiet,
-        desc="iNeRF",
-    )
+    found = None
+    if args.global_search:
+        from inerf.pose.global_search import localize
+
+        prior = camera_prior(run_, args.data, log=(lambda *a: None) if args.quiet else print)
+        found = localize(
+            run_.model, target, prior, global_config, config, seed=args.seed, progress=not args.quiet
+        )
+        result, config = found.result, found.pose_config
+    else:
+        result = estimate_pose(
+            run_.model,
+            target,
+            starts,
+            config,
+            seeds=args.seed,
+            progress=not args.quiet,
+            desc="iNeRF",
+        )
+    uncertainty = None
+    if uncertainty_config is not None and result.status[0] == "ok":
+        from inerf.pose.uncertainty import pose_uncertainty
+
+        uncertainty = pose_uncertainty(run_.model, target, result.c2w[0], uncertainty_config, seed=args.seed)
 
     out = prepare_out_dir(args.out, args.overwrite)
     sampler = PixelSampler(
@@ -401,6 +433,8 @@ def run(args) -> int:
         "tf32": bool(device.type == "cuda" and args.tf32),
         "config": asdict(config),
     }
+    if found is not None:
+        meta["global"] = found.record()
     paths = write_estimate_outputs(
         out,
         result,
@@ -409,6 +443,7 @@ def run(args) -> int:
         gt_c2w=gt,
         meta=meta,
         sampler=sampler,
+        uncertainty=uncertainty,
         options=OutputOptions(
             frames=args.frames,
             max_side=args.frame_size or (400 if device.type == "cuda" else 96),
@@ -419,9 +454,14 @@ def run(args) -> int:
     print(
         f"inerf estimate: {target_name} ({args.sampling} sampling, {config.n_rays} rays"
         + (f", {args.hypotheses} hypotheses" if args.hypotheses > 1 else "")
+        + (
+            f", global: {found.candidates.shape[1]} candidates, {found.chosen.shape[1]} refined"
+            if found
+            else ""
+        )
         + ")"
     )
-    for line in summary_lines(result, gt):
+    for line in summary_lines(result, gt, uncertainty=uncertainty):
         print("  " + line)
     names = [p.name + ("/" if p.is_dir() else "") for p in paths.values()]
     print(f"  wrote {out}/: " + ", ".join(names))

@@ -22,6 +22,7 @@ VERBS = {
     "render": "render",
     "estimate": "estimate",
     "benchmark": "benchmark",
+    "track": "track",
     "synth": "synth",
     "colmap": "colmap",
     "pixelnerf": "pixelnerf",

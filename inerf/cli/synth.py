@@ -114,6 +114,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "opaque images in which structure-from-motion, e.g. `inerf colmap`, finds features)",
     )
     s.add_argument(
+        "--path",
+        choices=["none", "orbit", "handheld"],
+        default="none",
+        help="also render a camera path as the split 'path' (path/r_i.png, transforms_path.json, ground truth "
+        "in path.tum): orbit (a circle, elevation swinging) or handheld (varying pace, height, distance, aim "
+        "and roll), both with per-frame shake; an image sequence for `inerf track` (default none)",
+    )
+    s.add_argument("--frames", type=int, default=60, help="frames of --path (default 60)")
+    s.add_argument(
+        "--path-step", type=float, default=1.5, help="degrees of azimuth per frame of --path (default 1.5)"
+    )
+    s.add_argument(
+        "--path-noise",
+        type=float,
+        default=0.2,
+        help="per-frame camera shake of --path, degrees per axis (default 0.2)",
+    )
+    s.add_argument("--fps", type=float, default=30.0, help="frame rate of --path's timestamps (default 30)")
+    s.add_argument(
         "--up",
         choices=["auto", "y", "z"],
         default="auto",
@@ -238,9 +257,14 @@ def run(args) -> int:
             up=args.up,
             environment=args.environment,
             **_common_config(args),
+            path=args.path,
+            path_frames=args.frames,
+            path_step=args.path_step,
+            path_noise=args.path_noise,
+            fps=args.fps,
         )
         meta = generate_scene(args.asset, args.out, config, **_output_options(args))
-        n = args.train + args.val + args.test
+        n = args.train + args.val + args.test + (args.frames if args.path != "none" else 0)
         print(
             f'wrote {n} views of "{meta["asset"]["title"]}" ({meta["asset"]["source"]}) to {args.out} in '
             f"{time.perf_counter() - start:.1f} s; near {meta['near']}, far {meta['far']}"

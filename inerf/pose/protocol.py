@@ -36,6 +36,7 @@ __all__ = [
     "BenchmarkResult",
     "ProtocolConfig",
     "apply_perturbations",
+    "calibration",
     "initial_poses",
     "run_pose_benchmark",
     "sample_perturbations",
@@ -232,6 +233,58 @@ def _trial_records(name, views, i, seeds, init, gt, res, rot, trans, protocol, s
     ]
 
 
+def _uncertainty_fields(model, target, res, gt, config, seeds) -> list[dict]:
+    """Per trial of a solve: the predicted 1-sigma rotation / translation of its final pose
+    (:func:`inerf.pose.uncertainty.pose_uncertainty`), the squared Mahalanobis distance of its true error and
+    whether the truth lies inside the confidence ellipsoid."""
+    from inerf.pose.uncertainty import pose_uncertainty
+
+    rows = []
+    for k in range(res.c2w.shape[0]):
+        if res.status[k] != "ok":
+            rows.append({})
+            continue
+        unc = pose_uncertainty(model, target, res.c2w[k], config, seed=seeds[k])
+        rows.append(
+            {
+                "rot_sigma_deg": unc.rotation_sigma_deg,
+                "trans_sigma": unc.translation_sigma,
+                "mahalanobis2": unc.mahalanobis2(gt),
+                "inside_ellipsoid": unc.inside(gt),
+            }
+        )
+    return rows
+
+
+def calibration(trials: list[dict], protocol: ProtocolConfig) -> dict:
+    """Per strategy, over the trials whose final pose succeeded (both thresholds): how many had an
+    uncertainty and the fraction of them whose true pose lies inside the confidence ellipsoid (a calibrated
+    95% ellipsoid holds about 95%), with the median predicted and true errors."""
+    out = {}
+    for name in dict.fromkeys(t["strategy"] for t in trials):
+        ok = []
+        for t in trials:
+            if t["strategy"] != name or "inside_ellipsoid" not in t:
+                continue
+            final, gt = torch.tensor(t["final_c2w"]), torch.tensor(t["gt_c2w"])
+            r, e = float(se3.rotation_error_deg(final, gt)), float(se3.translation_error(final, gt))
+            if r < protocol.rot_thresh and e < protocol.trans_thresh:
+                ok.append((t, r, e))
+        if not ok:
+            out[name] = {"successful": 0}
+            continue
+        out[name] = {
+            "successful": len(ok),
+            "inside": sum(bool(t["inside_ellipsoid"]) for t, _, _ in ok),
+            "fraction_inside": float(np.mean([bool(t["inside_ellipsoid"]) for t, _, _ in ok])),
+            "median_rot_sigma_deg": float(np.median([t["rot_sigma_deg"] for t, _, _ in ok])),
+            "median_trans_sigma": float(np.median([t["trans_sigma"] for t, _, _ in ok])),
+            "median_rot_err_deg": float(np.median([r for _, r, _ in ok])),
+            "median_trans_err": float(np.median([e for _, _, e in ok])),
+        }
+    return out
+
+
 def _progress_line(i, name, rot, trans, protocol, steps, seconds) -> str:
     """``view I NAME: success@S ...`` for the last checkpoint (or the last step)."""
     last = min(steps, protocol.checkpoints[-1]) if protocol.checkpoints else steps
@@ -264,6 +317,7 @@ def run_pose_benchmark(
     device=None,
     progress: bool = True,
     log=print,
+    uncertainty=None,
 ) -> BenchmarkResult:
     """Run the protocol for every strategy on ``views`` (a :class:`inerf.data.views.ViewSet` whose images are
     composited on ``model.config.background``).
@@ -275,6 +329,9 @@ def run_pose_benchmark(
             replaced by each strategy in turn.
         protocol: perturbations, thresholds, checkpoints, hypotheses, seed.
         log: where progress lines go (``print`` or a no-op).
+        uncertainty: an :class:`inerf.pose.uncertainty.UncertaintyConfig` to compute each trial's covariance
+            at its final pose (columns ``rot_sigma_deg``, ``trans_sigma``, ``mahalanobis2``,
+            ``inside_ellipsoid``, and the calibration in the report), or None.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     steps = pose_config.steps
@@ -300,7 +357,13 @@ def run_pose_benchmark(
             r, t = res.trajectory.errors(gt[None].expand(T, 4, 4), best)
             rot_err[name].append(r.T.numpy())
             trans_err[name].append(t.T.numpy())
-            trials += _trial_records(name, views, i, seeds, init, gt, res, r, t, protocol, steps)
+            records = _trial_records(name, views, i, seeds, init, gt, res, r, t, protocol, steps)
+            if uncertainty is not None:
+                for rec, extra in zip(
+                    records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds)
+                ):
+                    rec.update(extra)
+            trials += records
             log(_progress_line(i, name, r, t, protocol, steps, res.seconds))
     rot = {k: np.concatenate(v) for k, v in rot_err.items()}
     trans = {k: np.concatenate(v) for k, v in trans_err.items()}
@@ -314,11 +377,16 @@ def _markdown(result: BenchmarkResult) -> str:
     p = result.protocol
     cps = sorted({row["step"] for row in result.summary})
     names = list(result.rot_err)
+    found = result.meta.get("global")
+    start = (
+        f"no initial pose (global: {found['candidates']} candidates scored, the best {found['refined']} refined)"
+        if found
+        else f"start perturbation +-{p.perturb_rot:g} deg, +-{p.perturb_trans:g} per axis ({p.perturb_frame} frame)"
+    )
     lines = [
-        f"Success rate (rotation < {p.rot_thresh:g} deg and translation < {p.trans_thresh:g}); start perturbation "
-        f"+-{p.perturb_rot:g} deg, +-{p.perturb_trans:g} per axis ({p.perturb_frame} frame); "
+        f"Success rate (rotation < {p.rot_thresh:g} deg and translation < {p.trans_thresh:g}); {start}; "
         f"{len(result.meta.get('views', []))} views x {p.trials} trials"
-        + (f", {p.hypotheses} hypotheses per trial" if p.hypotheses > 1 else "")
+        + (f", {p.hypotheses} hypotheses per trial" if p.hypotheses > 1 and not found else "")
         + ".",
         "",
         "| strategy | " + " | ".join(f"step {c}" for c in cps) + " |",
@@ -341,6 +409,25 @@ def _markdown(result: BenchmarkResult) -> str:
                 f"| {n} | {c} | {r['rot_err_mean']:.2f} / {r['rot_err_median']:.2f} | "
                 f"{r['trans_err_mean']:.4f} / {r['trans_err_median']:.4f} |"
             )
+    calib = calibration(result.trials, p)
+    if any(c["successful"] for c in calib.values()):
+        lines += [
+            "",
+            (
+                "Uncertainty of the final poses over the successful trials (median predicted 1-sigma against "
+                "the median true error) and calibration: trials whose true pose lies inside the 95% ellipsoid."
+            ),
+            "",
+            "| strategy | 1-sigma rotation (deg) | rotation error | 1-sigma translation | translation error | inside 95% |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for n, c in calib.items():
+            if c["successful"]:
+                lines.append(
+                    f"| {n} | {c['median_rot_sigma_deg']:.3f} | {c['median_rot_err_deg']:.3f} | "
+                    f"{c['median_trans_sigma']:.4f} | {c['median_trans_err']:.4f} | "
+                    f"{100 * c['fraction_inside']:.0f}% ({c['inside']}/{c['successful']}) |"
+                )
     lines += ["", "Wall time per strategy: " + ", ".join(f"{n} {s:.1f} s" for n, s in result.seconds.items())]
     return "\n".join(lines) + "\n"
 
@@ -366,7 +453,7 @@ def write_report(result: BenchmarkResult, out_dir: str | Path) -> dict:
         w.writerows(result.summary)
     flat = [{k: v for k, v in row.items() if not k.endswith("c2w")} for row in result.trials]
     with open(paths["trials_csv"], "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(flat[0]))
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in flat for k in row)))
         w.writeheader()
         w.writerows(flat)
     curves = result.success_curves()
@@ -379,6 +466,7 @@ def write_report(result: BenchmarkResult, out_dir: str | Path) -> dict:
             "summary": result.summary,
             "seconds": result.seconds,
             "success_curve": {k: [float(x) for x in v] for k, v in curves.items()},
+            "calibration": calibration(result.trials, result.protocol),
             "trials": result.trials,
         },
     )

@@ -2,7 +2,8 @@
 
 Layout of the output folder::
 
-    pose.json            the estimate (c2w, OpenCV axes) with loss, steps, time, device, errors, settings
+    pose.json            the estimate (c2w, OpenCV axes) with loss, steps, time, device, errors, settings and
+                         (when computed) its uncertainty
     trajectory.csv       per step: lr, loss, errors (with ground truth) and the pose of the returned hypothesis
     hypotheses.json      with several hypotheses: start, end, loss and fate of each
     target.png           the target as the solver saw it (composited on the field's background)
@@ -132,9 +133,12 @@ def start_errors(result: PoseResult, gt_c2w: torch.Tensor, g: int = 0) -> dict:
     }
 
 
-def summary_lines(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> list[str]:
+def summary_lines(
+    result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0, *, uncertainty=None
+) -> list[str]:
     """A short human-readable summary of problem ``g``. The errors before the arrow are those of the
-    returned hypothesis's own start; with several hypotheses a line gives the best start among them."""
+    returned hypothesis's own start; with several hypotheses a line gives the best start among them; with
+    an ``uncertainty`` (:class:`inerf.pose.uncertainty.PoseUncertainty`) a line gives its 1-sigma values."""
     K = result.init_c2w.shape[1]
     hyp = int(result.hypothesis[g])
     lines = [
@@ -156,6 +160,11 @@ def summary_lines(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int
                 f"best of the {K} starts: hypothesis {start['best_hypothesis']}, {start['best_rot']:.3f} deg, "
                 f"{start['best_trans']:.4f}"
             )
+    if uncertainty is not None:
+        lines.append(uncertainty.summary())
+        if gt_c2w is not None:
+            inside = "inside" if uncertainty.inside(gt_c2w) else "outside"
+            lines.append(f"the true pose lies {inside} the {100 * uncertainty.level:g}% confidence ellipsoid")
     return lines
 
 
@@ -331,6 +340,7 @@ def write_estimate_outputs(
     meta: dict | None = None,
     sampler=None,
     options: OutputOptions | None = None,
+    uncertainty=None,
 ) -> dict:
     """Write every output of a single-problem estimate into ``out_dir`` (which must exist); return the paths.
 
@@ -340,12 +350,20 @@ def write_estimate_outputs(
         meta: extra entries for ``pose.json`` (inputs, settings).
         sampler: the :class:`inerf.pose.sampling.PixelSampler` used, for ``sampling.png``.
         options: frames, video and plot settings (:class:`OutputOptions`).
+        uncertainty: the estimate's :class:`inerf.pose.uncertainty.PoseUncertainty`, written to ``pose.json``
+            as ``uncertainty`` (with a ground truth, also whether it lies inside the confidence ellipsoid).
     """
     opt = options or OutputOptions()
     out = Path(out_dir)
     gt = gt_c2w.double() if gt_c2w is not None else None
     paths: dict[str, Path] = {"pose": out / "pose.json"}
-    write_json(paths["pose"], {**pose_record(result, gt), **(meta or {})})
+    record = pose_record(result, gt)
+    if uncertainty is not None:
+        record["uncertainty"] = uncertainty.to_json()
+        if gt is not None:
+            record["uncertainty"]["gt_mahalanobis2"] = uncertainty.mahalanobis2(gt)
+            record["uncertainty"]["gt_inside"] = uncertainty.inside(gt)
+    write_json(paths["pose"], {**record, **(meta or {})})
     paths["trajectory"] = write_trajectory_csv(out / "trajectory.csv", result, gt)
     if result.init_c2w.shape[1] > 1:
         paths["hypotheses"] = out / "hypotheses.json"

@@ -9,6 +9,9 @@ Layout written to ``out/``::
     meta.json                          asset, object_to_world, near/far, cameras, renderer, seed, credits
     ATTRIBUTION.txt                    the credit line(s) the asset's licence asks for
     preview.png                        with preview: a contact sheet
+    transforms_path.json, path/r_i.png with a camera path (``path="orbit"`` or ``"handheld"``): an image
+                                        sequence in the same layout, for ``inerf track``
+    path.tum                           its ground truth: ``timestamp tx ty tz qx qy qz qw`` (OpenCV c2w)
 
 Cameras follow the published scenes: horizontal field of view 0.6911 rad (lego's), square pixels,
 principal point at the image centre, pixel centres at +0.5; all look at the origin with no roll. Every
@@ -86,6 +89,17 @@ class SceneConfig:
     environment: str = "none"
     """Surroundings: ``none`` (the object alone on the background) or ``room`` (a textured floor and walls
     around it, see :mod:`inerf.synth.environment`)."""
+    path: str = "none"
+    """A camera path rendered as an extra split ``path`` (an image sequence for tracking): ``none``,
+    ``orbit`` or ``handheld`` (see :func:`~inerf.synth.trajectories.path_poses`)."""
+    path_frames: int = 60
+    """Frames of the path."""
+    path_step: float = 1.5
+    """Degrees of azimuth the path advances per frame (its mean speed)."""
+    path_noise: float = 0.2
+    """Per-frame camera shake (degrees, standard deviation per axis) on top of the smooth path."""
+    fps: float = 30.0
+    """Frame rate of the path: the timestamps of ``path.tum`` are ``i / fps`` seconds."""
 
     def validate(self) -> None:
         if self.size < 8:
@@ -93,7 +107,21 @@ class SceneConfig:
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 0:
                 raise InerfError(f"--{name[2:]} must be >= 0, got {getattr(self, name)}")
-        if self.n_train + self.n_val + self.n_test == 0:
+        if self.path != "none":
+            from inerf.synth.trajectories import PATH_KINDS
+
+            if self.path not in PATH_KINDS:
+                raise InerfError(f"--path must be none or one of {', '.join(PATH_KINDS)}, got {self.path!r}")
+            if self.path_frames < 1:
+                raise InerfError(f"--frames must be >= 1, got {self.path_frames}")
+            if not (np.isfinite(self.path_noise) and self.path_noise >= 0) or not np.isfinite(self.path_step):
+                raise InerfError(
+                    f"--path-noise must be >= 0 and --path-step finite, got {self.path_noise}, {self.path_step}"
+                )
+            if not (np.isfinite(self.fps) and self.fps > 0):
+                raise InerfError(f"--fps must be > 0, got {self.fps}")
+        n_path = self.path_frames if self.path != "none" else 0
+        if self.n_train + self.n_val + self.n_test + n_path == 0:
             raise InerfError("nothing to render: --train, --val and --test are all 0")
         if self.background not in BACKGROUNDS:
             raise InerfError(f"--background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
@@ -119,7 +147,7 @@ def _round_up(x: float) -> float:
 
 def scene_poses(config: SceneConfig, radius: float) -> dict[str, np.ndarray]:
     """OpenCV c2w ``[n, 4, 4]`` per split, looking at the origin (see the module docstring)."""
-    from inerf.synth.trajectories import circle_positions, hemisphere_positions, look_at
+    from inerf.synth.trajectories import circle_positions, hemisphere_positions, look_at, path_poses
 
     rng = np.random.default_rng(config.seed)
     positions = {
@@ -127,10 +155,23 @@ def scene_poses(config: SceneConfig, radius: float) -> dict[str, np.ndarray]:
         "val": hemisphere_positions(config.n_val, radius, rng),
         "test": circle_positions(config.n_test, radius, config.test_elevation_deg),
     }
-    return {
+    poses = {
         s: np.stack([look_at(p) for p in pos]) if len(pos) else np.zeros((0, 4, 4))
         for s, pos in positions.items()
     }
+    if config.path != "none":
+        # Its own generator: adding a path leaves the train/val cameras of a seed unchanged.
+        path_rng = np.random.default_rng([config.seed, 1])
+        poses["path"] = path_poses(
+            config.path,
+            config.path_frames,
+            radius,
+            path_rng,
+            step_deg=config.path_step,
+            noise_deg=config.path_noise,
+            elevation_deg=config.test_elevation_deg,
+        )
+    return poses
 
 
 def generate_scene(
@@ -175,7 +216,8 @@ def generate_scene(
         config.radius if config.radius is not None else fit_radius(prepared.vertices, fov, minimum=minimum)
     )
     poses = scene_poses(config, radius)
-    all_c2w = np.concatenate([poses[s] for s in SPLITS])
+    splits = tuple(poses)  # SPLITS, plus "path" when a camera path is asked for
+    all_c2w = np.concatenate([poses[s] for s in splits])
     z_min, d_max = depth_extents(prepared.vertices, all_c2w)
     if z_min.min() <= 0:
         raise InerfError(
@@ -212,8 +254,8 @@ def generate_scene(
                 parts.append(
                     (str(write_part_obj(part, Path(tmp) / "room" / f"{k:03d}", double_sided=False)), None)
                 )
-        tasks, frames = [], {s: [] for s in SPLITS}
-        for split in SPLITS:
+        tasks, frames = [], {s: [] for s in splits}
+        for split in splits:
             (stage / split).mkdir()
             c2w_gl = to_opengl(poses[split])
             # "rotation" is unused by loaders; the published files hold 0.012566 (train/val) and the
@@ -250,10 +292,22 @@ def generate_scene(
             stats[i] = result
         view_stats = [s for chunk in stats for s in chunk]
 
-        for split in SPLITS:
+        for split in splits:
             write_json(
                 stage / f"transforms_{split}.json",
                 {"camera_angle_x": config.camera_angle_x, "frames": frames[split]},
+            )
+        if config.path != "none":
+            from inerf.geometry.formats import write_poses
+
+            # Ground truth of the sequence for `inerf track --gt`: TUM, OpenCV c2w, timestamps i / fps.
+            n = len(poses["path"])
+            write_poses(
+                stage / "path.tum",
+                poses["path"],
+                "tum",
+                timestamps=np.arange(n) / config.fps,
+                frame=f"inerf synth scene world (z up), {config.path} path",
             )
         meta = {
             "generator": {"name": f"{GENERATOR} scene", "version": __version__, "command": command},
@@ -291,6 +345,20 @@ def generate_scene(
                     "placement": "circle, counter-clockwise from +x",
                     "elevation_deg": config.test_elevation_deg,
                 },
+                **(
+                    {
+                        "path": {
+                            "count": config.path_frames,
+                            "placement": f"{config.path} camera path of {config.path_frames} frames "
+                            f"({config.path_step:g} deg per frame, shake {config.path_noise:g} deg), see "
+                            "inerf.synth.trajectories.path_poses",
+                            "fps": config.fps,
+                            "ground_truth": "path.tum (timestamp tx ty tz qx qy qz qw, OpenCV c2w)",
+                        }
+                    }
+                    if config.path != "none"
+                    else {}
+                ),
             },
             "images": {
                 "format": "PNG RGBA 8-bit, sRGB",
@@ -355,10 +423,11 @@ def scene_preview(folder: Path, config: SceneConfig, title: str, max_tiles: int 
     from inerf.synth.preview import contact_sheet
 
     counts = {"train": config.n_train, "val": config.n_val, "test": config.n_test}
+    if config.path != "none":
+        counts["path"] = config.path_frames
     total = sum(counts.values())
     paths, labels = [], []
-    for split in SPLITS:
-        n = counts[split]
+    for split, n in counts.items():
         take = min(n, max(1, round(max_tiles * n / total))) if n else 0
         for i in np.unique(np.linspace(0, n - 1, take).round().astype(int)) if take else []:
             paths.append(folder / split / f"r_{i}.png")
@@ -368,5 +437,7 @@ def scene_preview(folder: Path, config: SceneConfig, title: str, max_tiles: int 
         labels,
         columns=8,
         tile=min(128, config.size),
-        title=f"{title}: {config.n_train}/{config.n_val}/{config.n_test} views, {config.size}px",
+        title=f"{title}: {config.n_train}/{config.n_val}/{config.n_test} views"
+        + (f" + {config.path} path of {config.path_frames} frames" if config.path != "none" else "")
+        + f", {config.size}px",
     )

@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "PATH_KINDS",
     "circle_positions",
     "depth_extents",
     "fit_radius",
     "hemisphere_positions",
     "look_at",
+    "path_poses",
     "spiral_positions",
     "to_opengl",
 ]
@@ -67,6 +69,84 @@ def spiral_positions(n: int, radius: float) -> np.ndarray:
     phi = i * np.pi * (3.0 - np.sqrt(5.0))
     s = np.sqrt(1.0 - z**2)
     return radius * np.stack([s * np.cos(phi), s * np.sin(phi), z], axis=1)
+
+
+PATH_KINDS = ("orbit", "handheld")
+"""Camera paths of :func:`path_poses`."""
+
+
+def _rotation(axis_angle: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector ``[3]`` (Rodrigues)."""
+    theta = float(np.linalg.norm(axis_angle))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = axis_angle / theta
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(theta) * K + (1 - np.cos(theta)) * K @ K
+
+
+def path_poses(
+    kind: str,
+    n: int,
+    radius: float,
+    rng: np.random.Generator,
+    step_deg: float = 1.5,
+    noise_deg: float = 0.2,
+    elevation_deg: float = 30.0,
+) -> np.ndarray:
+    """``[n, 4, 4]`` OpenCV c2w of a smooth camera path of ``n`` frames around the origin, with small noise.
+
+    * ``orbit``: a circle about the vertical axis, ``step_deg`` degrees of azimuth per frame, the elevation
+      swinging +-5 degrees about ``elevation_deg`` once per turn, looking at the origin upright.
+    * ``handheld``: a walk around the object as a person holding a camera makes it: the pace varies
+      (+-30%), the elevation swings +-10 degrees, the distance +-6%, the aim wanders up to 0.1 units off the
+      origin and the camera rolls up to +-4 degrees, each on its own cycle of about one turn.
+
+    Then every frame is shaken independently: the camera turns about its own centre by a random rotation of
+    ``noise_deg`` degrees (standard deviation per axis) and its centre moves by ``radius * noise_deg``
+    radians' worth (the same angle seen from the origin), so frame-to-frame motion is smooth plus jitter.
+    """
+    if kind not in PATH_KINDS:
+        raise ValueError(f"unknown camera path {kind!r}; expected one of {PATH_KINDS}")
+    i = np.arange(n, dtype=np.float64)
+    step = np.radians(step_deg)
+    # Progress in turns around the object: the slow cycles below are tied to it, so a short path moves as
+    # gently per frame as a long one (one turn = 240 frames at 1.5 degrees per frame).
+    u = i * abs(step) / (2 * np.pi)
+    phase = rng.uniform(0.0, 2 * np.pi, 4)
+    if kind == "orbit":
+        azimuth = step * i
+        elevation = np.radians(elevation_deg + 5.0 * np.sin(2 * np.pi * u + phase[0]))
+        dist = np.full(n, radius)
+        aim = np.zeros((n, 3))
+        roll = np.zeros(n)
+    else:
+        # The pace varies, so the azimuth is the running sum of the per-frame steps.
+        pace = 1.0 + 0.3 * np.sin(2 * np.pi * 1.5 * u + phase[0])
+        azimuth = step * np.concatenate([[0.0], np.cumsum(pace[:-1])])
+        elevation = np.radians(elevation_deg - 5.0 + 10.0 * np.sin(2 * np.pi * 0.8 * u + phase[1]))
+        dist = radius * (1.0 + 0.06 * np.sin(2 * np.pi * 1.2 * u + phase[2]))
+        aim = 0.1 * np.stack(
+            [
+                np.sin(2 * np.pi * 0.7 * u + phase[3]),
+                np.cos(2 * np.pi * 0.9 * u + phase[0]),
+                0.5 * np.sin(2 * np.pi * u),
+            ],
+            axis=1,
+        )
+        roll = np.radians(4.0) * np.sin(2 * np.pi * 1.1 * u + phase[1])
+    eyes = dist[:, None] * np.stack(
+        [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], axis=1
+    )
+    noise = np.radians(noise_deg)
+    out = np.empty((n, 4, 4))
+    for k in range(n):
+        c2w = look_at(eyes[k] + radius * noise * rng.standard_normal(3), aim[k])
+        # Roll about the optical axis (camera z: a right multiplication), then shake about the centre.
+        shake = _rotation(noise * rng.standard_normal(3))
+        c2w[:3, :3] = shake @ c2w[:3, :3] @ _rotation(np.array([0.0, 0.0, roll[k]]))
+        out[k] = c2w
+    return out
 
 
 def depth_extents(

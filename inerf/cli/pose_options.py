@@ -1,0 +1,114 @@
+"""Options of the pose verbs beyond the solver: global localisation (``--global``) and pose uncertainty.
+
+Shared by ``inerf estimate``, ``inerf benchmark pose`` and ``inerf track``. The flags are derived from
+:class:`inerf.pose.global_search.GlobalConfig` (``--global-viewpoints``, ``--global-rolls``, ...) and
+:class:`inerf.pose.uncertainty.UncertaintyConfig` (``--uncertainty-rays``, ...) as the solver's are from
+:class:`~inerf.pose.config.PoseConfig` (:mod:`inerf.cli.config_args`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from inerf.cli.config_args import ConfigFlags
+from inerf.errors import InerfError
+from inerf.pose.global_search import CameraPrior, GlobalConfig
+from inerf.pose.uncertainty import UncertaintyConfig
+
+__all__ = [
+    "GLOBAL_FLAGS",
+    "GLOBAL_PRESET",
+    "UNCERTAINTY_FLAGS",
+    "add_global_arguments",
+    "add_uncertainty_arguments",
+    "camera_prior",
+    "global_config_from_args",
+    "uncertainty_config_from_args",
+]
+
+GLOBAL_PRESET = "robust"
+"""The solver preset of ``--global`` when ``--preset`` is not typed: coarse-to-fine blur and an LM finish."""
+
+
+def _prefixed(cls, prefix: str) -> dict[str, str]:
+    return {f.name: f"--{prefix}-" + f.name.replace("_", "-") for f in dataclasses.fields(cls)}
+
+
+GLOBAL_FLAGS = ConfigFlags(GlobalConfig, key="global", names=_prefixed(GlobalConfig, "global"))
+"""One flag per :class:`GlobalConfig` field: ``--global-viewpoints``, ``--global-keep``, ..."""
+
+UNCERTAINTY_FLAGS = ConfigFlags(
+    UncertaintyConfig, key="uncertainty", names=_prefixed(UncertaintyConfig, "uncertainty")
+)
+"""One flag per :class:`UncertaintyConfig` field: ``--uncertainty-rays``, ``--uncertainty-estimator``, ..."""
+
+
+def add_global_arguments(parser: argparse.ArgumentParser, what: str = "the pose") -> None:
+    """``--global`` and the :class:`GlobalConfig` flags, in their own help group."""
+    g = parser.add_argument_group(
+        "global localisation",
+        "With --global no initial pose is needed: candidate poses around the scene are scored at low "
+        "resolution and the best --global-keep are refined together, pruned to the best (the solver flags "
+        f"apply to that refinement; its default preset is {GLOBAL_PRESET}).",
+    )
+    g.add_argument(
+        "--global",
+        dest="global_search",
+        action="store_true",
+        help=f"find {what} with no initial guess (candidates from the training cameras and a sphere around "
+        "the scene, scored cheaply, the best refined)",
+    )
+    GLOBAL_FLAGS.add_to(parser, GlobalConfig(), group=g)
+
+
+def add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--no-uncertainty`` and the :class:`UncertaintyConfig` flags."""
+    g = parser.add_argument_group(
+        "uncertainty",
+        "A 6x6 covariance of the estimate from the Gauss-Newton matrix of the pixel residuals at the "
+        "solution, reported as 1-sigma rotation (degrees) and translation.",
+    )
+    g.add_argument("--no-uncertainty", action="store_true", help="skip the covariance of the estimate")
+    UNCERTAINTY_FLAGS.add_to(parser, UncertaintyConfig(), group=g)
+
+
+def global_config_from_args(args) -> GlobalConfig:
+    """The :class:`GlobalConfig` of the typed ``--global-*`` flags (validated, one-line errors)."""
+    if GLOBAL_FLAGS.given(args) and not getattr(args, "global_search", False):
+        typed = next(iter(GLOBAL_FLAGS.given(args).values()))
+        raise InerfError(f"{typed.flag}: only used with --global")
+    return GLOBAL_FLAGS.build(GlobalConfig(), args)
+
+
+def uncertainty_config_from_args(args) -> UncertaintyConfig | None:
+    """The :class:`UncertaintyConfig` of the typed flags, or None with ``--no-uncertainty``."""
+    if getattr(args, "no_uncertainty", False):
+        if UNCERTAINTY_FLAGS.given(args):
+            typed = next(iter(UNCERTAINTY_FLAGS.given(args).values()))
+            raise InerfError(f"{typed.flag} and --no-uncertainty: choose one")
+        return None
+    return UNCERTAINTY_FLAGS.build(UncertaintyConfig(), args)
+
+
+def use_global_preset(args) -> None:
+    """With ``--global`` and no ``--preset`` typed, solve with :data:`GLOBAL_PRESET` (call before reading the
+    solver config: the refinement of many far-off candidates needs the blur and the LM finish)."""
+    if getattr(args, "global_search", False) and getattr(args, "preset", None) is None:
+        args.preset = GLOBAL_PRESET
+
+
+def camera_prior(run_, data: str | None = None, log=print) -> CameraPrior:
+    """Where the cameras of ``run_``'s scene are: its training cameras when the training data can be read
+    (``data`` overrides the folder), else a sphere of radius ``(near + far) / 2`` around the origin."""
+    try:
+        views = run_.dataset.load("train", run_dir=run_.run_dir, root=data)
+    except (InerfError, OSError) as exc:
+        prior = CameraPrior.from_bounds(run_.model.config.near, run_.model.config.far)
+        log(
+            f"  global: training cameras unavailable ({str(exc).splitlines()[0]}); candidates on the {prior.source}"
+        )
+        return prior
+    return CameraPrior.from_cameras(
+        views.cameras.c2w, source=f"{len(views)} training cameras of {views.root}"
+    )

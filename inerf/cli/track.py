@@ -1,0 +1,319 @@
+"""``inerf track``: the camera pose of every frame of an image sequence or video, each warm-started from the last.
+
+Examples::
+
+    # a generated sequence with ground truth (inerf synth scene --path handheld --frames 200)
+    inerf track --run runs/duck --images data/duck/path --intrinsics data/duck/transforms_path.json \\
+        --gt data/duck/path.tum --init-from-gt --out track/
+    # a video, no initial pose
+    inerf track --run runs/duck --images clip.mp4 --fx 600 --global --out track/
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from inerf.cli.common import (
+    HelpFormatter,
+    add_device,
+    add_quiet,
+    check_out_dir,
+    input_file,
+    prepare_out_dir,
+    resolve_device,
+)
+from inerf.cli.config_args import ConfigFlags, Given, finite_float
+from inerf.errors import InerfError
+
+__all__ = ["add_parser", "run"]
+
+
+def _track_flags() -> ConfigFlags:
+    from inerf.pose.track import TrackConfig
+
+    return ConfigFlags(TrackConfig, key="track")
+
+
+def add_parser(subparsers) -> None:
+    from inerf.cli.estimate import POSE_FLAGS
+    from inerf.cli.pose_options import add_global_arguments
+    from inerf.pose.config import STRATEGIES
+    from inerf.pose.track import TRACK, TrackConfig
+
+    p = subparsers.add_parser(
+        "track",
+        help="track the camera through an image sequence or video (warm-started iNeRF per frame)",
+        description="Estimate the camera pose (camera-to-world, OpenCV axes) of every frame of an image sequence "
+        "or video: each frame's solve starts from a constant-velocity prediction and takes a few "
+        "Levenberg-Marquardt steps; a frame whose loss jumps is re-localised. Writes trajectory.json, "
+        "trajectory.tum, trajectory.kitti, an overlay video and, with --gt, per-frame errors and their plot.",
+        formatter_class=HelpFormatter,
+    )
+    g = p.add_argument_group("inputs")
+    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    g.add_argument(
+        "--images",
+        metavar="DIR|VIDEO",
+        required=True,
+        help="a folder of PNG/JPG frames (natural name order) or a video file",
+    )
+    g.add_argument(
+        "--intrinsics",
+        metavar="FILE",
+        help="intrinsics JSON: fx/fy/cx/cy, fl_x/fl_y/cx/cy/w/h, K, or a Blender transforms file (camera_angle_x)",
+    )
+    g.add_argument("--fx", type=finite_float, help="focal length in pixels (instead of --intrinsics)")
+    g.add_argument("--fy", type=finite_float, help="vertical focal length (default: --fx)")
+    g.add_argument("--cx", type=finite_float, help="principal point x in pixels (default: width / 2)")
+    g.add_argument("--cy", type=finite_float, help="principal point y in pixels (default: height / 2)")
+    g.add_argument(
+        "--gt",
+        metavar="FILE",
+        help="ground-truth trajectory, one pose per frame: TUM, KITTI or JSON (transforms_*.json, trajectory.json)",
+    )
+    g.add_argument(
+        "--fps", type=finite_float, default=30.0, help="frame rate for timestamps of image folders"
+    )
+    g.add_argument("--stride", type=int, default=1, help="track every N-th frame")
+    g.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    s = g.add_mutually_exclusive_group()
+    s.add_argument("--init", metavar="POSE_FILE", help="approximate camera-to-world pose of the first frame")
+    s.add_argument(
+        "--init-from-gt", action="store_true", help="start from the ground truth of the first frame"
+    )
+    g.add_argument(
+        "--pose-convention",
+        choices=["opencv", "opengl"],
+        default=None,
+        help="camera axes of an --init file that does not state them (default opencv)",
+    )
+    _track_flags().add_to(p, TrackConfig(), title="tracking")
+    g = p.add_argument_group(
+        "per-frame solver",
+        "Defaults shown are the tracking preset's (inerf.pose.track.TRACK). Unless --blur is typed, the blur "
+        "scales with the image: 2 pixels per 128 of its long side.",
+    )
+    g.add_argument(
+        "--sampling", choices=STRATEGIES, default=TRACK.sampling.strategy, help="pixels rendered per step"
+    )
+    g.add_argument(
+        "--recover-steps",
+        type=int,
+        default=None,
+        help="steps of the first frame's and a lost frame's solve (default: inerf.pose.track.RECOVER's 80)",
+    )
+    POSE_FLAGS.add_to(p, TRACK, title="per-frame solver", group=g)
+    add_global_arguments(p, what="the first frame's pose (and a lost frame's, with --relocalize global)")
+    r = p.add_argument_group("run")
+    r.add_argument(
+        "--samples", type=int, default=None, help="stratified samples per ray (default: the run's)"
+    )
+    add_device(r)
+    r.add_argument(
+        "--tf32", action=argparse.BooleanOptionalAction, default=True, help="TensorFloat-32 on CUDA"
+    )
+    r.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling")
+    add_quiet(r)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    o.add_argument("--no-video", action="store_true", help="no overlay video (saves a render per frame)")
+    o.add_argument(
+        "--video-size",
+        type=int,
+        default=None,
+        help="long side of the overlay video's frames (default: 400 on CUDA, 128 on the CPU)",
+    )
+    o.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also compute each frame's 1-sigma rotation and translation (a 1024-pixel Gauss-Newton matrix per frame)",
+    )
+    p.set_defaults(func=run)
+
+
+def _camera_for(args):
+    from inerf.pose.io import intrinsics_camera, read_intrinsics
+
+    flags = [args.fx, args.fy, args.cx, args.cy]
+    if args.intrinsics and any(v is not None for v in flags):
+        raise InerfError("give --intrinsics or --fx/--fy/--cx/--cy, not both")
+    if args.intrinsics:
+        path = input_file(args.intrinsics, "--intrinsics")
+        return lambda w, h: read_intrinsics(path, w, h)
+    if args.fx is not None:
+        return lambda w, h: intrinsics_camera(
+            args.fx,
+            args.fy if args.fy is not None else args.fx,
+            args.cx if args.cx is not None else w / 2,
+            args.cy if args.cy is not None else h / 2,
+            w,
+            h,
+            source="--fx/--fy/--cx/--cy",
+        )
+    if any(v is not None for v in flags):
+        raise InerfError("--fy/--cx/--cy need --fx")
+    raise InerfError("no intrinsics: give --intrinsics FILE or --fx")
+
+
+def _configs(args, long_side: int):
+    """The tracking, per-frame and recovery configs of the command line, the blur scaled to the image."""
+    from inerf.cli.estimate import POSE_FLAGS
+    from inerf.pose.track import RECOVER, TRACK
+
+    given = POSE_FLAGS.given(args)
+    base = TRACK
+    if ("blur", "sigma") not in given:
+        base = replace(TRACK, blur=replace(TRACK.blur, sigma=TRACK.blur.sigma * long_side / 128))
+    given[("sampling", "strategy")] = Given(args.sampling, "--sampling", args.sampling)
+    pose_config = POSE_FLAGS.build(base, given)
+    recover = replace(RECOVER, blur=replace(RECOVER.blur, sigma=RECOVER.blur.sigma * long_side / 128))
+    if args.recover_steps is not None:
+        if args.recover_steps < 4:
+            raise InerfError(f"--recover-steps {args.recover_steps}: must be >= 4")
+        recover = recover.with_steps(args.recover_steps)
+    return _track_flags().build(_default_track(), args), pose_config, recover
+
+
+def _default_track():
+    from inerf.pose.track import TrackConfig
+
+    return TrackConfig()
+
+
+def run(args) -> int:
+    from inerf.cli.estimate import load_run_checked
+    from inerf.cli.pose_options import global_config_from_args
+    from inerf.pose.io import read_pose
+    from inerf.pose.track import track
+    from inerf.pose.track_io import image_files, iter_frames, read_trajectory, write_track_outputs
+
+    if args.stride < 1 or (args.max_frames is not None and args.max_frames < 1):
+        raise InerfError("--stride and --max-frames must be >= 1")
+    if args.video_size is not None and args.video_size < 8:
+        raise InerfError(f"--video-size {args.video_size}: must be >= 8")
+    if args.init_from_gt and not args.gt:
+        raise InerfError("--init-from-gt needs --gt")
+    if not (args.init or args.init_from_gt or args.global_search):
+        raise InerfError("no initial pose: give --init POSE, --init-from-gt or --global")
+    if args.global_search and (args.init or args.init_from_gt):
+        raise InerfError("--global replaces --init / --init-from-gt; give one")
+    global_config = global_config_from_args(args)
+    _track_flags().build(_default_track(), args)  # flags checked before any work
+    check_out_dir(args.out, args.overwrite)
+    camera_for = _camera_for(args)
+    source = Path(args.images)
+    gt = read_trajectory(input_file(args.gt, "--gt"), "--gt")[:: args.stride] if args.gt else None
+    if gt is not None and source.is_dir():
+        n = len(image_files(source))
+        n = len(range(0, n, args.stride))
+        n = min(n, args.max_frames or n)
+        if len(gt) < n:
+            raise InerfError(f"--gt {args.gt}: {len(gt)} poses for {n} frames of {source}")
+    init = (
+        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
+        if args.init
+        else None
+    )
+    if args.init_from_gt:
+        init = gt[0]
+
+    device = resolve_device(args.device, args.tf32)
+    run_ = load_run_checked(args.run, device, args.samples)
+    model = run_.model
+    frames = iter_frames(
+        source,
+        camera_for,
+        model.config.background,
+        device,
+        fps=args.fps,
+        stride=args.stride,
+        max_frames=args.max_frames,
+    )
+    first = next(frames)
+    track_config, pose_config, recover = _configs(args, max(first.target.height, first.target.width))
+    if track_config.relocalize == "global" and not args.global_search:
+        raise InerfError("--relocalize global needs --global (its candidates and settings)")
+    localize_fn = None
+    if args.global_search:
+        from inerf.cli.pose_options import camera_prior
+        from inerf.pose.config import ROBUST
+        from inerf.pose.global_search import localize
+
+        prior = camera_prior(run_, log=(lambda *a: None) if args.quiet else print)
+
+        def localize_fn(target, seed):
+            return localize(model, target, prior, global_config, ROBUST, seed=args.seed + seed).result
+
+    video_side = args.video_size or (400 if device.type == "cuda" else 128)
+    overlays, uncertainty = [], [] if args.uncertainty else None
+
+    def on_frame(frame, tf):
+        if args.uncertainty:
+            from inerf.pose.uncertainty import UncertaintyConfig, pose_uncertainty
+
+            uncertainty.append(pose_uncertainty(model, frame.target, tf.c2w, UncertaintyConfig(rays=1024)))
+        if not args.no_video:
+            from inerf.geometry import se3
+            from inerf.pose.report import render_frames
+
+            label = [f"frame {tf.index}  loss {tf.loss:.2e}" + ("  re-localised" if tf.relocalized else "")]
+            if gt is not None and tf.index < len(gt):
+                r = float(se3.rotation_error_deg(tf.c2w, gt[tf.index]))
+                e = float(se3.translation_error(tf.c2w, gt[tf.index]))
+                label.append(f"rot {r:.2f} deg  trans {e:.3f}")
+            overlays.extend(
+                render_frames(model, frame.target, tf.c2w[None], max_side=video_side, labels=[label])
+            )
+
+    result = track(
+        model,
+        itertools.chain([first], frames),
+        init,
+        track_config,
+        pose_config,
+        recover,
+        localize_fn=localize_fn,
+        on_frame=on_frame,
+        progress=not args.quiet,
+    )
+    n = len(result.frames)
+    if gt is not None and len(gt) < n:
+        raise InerfError(f"--gt {args.gt}: {len(gt)} poses for {n} frames of {source}")
+    gt_used = gt[:n] if gt is not None else None
+    out = prepare_out_dir(args.out, args.overwrite)
+    meta = {
+        "images": str(source),
+        "run": str(args.run),
+        "gt": args.gt,
+        "init": args.init or ("ground truth of frame 0" if args.init_from_gt else "global localisation"),
+        "stride": args.stride,
+        "tf32": bool(device.type == "cuda" and args.tf32),
+    }
+    if args.global_search:
+        meta["global"] = asdict(global_config)
+    paths = write_track_outputs(
+        out,
+        result,
+        gt_c2w=gt_used,
+        overlays=overlays,
+        video_fps=min(args.fps / args.stride, 30.0),
+        meta=meta,
+        uncertainty=uncertainty,
+    )
+    reloc = sum(bool(f.relocalized) for f in result.frames[1:])
+    print(
+        f"inerf track: {n} frames of {source} in {result.seconds:.1f} s of solves "
+        f"({result.fps:.2f} frames/s after the first) on {result.device}; {reloc} re-localised"
+    )
+    if gt_used is not None:
+        rot, trans = result.errors(gt_used)
+        print(
+            f"  error per frame: rotation median {float(rot.median()):.3f} / max {float(rot.max()):.3f} deg, "
+            f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}"
+        )
+    print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+    return 0

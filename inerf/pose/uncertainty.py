@@ -1,0 +1,354 @@
+"""How sure is a pose estimate: a 6x6 covariance from the Gauss-Newton matrix at the solution.
+
+Model. Near the estimate ``T`` the colour residuals of the pixels are linear in a left perturbation
+``delta`` (se3 order (rho, phi), ``T_true = exp(delta) @ T``): ``r_i(delta) = r_i + J_i delta`` with the
+``[3, 6]`` Jacobians of :meth:`inerf.pose.problem.Problem.linearize`. Least squares over the ``N`` pixels of
+the image then has the information matrix ``H = sum_i J_i^T J_i``, and
+
+* **Gauss-Newton** (independent pixel noise): ``Cov = s^2 H^-1`` with the residual variance per colour
+  channel ``s^2 = sum_i |r_i|^2 / (3 N - 6)``. It is the inverse Hessian of ``sum |r|^2 / (2 s^2)`` at a
+  solution that fits (tested against finite differences).
+* **Sandwich** (cluster-robust over image tiles): ``Cov = H^-1 M H^-1`` with ``M = B / (B - 1)
+  sum_b U_b U_b^T``, where ``U_b = sum_{i in tile b} J_i^T r_i`` is the pull of tile ``b`` on the pose.
+  Residuals of a real field are not independent from pixel to pixel (a misplaced edge errs along its
+  whole length), which the Gauss-Newton form ignores and this one measures: when different parts of the
+  image pull the pose different ways, the covariance grows. For independent noise both agree.
+
+Only a sample of ``rays`` pixels is linearised (stratified over the tiles); sums over a tile are scaled to
+the tile's area, and the sandwich subtracts the sampling variance of each tile's sum, so neither estimate
+depends on how many pixels were sampled (only their noise does).
+
+Reported. The rotation part ``phi`` is a world-frame rotation vector: the geodesic rotation error is
+``|phi|``. The camera centre moves by ``rho - c x phi`` (``c`` the centre), so its ``3 x 3`` covariance is
+``A Cov A^T`` with ``A = [I, -[c]x]``; the translation error (distance between centres) is its length.
+``rotation_sigma_deg`` and ``translation_sigma`` are the root-mean-square lengths (``sqrt`` of the trace),
+directly comparable with the rotation and translation errors; the ``*_max`` values are the standard
+deviations along the worst axis. A direction no pixel constrains (a textureless target, the roll of a
+symmetric object about its axis) gets a tiny eigenvalue in ``H``, floored so that its variance is huge but
+finite.
+
+Example::
+
+    unc = pose_uncertainty(run.model, target, result.c2w[0])
+    unc.rotation_sigma_deg, unc.translation_sigma      # 1-sigma (rms) rotation in degrees, centre in units
+    unc.inside(gt_c2w)                                 # is the true pose inside the 95% ellipsoid?
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+
+from inerf.geometry import se3
+from inerf.pose.config import PoseConfig, SamplingConfig
+from inerf.pose.problem import PoseTarget, Problem, frozen_fields
+from inerf.render.model import Model
+
+__all__ = [
+    "ESTIMATORS",
+    "PoseUncertainty",
+    "UncertaintyConfig",
+    "chi2_quantile",
+    "covariance_from_terms",
+    "pixel_terms",
+    "pose_uncertainty",
+    "tile_pixels",
+]
+
+Estimator = Literal["sandwich", "gauss_newton"]
+ESTIMATORS: tuple[str, ...] = get_args(Estimator)
+"""Covariance estimators: ``sandwich`` (cluster-robust over image tiles) or ``gauss_newton``
+(independent pixel noise); see the module docstring."""
+
+
+@dataclass
+class UncertaintyConfig:
+    """How the covariance of an estimate is computed."""
+
+    rays: int = 4096
+    """Pixels linearised at the estimate (all of them when the image has fewer)."""
+    tiles: int = 8
+    """The image is cut into ``tiles x tiles`` tiles for the sandwich estimate and the stratified sample."""
+    estimator: Estimator = "sandwich"
+    """Which covariance is reported: one of :data:`ESTIMATORS` (both are always computed)."""
+    level: float = 0.95
+    """Probability mass of the confidence ellipsoid of :meth:`PoseUncertainty.inside`."""
+
+    def __post_init__(self) -> None:
+        if self.rays < 1 or self.tiles < 1:
+            raise ValueError(f"rays and tiles must be >= 1, got {self.rays} and {self.tiles}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; expected one of {ESTIMATORS}")
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {self.level}")
+
+
+def chi2_quantile(p: float, dof: int) -> float:
+    """The ``p`` quantile of a chi-square distribution with ``dof`` degrees of freedom (bisection on the
+    regularised incomplete gamma function; ``chi2_quantile(0.95, 6) = 12.59``)."""
+    a = torch.tensor(dof / 2.0, dtype=torch.float64)
+    lo, hi = 0.0, max(10.0, 10.0 * dof)
+    while float(torch.special.gammainc(a, torch.tensor(hi / 2, dtype=torch.float64))) < p:
+        hi *= 2
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if float(torch.special.gammainc(a, torch.tensor(mid / 2, dtype=torch.float64))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def tile_pixels(height: int, width: int, tiles: int, rays: int, seed: int = 0):
+    """A stratified sample of pixels: ``ceil(rays / T)`` per tile of a ``tiles x tiles`` grid (``T`` tiles;
+    all of a tile's pixels when it has fewer), without replacement.
+
+    Returns:
+        ``(pix [n], tile [n], weight [n], area [T])``: flat row-major pixel indices, the tile of each,
+        its weight ``area / sampled`` (sums over a tile scale by it to the whole tile) and each tile's area.
+    """
+    tiles = max(1, min(tiles, height, width))
+    rows = torch.linspace(0, height, tiles + 1).round().long()
+    cols = torch.linspace(0, width, tiles + 1).round().long()
+    per = math.ceil(rays / tiles**2)
+    gen = torch.Generator().manual_seed(seed)
+    pix, tile, weight, area = [], [], [], []
+    for a in range(tiles):
+        for b in range(tiles):
+            r = torch.arange(rows[a], rows[a + 1])
+            c = torch.arange(cols[b], cols[b + 1])
+            idx = (r[:, None] * width + c[None, :]).reshape(-1)
+            m = min(per, idx.numel())
+            pick = idx[torch.randperm(idx.numel(), generator=gen)[:m]]
+            t = len(area)
+            pix.append(pick)
+            tile.append(torch.full((m,), t))
+            weight.append(torch.full((m,), idx.numel() / m, dtype=torch.float64))
+            area.append(idx.numel())
+    return torch.cat(pix), torch.cat(tile), torch.cat(weight), torch.tensor(area, dtype=torch.float64)
+
+
+def pixel_terms(model: Model, target: PoseTarget, c2w: torch.Tensor, pix: torch.Tensor):
+    """Per-pixel Gauss-Newton terms at the pose ``c2w`` ``[4, 4]`` for pixels ``pix`` ``[n]`` (flat indices):
+    ``(H_i [n, 6, 6] = J_i^T J_i, u_i [n, 6] = J_i^T r_i, sq_i [n] = |r_i|^2)`` in float64 (MSE, no blur),
+    for a left perturbation ``exp(delta) @ c2w``.
+
+    Each pixel is linearised as its own one-pixel problem of :meth:`Problem.linearize` (the same
+    Jacobians as the LM solver's), so its terms come back separately rather than summed.
+    """
+    device = target.image.device
+    n = pix.numel()
+    config = PoseConfig(n_rays=1, sampling=SamplingConfig("random"), loss="mse", fast=False)
+    with frozen_fields(model.coarse, model.fine):
+        problem = Problem(model, target, config)
+        xi = torch.zeros(n, 1, 6, device=device)
+        c2w0 = c2w.to(device=device, dtype=torch.float32).reshape(1, 1, 4, 4).expand(n, 1, 4, 4)
+        loss, H, g = problem.linearize(xi, c2w0, pix.to(device).reshape(n, 1))
+    # loss is the per-pixel mean over the 3 channels of r^2.
+    return H[:, 0].double().cpu(), g[:, 0].double().cpu(), 3.0 * loss[:, 0].double().cpu()
+
+
+def _psd_inverse(H: torch.Tensor, rel_floor: float = 1e-12) -> torch.Tensor:
+    """Inverse of a symmetric positive semi-definite ``[6, 6]`` matrix with its eigenvalues floored at
+    ``rel_floor`` times the largest: a direction nothing constrains gets a huge, finite variance."""
+    H = 0.5 * (H + H.T)
+    lam, V = torch.linalg.eigh(H)
+    floor = rel_floor * lam.abs().max().clamp_min(1e-300)
+    return (V / lam.clamp_min(floor)) @ V.T
+
+
+def _psd(M: torch.Tensor) -> torch.Tensor:
+    """The nearest positive semi-definite matrix (negative eigenvalues set to 0)."""
+    M = 0.5 * (M + M.T)
+    lam, V = torch.linalg.eigh(M)
+    return (V * lam.clamp_min(0.0)) @ V.T
+
+
+def covariance_from_terms(H_i, u_i, sq_i, tile, weight, area):
+    """The estimates of the module docstring from per-pixel terms (see :func:`pixel_terms`) of a
+    stratified sample (see :func:`tile_pixels`).
+
+    Returns:
+        ``(H [6, 6] over the whole image, s^2, Cov_gauss_newton [6, 6], Cov_sandwich [6, 6])``.
+    """
+    w = weight.double()
+    H = (w[:, None, None] * H_i).sum(0)
+    n_image = float(area.sum())
+    s2 = float((w * sq_i).sum()) / max(1.0, 3.0 * n_image - 6.0)
+    H_inv = _psd_inverse(H)
+    cov_gn = s2 * H_inv
+    T = len(area)
+    M = torch.zeros(6, 6, dtype=torch.float64)
+    used = 0
+    for t in range(T):
+        sel = tile == t
+        m = int(sel.sum())
+        if m == 0:
+            continue
+        used += 1
+        U = (w[sel, None] * u_i[sel]).sum(0)  # the tile's pull, scaled to its area
+        M += U[:, None] * U[None, :]
+        A = float(area[t])
+        if m >= 2 and m < A:
+            # Var(U_hat) = A^2 (1 - m / A) S / m for a sample of m of the tile's A pixels without replacement.
+            S = torch.cov(u_i[sel].T, correction=1)
+            M -= A * A * (1.0 - m / A) * S / m
+    M = _psd(M) * (used / max(1, used - 1))
+    cov_sw = H_inv @ M @ H_inv
+    return H, s2, cov_gn, 0.5 * (cov_sw + cov_sw.T)
+
+
+@dataclass
+class PoseUncertainty:
+    """The covariance of a pose estimate and what it says.
+
+    Attributes:
+        c2w: ``[4, 4]`` the estimate (float64, OpenCV c2w).
+        covariance: ``[6, 6]`` the reported covariance of the left twist ``delta`` (``T_true = exp(delta)
+            @ c2w``, se3 order (rho, phi)), from ``estimator``.
+        covariance_gauss_newton: ``[6, 6]`` ``s^2 H^-1``.
+        covariance_sandwich: ``[6, 6]`` ``H^-1 M H^-1``.
+        hessian: ``[6, 6]`` ``H = sum J^T J`` over the image (scaled from the sample).
+        residual_variance: ``s^2``, per colour channel.
+        pixels: pixels linearised.
+        image_pixels: pixels of the image.
+        estimator: which covariance is reported.
+        level: probability mass of the ellipsoid of :meth:`inside`.
+    """
+
+    c2w: torch.Tensor
+    covariance: torch.Tensor
+    covariance_gauss_newton: torch.Tensor
+    covariance_sandwich: torch.Tensor
+    hessian: torch.Tensor
+    residual_variance: float
+    pixels: int
+    image_pixels: int
+    estimator: str = "sandwich"
+    level: float = 0.95
+
+    def centre_covariance(self, cov: torch.Tensor | None = None) -> torch.Tensor:
+        """``[3, 3]`` covariance of the camera centre: ``A Cov A^T``, ``A = [I, -[c]x]``."""
+        cov = self.covariance if cov is None else cov
+        A = torch.cat([torch.eye(3, dtype=torch.float64), -se3.hat(self.c2w[:3, 3].double())], dim=1)
+        return A @ cov @ A.T
+
+    def rotation_covariance(self, cov: torch.Tensor | None = None) -> torch.Tensor:
+        """``[3, 3]`` covariance of the world-frame rotation vector (radians^2)."""
+        cov = self.covariance if cov is None else cov
+        return cov[3:, 3:]
+
+    @property
+    def rotation_sigma_deg(self) -> float:
+        """Root-mean-square rotation error the covariance predicts (degrees): ``sqrt(trace)``."""
+        return math.degrees(math.sqrt(max(0.0, float(torch.trace(self.rotation_covariance())))))
+
+    @property
+    def translation_sigma(self) -> float:
+        """Root-mean-square camera-centre error the covariance predicts (scene units)."""
+        return math.sqrt(max(0.0, float(torch.trace(self.centre_covariance()))))
+
+    @property
+    def rotation_sigma_max_deg(self) -> float:
+        """Standard deviation along the least certain rotation axis (degrees)."""
+        return math.degrees(math.sqrt(max(0.0, float(torch.linalg.eigvalsh(self.rotation_covariance())[-1]))))
+
+    @property
+    def translation_sigma_max(self) -> float:
+        """Standard deviation of the camera centre along its least certain axis (scene units)."""
+        return math.sqrt(max(0.0, float(torch.linalg.eigvalsh(self.centre_covariance())[-1])))
+
+    def error_twist(self, true_c2w: torch.Tensor) -> torch.Tensor:
+        """``[6]`` the left twist from the estimate to ``true_c2w``: ``true = exp(e) @ c2w``."""
+        return se3.se3_log(true_c2w.double() @ se3.inverse(self.c2w.double()))
+
+    def mahalanobis2(self, true_c2w: torch.Tensor, part: str = "pose") -> float:
+        """Squared Mahalanobis distance of the true pose's error: ``pose`` (6 dof), ``rotation`` (3, the
+        rotation vector) or ``centre`` (3, the camera centre)."""
+        if part == "pose":
+            e, cov = self.error_twist(true_c2w), self.covariance
+        elif part == "rotation":
+            e, cov = (
+                se3.so3_log(true_c2w[:3, :3].double() @ self.c2w[:3, :3].double().T),
+                self.rotation_covariance(),
+            )
+        elif part == "centre":
+            e, cov = true_c2w[:3, 3].double() - self.c2w[:3, 3].double(), self.centre_covariance()
+        else:
+            raise ValueError(f"part must be pose, rotation or centre, got {part!r}")
+        return float(e @ _psd_inverse(cov) @ e)
+
+    def inside(self, true_c2w: torch.Tensor, part: str = "pose", level: float | None = None) -> bool:
+        """Whether the true pose lies inside the ``level`` confidence ellipsoid (chi-square quantile)."""
+        dof = 6 if part == "pose" else 3
+        return self.mahalanobis2(true_c2w, part) <= chi2_quantile(level or self.level, dof)
+
+    def to_json(self) -> dict:
+        """The ``uncertainty`` entry of ``pose.json``."""
+
+        def mat(m):
+            return [[float(x) for x in row] for row in m.tolist()]
+
+        return {
+            "estimator": self.estimator,
+            "rotation_sigma_deg": self.rotation_sigma_deg,
+            "translation_sigma": self.translation_sigma,
+            "rotation_sigma_max_deg": self.rotation_sigma_max_deg,
+            "translation_sigma_max": self.translation_sigma_max,
+            "covariance": mat(self.covariance),
+            "covariance_gauss_newton": mat(self.covariance_gauss_newton),
+            "covariance_sandwich": mat(self.covariance_sandwich),
+            "residual_variance": self.residual_variance,
+            "pixels": self.pixels,
+            "image_pixels": self.image_pixels,
+            "twist": "left perturbation of c2w: true = exp(delta) @ c2w, delta = (rho, phi), world frame",
+            "sigmas": "rms lengths (sqrt of the trace) of the rotation vector (degrees) and of the camera-centre "
+            "error; *_max: standard deviation along the least certain axis",
+        }
+
+    def summary(self) -> str:
+        """One line for the console."""
+        return (
+            f"uncertainty (1 sigma, {self.estimator}): rotation {self.rotation_sigma_deg:.3g} deg, "
+            f"translation {self.translation_sigma:.3g} (worst axis {self.rotation_sigma_max_deg:.3g} deg, "
+            f"{self.translation_sigma_max:.3g})"
+        )
+
+
+def pose_uncertainty(
+    model: Model,
+    target: PoseTarget,
+    c2w: torch.Tensor,
+    config: UncertaintyConfig | None = None,
+    *,
+    seed: int = 0,
+) -> PoseUncertainty:
+    """The covariance of the estimate ``c2w`` ``[4, 4]`` of ``target``'s pose (see the module docstring).
+
+    Args:
+        model: the frozen fields the estimate was made with.
+        target: the image and its intrinsics (its device is used).
+        c2w: the estimate, OpenCV c2w.
+        config: pixels, tiles and the reported estimator.
+        seed: seeds the pixel sample.
+    """
+    config = config or UncertaintyConfig()
+    c2w = torch.as_tensor(c2w).detach().double().cpu().reshape(4, 4)
+    pix, tile, weight, area = tile_pixels(target.height, target.width, config.tiles, config.rays, seed)
+    H_i, u_i, sq_i = pixel_terms(model, target, c2w, pix)
+    H, s2, cov_gn, cov_sw = covariance_from_terms(H_i, u_i, sq_i, tile, weight, area)
+    return PoseUncertainty(
+        c2w=c2w,
+        covariance=cov_sw if config.estimator == "sandwich" else cov_gn,
+        covariance_gauss_newton=cov_gn,
+        covariance_sandwich=cov_sw,
+        hessian=H,
+        residual_variance=s2,
+        pixels=int(pix.numel()),
+        image_pixels=int(area.sum()),
+        estimator=config.estimator,
+        level=config.level,
+    )
