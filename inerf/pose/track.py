@@ -257,9 +257,7 @@ def track(
         raise ValueError("the first frame needs init_c2w or a localize_fn")
     if config.relocalize == "global" and localize_fn is None:
         raise ValueError('relocalize="global" needs a localize_fn')
-    gen = torch.Generator().manual_seed(0)
-    history: list[torch.Tensor] = []
-    losses: list[float] = []
+    tracker = _Tracker(model, config, pose_config, recover_config, init_c2w, localize_fn)
     out: list[TrackFrame] = []
     bar = None
     if progress:
@@ -268,57 +266,49 @@ def track(
         bar = tqdm(desc="track", unit="frame", leave=False, dynamic_ncols=True)
     device = "cpu"
     for k, frame in enumerate(frames):
+        device = str(frame.target.image.device)
+        out.append(tracker.step(k, frame))
+        if on_frame is not None:
+            on_frame(frame, out[-1])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{out[-1].loss:.2e}", refresh=False)
+    if bar is not None:
+        bar.close()
+    if not out:
+        raise ValueError("no frames to track")
+    return TrackResult(out, config, pose_config, recover_config, device=device)
+
+
+class _Tracker:
+    """The per-frame policy of :func:`track`: predict, solve, detect a lost frame, re-localise, remember."""
+
+    def __init__(self, model, config, pose_config, recover_config, init_c2w, localize_fn):
+        self.model, self.config = model, config
+        self.pose_config, self.recover_config = pose_config, recover_config
+        self.init_c2w, self.localize_fn = init_c2w, localize_fn
+        self.gen = torch.Generator().manual_seed(0)
+        self.history: list[torch.Tensor] = []
+        self.losses: list[float] = []
+
+    def step(self, k: int, frame: Frame) -> TrackFrame:
         target = frame.target
-        device = str(target.image.device)
         t0 = time.perf_counter()
-        relocalized = ""
         if k == 0:
-            if init_c2w is None:
-                res, relocalized = localize_fn(target, k), "global"
-                predicted = res.c2w[0]
-            else:
-                predicted = torch.as_tensor(init_c2w).double()
-                res = _solve(model, target, predicted, recover_config, k)
-            steps = res.steps
+            predicted, res, steps, relocalized = self._first(target)
         else:
-            predicted = predict(history, config.motion)
-            res = _solve(model, target, predicted, pose_config, k)
-            steps = res.steps
-            loss = float(res.loss[0])
-            recent = losses[-config.window :]
-            lost = res.status[0] != "ok" or (
-                len(losses) >= config.warmup
-                and loss > config.floor
-                and loss > config.jump * statistics.median(recent)
-            )
-            if lost and config.relocalize != "off":
-                if config.relocalize == "global":
-                    alt = localize_fn(target, k)
-                else:
-                    prev = history[-1]
-                    extra = sample_perturbations(
-                        config.recover_hypotheses - 2,
-                        config.recover_spread_rot,
-                        config.recover_spread_trans,
-                        gen,
-                    )
-                    starts = torch.cat(
-                        [predicted[None], prev[None], apply_perturbations(prev, extra, "world")]
-                    )
-                    alt = _solve(model, target, starts, recover_config, k)
-                steps += alt.steps
-                better = alt.status[0] == "ok" and (res.status[0] != "ok" or float(alt.loss[0]) < loss)
-                if better:
-                    res, relocalized = alt, config.relocalize
+            predicted = predict(self.history, self.config.motion)
+            res = _solve(self.model, target, predicted, self.pose_config, k)
+            res, steps, relocalized = self._recover_if_lost(k, target, predicted, res)
         if target.image.device.type == "cuda":
             torch.cuda.synchronize(target.image.device)
         seconds = time.perf_counter() - t0
         c2w = res.c2w[0].double()
         # After a re-localisation the last motion includes the jump: predict the next frame from this one.
-        history = [c2w] if relocalized else (history + [c2w])[-2:]
+        self.history = [c2w] if relocalized else (self.history + [c2w])[-2:]
         if res.status[0] == "ok":
-            losses.append(float(res.loss[0]))
-        tf = TrackFrame(
+            self.losses.append(float(res.loss[0]))
+        return TrackFrame(
             index=k,
             name=frame.name,
             timestamp=frame.timestamp,
@@ -330,14 +320,41 @@ def track(
             relocalized=relocalized,
             status=res.status[0],
         )
-        out.append(tf)
-        if on_frame is not None:
-            on_frame(frame, tf)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{tf.loss:.2e}", refresh=False)
-    if bar is not None:
-        bar.close()
-    if not out:
-        raise ValueError("no frames to track")
-    return TrackResult(out, config, pose_config, recover_config, device=device)
+
+    def _first(self, target):
+        """The first frame: from ``init_c2w`` with the recovery solve, or found by global localisation."""
+        if self.init_c2w is None:
+            res = self.localize_fn(target, 0)
+            return res.c2w[0], res, res.steps, "global"
+        predicted = torch.as_tensor(self.init_c2w).double()
+        res = _solve(self.model, target, predicted, self.recover_config, 0)
+        return predicted, res, res.steps, ""
+
+    def _lost(self, res) -> bool:
+        """The solve failed, or its loss jumped above ``jump`` times the recent median (after warm-up)."""
+        c = self.config
+        loss = float(res.loss[0])
+        return res.status[0] != "ok" or (
+            len(self.losses) >= c.warmup
+            and loss > c.floor
+            and loss > c.jump * statistics.median(self.losses[-c.window :])
+        )
+
+    def _recover_if_lost(self, k, target, predicted, res):
+        """``(result, steps, relocalized)``: the frame's solve, replaced by a re-localisation that scores
+        better when the frame looks lost."""
+        c, steps = self.config, res.steps
+        if not self._lost(res) or c.relocalize == "off":
+            return res, steps, ""
+        if c.relocalize == "global":
+            alt = self.localize_fn(target, k)
+        else:
+            prev = self.history[-1]
+            extra = sample_perturbations(
+                c.recover_hypotheses - 2, c.recover_spread_rot, c.recover_spread_trans, self.gen
+            )
+            starts = torch.cat([predicted[None], prev[None], apply_perturbations(prev, extra, "world")])
+            alt = _solve(self.model, target, starts, self.recover_config, k)
+        steps += alt.steps
+        better = alt.status[0] == "ok" and (res.status[0] != "ok" or float(alt.loss[0]) < float(res.loss[0]))
+        return (alt, steps, c.relocalize) if better else (res, steps, "")

@@ -205,6 +205,25 @@ def _frame_records(result: TrackResult, gt: torch.Tensor | None, uncertainty: li
     return rows
 
 
+def _stats(values: list[float]) -> dict:
+    """Mean, median and maximum of per-frame errors."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "max": float(v.max())}
+
+
+def _write_errors_csv(path: Path, rows: list[dict]) -> Path:
+    """One row per frame: index, name, timestamp, rotation and translation errors, loss, re-localisation."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["frame", "name", "timestamp", "rot_err_deg", "trans_err", "loss", "relocalized"])
+        for r in rows:
+            w.writerow(
+                [r["index"], r["name"], f"{r['timestamp']:.6g}", f"{r['rotation_error_deg']:.6g}"]
+                + [f"{r['translation_error']:.6g}", f"{r['loss']:.6g}", r["relocalized"]]
+            )
+    return path
+
+
 def write_track_outputs(
     out: str | Path,
     result: TrackResult,
@@ -248,19 +267,9 @@ def write_track_outputs(
         **(meta or {}),
     }
     if gt_c2w is not None:
-        rot = np.array([r["rotation_error_deg"] for r in rows])
-        trans = np.array([r["translation_error"] for r in rows])
         doc["errors"] = {
-            "rotation_deg": {
-                "mean": float(rot.mean()),
-                "median": float(np.median(rot)),
-                "max": float(rot.max()),
-            },
-            "translation": {
-                "mean": float(trans.mean()),
-                "median": float(np.median(trans)),
-                "max": float(trans.max()),
-            },
+            "rotation_deg": _stats([r["rotation_error_deg"] for r in rows]),
+            "translation": _stats([r["translation_error"] for r in rows]),
         }
     write_json(paths["json"], doc)
     stamps = np.array([f.timestamp for f in result.frames])
@@ -268,15 +277,7 @@ def write_track_outputs(
     write_poses(paths["kitti"], c2w, "kitti")
     reloc = [f.index for f in result.frames if f.relocalized and f.index > 0]
     if gt_c2w is not None:
-        paths["csv"] = out / "errors.csv"
-        with open(paths["csv"], "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["frame", "name", "timestamp", "rot_err_deg", "trans_err", "loss", "relocalized"])
-            for r in rows:
-                w.writerow(
-                    [r["index"], r["name"], f"{r['timestamp']:.6g}", f"{r['rotation_error_deg']:.6g}"]
-                    + [f"{r['translation_error']:.6g}", f"{r['loss']:.6g}", r["relocalized"]]
-                )
+        paths["csv"] = _write_errors_csv(out / "errors.csv", rows)
         paths["errors_plot"] = plot_track_errors(
             out / "errors.png",
             [r["rotation_error_deg"] for r in rows],
