@@ -13,6 +13,10 @@ the image then has the information matrix ``H = sum_i J_i^T J_i``, and
   Residuals of a real field are not independent from pixel to pixel (a misplaced edge errs along its
   whole length), which the Gauss-Newton form ignores and this one measures: when different parts of the
   image pull the pose different ways, the covariance grows. For independent noise both agree.
+* **Robust** (reported by default): the sandwich plus ``d d^T`` for the Gauss-Newton step still left to
+  the optimum, ``d = -H^-1 g`` with ``g = sum_i J_i^T r_i`` (less the part of ``d d^T`` that the pixel
+  sample's noise in ``g`` explains). A solve stopped short of the optimum is off by about ``d``, which
+  neither of the others sees: they describe the optimum, not the pose that was returned.
 
 Only a sample of ``rays`` pixels is linearised (stratified over the tiles); sums over a tile are scaled to
 the tile's area, and the sandwich subtracts the sampling variance of each tile's sum, so neither estimate
@@ -37,7 +41,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import torch
@@ -58,10 +62,10 @@ __all__ = [
     "tile_pixels",
 ]
 
-Estimator = Literal["sandwich", "gauss_newton"]
+Estimator = Literal["robust", "gauss_newton"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
-"""Covariance estimators: ``sandwich`` (cluster-robust over image tiles) or ``gauss_newton``
-(independent pixel noise); see the module docstring."""
+"""Reported covariance: ``robust`` (the tile sandwich plus the remaining-step term) or ``gauss_newton``
+(independent pixel noise, ``s^2 H^-1``); see the module docstring."""
 
 
 @dataclass
@@ -72,7 +76,7 @@ class UncertaintyConfig:
     """Pixels linearised at the estimate (all of them when the image has fewer)."""
     tiles: int = 8
     """The image is cut into ``tiles x tiles`` tiles for the sandwich estimate and the stratified sample."""
-    estimator: Estimator = "sandwich"
+    estimator: Estimator = "robust"
     """Which covariance is reported: one of :data:`ESTIMATORS` (both are always computed)."""
     level: float = 0.95
     """Probability mass of the confidence ellipsoid of :meth:`PoseUncertainty.inside`."""
@@ -172,7 +176,9 @@ def covariance_from_terms(H_i, u_i, sq_i, tile, weight, area):
     stratified sample (see :func:`tile_pixels`).
 
     Returns:
-        ``(H [6, 6] over the whole image, s^2, Cov_gauss_newton [6, 6], Cov_sandwich [6, 6])``.
+        ``(H [6, 6] over the whole image, s^2, Cov_gauss_newton [6, 6], Cov_sandwich [6, 6], step [6],
+        Cov_step [6, 6])``: ``step = -H^-1 g`` is the Gauss-Newton step left to the optimum of the whole
+        image's loss, ``Cov_step`` its outer product less the part the pixel sample's noise explains.
     """
     w = weight.double()
     H = (w[:, None, None] * H_i).sum(0)
@@ -182,6 +188,7 @@ def covariance_from_terms(H_i, u_i, sq_i, tile, weight, area):
     cov_gn = s2 * H_inv
     T = len(area)
     M = torch.zeros(6, 6, dtype=torch.float64)
+    V = torch.zeros(6, 6, dtype=torch.float64)  # sampling variance of the estimated gradient
     used = 0
     for t in range(T):
         sel = tile == t
@@ -196,9 +203,16 @@ def covariance_from_terms(H_i, u_i, sq_i, tile, weight, area):
             # Var(U_hat) = A^2 (1 - m / A) S / m for a sample of m of the tile's A pixels without replacement.
             S = torch.cov(u_i[sel].T, correction=1)
             M -= A * A * (1.0 - m / A) * S / m
+            V += A * A * (1.0 - m / A) * S / m
     M = _psd(M) * (used / max(1, used - 1))
     cov_sw = H_inv @ M @ H_inv
-    return H, s2, cov_gn, 0.5 * (cov_sw + cov_sw.T)
+    # The Gauss-Newton step still left to the optimum of the whole image's loss: an estimate the solver
+    # stopped short of is off by about this much. Its outer product, less what the pixel sample's noise in g
+    # alone would give, is the bias term of the robust estimate.
+    g = (w[:, None] * u_i).sum(0)
+    step = -H_inv @ g
+    cov_step = _psd(step[:, None] * step[None, :] - H_inv @ V @ H_inv)
+    return H, s2, cov_gn, 0.5 * (cov_sw + cov_sw.T), step, cov_step
 
 
 @dataclass
@@ -211,6 +225,8 @@ class PoseUncertainty:
             @ c2w``, se3 order (rho, phi)), from ``estimator``.
         covariance_gauss_newton: ``[6, 6]`` ``s^2 H^-1``.
         covariance_sandwich: ``[6, 6]`` ``H^-1 M H^-1``.
+        covariance_step: ``[6, 6]`` the remaining-step term (the robust covariance is the sandwich plus it).
+        step: ``[6]`` the Gauss-Newton step left to the optimum of the whole image's loss.
         hessian: ``[6, 6]`` ``H = sum J^T J`` over the image (scaled from the sample).
         residual_variance: ``s^2``, per colour channel.
         pixels: pixels linearised.
@@ -223,12 +239,26 @@ class PoseUncertainty:
     covariance: torch.Tensor
     covariance_gauss_newton: torch.Tensor
     covariance_sandwich: torch.Tensor
+    covariance_step: torch.Tensor
+    step: torch.Tensor
     hessian: torch.Tensor
     residual_variance: float
     pixels: int
     image_pixels: int
-    estimator: str = "sandwich"
+    estimator: str = "robust"
     level: float = 0.95
+
+    def with_estimator(self, estimator: str) -> PoseUncertainty:
+        """The same uncertainty reporting another covariance: one of :data:`ESTIMATORS` or ``sandwich``
+        (the robust one without its remaining-step term)."""
+        covs = {
+            "robust": self.covariance_sandwich + self.covariance_step,
+            "sandwich": self.covariance_sandwich,
+            "gauss_newton": self.covariance_gauss_newton,
+        }
+        if estimator not in covs:
+            raise ValueError(f"unknown estimator {estimator!r}; expected one of {tuple(covs)}")
+        return replace(self, covariance=covs[estimator], estimator=estimator)
 
     def centre_covariance(self, cov: torch.Tensor | None = None) -> torch.Tensor:
         """``[3, 3]`` covariance of the camera centre: ``A Cov A^T``, ``A = [I, -[c]x]``."""
@@ -301,6 +331,8 @@ class PoseUncertainty:
             "covariance": mat(self.covariance),
             "covariance_gauss_newton": mat(self.covariance_gauss_newton),
             "covariance_sandwich": mat(self.covariance_sandwich),
+            "covariance_step": mat(self.covariance_step),
+            "remaining_step": [float(x) for x in self.step],
             "residual_variance": self.residual_variance,
             "pixels": self.pixels,
             "image_pixels": self.image_pixels,
@@ -339,12 +371,14 @@ def pose_uncertainty(
     c2w = torch.as_tensor(c2w).detach().double().cpu().reshape(4, 4)
     pix, tile, weight, area = tile_pixels(target.height, target.width, config.tiles, config.rays, seed)
     H_i, u_i, sq_i = pixel_terms(model, target, c2w, pix)
-    H, s2, cov_gn, cov_sw = covariance_from_terms(H_i, u_i, sq_i, tile, weight, area)
+    H, s2, cov_gn, cov_sw, step, cov_step = covariance_from_terms(H_i, u_i, sq_i, tile, weight, area)
     return PoseUncertainty(
         c2w=c2w,
-        covariance=cov_sw if config.estimator == "sandwich" else cov_gn,
+        covariance=cov_sw + cov_step if config.estimator == "robust" else cov_gn,
         covariance_gauss_newton=cov_gn,
         covariance_sandwich=cov_sw,
+        covariance_step=cov_step,
+        step=step,
         hessian=H,
         residual_variance=s2,
         pixels=int(pix.numel()),

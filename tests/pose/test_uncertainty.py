@@ -90,7 +90,7 @@ def test_gauss_newton_matrix_equals_the_finite_difference_hessian(field, render_
     target = _target(field, render_config, gt_c2w)
     pix, tile, weight, area = _all_pixels(target)
     H_i, u_i, sq_i = pixel_terms(model, target, gt_c2w, pix)
-    Hgn, s2, _, _ = covariance_from_terms(H_i, u_i, sq_i, tile, weight, area)
+    Hgn, s2, *_ = covariance_from_terms(H_i, u_i, sq_i, tile, weight, area)
     Hfd = _fd_hessian(model, target, gt_c2w)
     assert s2 < 1e-10  # an exact fit
     scale = torch.linalg.eigvalsh(Hgn)[-1]
@@ -155,12 +155,31 @@ def test_a_symmetric_textureless_view_shows_large_uncertainty(render_config, gt_
     assert results["plain"].rotation_sigma_max_deg > 10.0
 
 
+def test_robust_covariance_sees_an_estimate_short_of_the_optimum(field, render_config, gt_c2w):
+    """A pose 0.3 degrees / 0.01 off an exact fit: the residuals there are small and look like noise, so the
+    Gauss-Newton ellipsoid sits tight around the returned pose and misses the truth; the robust one adds the
+    Gauss-Newton step still left to the optimum and contains it."""
+    model = Model(field, None, render_config)
+    target = _target(field, render_config, gt_c2w, noise=0.01, seed=4)
+    est = perturb(gt_c2w, 0.3, 0.01)
+    unc = pose_uncertainty(model, target, est, UncertaintyConfig(rays=1024, tiles=4))
+    assert unc.estimator == "robust" and unc.inside(gt_c2w)
+    assert not unc.with_estimator("gauss_newton").inside(gt_c2w)
+    assert torch.trace(unc.covariance) > torch.trace(unc.covariance_sandwich)
+    # The remaining step points at the truth: the estimate moved by it is much closer.
+    moved = se3.se3_exp(unc.step) @ est
+    assert float(se3.rotation_error_deg(moved, gt_c2w)) < 0.5 * 0.3  # noise and a sample of 1024 pixels
+
+
 def test_mahalanobis_and_ellipsoid():
     """The ellipsoid test uses the error twist from the estimate to the truth."""
     cov = torch.diag(torch.tensor([1e-4, 1e-4, 1e-4, 1e-6, 1e-6, 1e-6], dtype=torch.float64))
     c2w = torch.eye(4, dtype=torch.float64)
     c2w[:3, 3] = torch.tensor([0.0, 0.0, -4.0])
-    unc = PoseUncertainty(c2w, cov, cov, cov, torch.eye(6), 1e-4, 10, 10)
+    zero = torch.zeros(6, 6, dtype=torch.float64)
+    unc = PoseUncertainty(
+        c2w, cov, cov, cov, zero, torch.zeros(6, dtype=torch.float64), torch.eye(6), 1e-4, 10, 10
+    )
     truth = se3.se3_exp(torch.tensor([0.02, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=torch.float64)) @ c2w
     assert unc.mahalanobis2(truth) == pytest.approx(4.0, rel=1e-6)  # 2 sigma along one axis
     assert unc.inside(truth)

@@ -1,0 +1,452 @@
+"""Beyond iNeRF (issue 16): global localisation, tracking and pose uncertainty, measured on one run.
+
+Three measurements, each optional, all written to ``--out`` (``beyond.json``, ``BEYOND.md`` and the
+folders below) and printed as a Markdown summary:
+
+1. **Global localisation** (``global/``): for ``--images`` views of ``--split`` and ``--trials`` trials each,
+   no initial pose: :func:`inerf.pose.global_search.localize` (candidates from the training cameras and a
+   Fibonacci sphere, low-resolution scoring, the best ``--keep`` refined with pruning). Success rate
+   (< 5 degrees, < 0.05) against step, seconds per image (scoring + refinement), the protocol report of
+   ``inerf benchmark pose --global`` (results.md, success_curve.png).
+2. **Tracking** (``track/``): a camera path (``--sequence DIR`` made by ``inerf synth scene --path``, or one
+   made here with ``--make-sequence handheld|orbit``) tracked from the first frame's ground truth with
+   :data:`inerf.pose.track.TRACK`: frames per second after the first, per-frame errors, the share of frames
+   within 1 degree and 1% of the camera distance; trajectory files and plots as ``inerf track`` writes them.
+3. **Uncertainty calibration** (``calibration/``): the paper's protocol (``--calib-images`` x
+   ``--calib-trials``, starts +-``--perturb-rot`` / +-``--perturb-trans``, the robust preset rescaled to
+   ``--calib-steps``); for every successful trial, whether its true pose lies inside the 95% ellipsoid of
+   each covariance estimate (robust, sandwich, Gauss-Newton): a calibrated ellipsoid holds 85-99%.
+
+With ``--demo`` the run is the bundled demo field and the views are its 5 held-out targets (no dataset
+needed): the CPU smoke test. ``--figures DIR`` also writes the README's three pictures there
+(``global_success.png``, ``track_trajectory.png``, ``uncertainty_bars.png``).
+
+    python benchmarks/bench_beyond.py --run runs/chair_grid --data data/nerf_synthetic/chair --out $OUT/beyond \\
+        --make-sequence handheld --frames 200 --size 400 --device cuda
+    python benchmarks/bench_beyond.py --demo --images 2 --trials 1 --viewpoints 64 --rolls 1 --keep 4 \\
+        --steps 60 --rays 256 --samples 64 --make-sequence handheld --frames 6 --size 96 --out /tmp/beyond
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from inerf.geometry import se3
+from inerf.pose.config import ROBUST, SamplingConfig
+from inerf.pose.global_search import CameraPrior, GlobalConfig
+from inerf.pose.uncertainty import UncertaintyConfig, pose_uncertainty
+
+ROT_OK, TRANS_OK = 5.0, 0.05
+ESTIMATES = ("robust", "sandwich", "gauss_newton")
+"""Covariances whose calibration is measured (:meth:`inerf.pose.uncertainty.PoseUncertainty.with_estimator`)."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run directory written by `inerf train`")
+    src.add_argument("--demo", action="store_true", help="the bundled demo field and its 5 targets")
+    p.add_argument("--data", default=None, help="dataset folder (default: the run's)")
+    p.add_argument("--split", default="test", help="split whose views are localised and calibrated")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--samples", type=int, default=None, help="samples per ray (default: the run's)")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: global, track, calibration")
+    p.add_argument("--figures", default=None, help="also write the README pictures into this folder")
+    g = p.add_argument_group("global localisation")
+    g.add_argument("--images", type=int, default=10)
+    g.add_argument("--trials", type=int, default=2)
+    g.add_argument("--viewpoints", type=int, default=GlobalConfig.viewpoints)
+    g.add_argument("--rolls", type=int, default=GlobalConfig.rolls)
+    g.add_argument("--keep", type=int, default=GlobalConfig.keep)
+    g.add_argument("--score-rays", type=int, default=GlobalConfig.score_rays)
+    g.add_argument("--score-size", type=int, default=GlobalConfig.score_size)
+    g.add_argument(
+        "--steps", type=int, default=ROBUST.steps, help="refinement steps (the robust preset rescaled)"
+    )
+    g.add_argument("--rays", type=int, default=ROBUST.n_rays, help="refinement rays per step and hypothesis")
+    t = p.add_argument_group("tracking")
+    t.add_argument("--sequence", default=None, help="a folder made by `inerf synth scene --path`")
+    t.add_argument(
+        "--make-sequence", choices=["orbit", "handheld"], default=None, help="generate one (pybullet)"
+    )
+    t.add_argument("--asset", default="duck", help="asset of --make-sequence (the demo's is the duck)")
+    t.add_argument("--frames", type=int, default=200)
+    t.add_argument("--size", type=int, default=200, help="image size of --make-sequence")
+    t.add_argument("--track-rays", type=int, default=None, help="per-frame rays (default: TRACK's)")
+    t.add_argument("--track-steps", type=int, default=None, help="per-frame steps (default: TRACK's)")
+    c = p.add_argument_group("uncertainty calibration")
+    c.add_argument("--calib-images", type=int, default=5)
+    c.add_argument("--calib-trials", type=int, default=5)
+    c.add_argument("--calib-steps", type=int, default=ROBUST.steps)
+    c.add_argument("--perturb-rot", type=float, default=40.0)
+    c.add_argument("--perturb-trans", type=float, default=0.1)
+    c.add_argument("--uncertainty-rays", type=int, default=UncertaintyConfig.rays)
+    c.add_argument("--uncertainty-tiles", type=int, default=UncertaintyConfig.tiles)
+    return p.parse_args(argv)
+
+
+def load(args, device):
+    """``(model, views, prior, label)``: the run's model, the views to localise, the camera prior."""
+    if args.demo:
+        from inerf.data.views import ViewSet
+        from inerf.demo import load_demo
+        from inerf.geometry.cameras import Cameras
+
+        assets = load_demo(device)
+        model = assets.run.model
+        ts = assets.targets
+        cams = Cameras(
+            torch.stack([t.gt_c2w for t in ts]).float(),
+            *(torch.tensor([t.camera.intrinsics()[i] for t in ts]) for i in range(4)),
+            ts[0].camera.height,
+            ts[0].camera.width,
+        )
+        alphas = torch.stack([t.alpha for t in ts]) if all(t.alpha is not None for t in ts) else None
+        views = ViewSet(
+            torch.stack([t.image for t in ts]), alphas, cams, model.config.near, model.config.far,
+            model.config.background, [t.name for t in ts], str(assets.root), "demo",
+        )  # fmt: skip
+        prior = CameraPrior.from_bounds(model.config.near, model.config.far)
+        label = "bundled demo field (duck, grid)"
+    else:
+        from inerf.cli.pose_options import camera_prior
+        from inerf.train.checkpoint import load_run
+
+        run = load_run(args.run, device)
+        model = run.model
+        views = run.dataset.load(args.split, run_dir=run.run_dir, root=args.data)
+        prior = camera_prior(run, args.data)
+        label = f"{args.run} ({run.kind})"
+    if args.samples:
+        model = model.with_config(n_coarse=args.samples)
+    return model, views, prior, label
+
+
+def bench_global(args, model, views, prior, device, out: Path) -> dict:
+    from inerf.pose.global_protocol import run_global_benchmark
+    from inerf.pose.protocol import ProtocolConfig, write_report
+
+    steps = args.steps
+    checkpoints = tuple(sorted({max(1, round(steps * f)) for f in (0.25, 0.5, 0.75, 1.0)}))
+    protocol = ProtocolConfig(images=args.images, trials=args.trials, checkpoints=checkpoints)
+    gcfg = GlobalConfig(
+        viewpoints=args.viewpoints,
+        rolls=args.rolls,
+        keep=args.keep,
+        score_rays=args.score_rays,
+        score_size=args.score_size,
+    )
+    config = replace(ROBUST.with_steps(steps), n_rays=args.rays)
+    t0 = time.perf_counter()
+    result = run_global_benchmark(
+        model, views, prior, [SamplingConfig("random")], config, protocol, gcfg, device=device, progress=False, log=print,
+        uncertainty=UncertaintyConfig(rays=args.uncertainty_rays, tiles=args.uncertainty_tiles),
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    write_report(result, out)
+    rate = float(result.success_curves()["random"][-1])
+    g = result.meta["global"]
+    per_image = g["score_seconds_per_trial"] + g["refine_seconds_per_trial"]
+    return {
+        "success_rate": rate,
+        "trials": len(result.trials),
+        "seconds_per_image": per_image,
+        "score_seconds_per_image": g["score_seconds_per_trial"],
+        "refine_seconds_per_image": g["refine_seconds_per_trial"],
+        "wall_seconds": wall,
+        "candidates": g["candidates"],
+        "refined": g["refined"],
+        "config": asdict(gcfg),
+        "refine_steps": steps,
+        "refine_rays": args.rays,
+        "curve": [float(x) for x in result.success_curves()["random"]],
+        "command": f"inerf benchmark pose --run RUN --global --preset robust --steps {steps} --rays {args.rays} "
+        f"--images {args.images} --trials {args.trials} --global-viewpoints {args.viewpoints} --global-rolls "
+        f"{args.rolls} --global-keep {args.keep} --sampling random --out OUT",
+    }
+
+
+def make_sequence(args, out: Path) -> Path:
+    from inerf.synth.scene import SceneConfig, generate_scene
+
+    folder = out / "sequence"
+    config = SceneConfig(
+        size=args.size,
+        n_train=0,
+        n_val=0,
+        n_test=0,
+        path=args.make_sequence,
+        path_frames=args.frames,
+        workers=None,
+    )
+    generate_scene(args.asset, folder, config, overwrite=True, progress=False)
+    return folder
+
+
+def bench_track(args, model, device, out: Path) -> dict:
+    from inerf.pose.io import read_intrinsics
+    from inerf.pose.track import RECOVER, TRACK, TrackConfig, track
+    from inerf.pose.track_io import iter_frames, read_trajectory, write_track_outputs
+
+    seq = Path(args.sequence) if args.sequence else make_sequence(args, out)
+    gt = read_trajectory(seq / "path.tum")
+    frames = list(
+        iter_frames(
+            seq / "path",
+            lambda w, h: read_intrinsics(seq / "transforms_path.json", w, h),
+            model.config.background,
+            device,
+        )
+    )
+    side = max(frames[0].target.height, frames[0].target.width)
+    pose_config = replace(TRACK, blur=replace(TRACK.blur, sigma=TRACK.blur.sigma * side / 128))
+    if args.track_rays:
+        pose_config = replace(pose_config, n_rays=args.track_rays)
+    if args.track_steps:
+        pose_config = pose_config.with_steps(args.track_steps)
+    recover = replace(RECOVER, blur=replace(RECOVER.blur, sigma=RECOVER.blur.sigma * side / 128))
+    result = track(model, frames, gt[0], TrackConfig(), pose_config, recover)
+    rot, trans = result.errors(gt[: len(frames)])
+    radius = float(gt[:, :3, 3].norm(dim=-1).mean())
+    ok = (rot < 1.0) & (trans < 0.01 * radius)
+    (out / "track").mkdir(parents=True, exist_ok=True)
+    write_track_outputs(out / "track", result, gt_c2w=gt[: len(frames)], meta={"sequence": str(seq)})
+    return {
+        "frames": len(frames),
+        "size": side,
+        "fps": result.fps,
+        "seconds": result.seconds,
+        "rot_err_median": float(rot.median()),
+        "rot_err_max": float(rot.max()),
+        "trans_err_median": float(trans.median()),
+        "trans_err_max": float(trans.max()),
+        "camera_distance": radius,
+        "within_1deg_1pct": float(ok.double().mean()),
+        "relocalized": sum(bool(f.relocalized) for f in result.frames[1:]),
+        "rays": pose_config.n_rays,
+        "steps": pose_config.steps,
+        "command": f"inerf track --run RUN --images {seq}/path --intrinsics {seq}/transforms_path.json "
+        f"--gt {seq}/path.tum --init-from-gt --out OUT",
+    }
+
+
+def bench_calibration(args, model, views, device, out: Path) -> dict:
+    from inerf.pose.protocol import ProtocolConfig, run_pose_benchmark, write_report
+
+    steps = args.calib_steps
+    protocol = ProtocolConfig(
+        images=args.calib_images,
+        trials=args.calib_trials,
+        perturb_rot=args.perturb_rot,
+        perturb_trans=args.perturb_trans,
+        checkpoints=(steps,),
+    )
+    config = ROBUST.with_steps(steps)
+    result = run_pose_benchmark(
+        model,
+        views,
+        [SamplingConfig("random")],
+        config,
+        protocol,
+        device=device,
+        progress=False,
+        log=lambda *a: None,
+    )
+    from inerf.pose.problem import PoseTarget
+
+    rows = []
+    for trial in result.trials:
+        i = trial["view"]
+        alpha = views.alphas[i].to(device) if views.alphas is not None else None
+        target = PoseTarget(views.images[i].to(device), views.cameras[i].to(device), alpha)
+        final, gt = torch.tensor(trial["final_c2w"]), torch.tensor(trial["gt_c2w"])
+        r, t = float(se3.rotation_error_deg(final, gt)), float(se3.translation_error(final, gt))
+        unc = pose_uncertainty(
+            model,
+            target,
+            final,
+            UncertaintyConfig(rays=args.uncertainty_rays, tiles=args.uncertainty_tiles),
+            seed=trial["seed"],
+        )
+        row = {
+            "view": trial["name"],
+            "trial": trial["trial"],
+            "rot_err": r,
+            "trans_err": t,
+            "ok": r < ROT_OK and t < TRANS_OK,
+        }
+        for est in ESTIMATES:
+            u = unc.with_estimator(est)
+            row[est] = {
+                "rot_sigma_deg": u.rotation_sigma_deg,
+                "trans_sigma": u.translation_sigma,
+                "inside95": u.inside(gt),
+                "inside95_rotation": u.inside(gt, "rotation"),
+                "inside95_centre": u.inside(gt, "centre"),
+            }
+        rows.append(row)
+    (out / "calibration").mkdir(parents=True, exist_ok=True)
+    write_report(result, out / "calibration")
+    ok = [r for r in rows if r["ok"]]
+    summary = {"trials": len(rows), "successful": len(ok), "rows": rows}
+    for est in ESTIMATES:
+        if ok:
+            summary[est] = {
+                "inside95": float(np.mean([r[est]["inside95"] for r in ok])),
+                "inside95_rotation": float(np.mean([r[est]["inside95_rotation"] for r in ok])),
+                "inside95_centre": float(np.mean([r[est]["inside95_centre"] for r in ok])),
+                "median_rot_sigma_deg": float(np.median([r[est]["rot_sigma_deg"] for r in ok])),
+                "median_trans_sigma": float(np.median([r[est]["trans_sigma"] for r in ok])),
+            }
+    if ok:
+        summary["median_rot_err"] = float(np.median([r["rot_err"] for r in ok]))
+        summary["median_trans_err"] = float(np.median([r["trans_err"] for r in ok]))
+    return summary
+
+
+def figures(folder: Path, report: dict, out: Path) -> None:
+    """The README's pictures, small: the global success curve, the tracked trajectory, uncertainty bars."""
+    import shutil
+
+    from inerf.viz.plots import plot_success_curves
+    from inerf.viz.track_plots import plot_uncertainty_bars
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if "global" in report:
+        g = report["global"]
+        plot_success_curves(
+            folder / "global_success.png",
+            {f"global ({g['candidates']} candidates, {g['refined']} refined)": np.array(g["curve"])},
+            title=f"no initial pose: success (< {ROT_OK:g} deg, < {TRANS_OK:g}) against refinement step",
+        )
+    if "track" in report and (out / "track" / "trajectory.png").exists():
+        shutil.copy(out / "track" / "trajectory.png", folder / "track_trajectory.png")
+    if report.get("calibration", {}).get("rows"):
+        rows = [r for r in report["calibration"]["rows"] if r["ok"]][:12]
+        if rows:
+            plot_uncertainty_bars(
+                folder / "uncertainty_bars.png",
+                [f"{r['view'].split('/')[-1]} #{r['trial']}" for r in rows],
+                [r["robust"]["rot_sigma_deg"] for r in rows],
+                [r["rot_err"] for r in rows],
+                title="predicted 1-sigma rotation (robust) against the true error, per solve",
+            )
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Beyond iNeRF: {report['model']} on {report['device']}", ""]
+    if "global" in report:
+        g = report["global"]
+        lines += [
+            "## Global localisation (no initial pose)",
+            "",
+            (
+                f"{g['trials']} trials, {g['candidates']} candidates, {g['refined']} refined for {g['refine_steps']} steps "
+                f"at {g['refine_rays']} rays: **{100 * g['success_rate']:.0f}% success** (< {ROT_OK:g} deg, < {TRANS_OK:g}); "
+                f"**{g['seconds_per_image']:.2f} s per image** (scoring {g['score_seconds_per_image']:.2f} s, refinement "
+                f"{g['refine_seconds_per_image']:.2f} s)."
+            ),
+            "",
+            f"`{g['command']}`",
+            "",
+        ]
+    if "track" in report:
+        t = report["track"]
+        lines += [
+            "## Tracking",
+            "",
+            (
+                f"{t['frames']} frames at {t['size']} px, {t['steps']} steps x {t['rays']} rays per frame: "
+                f"**{t['fps']:.2f} frames/s**; rotation error median {t['rot_err_median']:.3f} / max {t['rot_err_max']:.3f} deg, "
+                f"translation median {t['trans_err_median']:.4f} / max {t['trans_err_max']:.4f} (camera distance "
+                f"{t['camera_distance']:.2f}); {100 * t['within_1deg_1pct']:.0f}% of frames within 1 deg and 1%; "
+                f"{t['relocalized']} re-localised."
+            ),
+            "",
+            f"`{t['command']}`",
+            "",
+        ]
+    if "calibration" in report:
+        c = report["calibration"]
+        lines += [
+            "## Uncertainty calibration",
+            "",
+            f"{c['successful']} successful of {c['trials']} protocol trials.",
+        ]
+        if c["successful"]:
+            lines += [
+                "",
+                "| estimator | inside 95% (pose) | rotation only | centre only | median 1-sigma rot (deg) | median 1-sigma trans |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            for est in ESTIMATES:
+                s = c[est]
+                lines.append(
+                    f"| {est} | {100 * s['inside95']:.0f}% | {100 * s['inside95_rotation']:.0f}% | "
+                    f"{100 * s['inside95_centre']:.0f}% | {s['median_rot_sigma_deg']:.3f} | {s['median_trans_sigma']:.4f} |"
+                )
+            lines += ["", f"Median true error: {c['median_rot_err']:.3f} deg, {c['median_trans_err']:.4f}."]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_grad_enabled(True)
+    device = torch.device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    model, views, prior, label = load(args, device)
+    report: dict = {
+        "model": label,
+        "device": str(device)
+        + (
+            f" ({torch.cuda.get_device_name(device)})"
+            if device.type == "cuda"
+            else f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        ),
+        "views": len(views),
+        "prior": prior.to_json(),
+    }
+    if "global" not in skip:
+        report["global"] = bench_global(args, model, views, prior, device, out / "global")
+    if "track" not in skip and (args.sequence or args.make_sequence):
+        report["track"] = bench_track(args, model, device, out)
+    if "calibration" not in skip:
+        report["calibration"] = bench_calibration(args, model, views, device, out)
+    if args.figures:
+        figures(Path(args.figures), report, out)
+    (out / "beyond.json").write_text(
+        json.dumps(
+            report,
+            indent=2,
+            default=lambda x: None if isinstance(x, float) and not math.isfinite(x) else str(x),
+        )
+    )
+    md = markdown(report)
+    (out / "BEYOND.md").write_text(md)
+    print(md)
+    return report
+
+
+if __name__ == "__main__":
+    main()
