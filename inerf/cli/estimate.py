@@ -12,6 +12,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -435,6 +436,9 @@ def run(args) -> int:
     }
     if found is not None:
         meta["global"] = found.record()
+    from inerf.train.checkpoint import validation_psnr
+
+    val_psnr = validation_psnr(run_)
     paths = write_estimate_outputs(
         out,
         result,
@@ -449,6 +453,8 @@ def run(args) -> int:
             max_side=args.frame_size or (400 if device.type == "cuda" else 96),
             fps=args.fps,
             video=not args.no_video,
+            field_mse=None if val_psnr is None else 10 ** (-val_psnr / 10),
+            loss=config.loss,
         ),
     )
     print(
@@ -463,6 +469,12 @@ def run(args) -> int:
     )
     for line in summary_lines(result, gt, uncertainty=uncertainty):
         print("  " + line)
+    verdict = json.loads(paths["pose"].read_text(encoding="utf-8"))["convergence"]
+    if verdict["verdict"] != "unknown":
+        print(
+            f"  {verdict['verdict']}: final MSE {verdict['ratio']:.1f}x the field's own validation MSE "
+            f"(converged at <= {verdict['threshold']:g}x)"
+        )
     names = [p.name + ("/" if p.is_dir() else "") for p in paths.values()]
     print(f"  wrote {out}/: " + ", ".join(names))
     if result.status[0] != "ok":

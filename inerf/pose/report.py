@@ -168,6 +168,29 @@ def summary_lines(
     return lines
 
 
+CONVERGED_RATIO = 3.0
+"""An estimate counts as converged when its final photometric MSE is at most this many times the field's own
+MSE on held-out views (its validation PSNR): the render then matches the target about as well as the field
+can match any image. Far above it, the pose is off (or the target is not the scene)."""
+
+
+def convergence_verdict(final_loss: float, loss_kind: str, field_mse: float | None) -> dict:
+    """``pose.json``'s ``convergence`` entry: ``converged`` / ``not converged`` from the ratio of the final
+    loss to ``field_mse`` (the run's validation MSE, ``10^(-PSNR/10)``), or ``unknown`` when the run recorded
+    no validation PSNR or the loss is not the MSE."""
+    if field_mse is None or not math.isfinite(final_loss) or loss_kind != "mse" or field_mse <= 0:
+        why = "the run recorded no validation PSNR" if field_mse is None else "the loss is not the MSE"
+        return {"verdict": "unknown", "reason": why}
+    ratio = final_loss / field_mse
+    return {
+        "verdict": "converged" if ratio <= CONVERGED_RATIO else "not converged",
+        "final_mse": final_loss,
+        "field_mse": field_mse,
+        "ratio": ratio,
+        "threshold": CONVERGED_RATIO,
+    }
+
+
 @dataclass
 class OutputOptions:
     """What :func:`write_estimate_outputs` draws besides ``pose.json`` and the trajectory CSV."""
@@ -184,6 +207,10 @@ class OutputOptions:
     """Success threshold drawn on the rotation-error plot (degrees)."""
     trans_thresh: float = 0.05
     """Success threshold drawn on the translation-error plot (scene units)."""
+    field_mse: float | None = None
+    """The field's own MSE on held-out views (from its validation PSNR), for the convergence verdict."""
+    loss: str = "mse"
+    """The photometric loss the solve minimised (the verdict compares MSEs only)."""
 
 
 def pose_record(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> dict:
@@ -358,6 +385,7 @@ def write_estimate_outputs(
     gt = gt_c2w.double() if gt_c2w is not None else None
     paths: dict[str, Path] = {"pose": out / "pose.json"}
     record = pose_record(result, gt)
+    record["convergence"] = convergence_verdict(float(result.loss[0]), opt.loss, opt.field_mse)
     if uncertainty is not None:
         record["uncertainty"] = uncertainty.to_json()
         if gt is not None:

@@ -322,3 +322,23 @@ def test_robust_preset_and_explicit_options():
         50,
         "center",
     )
+
+
+def test_estimate_gives_a_convergence_verdict(inputs, fake_run, capsys):
+    """pose.json says whether the final photometric error is as low as the field's own validation error."""
+    fake_run.config["metrics"] = {"val_psnr": 40.0}
+    argv = ["estimate", "--run", "RUN", *files(inputs, gt="gt.json", out="est_v")]
+    code, stdout, _ = run_cli(argv + ["--steps", "150", "--rays", "256", "--frames", "0", "--quiet"], capsys)
+    assert code == 0, stdout
+    verdict = json.loads((inputs / "est_v" / "pose.json").read_text())["convergence"]
+    assert verdict["verdict"] == "converged" and verdict["field_mse"] == pytest.approx(1e-4)
+    assert "converged: final MSE" in stdout
+    fake_run.config["metrics"] = {"val_psnr": 70.0}  # a field far sharper than this 8-bit target can match
+    code, stdout, _ = run_cli(
+        argv[:-2]
+        + ["--out", str(inputs / "est_w"), "--steps", "5", "--rays", "64", "--frames", "0", "--quiet"],
+        capsys,
+    )
+    assert code == 0 and json.loads((inputs / "est_w" / "pose.json").read_text())["convergence"][
+        "verdict"
+    ] == ("not converged")

@@ -89,3 +89,18 @@ def test_single_hypothesis_summary_has_no_best_start_line(field, render_config, 
         len(lines) == 3 and lines[2].startswith("rotation error 5.000 -> ") and "hypothesis" not in lines[2]
     )
     assert "best_init_hypothesis" not in pose_record(result, gt)
+
+
+def test_convergence_verdict_compares_the_final_loss_with_the_fields_own_error():
+    from inerf.pose.report import CONVERGED_RATIO, convergence_verdict
+
+    field_mse = 10 ** (-30 / 10)  # a 30 dB field
+    ok = convergence_verdict(2e-3, "mse", field_mse)
+    assert ok["verdict"] == "converged" and ok["ratio"] == pytest.approx(2.0)
+    off = convergence_verdict(field_mse * (CONVERGED_RATIO + 1), "mse", field_mse)
+    assert off["verdict"] == "not converged"
+    assert convergence_verdict(1e-3, "mse", None)["verdict"] == "unknown"
+    assert convergence_verdict(1e-3, "huber", field_mse) == {
+        "verdict": "unknown",
+        "reason": "the loss is not the MSE",
+    }
