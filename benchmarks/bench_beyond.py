@@ -315,6 +315,13 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
                 "inside95_centre": float(np.mean([r[est]["inside95_centre"] for r in ok])),
                 "median_rot_sigma_deg": float(np.median([r[est]["rot_sigma_deg"] for r in ok])),
                 "median_trans_sigma": float(np.median([r[est]["trans_sigma"] for r in ok])),
+                # How many predicted sigmas the true error is: about 1 to 1.6 when calibrated.
+                "median_rot_err_over_sigma": float(
+                    np.median([r["rot_err"] / r[est]["rot_sigma_deg"] for r in ok])
+                ),
+                "median_trans_err_over_sigma": float(
+                    np.median([r["trans_err"] / r[est]["trans_sigma"] for r in ok])
+                ),
             }
     if ok:
         summary["median_rot_err"] = float(np.median([r["rot_err"] for r in ok]))
@@ -394,14 +401,18 @@ def markdown(report: dict) -> str:
         if c["successful"]:
             lines += [
                 "",
-                "| estimator | inside 95% (pose) | rotation only | centre only | median 1-sigma rot (deg) | median 1-sigma trans |",
-                "|---|---:|---:|---:|---:|---:|",
+                (
+                    "| estimator | inside 95% (pose) | rotation only | centre only | median 1-sigma rot (deg) "
+                    "| median 1-sigma trans | median error / sigma (rot, trans) |"
+                ),
+                "|---|---:|---:|---:|---:|---:|---:|",
             ]
             for est in ESTIMATES:
                 s = c[est]
                 lines.append(
                     f"| {est} | {100 * s['inside95']:.0f}% | {100 * s['inside95_rotation']:.0f}% | "
-                    f"{100 * s['inside95_centre']:.0f}% | {s['median_rot_sigma_deg']:.3f} | {s['median_trans_sigma']:.4f} |"
+                    f"{100 * s['inside95_centre']:.0f}% | {s['median_rot_sigma_deg']:.3f} | {s['median_trans_sigma']:.4f} | "
+                    f"{s['median_rot_err_over_sigma']:.2f}, {s['median_trans_err_over_sigma']:.2f} |"
                 )
             lines += ["", f"Median true error: {c['median_rot_err']:.3f} deg, {c['median_trans_err']:.4f}."]
         lines.append("")

@@ -106,7 +106,9 @@ def add_parser(subparsers) -> None:
         help="steps of the first frame's and a lost frame's solve (default: inerf.pose.track.RECOVER's 80)",
     )
     POSE_FLAGS.add_to(p, TRACK, title="per-frame solver", group=g)
-    add_global_arguments(p, what="the first frame's pose (and a lost frame's, with --relocalize global)")
+    add_global_arguments(
+        p, what="the first frame's pose when no --init is given (and a lost frame's with --relocalize global)"
+    )
     r = p.add_argument_group("run")
     r.add_argument(
         "--samples", type=int, default=None, help="stratified samples per ray (default: the run's)"
@@ -199,8 +201,6 @@ def run(args) -> int:
         raise InerfError("--init-from-gt needs --gt")
     if not (args.init or args.init_from_gt or args.global_search):
         raise InerfError("no initial pose: give --init POSE, --init-from-gt or --global")
-    if args.global_search and (args.init or args.init_from_gt):
-        raise InerfError("--global replaces --init / --init-from-gt; give one")
     global_config = global_config_from_args(args)
     _track_flags().build(_default_track(), args)  # flags checked before any work
     check_out_dir(args.out, args.overwrite)
@@ -290,6 +290,7 @@ def run(args) -> int:
         "run": str(args.run),
         "gt": args.gt,
         "init": args.init or ("ground truth of frame 0" if args.init_from_gt else "global localisation"),
+        "relocalize": track_config.relocalize,
         "stride": args.stride,
         "tf32": bool(device.type == "cuda" and args.tf32),
     }

@@ -16,6 +16,10 @@ batch that equals the separate solves. Modules:
 * :mod:`.recorder` the trajectory of a solve;
 * :mod:`.solver`   ``estimate_pose`` (sample, evaluate, record, prune, step) and its result types;
 * :mod:`.protocol` the paper's evaluation protocol and report;
+* :mod:`.global_search` global localisation: candidates from the scene, cheap batched scoring, refinement of
+  the best (:mod:`.global_protocol`: the protocol without initial poses);
+* :mod:`.track`    tracking an image sequence (:mod:`.track_io`: frames, trajectories, output files);
+* :mod:`.uncertainty` the covariance of an estimate from the Gauss-Newton matrix at the solution;
 * :mod:`.io`       reading targets, poses and intrinsics; writing pose files;
 * :mod:`.report`   the files written by ``inerf estimate``.
 

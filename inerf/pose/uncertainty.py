@@ -171,6 +171,25 @@ def _psd(M: torch.Tensor) -> torch.Tensor:
     return (V * lam.clamp_min(0.0)) @ V.T
 
 
+def _at_least(M: torch.Tensor, F: torch.Tensor) -> torch.Tensor:
+    """``M`` raised to at least ``F`` in every direction (both symmetric PSD ``[6, 6]``): in the basis where
+    ``F`` is the identity, eigenvalues of ``M`` below 1 become 1. The tile sums see a direction only through
+    the few tiles that constrain it, so their estimate can fall to zero there; it should never fall below
+    what independent pixel noise alone gives (``F = s^2 H``)."""
+    lam, V = torch.linalg.eigh(0.5 * (F + F.T))
+    keep = lam > 1e-12 * lam.abs().max().clamp_min(1e-300)
+    if not bool(keep.any()):
+        return M
+    W = V[:, keep] * lam[keep].sqrt()  # F = W W^T on its range
+    W_pinv = torch.linalg.pinv(W)
+    mu, U = torch.linalg.eigh(0.5 * (W_pinv @ M @ W_pinv.T + (W_pinv @ M @ W_pinv.T).T))
+    raised = W @ ((U * mu.clamp_min(1.0)) @ U.T) @ W.T
+    # Directions outside F's range (nothing constrains them) keep M's own value there.
+    P = W @ W_pinv
+    rest = M - P @ M @ P
+    return raised + 0.5 * (rest + rest.T)
+
+
 def covariance_from_terms(H_i, u_i, sq_i, tile, weight, area):
     """The estimates of the module docstring from per-pixel terms (see :func:`pixel_terms`) of a
     stratified sample (see :func:`tile_pixels`).
@@ -204,7 +223,7 @@ def covariance_from_terms(H_i, u_i, sq_i, tile, weight, area):
             S = torch.cov(u_i[sel].T, correction=1)
             M -= A * A * (1.0 - m / A) * S / m
             V += A * A * (1.0 - m / A) * S / m
-    M = _psd(M) * (used / max(1, used - 1))
+    M = _at_least(_psd(M) * (used / max(1, used - 1)), s2 * H)
     cov_sw = H_inv @ M @ H_inv
     # The Gauss-Newton step still left to the optimum of the whole image's loss: an estimate the solver
     # stopped short of is off by about this much. Its outer product, less what the pixel sample's noise in g

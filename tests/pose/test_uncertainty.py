@@ -78,6 +78,24 @@ def test_tile_sample_is_stratified_and_weighted():
     assert sorted(pix_all.tolist()) == list(range(130)) and torch.all(w_all == 1)
 
 
+def test_tile_sums_never_fall_below_independent_noise():
+    """The sandwich's meat is raised to at least ``s^2 H`` in every direction (a direction few tiles see can
+    come out at zero), and left alone where it is already larger."""
+    from inerf.pose.uncertainty import _at_least
+
+    A = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    F = A @ A.T + 0.1 * torch.eye(6, dtype=torch.float64)
+    torch.testing.assert_close(_at_least(torch.zeros(6, 6, dtype=torch.float64), F), F)
+    torch.testing.assert_close(_at_least(3 * F, F), 3 * F)
+    v = torch.linalg.eigh(F).eigenvectors[:, :1]
+    M = 5 * F - 4.9 * (F @ v) @ (F @ v).T / float(v.T @ F @ v)  # below F along one direction only
+    out = _at_least(M, F)
+    assert (
+        float(torch.linalg.eigvalsh(out - F).min()) > -1e-9
+        and float(torch.linalg.eigvalsh(out - M).min()) > -1e-9
+    )
+
+
 def test_chi2_quantiles():
     assert chi2_quantile(0.95, 6) == pytest.approx(12.591587, abs=1e-4)
     assert chi2_quantile(0.95, 3) == pytest.approx(7.814728, abs=1e-4)
