@@ -298,12 +298,16 @@ def candidate_poses(
 
     Sphere viewpoints (when ``config.source`` allows and the prior is an orbit) and training cameras (when
     allowed and known), each at ``config.rolls`` in-plane rolls. With a ``generator`` the sphere is turned by
-    a random azimuth and the rolls by a random offset (so that repeated trials sample different grids);
-    without one the grid is fixed.
+    a random azimuth and the rolls by a random offset within their spacing (so that repeated trials sample
+    different grids); without one the grid is fixed.
     """
     azimuth = roll0 = 0.0
     if generator is not None:
-        azimuth, roll0 = (2 * math.pi * torch.rand(2, generator=generator, dtype=torch.float64)).tolist()
+        u, v = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
+        azimuth = 2 * math.pi * u
+        # Within one roll spacing of the grid's (none with a single, upright roll: the scene's cameras are
+        # upright, a random roll would leave no candidate that is).
+        roll0 = (v - 0.5) * 2 * math.pi / config.rolls if config.rolls > 1 else 0.0
     views = []
     if config.source in ("both", "sphere") and prior.orbit:
         views.append(_sphere_viewpoints(prior, config, azimuth))
