@@ -258,12 +258,6 @@ class PoseConfig:
     """On CUDA, run each Adam step's render-and-backward as the replay of a captured CUDA graph (one launch
     instead of hundreds; the host no longer paces the GPU), with the fields' fast paths; the same
     arithmetic as the reference path. No effect on the CPU. ``--no-fast`` selects the reference path."""
-    compile: bool = False
-    """With ``fast`` on CUDA, also compile each chunk's render and loss with ``torch.compile`` (Triton kernels
-    that fuse the field's elementwise work: fewer, larger kernels per step). Costs a one-time compilation
-    of tens of seconds per process (less with a warm inductor cache), so it pays on long or batched
-    solves (benchmarks, many hypotheses or images); results equal the uncompiled path's to float
-    rounding."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

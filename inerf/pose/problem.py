@@ -201,10 +201,6 @@ class Problem:
             alpha=target.alpha,
             device=device,
         )
-        self.chunk_loss = self._chunk_loss
-        if config.fast and config.compile and device.type == "cuda":
-            # Static shapes (one graph per chunk shape), no graph breaks (tested on the CPU).
-            self.chunk_loss = torch.compile(self._chunk_loss, dynamic=False)
         self.graphed = None
         if config.fast and device.type == "cuda":
             from inerf.pose.fast import GraphedLossAndGrad
@@ -290,10 +286,9 @@ class Problem:
             self.graphed.captures.clear()
         return True
 
-    def _chunk_loss(self, origins, directions, viewdirs, tgt, k: int):
+    def chunk_loss(self, origins, directions, viewdirs, tgt, k: int):
         """Per-pixel loss ``[P]`` of one chunk of rays (``k`` consecutive rays per pixel, ``P`` pixels with
-        colours ``tgt [P, 3]``) and the samples the query pool left out (None without a pool): the part of a
-        step that ``torch.compile`` fuses (``PoseConfig.compile``)."""
+        colours ``tgt [P, 3]``) and the samples the query pool left out (None without a pool)."""
         cfg = self.config
         out = self.model.render_rays(Rays(origins, directions, viewdirs))
         rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
@@ -348,14 +343,11 @@ class Problem:
         per_pix = torch.empty(tgt.shape[0], device=tgt.device, dtype=tgt.dtype)
         ray_grads = [torch.zeros_like(t) for t in ray_t] if need_grad else None
         chunk_size = self._chunk(k)
-        chunk_loss = (
-            self.chunk_loss if need_grad else self._chunk_loss
-        )  # scoring alone is not worth compiling
         for a in range(0, total, chunk_size):
             b = min(a + chunk_size, total)
             chunk = [t[a:b].detach().requires_grad_(need_grad) for t in ray_t]
             with torch.set_grad_enabled(need_grad):
-                loss, dropped = chunk_loss(*chunk, tgt[a // k : b // k], k)
+                loss, dropped = self.chunk_loss(*chunk, tgt[a // k : b // k], k)
             if dropped is not None:
                 self.dropped += dropped
             if need_grad:

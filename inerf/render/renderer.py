@@ -214,9 +214,10 @@ def _shade_occupied(fld, rays: Rays, step, t, seg, metric: bool, config: RenderC
         pool = min(R * M, max(1, math.ceil(config.sample_pool * R)))
         slots, _, dropped = pool_slots(valid, pool)
         at = slots.clamp_max(R * M - 1)  # padding entries read any slot; their results go to the spare one
-        ray = at // M
-        pts = rays.origins[ray] + step[ray] * t_c.reshape(-1)[at, None]
-        rgb_q, sigma_q = fld.query(pts, rays.viewdirs[ray])
+        ray = (at // M)[:, None].expand(pool, 3)
+        # gather, not advanced indexing: gather's backward is a scatter-add, indexing's sorts the indices first.
+        pts = torch.gather(rays.origins, 0, ray) + torch.gather(step, 0, ray) * t_c.reshape(-1)[at, None]
+        rgb_q, sigma_q = fld.query(pts, torch.gather(rays.viewdirs, 0, ray))
         sigma = sigma_q.new_zeros(R * M + 1).scatter(0, slots, sigma_q)[: R * M].reshape(R, M)
         rgb = rgb_q.new_zeros(R * M + 1, 3).scatter(0, slots[:, None].expand(pool, 3), rgb_q)
         rgb = rgb[: R * M].reshape(R, M, 3)

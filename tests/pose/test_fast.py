@@ -92,25 +92,3 @@ def test_query_pool_is_sized_from_the_first_step_and_grows_when_it_overflows():
         fast.evaluate(*inputs[:3], need_grad=True)
         assert int(fast.dropped) > 0
         assert fast.check_pool() and fast.model.config.sample_pool == 0.5 and int(fast.dropped) == 0
-
-
-def test_chunk_loss_traces_into_one_graph_for_torch_compile():
-    """``PoseConfig.compile`` compiles :meth:`Problem._chunk_loss`: dynamo must trace the whole render (pool
-    included) without a graph break, and the traced function must give the eager values and gradients.
-    (``aot_eager`` runs the traced graph without generating kernels, which keeps the test fast on the CPU.)"""
-    model = _grid_model()
-    with frozen_fields(*model.fields()):
-        problem, gt = _problem(model.with_config(sample_budget=48), PoseConfig(n_rays=64))
-        xi, c2w0, pix, ring, tgt = _step_inputs(problem, gt)
-        problem.evaluate(xi, c2w0, pix, need_grad=True)  # sizes the pool
-        traced = torch.compile(problem._chunk_loss, fullgraph=True, backend="aot_eager", dynamic=False)
-        outs = []
-        for fn in (problem._chunk_loss, traced):
-            leaves = [t.detach().requires_grad_(True) for t in problem.rays(xi, c2w0, pix, ring)]
-            loss, dropped = fn(*leaves, tgt, 1)
-            outs.append((loss, dropped, torch.autograd.grad(loss.sum(), leaves[:2])))
-    (l0, d0, g0), (l1, d1, g1) = outs
-    assert int(d0) == int(d1) == 0
-    torch.testing.assert_close(l1, l0, rtol=1e-6, atol=1e-9)
-    for a, b in zip(g1, g0):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-8)
