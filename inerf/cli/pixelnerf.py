@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
     from inerf.cli.pixelnerf_metrics import add_metrics_parser
 
     add_metrics_parser(sub)
+    from inerf.cli.pixelnerf_train import add_train_parser
+
+    add_train_parser(sub)
     with contextlib.suppress(ImportError):  # the pose engine (inerf.pose) is optional for `video`
         _add_pose(sub)
 
