@@ -263,13 +263,16 @@ def load_objects(dataset, device, use_bbox: bool = True, progress: bool = False)
     )
 
 
-def choose_source_views(num_views: torch.Tensor, ns: int, generator: torch.Generator | None) -> torch.Tensor:
+def choose_source_views(
+    num_views: torch.Tensor, ns: int, max_views: int, generator: torch.Generator | None
+) -> torch.Tensor:
     """``ns`` distinct random views of each object: ``num_views [SB]`` -> ``[SB, ns]`` int64.
 
     The first ``ns`` of a random permutation (argsort of uniform keys; padding views get key 2 and are never
-    chosen). ``ns`` must not exceed any object's view count.
+    chosen). ``ns`` must not exceed any object's view count; ``max_views`` is the padded view count (given,
+    so that reading ``num_views`` back does not synchronise with the device).
     """
-    SB, V = num_views.shape[0], int(num_views.max()) if num_views.numel() else 0
+    SB, V = num_views.shape[0], max_views
     keys = torch.rand((SB, V), device=num_views.device, generator=generator)
     pad = torch.arange(V, device=num_views.device)[None] >= num_views[:, None]
     return keys.masked_fill(pad, 2.0).argsort(dim=1)[:, :ns]
@@ -423,11 +426,14 @@ class PixelNeRFTrainer:
         train_set = open_dataset(fmt, cfg.datadir, "train", cfg.z_near, cfg.z_far)
         self.val_set = self._open_val(fmt)
         self.objects = load_objects(train_set, device, use_bbox=fmt != "dvr_dtu", progress=cfg.progress)
+        self.max_views = self.objects.images.shape[1]
         self.nviews = _parse_ints(cfg.nviews, "-V/--nviews")
         self.fixed_sources = (
             _parse_ints(cfg.source_views, "--source_views") if cfg.source_views is not None else None
         )
         self._check_views()
+        if self.fixed_sources is not None:
+            self.fixed_sources_t = torch.tensor(self.fixed_sources, device=self.device)
 
         torch.manual_seed(cfg.seed)  # the initial weights
         self.net = PixelNeRF(self.config).to(device)
@@ -445,7 +451,7 @@ class PixelNeRFTrainer:
 
         self.step = 0
         self.epoch = 0
-        self.perm = torch.zeros(0, dtype=torch.long)
+        self.perm = torch.zeros(0, dtype=torch.long, device=device)
         self.pos = 0
         self.cpu_gen = torch.Generator().manual_seed(cfg.seed)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -533,7 +539,7 @@ class PixelNeRFTrainer:
             print(f"note: {folder / ITER_NAME} holds no random-number state: the resumed batches differ")
             return
         self.epoch = int(state["epoch"])
-        self.perm = state["perm"].long()
+        self.perm = state["perm"].long().to(self.device)
         self.pos = int(state["pos"])
         self.cpu_gen.set_state(state["rng_cpu"])
         if state.get("rng_device_type") == self.device.type:
@@ -552,21 +558,23 @@ class PixelNeRFTrainer:
 
     # -- one step ----------------------------------------------------------------------------------------
     def _next_objects(self) -> torch.Tensor:
-        """The next batch of object indices (a new random order every epoch, as a shuffling DataLoader)."""
+        """The next batch of object indices (a new random order every epoch, as a shuffling DataLoader).
+
+        The order is drawn on the device: a host-to-device copy of indices would synchronise every step."""
         if self.pos >= len(self.perm):
-            self.perm = torch.randperm(len(self.objects), generator=self.cpu_gen)
+            self.perm = torch.randperm(len(self.objects), generator=self.gen, device=self.device)
             self.pos = 0
             self.epoch += 1
         batch = self.perm[self.pos : self.pos + self.cfg.batch_size]
         self.pos += len(batch)
-        return batch.to(self.device)
+        return batch
 
     def _source_views(self, index: torch.Tensor) -> torch.Tensor:
         if self.fixed_sources is not None:
-            return torch.tensor(self.fixed_sources, device=self.device).expand(len(index), -1)
+            return self.fixed_sources_t.expand(len(index), -1)
         # The count decides shapes, so it comes from the CPU generator: no device synchronisation.
         ns = self.nviews[int(torch.randint(len(self.nviews), (1,), generator=self.cpu_gen))]
-        return choose_source_views(self.objects.num_views[index], ns, self.gen)
+        return choose_source_views(self.objects.num_views[index], ns, self.max_views, self.gen)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step; returns the loss and the fine pass's MSE as device scalars (no host
@@ -665,7 +673,7 @@ class PixelNeRFTrainer:
             "iter": self.step,
             "format": ITER_FORMAT,
             "epoch": self.epoch,
-            "perm": self.perm.clone(),
+            "perm": self.perm.cpu(),
             "pos": self.pos,
             "rng_cpu": _rng_state(self.cpu_gen),
             "rng_device": _rng_state(self.gen),
@@ -721,7 +729,7 @@ class PixelNeRFTrainer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         history: list = []
         start_step = self.step
-        t_loop = time.monotonic()
+        t_loop = t_start = time.monotonic()
         last_loss = None
         total = cfg.max_steps if cfg.max_steps is not None else 10**9
         with (
@@ -770,6 +778,15 @@ class PixelNeRFTrainer:
                         v = self.validate()
                         if v is not None:
                             record({"val_psnr": v})
+                        if not cfg.progress:  # no bar (e.g. a log file): one line per validation
+                            t = time.monotonic() - t_start
+                            loss_text = f"{last_loss:.5f}" if last_loss is not None else "n/a"
+                            val_text = f"{v:.2f} dB" if v is not None else "n/a"
+                            print(
+                                f"step {self.step}: loss {loss_text}, validation PSNR {val_text}, "
+                                f"{(self.step - start_step) / t:.2f} steps/s, {t / 60:.1f} min",
+                                flush=True,
+                            )
                     if self.step % cfg.save_every == 0:
                         self._add_elapsed(t_loop)
                         t_loop = time.monotonic()
