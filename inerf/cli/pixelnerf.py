@@ -40,6 +40,9 @@ def add_parser(subparsers) -> None:
     from inerf.cli.pixelnerf_export import add_export_parser
 
     add_export_parser(sub)
+    from inerf.cli.pixelnerf_eval import add_eval_parser
+
+    add_eval_parser(sub)
     with contextlib.suppress(ImportError):  # the pose engine (inerf.pose) is optional for `video`
         _add_pose(sub)
 
@@ -182,15 +185,9 @@ def _parse_views(text: str, what: str) -> list[int]:
 
 def open_split(data_format: str, datadir: str, split: str):
     """The published dataset of ``data_format`` (``srn``, ``dvr``, ``dvr_gen``, ``dvr_dtu``) for ``split``."""
-    if data_format == "srn":
-        from inerf.data.srn import SRNDataset
+    from inerf.pixelnerf.train import open_dataset
 
-        return SRNDataset(datadir, split)
-    if data_format in ("dvr", "dvr_gen", "dvr_dtu"):
-        from inerf.data.dvr import DVRDataset
-
-        return DVRDataset(datadir, split, data_format)
-    raise InerfError(f"dataset format {data_format!r} is not supported here (srn, dvr, dvr_gen, dvr_dtu)")
+    return open_dataset(data_format, datadir, split)
 
 
 def run_video(args) -> int:
