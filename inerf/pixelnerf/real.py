@@ -385,20 +385,31 @@ def normalize_photo(
     return Normalized(out_rgb.astype(np.float32), out_m.astype(np.float32), ellipse, box, tuple(warnings))
 
 
-def mask_preview(image: np.ndarray, mask: np.ndarray, ellipse: Ellipse, box: CropBox, max_side: int = 512):
+def mask_preview(
+    image: np.ndarray,
+    mask: np.ndarray,
+    ellipse: Ellipse,
+    box: CropBox,
+    max_side: int = 512,
+    extend: bool = True,
+):
     """A picture of the segmentation: the background dimmed and tinted blue, the fitted ellipse (green) and
-    the crop (red) drawn. The canvas grows to hold the crop where it extends past the photo (grey there),
-    and is shrunk so that its longer side is at most ``max_side``.
+    the crop (red) drawn, shrunk so that its longer side is at most ``max_side``.
 
+    Args:
+        extend: grow the canvas to hold the whole crop where it extends past the photo (grey there); else
+            the photo only (the crop's sides outside it are not drawn).
     Returns:
         ``[h, w, 3]`` uint8 RGB.
     """
     import cv2
 
     H, W = image.shape[:2]
-    # Canvas = union of the photo and the crop, in photo pixel indices.
-    u0, v0 = min(0, box.x0), min(0, box.y0)
-    u1, v1 = max(W, box.x0 + box.side), max(H, box.y0 + box.side)
+    # Canvas, in photo pixel indices: the photo, or its union with the crop.
+    u0, v0, u1, v1 = 0, 0, W, H
+    if extend:
+        u0, v0 = min(0, box.x0), min(0, box.y0)
+        u1, v1 = max(W, box.x0 + box.side), max(H, box.y0 + box.side)
     s = min(1.0, max_side / max(u1 - u0, v1 - v0))
     size = (max(1, round(W * s)), max(1, round(H * s)))
     rgb = cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_AREA)

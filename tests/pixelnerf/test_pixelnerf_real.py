@@ -437,3 +437,23 @@ def test_pose_on_raw_photos(photos, tiny_model, tmp_path, capsys, coffee):
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "plain.png: no object found" in err
+
+
+def test_figure_script(tiny_model, tmp_path, capsys):
+    """benchmarks/real_figure.py: photo -> mask -> crop -> three frames, with the model --checkpoint selects."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "real_figure", Path(__file__).parents[2] / "benchmarks" / "real_figure.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    checkpoint, conf = tiny_model
+    out = tmp_path / "real.png"
+    argv = ["--out", str(out), "--checkpoint", str(checkpoint), "-c", str(conf), "--label", "tiny"]
+    assert (
+        mod.main([*argv, "--num-views", "8", "--frames", "1,2,4", "--out-size", "16", "--device", "cpu"]) == 0
+    )
+    figure = iio.imread(out)
+    assert figure.ndim == 3 and figure.shape[1] > 3 * figure.shape[0]  # one row of six panels
+    assert "16-px frame" in capsys.readouterr().out
