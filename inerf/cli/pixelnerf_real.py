@@ -14,8 +14,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inerf.errors import InerfError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from inerf.pixelnerf.real import Normalized
 
 SRN_FOCAL = 131.25
 """eval_real's focal length in pixels of a 128-pixel image (SRN cars)."""
@@ -125,14 +131,14 @@ class Prepared:
     """A photo read, segmented and normalised."""
 
     path: Path
-    mask: object
+    mask: np.ndarray
     """``[H, W]`` float32 mask in the photo."""
     source: str
     """Where the mask came from: ``alpha``, ``mask`` or ``grabcut``."""
-    normalized: object
-    """The :class:`inerf.pixelnerf.real.Normalized` photo."""
-    preview: object
-    """``[h, w, 3]`` uint8 mask preview."""
+    normalized: Normalized
+    """The normalised photo."""
+    preview: np.ndarray
+    """``[h, w, 3]`` uint8 mask preview (:func:`inerf.pixelnerf.real.mask_preview`)."""
 
 
 def prepare_photo(
@@ -251,7 +257,7 @@ def resolve_checkpoint(args):
 
 
 def run_real(args) -> int:
-    from inerf.cli.common import input_file
+    from inerf.cli.common import input_file, refuse_existing
 
     _check_args(args)
     masks = _mask_paths(args)
@@ -266,28 +272,26 @@ def run_real(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InerfError(f"--out {out}: exists and is not a directory")
-    suffix = args.format
     planned = []
     for stem in stems:
         planned += [out / f"{stem}_normalize.png", out / f"{stem}_mask.png", out / f"{stem}_mask_preview.png"]
         if not args.no_video:
-            planned += [out / f"{stem}_vid.{suffix}", out / f"{stem}_frames"]
-    from inerf.cli.common import refuse_existing
-
+            planned += [out / f"{stem}_vid.{args.format}", out / f"{stem}_frames"]
     refuse_existing(planned, args.overwrite)
 
-    # Every photo first (cheap, and a bad one stops the run before the model is loaded).
-    prepared = []
-    for photo, mask, stem in zip(args.input, masks, stems, strict=True):
-        item = prepare_photo(photo, mask, args.size, args.scale_minor, args.scale_major)
-        out.mkdir(parents=True, exist_ok=True)
+    # Every photo first (cheap): a bad one stops the run before anything is written or the model loaded.
+    prepared = [
+        prepare_photo(photo, mask, args.size, args.scale_minor, args.scale_major)
+        for photo, mask in zip(args.input, masks, strict=True)
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    for photo, item, stem in zip(args.input, prepared, stems, strict=True):
         paths = write_prepared(item, out, stem)
         box, e = item.normalized.box, item.normalized.ellipse
         print(
             f"{photo}: mask from {item.source}, ellipse {e.major:.0f} x {e.minor:.0f} px at "
             f"({e.cx:.0f}, {e.cy:.0f}), crop {box.side} px -> {paths[0]}"
         )
-        prepared.append(item)
     if args.no_video:
         return 0
     _render_videos(args, prepared, stems, checkpoint, config, out)

@@ -32,6 +32,7 @@ from inerf.pixelnerf.real import (
     normalize_photo,
     read_mask,
     read_photo,
+    refine_mask,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -137,6 +138,20 @@ def test_empty_mask_and_tiny_object():
     m[4:16, 6:14] = 1  # 8 x 12 px: a crop of ~35 px, upsampled to 128
     out = normalize_photo(np.ones((20, 20, 3), np.float32), m)
     assert any("upsampled to 128" in w for w in out.warnings)
+
+
+def test_refine_mask():
+    m = np.zeros((40, 40), bool)
+    m[10:30, 10:30] = True
+    m[18:22, 18:22] = False  # a hole: filled
+    m[2, 2] = m[35:37, 35:37] = True  # specks: dropped by the opening, and not the largest component
+    out = refine_mask(m, 1)
+    expected = np.zeros((40, 40), bool)
+    expected[10:30, 10:30] = True
+    # The 3 x 3 "ellipse" is a cross: the opening also rounds off the square's 4 corner pixels.
+    assert out[18:22, 18:22].all() and not out[:5, :5].any() and not out[32:, 32:].any()
+    assert (out ^ expected).sum() == 4 and not out[10, 10]
+    assert not refine_mask(np.zeros((5, 5), bool), 1).any()
 
 
 # ----------------------------------------------------------------------------------------------------------
