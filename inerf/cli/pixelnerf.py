@@ -4,7 +4,10 @@
   ``<checkpoints_path>/<name>/pixel_nerf_latest``, encodes the chosen source views of one object of a split
   and writes ``<visual_path>/<name>/video<t|v|><SSSS>_v<src>....mp4`` (or ``.gif``).
 * ``inerf pixelnerf pose``: iNeRF-public's pose estimation (target image relative to one source image),
-  solved on SE(3) with :mod:`inerf.pose` (see :mod:`inerf.pixelnerf.pose`).
+  solved on SE(3) with :mod:`inerf.pose` (see :mod:`inerf.pixelnerf.pose`); raw photos are normalised first
+  (:mod:`inerf.cli.pixelnerf_real`).
+* ``inerf pixelnerf real``: the published ``eval_real`` 360-degree video of real object photos
+  (:mod:`inerf.cli.pixelnerf_real`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from inerf.errors import InerfError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "pixelnerf",
-        help="run published pixelNeRF checkpoints (video, pose)",
+        help="run published pixelNeRF checkpoints (video, pose, real photos)",
         description="Run published pixelNeRF checkpoints.",
     )
     sub = parser.add_subparsers(dest="pixelnerf_command", metavar="COMMAND")
@@ -45,6 +48,9 @@ def add_parser(subparsers) -> None:
     add_eval_parser(sub)
     with contextlib.suppress(ImportError):  # the pose engine (inerf.pose) is optional for `video`
         _add_pose(sub)
+    from inerf.cli.pixelnerf_real import add_real_parser
+
+    add_real_parser(sub)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -328,9 +334,11 @@ def _add_pose(sub) -> None:
     )
     g = p.add_argument_group("inputs")
     g.add_argument(
-        "--input", required=True, help="source image (PNG/JPG; RGBA is composited on the background)"
+        "--input",
+        required=True,
+        help="source image or raw photo (PNG/JPG; normalised unless --no-normalize, see 'photos')",
     )
-    g.add_argument("--target", required=True, help="target image whose pose is estimated")
+    g.add_argument("--target", required=True, help="target image or raw photo whose pose is estimated")
     g.add_argument(
         "-n",
         "--name",
@@ -399,6 +407,9 @@ def _add_pose(sub) -> None:
         default=SamplingConfig().strategy,
         help="pixel-sampling strategy (default: %(default)s)",
     )
+    from inerf.cli.pixelnerf_real import add_normalize_arguments
+
+    add_normalize_arguments(p)
     add_solver_arguments(p)
     o = p.add_argument_group("outputs")
     o.add_argument(
@@ -417,11 +428,12 @@ def run_pose(args) -> int:
     from inerf.cli.common import check_out_dir, input_file, prepare_out_dir, resolve_device
     from inerf.cli.estimate import pose_config_from_args
     from inerf.cli.pixelnerf_bundle import choose_pose_model, scale_focal
+    from inerf.cli.pixelnerf_real import read_pose_images, write_pose_photos
     from inerf.geometry.cameras import Cameras
     from inerf.pixelnerf.model import load_pixelnerf
     from inerf.pixelnerf.pose import canonical_source_c2w, encode_source, to_canonical_frame
     from inerf.pixelnerf.rendering import pixelnerf_model, render_config
-    from inerf.pose.io import read_pose, read_target_image
+    from inerf.pose.io import read_pose
     from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
@@ -440,11 +452,8 @@ def run_pose(args) -> int:
     config, checkpoint = chosen.config, chosen.checkpoint
     background = (1.0, 1.0, 1.0) if config.renderer.white_bkgd else (0.0, 0.0, 0.0)
 
-    # Files that need no model first, so bad input fails fast.
-    source, _ = read_target_image(input_file(args.input, "--input", "an image file"), background)
-    target_img, target_alpha = read_target_image(
-        input_file(args.target, "--target", "an image file"), background
-    )
+    # Files that need no model first, so bad input fails fast. Raw photos are normalised (pixelnerf_real).
+    source, target_img, target_alpha, photos = read_pose_images(args, background)
     gt = None
     if args.target_pose:
         gt = read_pose(
@@ -528,7 +537,9 @@ def run_pose(args) -> int:
             "target_focal": f_t,
             "z_near": args.z_near,
             "z_far": args.z_far,
+            "normalized": bool(photos),
         }
+        photo_paths = write_pose_photos(out, photos)
         paths = write_estimate_outputs(
             out,
             result,
@@ -541,7 +552,7 @@ def run_pose(args) -> int:
                 frames=args.frames, max_side=args.frame_size, fps=args.fps, video=args.frames > 0
             ),
         )
-        print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+        print(f"  wrote {out}/: " + ", ".join(p.name for p in [*photo_paths, *paths.values()]))
     if result.status[0] != "ok":
         raise InerfError(
             "the loss became NaN or infinite for every hypothesis; the printed pose is the last finite one"
