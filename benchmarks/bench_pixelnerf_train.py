@@ -16,7 +16,8 @@ to ``--out``:
    radius.
 
 Outputs: ``pixelnerf_bench.json`` (every figure, per object and per target too), ``contact_sheet.png``
-(one row per object: source view | ground truth | 1-view render | 2-view render of one held-out view), the
+(one row per object: source view | ground truth | 1-view render | 2-view render of one held-out view),
+``video.gif`` and ``video_sheet.png`` (a 360-degree orbit of test object 0 from its one source view), the
 eval folders ``eval_1v/``, ``eval_2v/`` (``renders.tar`` when LPIPS is deferred) and ``pose/`` (one
 ``inerf pixelnerf pose --out`` folder per target).
 
@@ -85,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="",
         help="extra flags for inerf pixelnerf pose, e.g. '--preset robust' (default: the paper preset)",
     )
+    p.add_argument("--video-frames", type=int, default=40, help="orbit video frames; 0 = none (default: 40)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--ray-batch", type=int, default=16384, help="rays per rendering call (default: 16384)")
@@ -301,6 +303,30 @@ def contact_sheet(dataset, out: Path, sources: list[int], all_sources: list[int]
     return path
 
 
+def orbit_video(net, dataset, out: Path, sources: list[int], radius: float, n_frames: int, seed: int) -> Path:
+    """A 360-degree orbit (20 degrees above the object) of test object 0 from its first source view, as
+    ``inerf pixelnerf video`` renders it: ``video.gif`` and ``video_sheet.png`` (the source view, then 8 frames)."""
+    import imageio.v3 as iio
+
+    from inerf.pixelnerf.rendering import pixelnerf_model, render_config
+    from inerf.pixelnerf.video import orbit_c2w, render_video_frames, write_video
+
+    views = dataset[0]
+    device = next(net.parameters()).device
+    with torch.no_grad():
+        net.encode_views(views.images[sources[:1]].to(device), views.cameras[sources[:1]].to(device))
+    scene = pixelnerf_model(net, render_config(net.full_config.renderer, views.z_near, views.z_far))
+    cams = views.cameras[sources[0]].with_c2w(orbit_c2w(n_frames, -20.0, radius))
+    gen = torch.Generator(device=device).manual_seed(seed)
+    frames = render_video_frames(scene, cams, progress=False, generator=gen)
+    write_video(out / "video.gif", frames, fps=12)  # GIF: the GPU machine has no ffmpeg for MP4
+    picks = np.linspace(0, n_frames - 1, 8).round().astype(int)
+    source = (views.images[sources[0]].numpy() * 255).round().astype(np.uint8)
+    sheet = np.concatenate([source, *frames[picks]], axis=1)
+    iio.imwrite(out / "video_sheet.png", sheet)
+    return out / "video.gif"
+
+
 def pack_renders(out: Path) -> Path:
     path = out / "renders.tar"
     with tarfile.open(path, "w") as tar:
@@ -397,6 +423,10 @@ def main(argv=None) -> dict:
     contact_sheet(
         dataset, out, _views(args.sources_1), _views(args.sources_1) + _views(args.sources_2), n_objects
     )
+    if args.video_frames > 0:
+        t0 = time.perf_counter()
+        orbit_video(net, dataset, out, _views(args.sources_1), radius, args.video_frames, args.seed)
+        report["video"] = {"frames": args.video_frames, "seconds": round(time.perf_counter() - t0, 2)}
     del net
     report["pose"] = run_pose(model_flags, dataset, out, args, radius)
     report["seconds_total"] = round(time.perf_counter() - t_start, 1)

