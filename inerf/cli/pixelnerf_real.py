@@ -367,15 +367,21 @@ def add_normalize_arguments(parser) -> None:
     """The photo options of ``inerf pixelnerf pose`` (an argument group on ``parser``)."""
     g = parser.add_argument_group(
         "photos",
-        "--input and --target are normalised as by `inerf pixelnerf real` (object found, cropped, white "
-        "background, --size px) unless --no-normalize; --focal is then the focal length of the normalised "
-        "images (131.25 suits --size 128)",
+        "photos (--input and --target not both square images of --size px, or a mask given) are normalised as "
+        "by `inerf pixelnerf real` (object found, cropped, white background, --size px); images already of "
+        "that size are used as they are (SRN-like dataset images) unless --normalize. --focal is the focal "
+        "length of the images used (131.25 suits --size 128)",
     )
-    g.add_argument(
+    how = g.add_mutually_exclusive_group()
+    how.add_argument(
         "--no-normalize",
         action="store_true",
-        help="use the images as they are (already SRN-like: object centred on white, e.g. earlier "
-        "<stem>_normalize.png files)",
+        help="use the images as they are, whatever their size (already SRN-like: object centred on white)",
+    )
+    how.add_argument(
+        "--normalize",
+        action="store_true",
+        help="normalise even images that already have --size x --size pixels",
     )
     g.add_argument(
         "--input-mask", default=None, help="mask of --input (white = object; default: alpha, else GrabCut)"
@@ -389,7 +395,9 @@ def add_normalize_arguments(parser) -> None:
 def read_pose_images(args, background):
     """The source and target images of ``inerf pixelnerf pose``: ``(source [H, W, 3], target [H, W, 3],
     target alpha [H, W] or None, prepared)`` as float tensors in [0, 1]; ``prepared`` maps ``input`` and
-    ``target`` to their :class:`Prepared` photos (empty with ``--no-normalize``)."""
+    ``target`` to their :class:`Prepared` photos (empty when the images are used as they are: with
+    ``--no-normalize``, or when both already are ``--size`` squares and neither ``--normalize`` nor a mask is
+    given)."""
     import torch
 
     from inerf.cli.common import input_file
@@ -403,6 +411,11 @@ def read_pose_images(args, background):
         source, _ = read_target_image(source_path, background)
         target, alpha = read_target_image(target_path, background)
         return source, target, alpha, {}
+    if not (getattr(args, "normalize", False) or args.input_mask or args.target_mask):
+        source, _ = read_target_image(source_path, background)
+        target, alpha = read_target_image(target_path, background)
+        if source.shape[:2] == target.shape[:2] == (args.size, args.size):
+            return source, target, alpha, {}  # already SRN-like: a crop would change their scale
     if args.size < 8:
         raise InerfError("--size must be at least 8")
     masks = {

@@ -472,3 +472,23 @@ def test_figure_script(tiny_model, tmp_path, capsys):
     figure = iio.imread(out)
     assert figure.ndim == 3 and figure.shape[1] > 3 * figure.shape[0]  # one row of six panels
     assert "16-px frame" in capsys.readouterr().out
+
+
+def test_pose_uses_srn_sized_images_as_they_are_unless_normalize(tiny_model, tmp_path, capsys):
+    """Dataset images that already are --size squares (SRN-like) are not re-cropped: a crop would change the
+    object's scale and so the focal length the model sees. --normalize crops them anyway."""
+    checkpoint, conf = tiny_model
+    img = np.full((128, 128, 3), 255, np.uint8)
+    yy, xx = np.mgrid[:128, :128]
+    img[(yy - 64) ** 2 / 30**2 + (xx - 60) ** 2 / 18**2 < 1] = (200, 60, 40)
+    iio.imwrite(tmp_path / "a.png", img)
+    iio.imwrite(tmp_path / "b.png", np.ascontiguousarray(img[:, ::-1]))
+    common = ["pixelnerf", "pose", "--checkpoint", str(checkpoint), "-c", str(conf), "--quiet"]
+    common += ["--device", "cpu", "--input", str(tmp_path / "a.png"), "--target", str(tmp_path / "b.png")]
+    common += ["--steps", "2", "--rays", "16"]
+    for extra, normalized in (([], False), (["--normalize"], True)):
+        out = tmp_path / f"pose{len(extra)}"
+        assert main([*common, *extra, "--out", str(out)]) == 0
+        assert json.loads((out / "pose.json").read_text())["normalized"] is normalized
+        assert (out / "input_normalize.png").exists() is normalized
+    capsys.readouterr()
