@@ -39,7 +39,13 @@ def _protocol_flags() -> ConfigFlags:
     return ConfigFlags(
         ProtocolConfig,
         key="protocol",
-        choices={"perturb_frame": ("world", "camera")},
+        # --perturb-trans, --perturb-sampling, --perturb-pivot as inerf estimate spells them
+        names={
+            "perturbation.rot_deg": "--perturb-rot",
+            "success.rot_deg": "--rot-thresh",
+            "success.trans": "--trans-thresh",
+        },
+        prefixes={"perturbation": "perturb-", "success": ""},
         skip={"seed"},  # the solver's --seed seeds both
         help={
             "checkpoints": "steps at which the table reports success rates and errors (default: 50,100,200,300 "
@@ -67,11 +73,15 @@ def _add_pose(sub) -> None:
     p = sub.add_parser(
         "pose",
         help="iNeRF pose-estimation protocol: success rate vs steps per sampling strategy",
-        description="The iNeRF protocol: for each of --images test views and --trials random starts (rotation about "
-        "a uniformly random axis by an angle uniform in [-perturb-rot, perturb-rot] degrees, translation uniform in "
-        "[-perturb-trans, perturb-trans] per axis), solve with each sampling strategy and report the success rate "
-        "(rotation error < --rot-thresh and translation error < --trans-thresh) at --checkpoints steps. Writes "
-        "results.md, results.csv, trials.csv, results.json and success_curve.png to --out.",
+        description="The iNeRF protocol: for each of --images test views and --trials random starts, solve with "
+        "each sampling strategy and report the success rate (rotation error < --rot-thresh and translation error "
+        "< --trans-thresh) at --checkpoints steps. The starts are the paper's by default: the ground truth turned "
+        "by an angle uniform in [-perturb-rot, perturb-rot] degrees about a random axis through the world origin "
+        "(which also moves the camera centre along an arc) and shifted uniformly in [-perturb-trans, "
+        "perturb-trans] per axis; --perturb-sampling exact --perturb-pivot camera gives starts exactly "
+        "--perturb-rot / --perturb-trans off, as inerf estimate and inerf demo draw them (see "
+        "inerf.pose.perturb). Writes results.md, results.csv, trials.csv, results.json and success_curve.png "
+        "to --out.",
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("data")

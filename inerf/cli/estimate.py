@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from inerf.cli.common import (
 )
 from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.cli.pose_options import (
+    PERTURB_FLAGS,
     add_global_arguments,
     add_uncertainty_arguments,
     camera_prior,
@@ -199,7 +199,7 @@ def add_parser(subparsers) -> None:
     init.add_argument(
         "--init-from-gt",
         action="store_true",
-        help="start from the ground truth (--gt or --view) moved by --perturb-rot / --perturb-trans",
+        help="start from the ground truth (--gt or --view) moved by --perturb-rot / --perturb-trans (below)",
     )
     g.add_argument(
         "--gt", metavar="POSE_FILE", help="ground-truth camera-to-world pose file, to report errors"
@@ -211,18 +211,16 @@ def add_parser(subparsers) -> None:
         help="camera axes of pose files that do not state them (default opencv: x right, y down, z "
         "forward; opengl/Blender: y up, z backward)",
     )
-    g.add_argument(
-        "--perturb-rot",
-        type=finite_float,
-        default=0.0,
-        help="with --init-from-gt: rotate by exactly this many degrees about a random axis (world frame)",
+    from inerf.pose.perturb import Perturbation
+
+    start = p.add_argument_group(
+        "start from the ground truth (--init-from-gt)",
+        "The start is the ground truth moved as inerf.pose.perturb defines it (the same in inerf demo and "
+        "inerf benchmark pose): by default turned by exactly --perturb-rot degrees about a random axis "
+        "through the camera centre and shifted by exactly --perturb-trans, so the start errors are exactly "
+        "those. The draw is seeded by --seed and the --view index (0 for --gt).",
     )
-    g.add_argument(
-        "--perturb-trans",
-        type=finite_float,
-        default=0.0,
-        help="with --init-from-gt: translate by this distance in a random direction",
-    )
+    PERTURB_FLAGS.add_to(p, Perturbation(), group=start)
     h = p.add_argument_group("hypotheses")
     h.add_argument(
         "--hypotheses",
@@ -235,7 +233,8 @@ def add_parser(subparsers) -> None:
         "--spread-rot",
         type=finite_float,
         default=30.0,
-        help="extra hypotheses: rotation uniform in [-spread, spread] degrees about a random axis",
+        help="extra hypotheses: rotation uniform in [-spread, spread] degrees about a random axis through "
+        "the world origin (the scene centre, so they keep it in view)",
     )
     h.add_argument(
         "--spread-trans",
@@ -274,21 +273,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _random_offset(rot_deg: float, trans: float, generator: torch.Generator) -> torch.Tensor:
-    """A rigid transform ``[4, 4]``: rotation by exactly ``rot_deg`` about a uniformly random axis, translation
-    of length ``trans`` in a uniformly random direction."""
-    from inerf.geometry import se3
-
-    axis = torch.randn(3, generator=generator, dtype=torch.float64)
-    direction = torch.randn(3, generator=generator, dtype=torch.float64)
-    d = torch.eye(4, dtype=torch.float64)
-    d[:3, :3] = se3.axis_angle_to_matrix(
-        axis / axis.norm(), torch.tensor(math.radians(rot_deg), dtype=torch.float64)
-    )
-    d[:3, 3] = trans * direction / direction.norm()
-    return d
-
-
 def _intrinsics(args, width: int, height: int, dataset_camera=None):
     from inerf.pose.io import intrinsics_camera, read_intrinsics
 
@@ -318,13 +302,17 @@ def run(args) -> int:
     from inerf.data.image_io import read_image
     from inerf.geometry.conventions import check_rigid
     from inerf.pose.io import camera_to_json, composite_target, read_pose
-    from inerf.pose.protocol import apply_perturbations, sample_perturbations
+    from inerf.pose.perturb import Perturbation, perturb, spread, start_pose
     from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
 
     if args.hypotheses < 1:
         raise InerfError(f"--hypotheses {args.hypotheses}: must be >= 1")
+    if args.spread_rot < 0 or args.spread_trans < 0:
+        raise InerfError(
+            f"--spread-rot {args.spread_rot:g} --spread-trans {args.spread_trans:g}: must be >= 0"
+        )
     if args.frames < 0:
         raise InerfError(f"--frames {args.frames}: must be >= 0")
     if args.frame_size is not None and args.frame_size < 1:
@@ -341,6 +329,9 @@ def run(args) -> int:
         raise InerfError("--init-from-gt needs a ground truth (--gt POSE or --view)")
     use_global_preset(args)
     config = pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
+    perturbation = PERTURB_FLAGS.build(Perturbation(), args)
+    if PERTURB_FLAGS.given(args) and not args.init_from_gt:
+        raise InerfError(f"{' '.join(map(str, PERTURB_FLAGS.given(args).values()))}: needs --init-from-gt")
     global_config, uncertainty_config = global_config_from_args(args), uncertainty_config_from_args(args)
     check_out_dir(args.out, args.overwrite)
 
@@ -377,15 +368,16 @@ def run(args) -> int:
         image, alpha = composite_target(raw, background)
         target_name = args.image
 
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.init_from_gt:
-        init = _random_offset(args.perturb_rot, args.perturb_trans, gen) @ gt
+    if args.init_from_gt:  # drawn as inerf demo and inerf benchmark pose draw view --view's start
+        init = start_pose(gt, perturbation, args.seed, args.view or 0)
     if not args.global_search:
-        init = check_rigid(init, "initial pose").double()
+        if args.init:  # a file; a start drawn from the ground truth is rigid and keeps its float64 bits
+            init = check_rigid(init, "initial pose").double()
         starts = init[None]
     if args.hypotheses > 1:
-        around = sample_perturbations(args.hypotheses - 1, args.spread_rot, args.spread_trans, gen)
-        starts = torch.cat([starts, apply_perturbations(init, around, "world")])
+        gen = torch.Generator().manual_seed(args.seed)
+        around = spread(args.spread_rot, args.spread_trans)
+        starts = torch.cat([starts, perturb(init, around, gen, (args.hypotheses - 1,))])
 
     target = PoseTarget(
         image=image.to(device),

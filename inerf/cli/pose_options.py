@@ -14,11 +14,13 @@ import dataclasses
 from inerf.cli.config_args import ConfigFlags
 from inerf.errors import InerfError
 from inerf.pose.global_search import CameraPrior, GlobalConfig
+from inerf.pose.perturb import Perturbation
 from inerf.pose.uncertainty import UncertaintyConfig
 
 __all__ = [
     "GLOBAL_FLAGS",
     "GLOBAL_PRESET",
+    "PERTURB_FLAGS",
     "UNCERTAINTY_FLAGS",
     "add_global_arguments",
     "add_uncertainty_arguments",
@@ -42,6 +44,13 @@ UNCERTAINTY_FLAGS = ConfigFlags(
     UncertaintyConfig, key="uncertainty", names=_prefixed(UncertaintyConfig, "uncertainty")
 )
 """One flag per :class:`UncertaintyConfig` field: ``--uncertainty-rays``, ``--uncertainty-estimator``, ..."""
+
+
+PERTURB_FLAGS = ConfigFlags(
+    Perturbation, key="perturb", names=_prefixed(Perturbation, "perturb") | {"rot_deg": "--perturb-rot"}
+)
+"""One flag per :class:`Perturbation` field: ``--perturb-rot``, ``--perturb-trans``, ``--perturb-sampling``,
+``--perturb-pivot`` (``inerf benchmark pose`` spells its protocol's perturbation the same way)."""
 
 
 def add_global_arguments(parser: argparse.ArgumentParser, what: str = "the pose") -> None:

@@ -27,6 +27,7 @@ from inerf.cli.common import (
 )
 from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.errors import InerfError
+from inerf.pose.perturb import SUCCESS
 
 __all__ = ["add_parser", "run"]
 
@@ -314,7 +315,8 @@ def run(args) -> int:
         rot, trans = result.errors(gt_used)
         print(
             f"  error per frame: rotation median {float(rot.median()):.3f} / max {float(rot.max()):.3f} deg, "
-            f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}"
+            f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}; "
+            f"{int(SUCCESS.ok(rot, trans).sum())} of {n} frames a success ({SUCCESS.describe()})"
         )
     print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
     return 0
