@@ -628,15 +628,7 @@ def run_demo(
         folder = out if len(picks) == 1 else out / f"target_{i:02d}"
         folder.mkdir(exist_ok=True)
         gt = target.gt_c2w
-        sampler = PixelSampler(
-            pt.height,
-            pt.width,
-            config.n_rays,
-            config.sampling,
-            image=pt.image.cpu(),
-            alpha=None if pt.alpha is None else pt.alpha.cpu(),
-            device="cpu",
-        )
+        sampler = PixelSampler.for_target(pt, config, device="cpu")
         meta = {
             "demo": {
                 "target": i,

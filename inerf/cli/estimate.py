@@ -410,15 +410,7 @@ def run(args) -> int:
         uncertainty = pose_uncertainty(run_.model, target, result.c2w[0], uncertainty_config, seed=args.seed)
 
     out = prepare_out_dir(args.out, args.overwrite)
-    sampler = PixelSampler(
-        target.height,
-        target.width,
-        config.n_rays,
-        config.sampling,
-        image=target.image,
-        alpha=target.alpha,
-        device="cpu",
-    )
+    sampler = PixelSampler.for_target(target, config, device="cpu")
     meta = {
         "target": target_name,
         "run": str(args.run),
