@@ -77,12 +77,11 @@ def cuda_time(fn, repeats: int = 5, warmup: int = 1) -> list[float]:
 
 
 def perturbed(c2w: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """``c2w`` rotated by exactly START_ROT_DEG about a random axis and moved START_TRANS in a random direction."""
-    g = torch.Generator().manual_seed(seed)
-    axis = torch.nn.functional.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
-    trans = torch.nn.functional.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
-    xi = torch.cat([START_TRANS * trans, math.radians(START_ROT_DEG) * axis])
-    return se3.se3_exp(xi) @ c2w.double()
+    """``c2w`` turned by exactly START_ROT_DEG about a random axis through the world origin (the object stays
+    in view) and shifted by START_TRANS in a random direction (:mod:`inerf.pose.perturb`)."""
+    from inerf.pose.perturb import Perturbation, start_pose
+
+    return start_pose(c2w, Perturbation(START_ROT_DEG, START_TRANS, pivot="origin"), seed)
 
 
 # ----------------------------------------------------------------------------------------------- models
