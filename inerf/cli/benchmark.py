@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from inerf.cli.common import HelpFormatter, prepare_out_dir
+from inerf.cli.common import HelpFormatter, add_out, add_run, prepare_out_dir
 from inerf.cli.config_args import ConfigFlags
 from inerf.errors import InerfError
 from inerf.pose.config import PAPER, STRATEGIES
@@ -85,7 +85,7 @@ def _add_pose(sub) -> None:
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("data")
-    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    add_run(g)
     g.add_argument(
         "--data", metavar="DIR", default=None, help="dataset folder (default: the run's training data)"
     )
@@ -101,9 +101,7 @@ def _add_pose(sub) -> None:
     add_solver_arguments(p)
     add_global_arguments(p, what="every view's pose")
     add_uncertainty_arguments(p)
-    o = p.add_argument_group("outputs")
-    o.add_argument("--out", metavar="DIR", required=True, help="output folder for the tables and the plot")
-    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_out(p, "the tables and the plot")
     p.set_defaults(func=run_pose)
 
 

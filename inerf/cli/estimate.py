@@ -21,7 +21,9 @@ import torch
 from inerf.cli.common import (
     HelpFormatter,
     add_device,
+    add_out,
     add_quiet,
+    add_run,
     check_out_dir,
     input_file,
     prepare_out_dir,
@@ -32,9 +34,11 @@ from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.cli.pose_options import (
     PERTURB_FLAGS,
     add_global_arguments,
+    add_intrinsics_arguments,
     add_uncertainty_arguments,
     camera_prior,
     global_config_from_args,
+    intrinsics_from_args,
     uncertainty_config_from_args,
     use_global_preset,
 )
@@ -164,7 +168,7 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("inputs")
-    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    add_run(g)
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--image", metavar="FILE", help="target image (PNG/JPG; RGBA is composited on the model's background)"
@@ -182,16 +186,7 @@ def add_parser(subparsers) -> None:
         help="dataset folder for --view (default: the run's training data)",
     )
     g.add_argument("--split", default="test", help="dataset split for --view")
-    g.add_argument(
-        "--intrinsics",
-        metavar="FILE",
-        help="intrinsics JSON: fx/fy/cx/cy[/width/height], fl_x/fl_y/cx/cy/w/h, K, or a "
-        "Blender transforms file (camera_angle_x)",
-    )
-    g.add_argument("--fx", type=finite_float, help="focal length in pixels (instead of --intrinsics)")
-    g.add_argument("--fy", type=finite_float, help="vertical focal length (default: --fx)")
-    g.add_argument("--cx", type=finite_float, help="principal point x in pixels (default: width / 2)")
-    g.add_argument("--cy", type=finite_float, help="principal point y in pixels (default: height / 2)")
+    add_intrinsics_arguments(g)
     init = g.add_mutually_exclusive_group()
     init.add_argument(
         "--init", metavar="POSE_FILE", help="initial camera-to-world pose (JSON with 'c2w', TXT or NPY 4x4)"
@@ -252,14 +247,7 @@ def add_parser(subparsers) -> None:
     add_solver_arguments(p)
     add_global_arguments(p)
     add_uncertainty_arguments(p)
-    o = p.add_argument_group("outputs")
-    o.add_argument(
-        "--out",
-        metavar="DIR",
-        required=True,
-        help="output folder (pose.json, trajectory.csv, frames, GIF/MP4, plot)",
-    )
-    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    o = add_out(p, "pose.json, trajectory.csv, frames, GIF/MP4, plot")
     o.add_argument("--frames", type=int, default=20, help="overlay frames spread over the solve (0 = none)")
     o.add_argument(
         "--frame-size",
@@ -274,25 +262,10 @@ def add_parser(subparsers) -> None:
 
 
 def _intrinsics(args, width: int, height: int, dataset_camera=None):
-    from inerf.pose.io import intrinsics_camera, read_intrinsics
-
-    flags = [args.fx, args.fy, args.cx, args.cy]
-    if args.intrinsics and any(v is not None for v in flags):
-        raise InerfError("give --intrinsics or --fx/--fy/--cx/--cy, not both")
-    if args.intrinsics:
-        return read_intrinsics(input_file(args.intrinsics, "--intrinsics"), width, height)
-    if args.fx is not None:
-        return intrinsics_camera(
-            args.fx,
-            args.fy if args.fy is not None else args.fx,
-            args.cx if args.cx is not None else width / 2,
-            args.cy if args.cy is not None else height / 2,
-            width,
-            height,
-            source="--fx/--fy/--cx/--cy",
-        )
-    if any(v is not None for v in flags):
-        raise InerfError("--fy/--cx/--cy need --fx")
+    """The target's camera: the typed intrinsics flags, else the dataset view's camera (``--view``)."""
+    camera_for = intrinsics_from_args(args)
+    if camera_for is not None:
+        return camera_for(width, height)
     if dataset_camera is not None:
         return dataset_camera
     raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
