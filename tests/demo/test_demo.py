@@ -20,15 +20,7 @@ from inerf.demo import (
 from inerf.errors import InerfError
 from inerf.geometry import se3
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """`make test` runs two pytest workers on two cores: two intra-op threads each would oversubscribe the
-    CPU, and a busy OpenMP barrier then costs far more than the second thread gains."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")  # tiny solves: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -123,14 +123,8 @@ def tiny_config(data, out, **overrides):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """These tests run tiny networks, where extra threads only contend with the other pytest worker."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")
