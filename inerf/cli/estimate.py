@@ -92,6 +92,12 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", choices=tuple(PRESETS), default=None, help=_preset_help() + " (default: paper)"
     )
     POSE_FLAGS.add_to(parser, PAPER, title="solver", group=g)
+    add_run_options(parser)
+
+
+def add_run_options(parser, seed_help: str = "seeds the pixel sampling and any random start poses"):
+    """The ``run`` group of the pose verbs: ``--samples``, ``--device``, ``--tf32``, ``--seed``, ``--quiet``;
+    returns it."""
     g = parser.add_argument_group("run")
     g.add_argument(
         "--samples",
@@ -107,8 +113,9 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="allow TensorFloat-32 matrix products on CUDA (faster field evaluation)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling and any random start poses")
+    g.add_argument("--seed", type=int, default=0, help=seed_help)
     add_quiet(g)
+    return g
 
 
 def sampling_config_from_args(args, strategy: str) -> SamplingConfig:

@@ -11,16 +11,13 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from inerf.cli.common import (
     HelpFormatter,
-    add_device,
     add_out,
-    add_quiet,
     add_run,
     check_out_dir,
     input_file,
@@ -41,7 +38,7 @@ def _track_flags() -> ConfigFlags:
 
 
 def add_parser(subparsers) -> None:
-    from inerf.cli.estimate import POSE_FLAGS
+    from inerf.cli.estimate import POSE_FLAGS, add_run_options
     from inerf.cli.pose_options import add_global_arguments, add_intrinsics_arguments
     from inerf.pose.config import STRATEGIES
     from inerf.pose.track import TRACK, TrackConfig
@@ -104,16 +101,7 @@ def add_parser(subparsers) -> None:
     add_global_arguments(
         p, what="the first frame's pose when no --init is given (and a lost frame's with --relocalize global)"
     )
-    r = p.add_argument_group("run")
-    r.add_argument(
-        "--samples", type=int, default=None, help="stratified samples per ray (default: the run's)"
-    )
-    add_device(r)
-    r.add_argument(
-        "--tf32", action=argparse.BooleanOptionalAction, default=True, help="TensorFloat-32 on CUDA"
-    )
-    r.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling")
-    add_quiet(r)
+    add_run_options(p, seed_help="seeds the pixel sampling")
     o = add_out(p, "trajectory.json, .tum, .kitti, overlay video, errors")
     o.add_argument("--no-video", action="store_true", help="no overlay video (saves a render per frame)")
     o.add_argument(
