@@ -135,8 +135,9 @@ def test_overwrite_removes_only_the_previous_demo_outputs(tmp_path):
 
 
 def test_demo_cli_reduces_the_pose_error(tmp_path, capsys):
-    """A short run (CI): fewer steps and frames than the default, target 0. The full-length run's
-    accuracy on every target is recorded in benchmarks/RESULTS_demo.md."""
+    """A short run (CI): fewer steps and frames than the default, target 0 (100 steps: on the way, near step
+    40, the camera swings 12 degrees / 0.6 off before it settles; at 100 it is 0.25 degrees / 0.02 off). The
+    full-length run's accuracy on every target is recorded in benchmarks/RESULTS_demo.md."""
     out = tmp_path / "demo"
     code = main(
         [
@@ -144,7 +145,7 @@ def test_demo_cli_reduces_the_pose_error(tmp_path, capsys):
             "--target",
             "0",
             "--steps",
-            "80",
+            "100",
             "--frames",
             "3",
             "--out",
@@ -158,7 +159,7 @@ def test_demo_cli_reduces_the_pose_error(tmp_path, capsys):
     assert code == 0, stdout
     assert "rotation error" in stdout and "translation error" in stdout
     pose = json.loads((out / "pose.json").read_text())
-    assert pose["status"] == "ok" and pose["steps"] == 80
+    assert pose["status"] == "ok" and pose["steps"] == 100
     assert pose["rotation_error_deg"] < 0.5 * pose["init_rotation_error_deg"]
     assert pose["translation_error"] < 0.5 * pose["init_translation_error"]
     summary = json.loads((out / "demo.json").read_text())
@@ -168,10 +169,9 @@ def test_demo_cli_reduces_the_pose_error(tmp_path, capsys):
     page = (out / "report.html").read_text()
     assert page.count("data:image/gif;base64,") == 1 and page.count("data:image/png;base64,") >= 4
     assert "Pose errors" in page and "zlib" in page
-    assert "the start errors below are the move itself: 10 degrees and 0.1." in page
+    assert "the start errors below are the move itself: 8 degrees and 0.1." in page  # DEMO_PERTURBATION
     assert "recovered when it ends &lt; 5 deg and &lt; 0.05" in page  # the shared success thresholds
-    assert pose["init_rotation_error_deg"] == pytest.approx(10.0) and pose[
-        "init_translation_error"
-    ] == pytest.approx(0.1)
+    assert pose["init_rotation_error_deg"] == pytest.approx(DEMO_PERTURBATION.rot_deg)
+    assert pose["init_translation_error"] == pytest.approx(DEMO_PERTURBATION.trans)
     assert pose["success"] == {"ok": True, "rotation_deg": 5.0, "translation": 0.05}
-    assert summary["perturbation"] == {"rot_deg": 10.0, "trans": 0.1, "sampling": "exact", "pivot": "camera"}
+    assert summary["perturbation"] == {"rot_deg": 8.0, "trans": 0.1, "sampling": "exact", "pivot": "camera"}
