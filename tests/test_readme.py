@@ -254,3 +254,27 @@ def test_stated_numbers_are_checked():
     check_stated_output(ok, "start: 11.500 deg, 0.0500\nfinal: 0.12 deg, success True\n")
     with pytest.raises(AssertionError):  # the words count too
         check_stated_output(ok, "start: 11.500 deg, 0.0500\nfinal: 0.12 deg, success False\n")
+
+
+def test_stated_starts_and_thresholds_are_the_code_s():
+    """What the README says about starts and success is what the code does (issue 11): the demo's start, the
+    protocol's paper starts, the one success threshold set, and the credit file's name."""
+    from inerf.demo import DEMO_PERTURBATION, DEMO_ROOT
+    from inerf.pose.perturb import PAPER_PERTURBATION, SUCCESS
+
+    text = " ".join(README.read_text(encoding="utf-8").split())  # line breaks do not matter
+    demo = DEMO_PERTURBATION
+    assert (demo.sampling, demo.pivot) == ("exact", "camera")
+    assert f"start exactly {demo.rot_deg:g} degrees / {demo.trans:g} off" in text
+    assert f"--perturb-rot {demo.rot_deg:g} --perturb-trans {demo.trans:g}" in text  # the tour, as the demo
+    paper = PAPER_PERTURBATION
+    assert (paper.sampling, paper.pivot) == ("uniform", "origin")
+    assert (
+        f"angles uniform in +-{paper.rot_deg:g} degrees about the world origin, offsets uniform in +-{paper.trans:g} per axis"
+        in text
+    )
+    assert (
+        f"below {SUCCESS.rot_deg:g} degrees and translation error below {SUCCESS.trans:g} scene units"
+        in text
+    )
+    assert "CREDITS" not in text and "`ATTRIBUTION.txt`" in text and (DEMO_ROOT / "ATTRIBUTION.txt").is_file()
