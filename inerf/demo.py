@@ -83,8 +83,8 @@ DEMO_PERTURBATION = Perturbation(rot_deg=8.0, trans=0.1)
 about the camera centre), each target's start exactly 8 degrees and 0.1 off its ground truth. The object
 spans 2 units, the camera is 4 away with a 40-degree field of view, and an 8-degree turn moves the duck by
 about 40 of the image's 200 pixels. Larger turns about the camera centre push it towards the edge of the
-picture: with 10 degrees one of the 10 solves of seeds 0 and 1 ends 3.6 degrees off, with 15 degrees three
-of the 5 of seed 0 fail, with 30 degrees all 5 (benchmarks/RESULTS_demo.md). Turned about the world origin
+picture: with 10 degrees 2 of the 10 solves of seeds 0 and 1 fail (the worst ends 3.6 degrees off), with 15
+degrees 3 of the 5 of seed 0, with 30 degrees all 5 (benchmarks/RESULTS_demo.md). Turned about the world origin
 instead (``--perturb-pivot origin``, the iNeRF paper's way) the duck stays centred and 30 degrees are
 recovered, but the camera centre then moves by up to 2 units."""
 

@@ -14,7 +14,7 @@ axes: ``c*`` is the camera centre) is moved by a rotation ``R_D`` by an angle ab
     pivot "origin" (the iNeRF paper's code):  T0 = D @ T*,  D = [R_D | d]
         the camera turns about the world origin, so an object there stays in view, but its centre also
         swings along an arc: the translation error is |R_D c* + d - c*| <= 2 |c*| sin(angle / 2) + |d|
-        (a camera 4 units from the origin turned by 30 degrees moves about 2.07, whatever ``d`` is).
+        (a camera 4 units from the origin turned by 30 degrees about an axis square to it moves 2.07).
 
 How the amounts are drawn (``sampling``):
 
@@ -24,9 +24,12 @@ How the amounts are drawn (``sampling``):
         uniform in ``[0, rot_deg]``); each coordinate of ``d`` is uniform in ``[-trans, trans]`` (so
         ``|d| <= sqrt(3) trans``).
 
-The random numbers are drawn in this order, all poses of a batch at once: axes ``[n, 3]``, then (uniform
-only) angles ``[n]``, then offsets ``[n, 3]``. :data:`PAPER_PERTURBATION` with a generator seeded as
-:func:`start_generator` reproduces the starts of every protocol run recorded in BENCHMARKS.md.
+The random numbers are drawn in this order, all draws of a batch at once: axes ``[n, 3]``, then (uniform
+only) angles ``[n]``, then offsets ``[n, 3]``; a view's generator is :func:`start_generator` ``(seed,
+index)``, and :func:`start_pose` is its first start, the same in every verb. With
+:data:`PAPER_PERTURBATION` the protocol (:func:`inerf.pose.protocol.initial_poses`) draws, bit for bit,
+the starts of every protocol run recorded in BENCHMARKS.md. The extra hypotheses searched around a start
+are drawn by :func:`spread` (uniform, about the world origin).
 
 Why the camera pivot is the default: a start then is what it says. Why the protocol keeps the paper's
 origin pivot: its object-centred scenes fill a ~40 degree field of view, so turning the camera 30-40
@@ -34,14 +37,15 @@ degrees about its own centre turns the object out of the picture (measured on th
 degrees about the camera centre, 0 of 5 targets recovered; about the origin, the paper's way, all of them).
 
 **Success** (:class:`SuccessThresholds`, :data:`SUCCESS`): rotation error < 5 degrees and translation error
-< 0.05 scene units, the iNeRF paper's (§V-A: 5 degrees and 5 cm on its synthetic scenes, whose cameras sit
-4 units from the object; our loaders keep the published datasets' units, so 0.05 is 5 cm there). On scenes
-of another scale pass your own thresholds.
+< 0.05 scene units, the iNeRF paper's 5 degrees and 5 cm: 0.05 in the units of the NeRF-synthetic scenes
+(cameras 4 units from the object), which the Blender loader keeps. The threshold is absolute, not relative
+to the scene: for scenes the loaders rescale (COLMAP and nerfstudio captures are normalised into a
+cube of side 2) or of another size, pass your own (``SuccessThresholds(trans=...)``, ``--trans-thresh``).
 
 Example::
 
-    gen = start_generator(seed=0, index=3)
-    c2w0 = perturb(gt_c2w, Perturbation(rot_deg=10.0, trans=0.1), gen)    # [4, 4], 10 deg / 0.1 off
+    c2w0 = start_pose(gt_c2w, Perturbation(rot_deg=10.0, trans=0.1), seed=0, index=3)  # 10 deg / 0.1 off
+    starts = perturb(gt_c2w, PAPER_PERTURBATION, start_generator(0, 3), (5,))  # [5, 4, 4], the paper's
     SUCCESS.ok(se3.rotation_error_deg(est, gt_c2w), se3.translation_error(est, gt_c2w))
 """
 
