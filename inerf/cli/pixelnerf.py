@@ -1,4 +1,6 @@
-"""``inerf pixelnerf``: run the published pixelNeRF checkpoints.
+"""``inerf pixelnerf``: run the published pixelNeRF checkpoints (or the model shipped with inerf); the verbs
+``train``, ``eval``, ``export`` (inerf/cli/pixelnerf_train.py, pixelnerf_eval.py, pixelnerf_export.py) and
+``metrics`` (pixelnerf_metrics.py) live in their own modules.
 
 * ``inerf pixelnerf video``: the 360-degree video of the published ``gen_video.py`` (same flags): loads
   ``<checkpoints_path>/<name>/pixel_nerf_latest``, encodes the chosen source views of one object of a split
@@ -23,8 +25,11 @@ from inerf.errors import InerfError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "pixelnerf",
-        help="run published pixelNeRF checkpoints (video, pose, real photos)",
-        description="Run published pixelNeRF checkpoints.",
+        help="pixelNeRF: train, eval, metrics, export; video, pose and real photos with published checkpoints "
+        "or the shipped model",
+        description="pixelNeRF: train and evaluate (published train.py, eval.py, calc_metrics.py), export a "
+        "model folder, and run published checkpoints or the model shipped with inerf (video, pose, real "
+        "photos).",
     )
     sub = parser.add_subparsers(dest="pixelnerf_command", metavar="COMMAND")
 

@@ -76,13 +76,15 @@ def choose_video_model(args) -> ChosenModel:
     group = Path(args.exp_group_name) if args.exp_group_name else Path()
     folder = Path(args.checkpoints_path) / group / args.name
     checkpoint = folder / "pixel_nerf_latest"
-    if not checkpoint.is_file():
-        raise InerfError(f"checkpoint not found: {checkpoint} (set --checkpoints_path and -n)")
     if args.conf is None and (folder / CONF_NAME).is_file():  # a run of inerf pixelnerf train
         from inerf.pixelnerf.config import load_config
 
-        return ChosenModel(checkpoint, load_config(folder / CONF_NAME), args.name, {})
-    return ChosenModel(checkpoint, _published_config(args.name, args.conf), args.name, {})
+        config = load_config(folder / CONF_NAME)
+    else:
+        config = _published_config(args.name, args.conf)
+    if not checkpoint.is_file():
+        raise InerfError(f"checkpoint not found: {checkpoint} (set --checkpoints_path and -n)")
+    return ChosenModel(checkpoint, config, args.name, {})
 
 
 def choose_pose_model(args) -> ChosenModel:

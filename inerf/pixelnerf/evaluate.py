@@ -67,7 +67,9 @@ class EvalConfig:
     seed: int = 1234
     """Seeds ``-P -1``, ``approx`` and the renderer's random samples."""
     ray_batch_size: int = 50000
-    """``-R``: rays (and points) per network call."""
+    """``-R``: rays per rendering call (and points per network call, as published, unless ``field_chunk``)."""
+    field_chunk: int | None = None
+    """Points per network call (None: ``ray_batch_size``, published; 0: a whole ray chunk at once)."""
     deterministic: bool = False
     """Fixed sample positions instead of the published random ones."""
     max_objects: int | None = None
@@ -227,7 +229,7 @@ def run_eval(net, dataset, config: EvalConfig, progress: bool = True) -> EvalSum
             views.z_far,
             deterministic=config.deterministic,
             ray_batch_size=config.ray_batch_size,
-            field_chunk=config.ray_batch_size,
+            field_chunk=config.ray_batch_size if config.field_chunk is None else config.field_chunk,
         )
         scene = pixelnerf_model(net, rc)
         if config.coarse:  # published --coarse: the coarse network for both passes, 64 + 128 samples

@@ -31,6 +31,12 @@ so a SIGKILL at any moment leaves every file whole and ``--resume`` consistent):
 
 ``--resume`` continues exactly: the same batches, rays and random samples as an uninterrupted run (bit for
 bit on the CPU; on CUDA up to the non-determinism of atomic adds in the backward passes).
+
+Not reproduced from the published trainer: DTU's colour jitter and ``num_epoch_repeats`` (an epoch here is one
+pass over the objects), ``--gamma`` (learning-rate decay; published runs use 1.0), TensorBoard logs (a JSON
+line per logged step in ``<logs_path>/<name>/train_log.jsonl`` instead), and the visual file names
+(``<step:06d>_vis.png`` instead of ``<epoch>_<batch>_vis.png``). ``pixel_nerf_init`` initialises a new run,
+as published.
 """
 
 from __future__ import annotations
