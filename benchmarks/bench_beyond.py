@@ -48,9 +48,10 @@ if str(ROOT) not in sys.path:
 from inerf.geometry import se3
 from inerf.pose.config import ROBUST, SamplingConfig
 from inerf.pose.global_search import CameraPrior, GlobalConfig
+from inerf.pose.perturb import PAPER_PERTURBATION, SUCCESS
 from inerf.pose.uncertainty import UncertaintyConfig, pose_uncertainty
 
-ROT_OK, TRANS_OK = 5.0, 0.05
+ROT_OK, TRANS_OK = SUCCESS.rot_deg, SUCCESS.trans
 ESTIMATES = ("robust", "sandwich", "gauss_newton")
 """Covariances whose calibration is measured (:meth:`inerf.pose.uncertainty.PoseUncertainty.with_estimator`)."""
 
@@ -255,8 +256,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
     protocol = ProtocolConfig(
         images=args.calib_images,
         trials=args.calib_trials,
-        perturb_rot=args.perturb_rot,
-        perturb_trans=args.perturb_trans,
+        perturbation=replace(PAPER_PERTURBATION, rot_deg=args.perturb_rot, trans=args.perturb_trans),
         checkpoints=(steps,),
     )
     config = ROBUST.with_steps(steps)
@@ -291,7 +291,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
             "trial": trial["trial"],
             "rot_err": r,
             "trans_err": t,
-            "ok": r < ROT_OK and t < TRANS_OK,
+            "ok": bool(SUCCESS.ok(r, t)),
         }
         for est in ESTIMATES:
             u = unc.with_estimator(est)

@@ -31,6 +31,7 @@ import time
 import torch
 
 from inerf.fields.grid import GridConfig, GridField
+from inerf.geometry.cameras import look_at
 from inerf.geometry.se3 import se3_exp
 from inerf.rays.rays import rays_from_pixels
 from inerf.render.renderer import RenderConfig, render_rays
@@ -46,16 +47,6 @@ CHAIR_BOXES = (  # (x0, y0, z0, x1, y1, z1); the seat faces -y, as in the shared
     (-0.42, 0.42, -1.0, -0.32, 0.52, -0.12),
     (0.32, 0.42, -1.0, 0.42, 0.52, -0.12),
 )
-
-
-def look_at_c2w(eye: torch.Tensor, target: torch.Tensor, up=(0.0, 0.0, 1.0)) -> torch.Tensor:
-    """``[4, 4]`` c2w in OpenCV axes (x right, y down, z forward) looking from ``eye`` at ``target``."""
-    fwd = torch.nn.functional.normalize(target - eye, dim=0)
-    right = torch.nn.functional.normalize(torch.linalg.cross(fwd, torch.tensor(up, dtype=eye.dtype)), dim=0)
-    down = torch.linalg.cross(fwd, right)  # right x down = forward: a right-handed camera frame
-    c2w = torch.eye(4, dtype=eye.dtype)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, fwd, eye
-    return c2w
 
 
 @torch.no_grad()
@@ -133,7 +124,7 @@ def main() -> None:
     eye = 4.5 * torch.tensor(
         [math.cos(elev) * math.cos(azim), math.cos(elev) * math.sin(azim), math.sin(elev)]
     )
-    c2w0 = look_at_c2w(eye, torch.zeros(3))
+    c2w0 = look_at(eye, torch.zeros(3))
 
     # Silhouette from a coarse render of the whole image: pixels the object covers.
     j, i = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")

@@ -12,8 +12,9 @@ to ``--out``:
 2. **Single-image pose** (``inerf pixelnerf pose --target-pose``): the model sees one source view (the first
    of ``--sources-1``) in its canonical frame; for ``--pose-targets`` other views per object the target pose
    is solved from a start rotated about the object centre by an angle uniform in +-``--perturb-rot``
-   degrees (random axis); success = rotation error < 5 degrees and translation error < 5% of the camera
-   radius.
+   degrees (random axis; :mod:`inerf.pose.perturb` with ``sampling="uniform"``, ``pivot="origin"``);
+   success = rotation error < 5 degrees (the shared threshold) and translation error < 5% of the camera
+   radius (relative: pixelNeRF's canonical frames put the camera 1.3 or 2 from the object, not 4).
 
 Outputs: ``pixelnerf_bench.json`` (every figure, per object and per target too), ``contact_sheet.png``
 (one row per object: source view | ground truth | 1-view render | 2-view render of one held-out view),
@@ -48,8 +49,8 @@ if str(ROOT) not in sys.path:
 
 from inerf.errors import InerfError
 
-ROT_OK = 5.0
 TRANS_OK_FRACTION = 0.05
+"""Translation success threshold as a fraction of the camera radius (rotation: inerf.pose.perturb.SUCCESS)."""
 PUBLISHED_SRN_CHAIRS_1VIEW = {
     "psnr": 23.72,
     "ssim": 0.91,
@@ -185,9 +186,11 @@ def run_pose(model_args: list[str], dataset, out: Path, args, radius: float) -> 
     from inerf.cli.main import main as cli
     from inerf.geometry import se3
     from inerf.pixelnerf.pose import to_canonical_frame
-    from inerf.pose.protocol import apply_perturbations, sample_perturbations
+    from inerf.pose.perturb import SUCCESS, Perturbation, SuccessThresholds, perturb
 
     gen = torch.Generator().manual_seed(args.seed)
+    start_move = Perturbation(args.perturb_rot, 0.0, sampling="uniform", pivot="origin")
+    success = SuccessThresholds(SUCCESS.rot_deg, TRANS_OK_FRACTION * radius)
     source = _views(args.sources_1)[0]
     pose_dir = out / "pose"
     pose_dir.mkdir(parents=True, exist_ok=True)
@@ -208,8 +211,7 @@ def run_pose(model_args: list[str], dataset, out: Path, args, radius: float) -> 
         src_c2w = views.cameras.c2w[source].double()
         for k in picks:
             gt = to_canonical_frame(views.cameras.c2w[k].double(), src_c2w, radius)
-            delta = sample_perturbations(1, args.perturb_rot, 0.0, gen)
-            init = apply_perturbations(gt[None], delta, "world")[0]
+            init = perturb(gt[None], start_move, gen)[0]
             run = pose_dir / f"{views.name}_{k:03d}"
             init_file = _pose_txt(pose_dir / f"{views.name}_{k:03d}_init.txt", init)
             argv = ["pixelnerf", "pose", *model_args, "--input", str(rgb[source]), "--target", str(rgb[k])]
@@ -247,7 +249,7 @@ def run_pose(model_args: list[str], dataset, out: Path, args, radius: float) -> 
                     "start_rotation_error_deg": start,
                     "rotation_error_deg": rot,
                     "translation_error": trans,
-                    "success": rot < ROT_OK and trans < TRANS_OK_FRACTION * radius,
+                    "success": bool(success.ok(rot, trans)),
                     "seconds": rec.get("seconds"),
                 }
             )
@@ -257,7 +259,7 @@ def run_pose(model_args: list[str], dataset, out: Path, args, radius: float) -> 
         "targets": n,
         "success_rate": ok / n if n else math.nan,
         "successes": ok,
-        "thresholds": {"rotation_deg": ROT_OK, "translation": TRANS_OK_FRACTION * radius, "radius": radius},
+        "thresholds": {"rotation_deg": success.rot_deg, "translation": success.trans, "radius": radius},
         "start": f"ground truth rotated about the object centre by U(-{args.perturb_rot}, {args.perturb_rot}) "
         "degrees about a random axis (translation follows the rotation; no extra offset)",
         "median_rotation_error_deg": float(np.median([t["rotation_error_deg"] for t in trials]))
@@ -269,7 +271,7 @@ def run_pose(model_args: list[str], dataset, out: Path, args, radius: float) -> 
         "trials": trials,
     }
     print(
-        f"single-image pose: {ok}/{n} within {ROT_OK} deg / {TRANS_OK_FRACTION * radius:.3f} "
+        f"single-image pose: {ok}/{n} within {success.rot_deg:g} deg / {success.trans:.3f} "
         f"from +-{args.perturb_rot} deg starts (median {result['median_rotation_error_deg']:.2f} deg) "
         f"in {result['seconds']:.1f} s",
         flush=True,

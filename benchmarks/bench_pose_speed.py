@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from inerf.geometry import se3
-from inerf.geometry.cameras import Cameras
+from inerf.geometry.cameras import Cameras, look_at
 from inerf.pose.config import PoseConfig
 from inerf.pose.solver import PoseTarget, estimate_pose
 from inerf.render.model import Model
@@ -77,12 +77,11 @@ def cuda_time(fn, repeats: int = 5, warmup: int = 1) -> list[float]:
 
 
 def perturbed(c2w: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """``c2w`` rotated by exactly START_ROT_DEG about a random axis and moved START_TRANS in a random direction."""
-    g = torch.Generator().manual_seed(seed)
-    axis = torch.nn.functional.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
-    trans = torch.nn.functional.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
-    xi = torch.cat([START_TRANS * trans, math.radians(START_ROT_DEG) * axis])
-    return se3.se3_exp(xi) @ c2w.double()
+    """``c2w`` turned by exactly START_ROT_DEG about a random axis through the world origin (the object stays
+    in view) and shifted by START_TRANS in a random direction (:mod:`inerf.pose.perturb`)."""
+    from inerf.pose.perturb import Perturbation, start_pose
+
+    return start_pose(c2w, Perturbation(START_ROT_DEG, START_TRANS, pivot="origin"), seed)
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -124,7 +123,7 @@ def grid_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
         loaded = load_run(run, device)
         views = loaded.dataset.load("test", run_dir=loaded.run_dir, max_views=1)
         return loaded.model, views.cameras[0].with_c2w(torch.eye(4)), views.cameras.c2w[0].double()
-    from bench_grid_pose_step import FAR, FOCAL, NEAR, H, W, box_chair_field, look_at_c2w
+    from bench_grid_pose_step import FAR, FOCAL, NEAR, H, W, box_chair_field
 
     torch.manual_seed(0)
     field = box_chair_field().to(device).eval().requires_grad_(False)
@@ -136,7 +135,7 @@ def grid_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
     return (
         Model(field, None, config),
         Cameras.from_intrinsics(FOCAL, FOCAL, W / 2, H / 2, H, W),
-        look_at_c2w(eye.double(), torch.zeros(3, dtype=torch.float64)),
+        look_at(eye.double(), torch.zeros(3, dtype=torch.float64)),
     )
 
 
@@ -144,7 +143,6 @@ def nerf_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
     """A NeRF MLP (trained run or random weights, 64 + 128 samples) seen by a 200 x 200 camera."""
     if run:
         return grid_scene(device, run)
-    from bench_grid_pose_step import look_at_c2w
 
     from inerf.fields.nerf import NeRFConfig, NeRFField
 
@@ -156,7 +154,7 @@ def nerf_scene(device, run: str | None) -> tuple[Model, Cameras, torch.Tensor]:
     return (
         Model(coarse, fine, config),
         Cameras.from_intrinsics(f, f, 100, 100, 200, 200),
-        look_at_c2w(eye, torch.zeros(3, dtype=torch.float64)),
+        look_at(eye, torch.zeros(3, dtype=torch.float64)),
     )
 
 

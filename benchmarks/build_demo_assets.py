@@ -413,7 +413,9 @@ def main() -> int:
     if args.seeds > 0:
         stats["verify"] = verify(args.seeds, args.verify_steps)
         ok = sum(r["recovered"] for r in stats["verify"])
-        print(f"[verify] recovered {ok}/{len(stats['verify'])} (< 1 deg and < 0.01)")
+        from inerf.pose.perturb import SUCCESS
+
+        print(f"[verify] recovered {ok}/{len(stats['verify'])} ({SUCCESS.describe()})")
     if args.time_demo > 0:
         stats["demo_wall_s"] = time_demo(args.time_demo)
         print(f"[time] median {statistics.median(stats['demo_wall_s']):.1f} s")

@@ -1,7 +1,9 @@
-"""Suite-wide settings."""
+"""Suite-wide settings and fixtures."""
 
+import contextlib
 import os
 
+import pytest
 import torch
 
 # `make test` runs two pytest workers on two cores. Two torch threads per worker would oversubscribe
@@ -35,7 +37,31 @@ class HostToDeviceSpy(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-import pytest
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """``n`` intra-op torch threads inside the block, the previous count after it."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture()
+def one_thread():
+    """One intra-op thread for a test of small tensors: with two pytest workers on two cores a second thread
+    per worker oversubscribes the CPU, and a busy OpenMP barrier then costs far more than the thread gains."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_per_module():
+    """:func:`one_thread` for a whole module (``pytestmark = pytest.mark.usefixtures(...)`` or a conftest's
+    autouse fixture that asks for it)."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture()

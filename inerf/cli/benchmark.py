@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from inerf.cli.common import HelpFormatter, prepare_out_dir
+from inerf.cli.common import HelpFormatter, add_out, add_run, prepare_out_dir
 from inerf.cli.config_args import ConfigFlags
 from inerf.errors import InerfError
 from inerf.pose.config import PAPER, STRATEGIES
@@ -39,7 +39,13 @@ def _protocol_flags() -> ConfigFlags:
     return ConfigFlags(
         ProtocolConfig,
         key="protocol",
-        choices={"perturb_frame": ("world", "camera")},
+        # --perturb-trans, --perturb-sampling, --perturb-pivot as inerf estimate spells them
+        names={
+            "perturbation.rot_deg": "--perturb-rot",
+            "success.rot_deg": "--rot-thresh",
+            "success.trans": "--trans-thresh",
+        },
+        prefixes={"perturbation": "perturb-", "success": ""},
         skip={"seed"},  # the solver's --seed seeds both
         help={
             "checkpoints": "steps at which the table reports success rates and errors (default: 50,100,200,300 "
@@ -67,15 +73,19 @@ def _add_pose(sub) -> None:
     p = sub.add_parser(
         "pose",
         help="iNeRF pose-estimation protocol: success rate vs steps per sampling strategy",
-        description="The iNeRF protocol: for each of --images test views and --trials random starts (rotation about "
-        "a uniformly random axis by an angle uniform in [-perturb-rot, perturb-rot] degrees, translation uniform in "
-        "[-perturb-trans, perturb-trans] per axis), solve with each sampling strategy and report the success rate "
-        "(rotation error < --rot-thresh and translation error < --trans-thresh) at --checkpoints steps. Writes "
-        "results.md, results.csv, trials.csv, results.json and success_curve.png to --out.",
+        description="The iNeRF protocol: for each of --images test views and --trials random starts, solve with "
+        "each sampling strategy and report the success rate (rotation error < --rot-thresh and translation error "
+        "< --trans-thresh) at --checkpoints steps. The starts are the paper's by default: the ground truth turned "
+        "by an angle uniform in [-perturb-rot, perturb-rot] degrees about a random axis through the world origin "
+        "(which also moves the camera centre along an arc) and shifted uniformly in [-perturb-trans, "
+        "perturb-trans] per axis; --perturb-sampling exact --perturb-pivot camera gives starts exactly "
+        "--perturb-rot / --perturb-trans off, as inerf estimate and inerf demo draw them (see "
+        "inerf.pose.perturb). Writes results.md, results.csv, trials.csv, results.json and success_curve.png "
+        "to --out.",
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("data")
-    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    add_run(g)
     g.add_argument(
         "--data", metavar="DIR", default=None, help="dataset folder (default: the run's training data)"
     )
@@ -91,9 +101,7 @@ def _add_pose(sub) -> None:
     add_solver_arguments(p)
     add_global_arguments(p, what="every view's pose")
     add_uncertainty_arguments(p)
-    o = p.add_argument_group("outputs")
-    o.add_argument("--out", metavar="DIR", required=True, help="output folder for the tables and the plot")
-    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_out(p, "the tables and the plot")
     p.set_defaults(func=run_pose)
 
 

@@ -28,7 +28,9 @@ from inerf.io_utils import check_out_dir, prepare_out_dir, refuse_existing, writ
 __all__ = [
     "HelpFormatter",
     "add_device",
+    "add_out",
     "add_quiet",
+    "add_run",
     "check_out_dir",
     "device_arg",
     "input_file",
@@ -93,6 +95,22 @@ def add_quiet(parser, *, no_progress_alias: bool = False) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     if no_progress_alias:
         parser.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def add_run(parser) -> None:
+    """``--run RUN_DIR`` (required): the run a pose verb inverts."""
+    parser.add_argument(
+        "--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`"
+    )
+
+
+def add_out(parser: argparse.ArgumentParser, what: str) -> argparse._ArgumentGroup:
+    """The ``outputs`` group with a required ``--out DIR`` (``what`` it receives) and ``--overwrite``; returns
+    the group for the verb's own output options."""
+    o = parser.add_argument_group("outputs")
+    o.add_argument("--out", metavar="DIR", required=True, help=f"output folder ({what})")
+    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    return o
 
 
 def input_file(path: str | Path, flag: str, what: str = "a file") -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -22,7 +21,9 @@ import torch
 from inerf.cli.common import (
     HelpFormatter,
     add_device,
+    add_out,
     add_quiet,
+    add_run,
     check_out_dir,
     input_file,
     prepare_out_dir,
@@ -31,10 +32,13 @@ from inerf.cli.common import (
 )
 from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.cli.pose_options import (
+    PERTURB_FLAGS,
     add_global_arguments,
+    add_intrinsics_arguments,
     add_uncertainty_arguments,
     camera_prior,
     global_config_from_args,
+    intrinsics_from_args,
     uncertainty_config_from_args,
     use_global_preset,
 )
@@ -88,6 +92,12 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", choices=tuple(PRESETS), default=None, help=_preset_help() + " (default: paper)"
     )
     POSE_FLAGS.add_to(parser, PAPER, title="solver", group=g)
+    add_run_options(parser)
+
+
+def add_run_options(parser, seed_help: str = "seeds the pixel sampling and any random start poses"):
+    """The ``run`` group of the pose verbs: ``--samples``, ``--device``, ``--tf32``, ``--seed``, ``--quiet``;
+    returns it."""
     g = parser.add_argument_group("run")
     g.add_argument(
         "--samples",
@@ -103,8 +113,9 @@ def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="allow TensorFloat-32 matrix products on CUDA (faster field evaluation)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling and any random start poses")
+    g.add_argument("--seed", type=int, default=0, help=seed_help)
     add_quiet(g)
+    return g
 
 
 def sampling_config_from_args(args, strategy: str) -> SamplingConfig:
@@ -164,7 +175,7 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("inputs")
-    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    add_run(g)
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument(
         "--image", metavar="FILE", help="target image (PNG/JPG; RGBA is composited on the model's background)"
@@ -182,16 +193,7 @@ def add_parser(subparsers) -> None:
         help="dataset folder for --view (default: the run's training data)",
     )
     g.add_argument("--split", default="test", help="dataset split for --view")
-    g.add_argument(
-        "--intrinsics",
-        metavar="FILE",
-        help="intrinsics JSON: fx/fy/cx/cy[/width/height], fl_x/fl_y/cx/cy/w/h, K, or a "
-        "Blender transforms file (camera_angle_x)",
-    )
-    g.add_argument("--fx", type=finite_float, help="focal length in pixels (instead of --intrinsics)")
-    g.add_argument("--fy", type=finite_float, help="vertical focal length (default: --fx)")
-    g.add_argument("--cx", type=finite_float, help="principal point x in pixels (default: width / 2)")
-    g.add_argument("--cy", type=finite_float, help="principal point y in pixels (default: height / 2)")
+    add_intrinsics_arguments(g)
     init = g.add_mutually_exclusive_group()
     init.add_argument(
         "--init", metavar="POSE_FILE", help="initial camera-to-world pose (JSON with 'c2w', TXT or NPY 4x4)"
@@ -199,7 +201,7 @@ def add_parser(subparsers) -> None:
     init.add_argument(
         "--init-from-gt",
         action="store_true",
-        help="start from the ground truth (--gt or --view) moved by --perturb-rot / --perturb-trans",
+        help="start from the ground truth (--gt or --view) moved by --perturb-rot / --perturb-trans (below)",
     )
     g.add_argument(
         "--gt", metavar="POSE_FILE", help="ground-truth camera-to-world pose file, to report errors"
@@ -211,18 +213,16 @@ def add_parser(subparsers) -> None:
         help="camera axes of pose files that do not state them (default opencv: x right, y down, z "
         "forward; opengl/Blender: y up, z backward)",
     )
-    g.add_argument(
-        "--perturb-rot",
-        type=finite_float,
-        default=0.0,
-        help="with --init-from-gt: rotate by exactly this many degrees about a random axis (world frame)",
+    from inerf.pose.perturb import Perturbation
+
+    start = p.add_argument_group(
+        "start from the ground truth (--init-from-gt)",
+        "The start is the ground truth moved as inerf.pose.perturb defines it (the same in inerf demo and "
+        "inerf benchmark pose): by default turned by exactly --perturb-rot degrees about a random axis "
+        "through the camera centre and shifted by exactly --perturb-trans, so the start errors are exactly "
+        "those. The draw is seeded by --seed and the --view index (0 for --gt).",
     )
-    g.add_argument(
-        "--perturb-trans",
-        type=finite_float,
-        default=0.0,
-        help="with --init-from-gt: translate by this distance in a random direction",
-    )
+    PERTURB_FLAGS.add_to(p, Perturbation(), group=start)
     h = p.add_argument_group("hypotheses")
     h.add_argument(
         "--hypotheses",
@@ -235,7 +235,8 @@ def add_parser(subparsers) -> None:
         "--spread-rot",
         type=finite_float,
         default=30.0,
-        help="extra hypotheses: rotation uniform in [-spread, spread] degrees about a random axis",
+        help="extra hypotheses: rotation uniform in [-spread, spread] degrees about a random axis through "
+        "the world origin (the scene centre, so they keep it in view)",
     )
     h.add_argument(
         "--spread-trans",
@@ -253,14 +254,7 @@ def add_parser(subparsers) -> None:
     add_solver_arguments(p)
     add_global_arguments(p)
     add_uncertainty_arguments(p)
-    o = p.add_argument_group("outputs")
-    o.add_argument(
-        "--out",
-        metavar="DIR",
-        required=True,
-        help="output folder (pose.json, trajectory.csv, frames, GIF/MP4, plot)",
-    )
-    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    o = add_out(p, "pose.json, trajectory.csv, frames, GIF/MP4, plot")
     o.add_argument("--frames", type=int, default=20, help="overlay frames spread over the solve (0 = none)")
     o.add_argument(
         "--frame-size",
@@ -274,41 +268,11 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _random_offset(rot_deg: float, trans: float, generator: torch.Generator) -> torch.Tensor:
-    """A rigid transform ``[4, 4]``: rotation by exactly ``rot_deg`` about a uniformly random axis, translation
-    of length ``trans`` in a uniformly random direction."""
-    from inerf.geometry import se3
-
-    axis = torch.randn(3, generator=generator, dtype=torch.float64)
-    direction = torch.randn(3, generator=generator, dtype=torch.float64)
-    d = torch.eye(4, dtype=torch.float64)
-    d[:3, :3] = se3.axis_angle_to_matrix(
-        axis / axis.norm(), torch.tensor(math.radians(rot_deg), dtype=torch.float64)
-    )
-    d[:3, 3] = trans * direction / direction.norm()
-    return d
-
-
 def _intrinsics(args, width: int, height: int, dataset_camera=None):
-    from inerf.pose.io import intrinsics_camera, read_intrinsics
-
-    flags = [args.fx, args.fy, args.cx, args.cy]
-    if args.intrinsics and any(v is not None for v in flags):
-        raise InerfError("give --intrinsics or --fx/--fy/--cx/--cy, not both")
-    if args.intrinsics:
-        return read_intrinsics(input_file(args.intrinsics, "--intrinsics"), width, height)
-    if args.fx is not None:
-        return intrinsics_camera(
-            args.fx,
-            args.fy if args.fy is not None else args.fx,
-            args.cx if args.cx is not None else width / 2,
-            args.cy if args.cy is not None else height / 2,
-            width,
-            height,
-            source="--fx/--fy/--cx/--cy",
-        )
-    if any(v is not None for v in flags):
-        raise InerfError("--fy/--cx/--cy need --fx")
+    """The target's camera: the typed intrinsics flags, else the dataset view's camera (``--view``)."""
+    camera_for = intrinsics_from_args(args)
+    if camera_for is not None:
+        return camera_for(width, height)
     if dataset_camera is not None:
         return dataset_camera
     raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
@@ -318,13 +282,17 @@ def run(args) -> int:
     from inerf.data.image_io import read_image
     from inerf.geometry.conventions import check_rigid
     from inerf.pose.io import camera_to_json, composite_target, read_pose
-    from inerf.pose.protocol import apply_perturbations, sample_perturbations
+    from inerf.pose.perturb import Perturbation, perturb, spread, start_pose
     from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
 
     if args.hypotheses < 1:
         raise InerfError(f"--hypotheses {args.hypotheses}: must be >= 1")
+    if args.spread_rot < 0 or args.spread_trans < 0:
+        raise InerfError(
+            f"--spread-rot {args.spread_rot:g} --spread-trans {args.spread_trans:g}: must be >= 0"
+        )
     if args.frames < 0:
         raise InerfError(f"--frames {args.frames}: must be >= 0")
     if args.frame_size is not None and args.frame_size < 1:
@@ -341,6 +309,9 @@ def run(args) -> int:
         raise InerfError("--init-from-gt needs a ground truth (--gt POSE or --view)")
     use_global_preset(args)
     config = pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
+    perturbation = PERTURB_FLAGS.build(Perturbation(), args)
+    if PERTURB_FLAGS.given(args) and not args.init_from_gt:
+        raise InerfError(f"{' '.join(map(str, PERTURB_FLAGS.given(args).values()))}: needs --init-from-gt")
     global_config, uncertainty_config = global_config_from_args(args), uncertainty_config_from_args(args)
     check_out_dir(args.out, args.overwrite)
 
@@ -377,15 +348,16 @@ def run(args) -> int:
         image, alpha = composite_target(raw, background)
         target_name = args.image
 
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.init_from_gt:
-        init = _random_offset(args.perturb_rot, args.perturb_trans, gen) @ gt
+    if args.init_from_gt:  # drawn as inerf demo and inerf benchmark pose draw view --view's start
+        init = start_pose(gt, perturbation, args.seed, args.view or 0)
     if not args.global_search:
-        init = check_rigid(init, "initial pose").double()
+        if args.init:  # a file; a start drawn from the ground truth is rigid and keeps its float64 bits
+            init = check_rigid(init, "initial pose").double()
         starts = init[None]
     if args.hypotheses > 1:
-        around = sample_perturbations(args.hypotheses - 1, args.spread_rot, args.spread_trans, gen)
-        starts = torch.cat([starts, apply_perturbations(init, around, "world")])
+        gen = torch.Generator().manual_seed(args.seed)
+        around = spread(args.spread_rot, args.spread_trans)
+        starts = torch.cat([starts, perturb(init, around, gen, (args.hypotheses - 1,))])
 
     target = PoseTarget(
         image=image.to(device),
@@ -418,15 +390,7 @@ def run(args) -> int:
         uncertainty = pose_uncertainty(run_.model, target, result.c2w[0], uncertainty_config, seed=args.seed)
 
     out = prepare_out_dir(args.out, args.overwrite)
-    sampler = PixelSampler(
-        target.height,
-        target.width,
-        config.n_rays,
-        config.sampling,
-        image=target.image,
-        alpha=target.alpha,
-        device="cpu",
-    )
+    sampler = PixelSampler.for_target(target, config, device="cpu")
     meta = {
         "target": target_name,
         "run": str(args.run),

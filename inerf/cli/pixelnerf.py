@@ -524,15 +524,7 @@ def run_pose(args) -> int:
         print("    " + "  ".join(f"{v: .5f}" for v in row))
     if args.out:
         out = prepare_out_dir(args.out, args.overwrite)
-        sampler = PixelSampler(
-            target.height,
-            target.width,
-            pose_config.n_rays,
-            pose_config.sampling,
-            image=target.image,
-            alpha=target.alpha,
-            device="cpu",
-        )
+        sampler = PixelSampler.for_target(target, pose_config, device="cpu")
         meta = {
             "target": str(args.target),
             "source": str(args.input),

@@ -1,6 +1,7 @@
-"""Options of the pose verbs beyond the solver: global localisation (``--global``) and pose uncertainty.
+"""Options of the pose verbs beyond the solver: the target's intrinsics, the start perturbation, global
+localisation (``--global``) and pose uncertainty.
 
-Shared by ``inerf estimate``, ``inerf benchmark pose`` and ``inerf track``. The flags are derived from
+Shared by ``inerf estimate``, ``inerf benchmark pose``, ``inerf track`` and ``inerf demo``. The flags are derived from
 :class:`inerf.pose.global_search.GlobalConfig` (``--global-viewpoints``, ``--global-rolls``, ...) and
 :class:`inerf.pose.uncertainty.UncertaintyConfig` (``--uncertainty-rays``, ...) as the solver's are from
 :class:`~inerf.pose.config.PoseConfig` (:mod:`inerf.cli.config_args`).
@@ -11,19 +12,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from inerf.cli.config_args import ConfigFlags
+from inerf.cli.common import input_file
+from inerf.cli.config_args import ConfigFlags, finite_float
 from inerf.errors import InerfError
 from inerf.pose.global_search import CameraPrior, GlobalConfig
+from inerf.pose.perturb import Perturbation
 from inerf.pose.uncertainty import UncertaintyConfig
 
 __all__ = [
     "GLOBAL_FLAGS",
     "GLOBAL_PRESET",
+    "PERTURB_FLAGS",
     "UNCERTAINTY_FLAGS",
     "add_global_arguments",
+    "add_intrinsics_arguments",
     "add_uncertainty_arguments",
     "camera_prior",
     "global_config_from_args",
+    "intrinsics_from_args",
     "uncertainty_config_from_args",
 ]
 
@@ -42,6 +48,55 @@ UNCERTAINTY_FLAGS = ConfigFlags(
     UncertaintyConfig, key="uncertainty", names=_prefixed(UncertaintyConfig, "uncertainty")
 )
 """One flag per :class:`UncertaintyConfig` field: ``--uncertainty-rays``, ``--uncertainty-estimator``, ..."""
+
+
+PERTURB_FLAGS = ConfigFlags(
+    Perturbation, key="perturb", names=_prefixed(Perturbation, "perturb") | {"rot_deg": "--perturb-rot"}
+)
+"""One flag per :class:`Perturbation` field: ``--perturb-rot``, ``--perturb-trans``, ``--perturb-sampling``,
+``--perturb-pivot`` (``inerf benchmark pose`` spells its protocol's perturbation the same way)."""
+
+
+def add_intrinsics_arguments(group) -> None:
+    """``--intrinsics FILE`` or ``--fx`` with optional ``--fy``, ``--cx``, ``--cy``: the target camera's
+    intrinsics (read by :func:`intrinsics_from_args`)."""
+    group.add_argument(
+        "--intrinsics",
+        metavar="FILE",
+        help="intrinsics JSON: fx/fy/cx/cy[/width/height], fl_x/fl_y/cx/cy/w/h, K, or a Blender transforms "
+        "file (camera_angle_x)",
+    )
+    group.add_argument("--fx", type=finite_float, help="focal length in pixels (instead of --intrinsics)")
+    group.add_argument("--fy", type=finite_float, help="vertical focal length (default: --fx)")
+    group.add_argument("--cx", type=finite_float, help="principal point x in pixels (default: width / 2)")
+    group.add_argument("--cy", type=finite_float, help="principal point y in pixels (default: height / 2)")
+
+
+def intrinsics_from_args(args):
+    """``(width, height) -> Cameras`` of the typed intrinsics flags (an image's size completes them), or
+    None when none is typed. Checked now, before any work: ``--intrinsics`` must exist and not come with
+    ``--fx``..., and ``--fy``/``--cx``/``--cy`` need ``--fx``."""
+    from inerf.pose.io import intrinsics_camera, read_intrinsics
+
+    flags = [args.fx, args.fy, args.cx, args.cy]
+    if args.intrinsics and any(v is not None for v in flags):
+        raise InerfError("give --intrinsics or --fx/--fy/--cx/--cy, not both")
+    if args.intrinsics:
+        path = input_file(args.intrinsics, "--intrinsics")
+        return lambda w, h: read_intrinsics(path, w, h)
+    if args.fx is not None:
+        return lambda w, h: intrinsics_camera(
+            args.fx,
+            args.fy if args.fy is not None else args.fx,
+            args.cx if args.cx is not None else w / 2,
+            args.cy if args.cy is not None else h / 2,
+            w,
+            h,
+            source="--fx/--fy/--cx/--cy",
+        )
+    if any(v is not None for v in flags):
+        raise InerfError("--fy/--cx/--cy need --fx")
+    return None
 
 
 def add_global_arguments(parser: argparse.ArgumentParser, what: str = "the pose") -> None:

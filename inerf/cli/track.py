@@ -11,15 +11,14 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from inerf.cli.common import (
     HelpFormatter,
-    add_device,
-    add_quiet,
+    add_out,
+    add_run,
     check_out_dir,
     input_file,
     prepare_out_dir,
@@ -27,6 +26,7 @@ from inerf.cli.common import (
 )
 from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.errors import InerfError
+from inerf.pose.perturb import SUCCESS
 
 __all__ = ["add_parser", "run"]
 
@@ -38,8 +38,8 @@ def _track_flags() -> ConfigFlags:
 
 
 def add_parser(subparsers) -> None:
-    from inerf.cli.estimate import POSE_FLAGS
-    from inerf.cli.pose_options import add_global_arguments
+    from inerf.cli.estimate import POSE_FLAGS, add_run_options
+    from inerf.cli.pose_options import add_global_arguments, add_intrinsics_arguments
     from inerf.pose.config import STRATEGIES
     from inerf.pose.track import TRACK, TrackConfig
 
@@ -53,22 +53,14 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("inputs")
-    g.add_argument("--run", metavar="RUN_DIR", required=True, help="run directory written by `inerf train`")
+    add_run(g)
     g.add_argument(
         "--images",
         metavar="DIR|VIDEO",
         required=True,
         help="a folder of PNG/JPG frames (natural name order) or a video file",
     )
-    g.add_argument(
-        "--intrinsics",
-        metavar="FILE",
-        help="intrinsics JSON: fx/fy/cx/cy, fl_x/fl_y/cx/cy/w/h, K, or a Blender transforms file (camera_angle_x)",
-    )
-    g.add_argument("--fx", type=finite_float, help="focal length in pixels (instead of --intrinsics)")
-    g.add_argument("--fy", type=finite_float, help="vertical focal length (default: --fx)")
-    g.add_argument("--cx", type=finite_float, help="principal point x in pixels (default: width / 2)")
-    g.add_argument("--cy", type=finite_float, help="principal point y in pixels (default: height / 2)")
+    add_intrinsics_arguments(g)
     g.add_argument(
         "--gt",
         metavar="FILE",
@@ -109,19 +101,8 @@ def add_parser(subparsers) -> None:
     add_global_arguments(
         p, what="the first frame's pose when no --init is given (and a lost frame's with --relocalize global)"
     )
-    r = p.add_argument_group("run")
-    r.add_argument(
-        "--samples", type=int, default=None, help="stratified samples per ray (default: the run's)"
-    )
-    add_device(r)
-    r.add_argument(
-        "--tf32", action=argparse.BooleanOptionalAction, default=True, help="TensorFloat-32 on CUDA"
-    )
-    r.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling")
-    add_quiet(r)
-    o = p.add_argument_group("outputs")
-    o.add_argument("--out", metavar="DIR", required=True, help="output folder")
-    o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_run_options(p, seed_help="seeds the pixel sampling")
+    o = add_out(p, "trajectory.json, .tum, .kitti, overlay video, errors")
     o.add_argument("--no-video", action="store_true", help="no overlay video (saves a render per frame)")
     o.add_argument(
         "--video-size",
@@ -138,27 +119,12 @@ def add_parser(subparsers) -> None:
 
 
 def _camera_for(args):
-    from inerf.pose.io import intrinsics_camera, read_intrinsics
+    from inerf.cli.pose_options import intrinsics_from_args
 
-    flags = [args.fx, args.fy, args.cx, args.cy]
-    if args.intrinsics and any(v is not None for v in flags):
-        raise InerfError("give --intrinsics or --fx/--fy/--cx/--cy, not both")
-    if args.intrinsics:
-        path = input_file(args.intrinsics, "--intrinsics")
-        return lambda w, h: read_intrinsics(path, w, h)
-    if args.fx is not None:
-        return lambda w, h: intrinsics_camera(
-            args.fx,
-            args.fy if args.fy is not None else args.fx,
-            args.cx if args.cx is not None else w / 2,
-            args.cy if args.cy is not None else h / 2,
-            w,
-            h,
-            source="--fx/--fy/--cx/--cy",
-        )
-    if any(v is not None for v in flags):
-        raise InerfError("--fy/--cx/--cy need --fx")
-    raise InerfError("no intrinsics: give --intrinsics FILE or --fx")
+    camera_for = intrinsics_from_args(args)
+    if camera_for is None:
+        raise InerfError("no intrinsics: give --intrinsics FILE or --fx")
+    return camera_for
 
 
 def _configs(args, long_side: int):
@@ -314,7 +280,8 @@ def run(args) -> int:
         rot, trans = result.errors(gt_used)
         print(
             f"  error per frame: rotation median {float(rot.median()):.3f} / max {float(rot.max()):.3f} deg, "
-            f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}"
+            f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}; "
+            f"{int(SUCCESS.ok(rot, trans).sum())} of {n} frames a success ({SUCCESS.describe()})"
         )
     print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
     return 0

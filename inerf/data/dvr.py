@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inerf.data.srn import ObjectViews, mask_bbox, read_mask, read_rgb, resize_views
+from inerf.data.srn import ObjectViews, mask_bbox, object_views, read_mask, read_rgb
 from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import PIXEL_CENTER
@@ -183,21 +183,7 @@ class DVRDataset:
                 bbox = torch.stack(
                     [b if b is not None else torch.tensor([0.0, 0.0, W - 1.0, H - 1.0]) for b in boxes]
                 )
-        if self.image_size is not None:
-            images, masks, cameras, bbox = resize_views(images, masks, cameras, bbox, self.image_size)
-        return ObjectViews(
-            name=obj.name,
-            images=images,
-            cameras=cameras,
-            z_near=self.z_near,
-            z_far=self.z_far,
-            white_background=self.white_background,
-            path=obj,
-            category=category,
-            masks=masks,
-            bbox=bbox,
-            view_names=[p.stem for p in image_files],
-        )
+        return object_views(self, obj, images, cameras, masks, bbox, image_files, category)
 
     @staticmethod
     def _key(cams: dict, name: str, i: int, obj: Path) -> np.ndarray:

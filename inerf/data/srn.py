@@ -29,7 +29,7 @@ from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
 from inerf.geometry.conventions import PIXEL_CENTER
 
-__all__ = ["ObjectViews", "SRNDataset", "mask_bbox", "read_mask", "read_rgb", "resize_views"]
+__all__ = ["ObjectViews", "SRNDataset", "mask_bbox", "object_views", "read_mask", "read_rgb", "resize_views"]
 
 
 @dataclass
@@ -134,6 +134,37 @@ def resize_views(
     return images, masks, cameras, bbox
 
 
+def object_views(
+    loader,
+    obj: Path,
+    images: torch.Tensor,
+    cameras: Cameras,
+    masks: torch.Tensor | None,
+    bbox: torch.Tensor | None,
+    view_files: list[Path],
+    category: str | None = None,
+) -> ObjectViews:
+    """What a multi-object loader (:class:`SRNDataset`, :class:`inerf.data.dvr.DVRDataset`) returns for the
+    object folder ``obj``: its views with the ``loader``'s ray bounds (``z_near``, ``z_far``) and
+    ``white_background``, resized to the loader's ``image_size`` when it has one (:func:`resize_views`),
+    each view named by its file's stem."""
+    if loader.image_size is not None:
+        images, masks, cameras, bbox = resize_views(images, masks, cameras, bbox, loader.image_size)
+    return ObjectViews(
+        name=obj.name,
+        images=images,
+        cameras=cameras,
+        z_near=loader.z_near,
+        z_far=loader.z_far,
+        white_background=loader.white_background,
+        path=obj,
+        category=category,
+        masks=masks,
+        bbox=bbox,
+        view_names=[p.stem for p in view_files],
+    )
+
+
 def _sorted_files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
     return (
         sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts)
@@ -231,22 +262,7 @@ class SRNDataset:
             H,
             W,
         )
-        masks = fg.float()
-        bbox_t = torch.stack(bbox)
-        if self.image_size is not None:
-            images, masks, cameras, bbox_t = resize_views(images, masks, cameras, bbox_t, self.image_size)
-        return ObjectViews(
-            name=obj.name,
-            images=images,
-            cameras=cameras,
-            z_near=self.z_near,
-            z_far=self.z_far,
-            white_background=True,
-            path=obj,
-            masks=masks,
-            bbox=bbox_t,
-            view_names=[p.stem for p in rgb_files],
-        )
+        return object_views(self, obj, images, cameras, fg.float(), torch.stack(bbox), rgb_files)
 
 
 def _recorded_bounds(split_dir: Path) -> tuple[float, float] | None:

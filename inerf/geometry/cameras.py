@@ -192,3 +192,35 @@ def unproject(uv: torch.Tensor, depth: torch.Tensor, c2w: torch.Tensor, fx, fy, 
 def pixel_centers(ij: torch.Tensor) -> torch.Tensor:
     """Integer pixel indices ``[..., 2]`` (column, row) -> continuous coordinates of their centres."""
     return ij.float() + PIXEL_CENTER
+
+
+def look_at(
+    eye: torch.Tensor, target: torch.Tensor | None = None, up: torch.Tensor | None = None
+) -> torch.Tensor:
+    """OpenCV c2w ``[..., 4, 4]`` of cameras at ``eye`` ``[..., 3]`` looking at ``target`` ``[3]`` (default the
+    origin) with world ``up`` ``[3]`` (default +z) up in the image: x right, y down, z forward, so
+    ``right = forward x up`` and ``down = forward x right``. A camera looking along ``up`` has no defined
+    roll; another axis orthogonal to ``up`` stands in. Sequences are taken as float64 tensors."""
+    eye = torch.as_tensor(eye, dtype=eye.dtype if isinstance(eye, torch.Tensor) else torch.float64)
+    target = torch.zeros(3) if target is None else target
+    up = torch.tensor([0.0, 0.0, 1.0]) if up is None else up
+    target, up = (torch.as_tensor(v, device=eye.device).to(eye.dtype) for v in (target, up))
+    fwd = target - eye
+    fwd = fwd / fwd.norm(dim=-1, keepdim=True)
+    right = torch.linalg.cross(fwd, up.expand_as(fwd), dim=-1)
+    # At the poles fwd is parallel to up: use a fixed axis orthogonal to up instead.
+    alt = torch.linalg.cross(fwd, orthogonal_unit(up).expand_as(fwd), dim=-1)
+    right = torch.where(right.norm(dim=-1, keepdim=True) < 1e-6, alt, right)
+    right = right / right.norm(dim=-1, keepdim=True)
+    down = torch.linalg.cross(fwd, right, dim=-1)
+    c2w = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype, device=eye.device)
+    c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = right, down, fwd, eye
+    c2w[..., 3, 3] = 1.0
+    return c2w
+
+
+def orthogonal_unit(v: torch.Tensor) -> torch.Tensor:
+    """A unit vector orthogonal to ``v`` ``[3]`` (``v`` crossed with x, or with y when ``v`` is near x)."""
+    a = torch.tensor([1.0, 0.0, 0.0] if abs(float(v[0])) < 0.9 else [0.0, 1.0, 0.0], dtype=v.dtype)
+    w = torch.linalg.cross(v, a.to(v.device), dim=-1)
+    return w / w.norm()

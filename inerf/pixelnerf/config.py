@@ -11,6 +11,7 @@ silently ignored.
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -207,18 +208,22 @@ def _get(tree, key, default, kind):
         raise InerfError(f"pixelNeRF config: {key} = {value!r} is not a {kind.__name__}") from None
 
 
+def _read(cls, tree, **given):
+    """``cls`` with each field not ``given`` read from the HOCON block ``tree`` under its own name and type
+    (:func:`_get`), the dataclass default when absent: the dataclasses hold the published defaults."""
+    base, kinds = cls(), typing.get_type_hints(cls)
+    read = {
+        f.name: _get(tree, f.name, getattr(base, f.name), kinds[f.name])
+        for f in fields(cls)
+        if f.name not in given
+    }
+    return cls(**read, **given)
+
+
 def _mlp(tree, default: MLPConfig | None) -> MLPConfig | None:
     if tree is None:
         return default
-    base = MLPConfig()
-    mlp = MLPConfig(
-        type=_get(tree, "type", base.type, str),
-        n_blocks=_get(tree, "n_blocks", base.n_blocks, int),
-        d_hidden=_get(tree, "d_hidden", base.d_hidden, int),
-        combine_layer=_get(tree, "combine_layer", base.combine_layer, int),
-        combine_type=_get(tree, "combine_type", base.combine_type, str),
-        beta=_get(tree, "beta", base.beta, float),
-    )
+    mlp = _read(MLPConfig, tree)
     if mlp.type == "empty":
         return None
     if mlp.type != "resnet":
@@ -236,19 +241,8 @@ def _from_tree(name: str, tree) -> PixelNeRFConfig:
         raise InerfError("pixelNeRF config: use_global_encoder is not supported (no published model uses it)")
     if not _get(m, "use_encoder", True, bool):
         raise InerfError("pixelNeRF config: use_encoder = False is not supported")
-    e, c = m.get("encoder", None), m.get("code", None)
-    enc_base, code_base = EncoderConfig(), CodeConfig()
-    encoder = EncoderConfig(
-        backbone=_get(e, "backbone", enc_base.backbone, str),
-        num_layers=_get(e, "num_layers", enc_base.num_layers, int),
-        use_first_pool=_get(e, "use_first_pool", enc_base.use_first_pool, bool),
-        pretrained=_get(e, "pretrained", enc_base.pretrained, bool),
-        index_interp=_get(e, "index_interp", enc_base.index_interp, str),
-        index_padding=_get(e, "index_padding", enc_base.index_padding, str),
-        upsample_interp=_get(e, "upsample_interp", enc_base.upsample_interp, str),
-        feature_scale=_get(e, "feature_scale", enc_base.feature_scale, float),
-        keep_unused_layers=_get(e, "keep_unused_layers", enc_base.keep_unused_layers, bool),
-    )
+    e = m.get("encoder", None)
+    encoder = _read(EncoderConfig, e)
     if encoder.backbone not in ("resnet18", "resnet34"):
         raise InerfError(
             f"pixelNeRF config: encoder backbone {encoder.backbone!r} is not supported (resnet34 or resnet18)"
@@ -259,39 +253,19 @@ def _from_tree(name: str, tree) -> PixelNeRFConfig:
         raise InerfError("pixelNeRF config: encoder feature_scale other than 1.0 is not supported")
     if e is not None and _get(e, "norm_type", "batch", str) != "batch":
         raise InerfError("pixelNeRF config: encoder norm_type other than batch is not supported")
-    code = CodeConfig(
-        num_freqs=_get(c, "num_freqs", code_base.num_freqs, int),
-        freq_factor=_get(c, "freq_factor", code_base.freq_factor, float),
-        include_input=_get(c, "include_input", code_base.include_input, bool),
-    )
     mlp_coarse = _mlp(m.get("mlp_coarse", None), MLPConfig())
     if mlp_coarse is None:
         raise InerfError("pixelNeRF config: mlp_coarse cannot be empty")
-    model = ModelConfig(
+    model = _read(
+        ModelConfig,
+        m,
         encoder=encoder,
-        code=code,
+        code=_read(CodeConfig, m.get("code", None)),
         mlp_coarse=mlp_coarse,
         mlp_fine=_mlp(m.get("mlp_fine", None), None),
-        use_xyz=_get(m, "use_xyz", True, bool),
-        normalize_z=_get(m, "normalize_z", True, bool),
-        use_code=_get(m, "use_code", True, bool),
-        use_viewdirs=_get(m, "use_viewdirs", True, bool),
-        use_code_viewdirs=_get(m, "use_code_viewdirs", False, bool),
-        stop_encoder_grad=_get(m, "stop_encoder_grad", False, bool),
-        d_out=_get(m, "d_out", 4, int),
     )
     r = tree.get("renderer", None)
-    rb = RendererConfig()
-    renderer = RendererConfig(
-        n_coarse=_get(r, "n_coarse", rb.n_coarse, int),
-        n_fine=_get(r, "n_fine", rb.n_fine, int),
-        n_fine_depth=_get(r, "n_fine_depth", rb.n_fine_depth, int),
-        depth_std=_get(r, "depth_std", rb.depth_std, float),
-        noise_std=_get(r, "noise_std", rb.noise_std, float),
-        lindisp=_get(r, "lindisp", rb.lindisp, bool),
-        white_bkgd=_get(r, "white_bkgd", rb.white_bkgd, bool),
-        eval_batch_size=_get(r, "eval_batch_size", rb.eval_batch_size, int),
-    )
+    renderer = _read(RendererConfig, r)
     if renderer.n_fine_depth > renderer.n_fine:
         raise InerfError("pixelNeRF config: renderer n_fine_depth exceeds n_fine")
     if r is not None and list(r.get("sched", []) or []):

@@ -15,6 +15,8 @@ batch that equals the separate solves. Modules:
 * :mod:`.steps`    Adam and Levenberg-Marquardt as step objects, and the schedule of which acts when;
 * :mod:`.recorder` the trajectory of a solve;
 * :mod:`.solver`   ``estimate_pose`` (sample, evaluate, record, prune, step) and its result types;
+* :mod:`.perturb`  start poses a known distance from a pose (one definition for every verb) and the one
+  success threshold set (5 degrees, 0.05);
 * :mod:`.protocol` the paper's evaluation protocol and report;
 * :mod:`.global_search` global localisation: candidates from the scene, cheap batched scoring, refinement of
   the best (:mod:`.global_protocol`: the protocol without initial poses);

@@ -37,6 +37,7 @@ from typing import Literal, get_args
 import torch
 
 from inerf.geometry import se3
+from inerf.geometry.cameras import look_at, orthogonal_unit
 from inerf.pose.config import BlurConfig, PoseConfig, SamplingConfig
 from inerf.pose.problem import PoseTarget, Problem, frozen_fields
 from inerf.pose.solver import PoseResult, estimate_pose
@@ -229,35 +230,6 @@ def fibonacci_sphere(n: int) -> torch.Tensor:
     return torch.stack([s * phi.cos(), s * phi.sin(), z], dim=-1)
 
 
-def look_at(eye: torch.Tensor, target: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """OpenCV c2w ``[..., 4, 4]`` of cameras at ``eye`` ``[..., 3]`` looking at ``target`` ``[3]`` with world
-    ``up`` ``[3]`` up in the image (x right, y down, z forward). A camera looking along ``up`` has no
-    defined roll; another axis orthogonal to ``up`` stands in."""
-    fwd = target - eye
-    fwd = fwd / fwd.norm(dim=-1, keepdim=True)
-    right = torch.linalg.cross(fwd, up.expand_as(fwd), dim=-1)
-    # At the poles fwd is parallel to up: use a fixed axis orthogonal to up instead.
-    alt = torch.linalg.cross(fwd, _orthogonal(up).expand_as(fwd), dim=-1)
-    right = torch.where(right.norm(dim=-1, keepdim=True) < 1e-6, alt, right)
-    right = right / right.norm(dim=-1, keepdim=True)
-    down = torch.linalg.cross(fwd, right, dim=-1)
-    c2w = torch.zeros(*eye.shape[:-1], 4, 4, dtype=eye.dtype, device=eye.device)
-    c2w[..., :3, 0], c2w[..., :3, 1], c2w[..., :3, 2], c2w[..., :3, 3] = right, down, fwd, eye
-    c2w[..., 3, 3] = 1.0
-    return c2w
-
-
-def _orthogonal(v: torch.Tensor) -> torch.Tensor:
-    """A unit vector orthogonal to ``v`` ``[3]``."""
-    a = (
-        torch.tensor([1.0, 0.0, 0.0], dtype=v.dtype)
-        if abs(float(v[0])) < 0.9
-        else torch.tensor([0.0, 1.0, 0.0])
-    )
-    w = torch.linalg.cross(v, a.to(v.dtype), dim=-1)
-    return w / w.norm()
-
-
 def roll_about_axis(c2w: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """``[N, R, 4, 4]``: each camera ``c2w`` ``[N, 4, 4]`` turned about its own optical axis (camera z) by
     each of ``angles`` ``[R]`` radians (a right multiplication: the centre and the viewing direction stay)."""
@@ -278,7 +250,7 @@ def _sphere_viewpoints(prior: CameraPrior, config: GlobalConfig, azimuth: float)
     dirs = dirs[(elev >= lo - 1e-9) & (elev <= hi + 1e-9)]
     # A frame (e1, e2, up) of the world in which the directions were drawn.
     up = prior.up
-    e1 = _orthogonal(up)
+    e1 = orthogonal_unit(up)
     e2 = torch.linalg.cross(up, e1, dim=-1)
     ca, sa = math.cos(azimuth), math.sin(azimuth)
     e1, e2 = ca * e1 + sa * e2, -sa * e1 + ca * e2

@@ -192,15 +192,7 @@ class Problem:
         self.width = target.width
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
         self._blurred: dict[float, torch.Tensor] = {}
-        self.sampler = PixelSampler(
-            target.height,
-            target.width,
-            config.n_rays,
-            config.sampling,
-            image=target.image,
-            alpha=target.alpha,
-            device=device,
-        )
+        self.sampler = PixelSampler.for_target(target, config, device)
         self.graphed = None
         if config.fast and device.type == "cuda":
             from inerf.pose.fast import GraphedLossAndGrad

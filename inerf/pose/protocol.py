@@ -1,12 +1,12 @@
 """The iNeRF evaluation protocol (paper §V-A) and its report.
 
 For each of ``images`` test views with ground-truth pose ``T*`` and each of ``trials`` trials, the start
-pose is ``T0 = D @ T*`` (perturbation in the world frame, about the world origin, which for object-centred
-scenes keeps the object in view; ``perturb_frame="camera"`` uses ``T* @ D`` instead) with ``D`` a rotation
-about a uniformly random axis by an angle uniform in ``[-perturb_rot, perturb_rot]`` degrees and a
-translation uniform in ``[-perturb_trans, perturb_trans]`` per axis. A trial succeeds at step ``s`` when the
-pose after ``s`` updates has rotation error < ``rot_thresh`` degrees and translation error < ``trans_thresh``
-scene units (paper: 5 degrees, 0.05).
+pose is ``T*`` moved by :func:`inerf.pose.perturb.perturb` with the protocol's ``perturbation`` (default
+:data:`~inerf.pose.perturb.PAPER_PERTURBATION`, the paper's starts as its code draws them: an angle uniform
+in [-40, 40] degrees about a random axis through the world origin, an offset uniform in [-0.1, 0.1] per
+axis; the rotation about the origin also moves the camera centre, see :mod:`inerf.pose.perturb`). A trial
+succeeds at step ``s`` when the pose after ``s`` updates is within ``success``
+(:data:`~inerf.pose.perturb.SUCCESS`: rotation error < 5 degrees and translation error < 0.05, the paper's).
 
 The trials of one image are solved together as independent problems of one batched solve (each with its
 own start and pixel seed, see :func:`inerf.pose.solver.estimate_pose`); the same starts are used for every
@@ -29,17 +29,24 @@ import torch
 from inerf.geometry import se3
 from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.io import pose_to_json, write_json
+from inerf.pose.perturb import (
+    PAPER_PERTURBATION,
+    SUCCESS,
+    Perturbation,
+    SuccessThresholds,
+    perturb,
+    spread,
+    start_generator,
+)
 from inerf.pose.solver import PoseTarget, estimate_pose
 from inerf.render.model import Model
 
 __all__ = [
     "BenchmarkResult",
     "ProtocolConfig",
-    "apply_perturbations",
     "calibration",
     "initial_poses",
     "run_pose_benchmark",
-    "sample_perturbations",
     "select_images",
     "strategy_label",
     "write_report",
@@ -56,52 +63,27 @@ class ProtocolConfig:
     """Explicit view indices in the split (overrides ``images``)."""
     trials: int = 5
     """Random starts per view."""
-    perturb_rot: float = 40.0
-    """Maximum start rotation error in degrees: the angle is uniform in [-perturb_rot, perturb_rot]."""
-    perturb_trans: float = 0.1
-    """Maximum start translation offset per axis (uniform in [-perturb_trans, perturb_trans], scene units)."""
-    perturb_frame: str = "world"
-    """``world``: T0 = D @ T* (rotation about the world origin); ``camera``: T0 = T* @ D (about the camera)."""
-    rot_thresh: float = 5.0
-    """Success threshold on the rotation error (degrees)."""
-    trans_thresh: float = 0.05
-    """Success threshold on the translation error (scene units)."""
+    perturbation: Perturbation = PAPER_PERTURBATION
+    """How each trial's start is moved from the ground truth (:class:`inerf.pose.perturb.Perturbation`);
+    default the paper's: uniform angles up to 40 degrees about the world origin, offsets up to 0.1 per axis."""
+    success: SuccessThresholds = SUCCESS
+    """When a trial counts as a success (:data:`inerf.pose.perturb.SUCCESS`: 5 degrees and 0.05)."""
     checkpoints: tuple[int, ...] = (50, 100, 200, 300)
     """Steps at which the table reports success rates and errors."""
     hypotheses: int = 1
     """Hypotheses per trial (the perturbed start plus ``hypotheses - 1`` starts around it)."""
     spread_rot: float | None = None
-    """Rotation spread (degrees) of the extra hypotheses around the start; None = ``perturb_rot``."""
+    """Rotation spread (degrees) of the extra hypotheses around the start: uniform in [-spread, spread]
+    about the world origin, as ``inerf.pose.perturb.spread`` draws it. (default: ``perturbation.rot_deg``)"""
     spread_trans: float | None = None
-    """Translation spread (per axis) of the extra hypotheses; None = ``perturb_trans``."""
+    """Translation spread (uniform per axis) of the extra hypotheses. (default: ``perturbation.trans``)"""
     seed: int = 0
     """Seeds the perturbations and the pixel sampling; the same seed gives the same benchmark."""
 
     def __post_init__(self) -> None:
-        if self.perturb_frame not in ("world", "camera"):
-            raise ValueError(f"perturb_frame must be 'world' or 'camera', got {self.perturb_frame!r}")
         if self.trials < 1 or self.hypotheses < 1 or (self.image_ids is None and self.images < 1):
             raise ValueError("images, trials and hypotheses must be >= 1")
         self.checkpoints = tuple(sorted({int(c) for c in self.checkpoints}))
-
-
-def sample_perturbations(n: int, rot_deg: float, trans: float, generator: torch.Generator) -> torch.Tensor:
-    """``n`` random rigid transforms ``[n, 4, 4]`` (float64): rotation about a uniformly random axis (normalised
-    Gaussian vector, uniform on the sphere) by an angle uniform in [-rot_deg, rot_deg] degrees, translation
-    uniform in [-trans, trans] per axis."""
-    axis = torch.randn(n, 3, generator=generator, dtype=torch.float64)
-    axis = axis / axis.norm(dim=-1, keepdim=True)
-    angle = torch.deg2rad((2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * rot_deg)
-    t = (2 * torch.rand(n, 3, generator=generator, dtype=torch.float64) - 1) * trans
-    d = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
-    d[:, :3, :3] = se3.axis_angle_to_matrix(axis, angle)
-    d[:, :3, 3] = t
-    return d
-
-
-def apply_perturbations(c2w: torch.Tensor, deltas: torch.Tensor, frame: str = "world") -> torch.Tensor:
-    """Perturb ``c2w`` ``[..., 4, 4]`` by ``deltas`` ``[..., 4, 4]``: ``D @ c2w`` (world) or ``c2w @ D`` (camera)."""
-    return deltas @ c2w if frame == "world" else c2w @ deltas
 
 
 def select_images(n_views: int, protocol: ProtocolConfig) -> list[int]:
@@ -118,20 +100,20 @@ def select_images(n_views: int, protocol: ProtocolConfig) -> list[int]:
 
 
 def initial_poses(gt_c2w: torch.Tensor, protocol: ProtocolConfig, image_index: int) -> torch.Tensor:
-    """Start poses ``[trials, hypotheses, 4, 4]`` (float64) for one view, seeded by (seed, view index)."""
-    gen = torch.Generator().manual_seed(protocol.seed * 1_000_003 + image_index)
+    """Start poses ``[trials, hypotheses, 4, 4]`` (float64) for one view, drawn from
+    :func:`~inerf.pose.perturb.start_generator` ``(seed, view index)``: the trials' starts first, then
+    their extra hypotheses."""
+    gen = start_generator(protocol.seed, image_index)
     T, K = protocol.trials, protocol.hypotheses
-    starts = apply_perturbations(
-        gt_c2w.double(),
-        sample_perturbations(T, protocol.perturb_rot, protocol.perturb_trans, gen),
-        protocol.perturb_frame,
-    )
+    starts = perturb(gt_c2w, protocol.perturbation, gen, (T,))
     if K == 1:
         return starts[:, None]
-    spread_rot = protocol.perturb_rot if protocol.spread_rot is None else protocol.spread_rot
-    spread_trans = protocol.perturb_trans if protocol.spread_trans is None else protocol.spread_trans
-    around = sample_perturbations(T * (K - 1), spread_rot, spread_trans, gen).reshape(T, K - 1, 4, 4)
-    extra = apply_perturbations(starts[:, None], around, protocol.perturb_frame)
+    p = protocol.perturbation
+    around = spread(
+        p.rot_deg if protocol.spread_rot is None else protocol.spread_rot,
+        p.trans if protocol.spread_trans is None else protocol.spread_trans,
+    )
+    extra = perturb(starts[:, None], around, gen, (T, K - 1))
     return torch.cat([starts[:, None], extra], dim=1)
 
 
@@ -162,10 +144,7 @@ class BenchmarkResult:
     def success_curves(self) -> dict:
         """name -> ``[S + 1]`` success rate against step."""
         p = self.protocol
-        return {
-            name: ((self.rot_err[name] < p.rot_thresh) & (self.trans_err[name] < p.trans_thresh)).mean(0)
-            for name in self.rot_err
-        }
+        return {name: p.success.ok(self.rot_err[name], self.trans_err[name]).mean(0) for name in self.rot_err}
 
 
 def strategy_label(s: SamplingConfig) -> str:
@@ -183,7 +162,7 @@ def _summarise(
         if c > steps:
             continue
         r, t = rot[:, c], trans[:, c]
-        ok = (r < protocol.rot_thresh) & (t < protocol.trans_thresh)
+        ok = protocol.success.ok(r, t)
         rows.append(
             {
                 "strategy": name,
@@ -268,7 +247,7 @@ def calibration(trials: list[dict], protocol: ProtocolConfig) -> dict:
                 continue
             final, gt = torch.tensor(t["final_c2w"]), torch.tensor(t["gt_c2w"])
             r, e = float(se3.rotation_error_deg(final, gt)), float(se3.translation_error(final, gt))
-            if r < protocol.rot_thresh and e < protocol.trans_thresh:
+            if protocol.success.ok(r, e):
                 ok.append((t, r, e))
         if not ok:
             out[name] = {"successful": 0}
@@ -288,7 +267,7 @@ def calibration(trials: list[dict], protocol: ProtocolConfig) -> dict:
 def _progress_line(i, name, rot, trans, protocol, steps, seconds) -> str:
     """``view I NAME: success@S ...`` for the last checkpoint (or the last step)."""
     last = min(steps, protocol.checkpoints[-1]) if protocol.checkpoints else steps
-    ok = ((rot[last] < protocol.rot_thresh) & (trans[last] < protocol.trans_thresh)).double().mean()
+    ok = protocol.success.ok(rot[last], trans[last]).double().mean()
     return (
         f"view {i} {name:>16}: success@{last} {100 * ok:.0f}%  median rot {rot[last].median():.2f} deg"
         f"  median trans {trans[last].median():.4f}  ({seconds:.1f} s)"
@@ -381,10 +360,10 @@ def _markdown(result: BenchmarkResult) -> str:
     start = (
         f"no initial pose (global: {found['candidates']} candidates scored, the best {found['refined']} refined)"
         if found
-        else f"start perturbation +-{p.perturb_rot:g} deg, +-{p.perturb_trans:g} per axis ({p.perturb_frame} frame)"
+        else f"starts: the ground truth {p.perturbation.describe()}"
     )
     lines = [
-        f"Success rate (rotation < {p.rot_thresh:g} deg and translation < {p.trans_thresh:g}); {start}; "
+        f"Success rate (rotation < {p.success.rot_deg:g} deg and translation < {p.success.trans:g}); {start}; "
         f"{len(result.meta.get('views', []))} views x {p.trials} trials"
         + (f", {p.hypotheses} hypotheses per trial" if p.hypotheses > 1 and not found else "")
         + ".",
@@ -475,7 +454,12 @@ def write_report(result: BenchmarkResult, out_dir: str | Path) -> dict:
         paths["plot"],
         curves,
         checkpoints=list(p.checkpoints),
-        title=f"iNeRF success (rot < {p.rot_thresh:g} deg, trans < {p.trans_thresh:g}), start "
-        f"+-{p.perturb_rot:g} deg / +-{p.perturb_trans:g}",
+        title=f"iNeRF success ({p.success.describe()}), start "
+        + (
+            f"{p.perturbation.rot_deg:g} deg / {p.perturbation.trans:g}"
+            if p.perturbation.sampling == "exact"
+            else f"+-{p.perturbation.rot_deg:g} deg / +-{p.perturbation.trans:g}"
+        )
+        + f" about the {p.perturbation.pivot}",
     )
     return paths

@@ -26,6 +26,7 @@ import torch
 from inerf.geometry import se3
 from inerf.geometry.conventions import CONVENTION, opencv_to_opengl_c2w
 from inerf.pose.io import pose_to_json, write_json
+from inerf.pose.perturb import SUCCESS, SuccessThresholds
 from inerf.pose.solver import PoseResult, PoseTarget
 from inerf.render.model import Model
 
@@ -134,7 +135,12 @@ def start_errors(result: PoseResult, gt_c2w: torch.Tensor, g: int = 0) -> dict:
 
 
 def summary_lines(
-    result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0, *, uncertainty=None
+    result: PoseResult,
+    gt_c2w: torch.Tensor | None = None,
+    g: int = 0,
+    *,
+    uncertainty=None,
+    success: SuccessThresholds = SUCCESS,
 ) -> list[str]:
     """A short human-readable summary of problem ``g``. The errors before the arrow are those of the
     returned hypothesis's own start; with several hypotheses a line gives the best start among them; with
@@ -154,6 +160,8 @@ def summary_lines(
         lines.append(
             f"rotation error {start['rot']:.3f} -> {r1:.3f} deg, translation error {start['trans']:.4f} -> {t1:.4f}"
             + (f" (hypothesis {hyp}'s start)" if K > 1 else "")
+            + ("; success" if success.ok(r1, t1) else "; not a success")
+            + f" ({success.describe()})"
         )
         if K > 1:
             lines.append(
@@ -203,20 +211,21 @@ class OutputOptions:
     """Frames per second of the GIF and MP4."""
     video: bool = True
     """Write the convergence GIF and MP4."""
-    rot_thresh: float = 5.0
-    """Success threshold drawn on the rotation-error plot (degrees)."""
-    trans_thresh: float = 0.05
-    """Success threshold drawn on the translation-error plot (scene units)."""
+    success: SuccessThresholds = SUCCESS
+    """Success thresholds: recorded in ``pose.json`` (with a ground truth) and drawn on the error plots."""
     field_mse: float | None = None
     """The field's own MSE on held-out views (from its validation PSNR), for the convergence verdict."""
     loss: str = "mse"
     """The photometric loss the solve minimised (the verdict compares MSEs only)."""
 
 
-def pose_record(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0) -> dict:
+def pose_record(
+    result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int = 0, success: SuccessThresholds = SUCCESS
+) -> dict:
     """The ``pose.json`` entries of problem ``g``: the estimate in both conventions, its loss and status, the
     solve's facts, the returned hypothesis's start and, with a ground truth, the errors (start errors of the
-    returned hypothesis's own start; with several hypotheses also the best start's)."""
+    returned hypothesis's own start; with several hypotheses also the best start's) and whether they are a
+    ``success`` (both below the thresholds)."""
     c2w = result.c2w[g]
     hyp = int(result.hypothesis[g])
     K = int(result.init_c2w.shape[1])
@@ -244,6 +253,11 @@ def pose_record(result: PoseResult, gt_c2w: torch.Tensor | None = None, g: int =
                 "translation_error": t1,
                 "init_rotation_error_deg": start["rot"],
                 "init_translation_error": start["trans"],
+                "success": {
+                    "ok": bool(success.ok(r1, t1)),
+                    "rotation_deg": success.rot_deg,
+                    "translation": success.trans,
+                },
             }
         )
         if K > 1:
@@ -314,8 +328,8 @@ def _write_plot(path: Path, result: PoseResult, gt: torch.Tensor | None, opt: Ou
         one_or_all(rot_all),
         one_or_all(trans_all),
         selected=int(result.hypothesis[0]),
-        rot_thresh=opt.rot_thresh if gt is not None else None,
-        trans_thresh=opt.trans_thresh if gt is not None else None,
+        rot_thresh=opt.success.rot_deg if gt is not None else None,
+        trans_thresh=opt.success.trans if gt is not None else None,
         title=f"iNeRF pose estimate ({result.steps} steps)",
     )
 
@@ -384,7 +398,7 @@ def write_estimate_outputs(
     out = Path(out_dir)
     gt = gt_c2w.double() if gt_c2w is not None else None
     paths: dict[str, Path] = {"pose": out / "pose.json"}
-    record = pose_record(result, gt)
+    record = pose_record(result, gt, success=opt.success)
     record["convergence"] = convergence_verdict(float(result.loss[0]), opt.loss, opt.field_mse)
     if uncertainty is not None:
         record["uncertainty"] = uncertainty.to_json()

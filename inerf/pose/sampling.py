@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from inerf.errors import InerfError
-from inerf.pose.config import SamplingConfig
+from inerf.pose.config import PoseConfig, SamplingConfig
 
 __all__ = ["PixelSampler", "detect_keypoints", "flat_to_uv", "hash_keys", "interest_region_mask", "mix32"]
 
@@ -233,6 +233,21 @@ class PixelSampler:
         self.candidates = torch.as_tensor(np.asarray(support, dtype=np.int64), device=self.device)
         m = self.candidates.numel()
         self.n = n_rays if self.fill is not None else min(n_rays, m)
+
+    @classmethod
+    def for_target(cls, target, config: PoseConfig, device=None) -> PixelSampler:
+        """The sampler of a solve of ``target`` (a :class:`inerf.pose.problem.PoseTarget`: its size, image and
+        alpha) with ``config`` (``n_rays`` pixels a step, chosen by ``config.sampling``): the solver's own, and
+        the one whose support ``inerf estimate`` draws in ``sampling.png``. Indices live on ``device``."""
+        return cls(
+            target.height,
+            target.width,
+            config.n_rays,
+            config.sampling,
+            image=target.image,
+            alpha=target.alpha,
+            device=device,
+        )
 
     def _support(self, image, alpha) -> np.ndarray:
         """Flat indices of the pixels the strategy draws from (all but ``patch``)."""

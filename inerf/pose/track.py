@@ -40,8 +40,8 @@ import torch
 
 from inerf.geometry import se3
 from inerf.pose.config import BlurConfig, LMConfig, PoseConfig, StopConfig
+from inerf.pose.perturb import perturb, spread
 from inerf.pose.problem import PoseTarget
-from inerf.pose.protocol import apply_perturbations, sample_perturbations
 from inerf.pose.solver import PoseResult, estimate_pose
 from inerf.render.model import Model
 
@@ -112,9 +112,10 @@ class TrackConfig:
     recover_hypotheses: int = 4
     """Starts of a ``wide`` re-localisation (the prediction, the previous pose and the rest around it)."""
     recover_spread_rot: float = 20.0
-    """Rotation spread (degrees) of the extra starts of a ``wide`` re-localisation."""
+    """Rotation spread (degrees) of the extra starts of a ``wide`` re-localisation around the previous pose
+    (:func:`inerf.pose.perturb.spread`: uniform in [-spread, spread] about the world origin)."""
     recover_spread_trans: float = 0.1
-    """Translation spread (scene units per axis) of those starts."""
+    """Translation spread (scene units, uniform per axis) of those starts."""
 
     def __post_init__(self) -> None:
         if self.motion not in MOTIONS:
@@ -350,10 +351,9 @@ class _Tracker:
             alt = self.localize_fn(target, k)
         else:
             prev = self.history[-1]
-            extra = sample_perturbations(
-                c.recover_hypotheses - 2, c.recover_spread_rot, c.recover_spread_trans, self.gen
-            )
-            starts = torch.cat([predicted[None], prev[None], apply_perturbations(prev, extra, "world")])
+            around = spread(c.recover_spread_rot, c.recover_spread_trans)
+            extra = perturb(prev, around, self.gen, (c.recover_hypotheses - 2,))
+            starts = torch.cat([predicted[None], prev[None], extra])
             alt = _solve(self.model, target, starts, self.recover_config, k)
         steps += alt.steps
         better = alt.status[0] == "ok" and (res.status[0] != "ok" or float(alt.loss[0]) < float(res.loss[0]))

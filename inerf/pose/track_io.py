@@ -35,6 +35,7 @@ import torch
 from inerf.errors import InerfError
 from inerf.geometry.formats import read_poses, write_poses
 from inerf.pose.io import composite_target, pose_to_json, write_json
+from inerf.pose.perturb import SUCCESS
 from inerf.pose.problem import PoseTarget
 from inerf.pose.track import Frame, TrackResult
 
@@ -267,9 +268,16 @@ def write_track_outputs(
         **(meta or {}),
     }
     if gt_c2w is not None:
+        ok = [bool(SUCCESS.ok(r["rotation_error_deg"], r["translation_error"])) for r in rows]
         doc["errors"] = {
             "rotation_deg": _stats([r["rotation_error_deg"] for r in rows]),
             "translation": _stats([r["translation_error"] for r in rows]),
+            "success": {
+                "frames": sum(ok),
+                "fraction": sum(ok) / len(ok),
+                "rotation_deg": SUCCESS.rot_deg,
+                "translation": SUCCESS.trans,
+            },
         }
     write_json(paths["json"], doc)
     stamps = np.array([f.timestamp for f in result.frames])

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 from inerf.cli.main import main
 
 QUICK = ["demo", "--steps", "2", "--frames", "0", "--quiet", "--device", "cpu"]
-
-
-@pytest.fixture()
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_the_demo_runs_twice_in_the_default_folder(tmp_path, monkeypatch, capsys, one_thread):

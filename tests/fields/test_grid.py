@@ -465,15 +465,6 @@ def orbit_c2w(azimuth: float, elevation: float, radius: float = 3.0) -> torch.Te
     return c2w
 
 
-@pytest.fixture
-def one_thread():
-    """Small tensors: one thread avoids OpenMP barrier stalls when the cores are shared (xdist, CI)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_fits_a_coloured_sphere_quickly(one_thread):
     torch.manual_seed(0)
     hw, focal = 24, 30.0

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from inerf.errors import InerfError
-from inerf.geometry.cameras import Cameras
-from inerf.geometry.conventions import opengl_to_opencv_c2w
+from inerf.geometry.cameras import Cameras, look_at
+from inerf.geometry.conventions import opencv_to_opengl_c2w, opengl_to_opencv_c2w
 from inerf.pixelnerf import PixelNeRF, load_config, load_pixelnerf
 from inerf.pixelnerf._reference import published_forward
 from inerf.pixelnerf.config import CONFIG_DIR, EXPERIMENTS
@@ -28,15 +28,7 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def look_at_gl(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> torch.Tensor:
     """OpenGL c2w at ``eye`` looking at ``target`` (camera -z towards the target)."""
-    eye, target, up = (torch.tensor(v, dtype=torch.float64) for v in (eye, target, up))
-    back = eye - target
-    back = back / back.norm()
-    right = torch.linalg.cross(up, back)
-    right = right / right.norm()
-    cam_up = torch.linalg.cross(back, right)
-    c2w = torch.eye(4, dtype=torch.float64)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, cam_up, back, eye
-    return c2w.float()
+    return opencv_to_opengl_c2w(look_at(eye, target, up)).float()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -12,12 +12,8 @@ from inerf.render.renderer import RenderConfig, render_image
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def _one_thread(one_thread_per_module):
     """These solves work on tiny tensors: one intra-op thread is faster than two and immune to a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

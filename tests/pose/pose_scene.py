@@ -14,6 +14,7 @@ import torch
 
 from inerf.geometry import se3
 from inerf.geometry.cameras import Cameras
+from inerf.pose.perturb import apply_moves
 from inerf.render.model import Model
 from inerf.render.renderer import render_image
 
@@ -73,13 +74,14 @@ def perturb(c2w: torch.Tensor, rot_deg: float, trans: float, axis=(0.3, -0.5, 0.
     """A pose exactly ``rot_deg`` degrees and ``trans`` units away from ``c2w``: the camera turned about
     ``axis`` (world frame) around its own centre, and the centre moved by ``trans`` in a fixed direction."""
     axis = torch.tensor(axis, dtype=torch.float64)
-    axis = axis / axis.norm()
-    out = c2w.clone()
-    out[:3, :3] = (
-        se3.axis_angle_to_matrix(axis, torch.tensor(math.radians(rot_deg), dtype=torch.float64)) @ c2w[:3, :3]
+    move = torch.eye(4, dtype=torch.float64)
+    move[:3, :3] = se3.axis_angle_to_matrix(
+        axis / axis.norm(), torch.tensor(math.radians(rot_deg), dtype=torch.float64)
     )
-    out[:3, 3] = c2w[:3, 3] + trans * torch.tensor([0.6, -0.48, 0.64], dtype=torch.float64)
-    return out
+    move[:3, 3] = trans * torch.tensor([0.6, -0.48, 0.64], dtype=torch.float64)
+    return apply_moves(
+        c2w, move, "camera"
+    )  # the library's camera-pivot move, with a fixed axis and direction
 
 
 def orbit_poses(n: int, radius: float = 4.0, elevation_deg: float = 25.0, phase: float = 0.3) -> torch.Tensor:

@@ -74,6 +74,13 @@ def test_trajectory_files_round_trip(tmp_path):
     rot = se3.rotation_error_deg(poses, gt)
     assert doc["frames"][4]["rotation_error_deg"] == pytest.approx(float(rot[4]))
     assert len((tmp_path / "errors.csv").read_text().splitlines()) == 8
+    # Success counted with the shared thresholds (inerf.pose.perturb.SUCCESS): 0.57 degrees and 0.01 off.
+    assert doc["errors"]["success"] == {
+        "frames": 7,
+        "fraction": 1.0,
+        "rotation_deg": 5.0,
+        "translation": 0.05,
+    }
 
 
 def test_read_trajectory_detects_formats_and_refuses_others(tmp_path):
@@ -173,7 +180,11 @@ def test_inerf_track_on_a_generated_sequence(tmp_path, capsys, monkeypatch):
     rot = [f["rotation_error_deg"] for f in doc["frames"]]
     trans = [f["translation_error"] for f in doc["frames"]]
     assert len(rot) == 6 and max(rot) < 1.5 and max(trans) < 0.1, (rot, trans)
-    assert doc["fps"] > 0 and "error per frame" in stdout
+    assert (
+        doc["fps"] > 0
+        and "error per frame" in stdout
+        and "of 6 frames a success (< 5 deg and < 0.05)" in stdout
+    )
     # The estimates are rigid to float32 precision; the TUM quaternion re-orthonormalises them.
     torch.testing.assert_close(
         read_trajectory(out / "trajectory.tum"), read_trajectory(out / "trajectory.json"), atol=1e-6, rtol=0

@@ -10,6 +10,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from inerf.geometry import look_at, opencv_to_opengl_c2w
+
 CAMERA_ANGLE_X = 0.6911112070083618  # the NeRF-synthetic field of view
 RADIUS = 1.0  # sphere at the origin
 DISTANCE = 4.0  # camera distance from the origin
@@ -17,13 +19,7 @@ DISTANCE = 4.0  # camera distance from the origin
 
 def look_at_c2w_gl(position: np.ndarray) -> np.ndarray:
     """OpenGL/Blender c2w of a camera at ``position`` looking at the origin with world +z up."""
-    back = position / np.linalg.norm(position)  # the camera looks along -z, so +z points away from the target
-    right = np.cross([0.0, 0.0, 1.0], back)
-    right /= np.linalg.norm(right)
-    up = np.cross(back, right)
-    c2w = np.eye(4)
-    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, up, back, position
-    return c2w
+    return opencv_to_opengl_c2w(look_at(position)).numpy()
 
 
 def sphere_colour(n: np.ndarray) -> np.ndarray:
@@ -123,14 +119,8 @@ def tiny_config(data, out, **overrides):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(one_thread):
     """These tests run tiny networks, where extra threads only contend with the other pytest worker."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")
