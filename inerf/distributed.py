@@ -2,9 +2,12 @@
 
 **Launching.** A verb that supports it runs unchanged under torchrun, one process per GPU::
 
-    torchrun --nproc_per_node 2 -m inerf.cli.main train --data DIR --out runs/grid --model grid
+    torchrun --nproc_per_node 2 -m inerf.cli.main -- train --data DIR --out runs/grid --model grid
     torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m inerf.cli.main benchmark pose --run runs/grid --out bench/grid
+        -m inerf.cli.main -- benchmark pose --run runs/grid --out bench/grid
+
+(The ``--`` ends torchrun's own options: without it torchrun's parser stops at ``--run``, which abbreviates
+its ``--run-path``; :func:`inerf.cli.main.main` drops it when Python passes it on.)
 
 torchrun gives every process ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` (and the rendezvous address);
 :func:`init_from_env` reads them, puts the process on ``cuda:LOCAL_RANK`` (the CPU with ``--device cpu`` or
@@ -349,5 +352,7 @@ def wrap_ddp(module: nn.Module) -> nn.Module:
 
     # torch >= 2.14 renames the switch (and deprecates the old name); earlier releases know only the old one.
     names = inspect.signature(DistributedDataParallel).parameters
-    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
+    no_sync = (
+        {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
+    )
     return DistributedDataParallel(module, **no_sync)

@@ -8,7 +8,7 @@ Example (the paper's chair experiment)::
     inerf benchmark pose --run runs/chair --split test --images 5 --trials 5 --perturb-rot 40 \\
         --perturb-trans 0.1 --sampling random,interest_points,interest_region --out bench/chair
 
-Under ``torchrun --nproc_per_node N -m inerf.cli.main benchmark pose ...`` the N processes split the views
+Under ``torchrun --nproc_per_node N -m inerf.cli.main -- benchmark pose ...`` the N processes split the views
 (each on its own GPU) and rank 0 writes the one table, equal to the one-process table
 (:func:`inerf.pose.protocol.map_views`).
 """
@@ -76,7 +76,7 @@ def _add_pose(sub) -> None:
         "[-perturb-trans, perturb-trans] per axis), solve with each sampling strategy and report the success rate "
         "(rotation error < --rot-thresh and translation error < --trans-thresh) at --checkpoints steps. Writes "
         "results.md, results.csv, trials.csv, results.json and success_curve.png to --out. Under torchrun "
-        "(torchrun --nproc_per_node N -m inerf.cli.main benchmark pose ...) the processes split the views and "
+        "(torchrun --nproc_per_node N -m inerf.cli.main -- benchmark pose ...) the processes split the views and "
         "rank 0 writes the same table as one process.",
         formatter_class=HelpFormatter,
     )

@@ -3,7 +3,8 @@
 Every verb module defines ``add_parser(subparsers)`` (which registers its options, each with help text)
 and ``run(args) -> int``. User errors (:class:`inerf.errors.InerfError`) print one line and exit 2; a
 mistyped option prints the usage of the verb it was typed after. Conventions shared by the verbs:
-:mod:`inerf.cli.common`. CPU threads (``inerf --threads N VERB``): :mod:`inerf.device`.
+:mod:`inerf.cli.common`. CPU threads (``inerf --threads N VERB``): :mod:`inerf.device`. Several processes
+(``torchrun --nproc_per_node N -m inerf.cli.main -- VERB ...``): :mod:`inerf.distributed`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     if own_process:
         prepare_openmp_env()  # before the verbs import torch: libgomp reads it once, at load
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:
+        # `torchrun ... -m inerf.cli.main -- benchmark pose --run DIR`: torchrun's parser rejects `--run` (an
+        # abbreviation of its --run-path) unless `--` ends its options; some Pythons pass the `--` on.
+        argv = argv[1:]
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would blame the top-level parser and print its usage
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -1,7 +1,7 @@
 """``inerf train``: fit a NeRF (or grid field) to a posed dataset and write a run directory.
 
 Its flags are :class:`inerf.train.TrainConfig`'s fields (help: their docstrings), see
-:mod:`inerf.cli.config_args`. Under ``torchrun --nproc_per_node N -m inerf.cli.main train ...`` the N processes
+:mod:`inerf.cli.config_args`. Under ``torchrun --nproc_per_node N -m inerf.cli.main -- train ...`` the N processes
 train one model with data parallelism (:mod:`inerf.distributed`); rank 0 prints and writes the run.
 """
 
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Train a radiance field (NeRF MLP or grid) on a Blender or LLFF dataset. Writes RUN_DIR/"
         "config.json, model.safetensors (keys coarse.*/fine.*), optimizer.pt and train_log.jsonl; "
         "checkpoints are written atomically, so a run can be stopped and --resume'd at any time. Runs on several "
-        "GPUs under torchrun (torchrun --nproc_per_node N -m inerf.cli.main train ...; --rays-per-batch is then "
+        "GPUs under torchrun (torchrun --nproc_per_node N -m inerf.cli.main -- train ...; --rays-per-batch is then "
         "the global batch), and resumes on any number of them.",
         formatter_class=HelpFormatter,
     )

@@ -15,7 +15,7 @@ needs no per-field code: ``param_groups(lr)`` (per-group learning-rate ratios, k
 replaced and the optimiser is rebuilt), ``regularization()`` added to the loss, and
 ``samples_per_ray(near, far)`` for the sample count when none is given.
 
-Several processes (``torchrun --nproc_per_node N -m inerf.cli.main train ...``, :mod:`inerf.distributed`)
+Several processes (``torchrun --nproc_per_node N -m inerf.cli.main -- train ...``, :mod:`inerf.distributed`)
 train one model as one process would with the same global batch: every rank draws the whole batch of
 ``rays_per_batch`` pixel indices from the same seeded generator and renders its contiguous slice of it,
 with the random sample offsets one process would give those rays (:class:`inerf.tensors.RowSlice`); each
