@@ -337,12 +337,17 @@ def broadcast_state(modules: Iterable[nn.Module]) -> None:
                 dist.broadcast(t.data.view(torch.uint8) if t.dtype == torch.bool else t.data, src=0)
 
 
-def wrap_ddp(module: nn.Module) -> nn.Module:
+def wrap_ddp(module: nn.Module, **ddp_options) -> nn.Module:
     """``module`` in ``DistributedDataParallel`` (itself for one process).
 
     Each process drives one device, where ``module`` already lives, so no ``device_ids`` (inputs are not
     moved). Buffers are not broadcast at every forward: the state they hold changes at known steps, and
     :func:`broadcast_state` syncs it then. The wrapper copies rank 0's parameters to the other ranks.
+    ``ddp_options`` go to ``DistributedDataParallel`` (e.g. ``find_unused_parameters=True`` for a model with
+    parameters that get no gradient in a step, such as a ResNet's unused last stage).
+
+    Layers that keep batch statistics (BatchNorm) see only this rank's share of the batch; to train as one
+    process does, convert them first (``torch.nn.SyncBatchNorm.convert_sync_batchnorm``).
     """
     if world_size() == 1:
         return module
@@ -355,4 +360,4 @@ def wrap_ddp(module: nn.Module) -> nn.Module:
     no_sync = (
         {"forward_sync_buffers": False} if "forward_sync_buffers" in names else {"broadcast_buffers": False}
     )
-    return DistributedDataParallel(module, **no_sync)
+    return DistributedDataParallel(module, **{**no_sync, **ddp_options})
