@@ -269,7 +269,7 @@ def main(argv=None) -> int:
         "environment": environment(args.device),
     }
 
-    training = []
+    training, done = [], {}
     for name in args.cases:
         case = CASES[name]
         base = runs / f"{name}_base"
@@ -281,11 +281,18 @@ def main(argv=None) -> int:
                 batch = args.rays * n if mode == "weak" else args.rays
                 if batch < n:
                     continue
-                folder = runs / f"{name}_{mode}_{n}"
-                shutil.rmtree(folder, ignore_errors=True)
-                shutil.copytree(base, folder)
-                run(n, case.resume_argv(args, folder, base_step + args.steps, batch), args.timeout, commands)
-                rate, timed = steps_per_second(folder / case.log_name, base_step + args.warmup)
+                if (name, n, batch) not in done:  # one GPU: weak and strong are the same run
+                    folder = runs / f"{name}_{mode}_{n}"
+                    shutil.rmtree(folder, ignore_errors=True)
+                    shutil.copytree(base, folder)
+                    run(
+                        n,
+                        case.resume_argv(args, folder, base_step + args.steps, batch),
+                        args.timeout,
+                        commands,
+                    )
+                    done[name, n, batch] = steps_per_second(folder / case.log_name, base_step + args.warmup)
+                rate, timed = done[name, n, batch]
                 training.append(
                     {
                         "case": name,

@@ -127,7 +127,7 @@ def is_main() -> bool:
     torchrun called ``RANK=0`` (a verb that already left its group still prints once), or a plain process."""
     if is_distributed():
         return rank() == 0
-    return int(os.environ.get("RANK", "0") or 0) == 0
+    return not launched_by_torchrun() or int(os.environ["RANK"] or 0) == 0
 
 
 def _rank_device(name: str | None, local_rank: int, flag: str) -> torch.device:

@@ -37,8 +37,11 @@ def test_one_process_is_a_world_of_one(monkeypatch):
 def test_launch_detection_and_device_rules(monkeypatch):
     assert distributed.launched_by_torchrun({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"})
     assert not distributed.launched_by_torchrun({"WORLD_SIZE": "2"})
-    monkeypatch.setenv("RANK", "1")  # a torchrun process that has left its group still stays quiet
-    assert not distributed.is_main()
+    monkeypatch.setenv("RANK", "1")  # RANK alone (another launcher's variable) does not make a rank
+    assert distributed.is_main()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not distributed.is_main()  # a torchrun process that has left its group still stays quiet
     with pytest.raises(InerfError, match="cuda:LOCAL_RANK"):
         distributed._rank_device("cuda:1", 0, "--device")
     assert distributed._rank_device("cpu", 3, "--device") == torch.device("cpu")
@@ -60,3 +63,13 @@ def test_shards_tile_the_items_and_gather_back_in_order(monkeypatch):
         assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1
     with pytest.raises(ValueError, match="one row per item"):
         _interleave([[1, 2], [3, 4, 5]])
+
+
+def test_verbs_that_do_not_split_their_work_refuse_torchrun(monkeypatch, capsys):
+    from inerf.cli.main import main
+
+    for k, v in (("WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(k, v)
+    assert main(["render", "--run", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert "inerf render: error: does not run under torchrun (WORLD_SIZE=2)" in err and "train" in err

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from inerf import __version__
+from inerf.distributed import launched_by_torchrun
 from inerf.errors import InerfError
+
+DISTRIBUTED_VERBS = frozenset({"train", "benchmark"})
+"""Verbs that split their work over the processes of ``torchrun`` (:mod:`inerf.distributed`); any other verb
+under torchrun would only repeat the same work in every process, writing the same files at once."""
 
 # verb -> module under inerf.cli. Order is the order shown in --help.
 VERBS = {
@@ -90,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        world = os.environ.get("WORLD_SIZE", "1") if launched_by_torchrun() else "1"
+        if world != "1" and args.verb not in DISTRIBUTED_VERBS:
+            raise InerfError(
+                f"does not run under torchrun (WORLD_SIZE={world}); run it as one process (verbs that split "
+                f"their work over processes: {', '.join(sorted(DISTRIBUTED_VERBS))})"
+            )
         if own_process or args.torch_threads is not None:
             configure_cpu_threads(args.torch_threads)
         return int(args.func(args) or 0)
