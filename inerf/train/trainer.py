@@ -613,7 +613,7 @@ class Trainer:
         for m in self.fields:
             if hasattr(m, "on_train_step"):
                 replaced |= bool(m.on_train_step(self.step))
-        if before is not None and _state_signature(self.fields) != before:
+        if before is not None and _state_changed(before, _state_signature(self.fields)):
             # The hooks run at the same steps on every rank, from the same weights; rank 0's result is
             # copied so that no rounding difference can make the ranks' fields drift apart.
             distributed.broadcast_state(self.fields)
@@ -909,9 +909,14 @@ class _BatchLoss(torch.nn.Module):
 
 
 def _state_signature(modules) -> list:
-    """Identity and version counter of every parameter and buffer: changes when a training hook replaces a
-    tensor (re-gridding, a new occupancy grid) or writes into one."""
-    return [(id(t), t._version) for m in modules for t in [*m.parameters(), *m.buffers()]]
+    """Every parameter and buffer with its version counter (the tensors themselves, not their ids: a freed
+    tensor's id can come back)."""
+    return [(t, t._version) for m in modules for t in [*m.parameters(), *m.buffers()]]
+
+
+def _state_changed(before: list, after: list) -> bool:
+    """Whether a training hook replaced a tensor (re-gridding, a new occupancy grid) or wrote into one."""
+    return len(before) != len(after) or any(a is not b or va != vb for (a, va), (b, vb) in zip(before, after))
 
 
 def _relpath(target: Path, start: Path) -> str | None:
