@@ -68,3 +68,38 @@ def one_thread_per_module():
 def host_copy_spy():
     """A :class:`HostToDeviceSpy` to use as a context manager."""
     return HostToDeviceSpy()
+
+
+def run_torchrun(args: list[str], nproc: int = 2, timeout: float = 240):
+    """``inerf ARGS`` in ``nproc`` processes started by torchrun (``python -m torch.distributed.run
+    --standalone``: a free port on this machine), on the CPU with gloo and one thread per process, from this
+    checkout. Returns the ``CompletedProcess``; a failure shows both ranks' output."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",  # gloo on the CPU even on a machine with GPUs
+        "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
+    }
+    env.pop("PYTEST_XDIST_WORKER", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone"]
+    proc = subprocess.run(
+        [*cmd, "-m", "inerf.cli.main", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"torchrun exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def torchrun():
+    """:func:`run_torchrun`: the CLI under torchrun, for the tests of several processes."""
+    return run_torchrun

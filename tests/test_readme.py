@@ -274,7 +274,6 @@ def test_stated_starts_and_thresholds_are_the_code_s():
         in text
     )
     assert (
-        f"below {SUCCESS.rot_deg:g} degrees and translation error below {SUCCESS.trans:g} scene units"
-        in text
+        f"below {SUCCESS.rot_deg:g} degrees and translation error below {SUCCESS.trans:g} scene units" in text
     )
     assert "CREDITS" not in text and "`ATTRIBUTION.txt`" in text and (DEMO_ROOT / "ATTRIBUTION.txt").is_file()

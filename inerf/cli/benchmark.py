@@ -7,6 +7,10 @@ Example (the paper's chair experiment)::
 
     inerf benchmark pose --run runs/chair --split test --images 5 --trials 5 --perturb-rot 40 \\
         --perturb-trans 0.1 --sampling random,interest_points,interest_region --out bench/chair
+
+Under ``torchrun --nproc_per_node N -m inerf.cli.main -- benchmark pose ...`` the N processes split the views
+(each on its own GPU) and rank 0 writes the one table, equal to the one-process table
+(:func:`inerf.pose.protocol.map_views`).
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ def _add_pose(sub) -> None:
         "perturb-trans] per axis; --perturb-sampling exact --perturb-pivot camera gives starts exactly "
         "--perturb-rot / --perturb-trans off, as inerf estimate and inerf demo draw them (see "
         "inerf.pose.perturb). Writes results.md, results.csv, trials.csv, results.json and success_curve.png "
-        "to --out.",
+        "to --out. Under torchrun (torchrun --nproc_per_node N -m inerf.cli.main -- benchmark pose ...) the "
+        "processes split the views and rank 0 writes the same table as one process.",
         formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("data")
@@ -125,6 +130,14 @@ def protocol_from_args(args, steps: int):
 
 
 def run_pose(args) -> int:
+    from inerf import distributed
+
+    with distributed.session(args.device):  # joins the process group under torchrun, else does nothing
+        return _run_pose(args)
+
+
+def _run_pose(args) -> int:
+    from inerf import distributed
     from inerf.cli.common import resolve_device, warn_if_undertrained
     from inerf.cli.estimate import (
         check_background,
@@ -140,18 +153,22 @@ def run_pose(args) -> int:
     )
     from inerf.pose.protocol import run_pose_benchmark, write_report
 
+    main = distributed.is_main()  # under torchrun: rank 0 prints and writes; every rank solves its views
     use_global_preset(args)
     config = pose_config_from_args(args, args.sampling[0])
     global_config, uncertainty = global_config_from_args(args), uncertainty_config_from_args(args)
     protocol = protocol_from_args(args, config.steps)
     strategies = [sampling_config_from_args(args, s) for s in dict.fromkeys(args.sampling)]
-    out = prepare_out_dir(args.out, args.overwrite)
-    device = resolve_device(args.device, args.tf32)
+    out = distributed.run_on_main(lambda: prepare_out_dir(args.out, args.overwrite))
+    own = distributed.device()  # under torchrun: this process's device, from --device
+    device = resolve_device(args.device if own is None else str(own), args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
-    warn_if_undertrained(run_, "benchmark")
+    if main:
+        warn_if_undertrained(run_, "benchmark")
     views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
     check_background(views, run_.model.config.background)
-    log = (lambda *a, **k: None) if args.quiet else print
+    log = (lambda *a, **k: None) if args.quiet or not main else print
+    shard = distributed.world_size() > 1
     if args.global_search:
         from inerf.pose.global_protocol import run_global_benchmark
 
@@ -165,9 +182,10 @@ def run_pose(args) -> int:
             protocol,
             global_config,
             device=device,
-            progress=not args.quiet,
+            progress=not args.quiet and main,
             log=log,
             uncertainty=uncertainty,
+            shard_views=shard,
         )
     else:
         result = run_pose_benchmark(
@@ -177,9 +195,10 @@ def run_pose(args) -> int:
             config,
             protocol,
             device=device,
-            progress=not args.quiet,
+            progress=not args.quiet and main,
             log=log,
             uncertainty=uncertainty,
+            shard_views=shard,
         )
     result.meta.update(
         {
@@ -191,6 +210,8 @@ def run_pose(args) -> int:
             "samples_per_ray": run_.model.config.n_coarse,
         }
     )
+    if not main:
+        return 0
     paths = write_report(result, out)
     print(paths["markdown"].read_text(encoding="utf-8"), end="")
     print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))

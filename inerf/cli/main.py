@@ -3,17 +3,24 @@
 Every verb module defines ``add_parser(subparsers)`` (which registers its options, each with help text)
 and ``run(args) -> int``. User errors (:class:`inerf.errors.InerfError`) print one line and exit 2; a
 mistyped option prints the usage of the verb it was typed after. Conventions shared by the verbs:
-:mod:`inerf.cli.common`. CPU threads (``inerf --threads N VERB``): :mod:`inerf.device`.
+:mod:`inerf.cli.common`. CPU threads (``inerf --threads N VERB``): :mod:`inerf.device`. Several processes
+(``torchrun --nproc_per_node N -m inerf.cli.main -- VERB ...``): :mod:`inerf.distributed`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from inerf import __version__
+from inerf.distributed import launched_by_torchrun
 from inerf.errors import InerfError
+
+DISTRIBUTED_VERBS = frozenset({"train", "benchmark"})
+"""Verbs that split their work over the processes of ``torchrun`` (:mod:`inerf.distributed`); any other verb
+under torchrun would only repeat the same work in every process, writing the same files at once."""
 
 # verb -> module under inerf.cli. Order is the order shown in --help.
 VERBS = {
@@ -77,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     if own_process:
         prepare_openmp_env()  # before the verbs import torch: libgomp reads it once, at load
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:
+        # `torchrun ... -m inerf.cli.main -- benchmark pose --run DIR`: torchrun's parser rejects `--run` (an
+        # abbreviation of its --run-path) unless `--` ends its options; some Pythons pass the `--` on.
+        argv = argv[1:]
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse would blame the top-level parser and print its usage
         getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -84,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        world = os.environ.get("WORLD_SIZE", "1") if launched_by_torchrun() else "1"
+        if world != "1" and args.verb not in DISTRIBUTED_VERBS:
+            raise InerfError(
+                f"does not run under torchrun (WORLD_SIZE={world}); run it as one process (verbs that split "
+                f"their work over processes: {', '.join(sorted(DISTRIBUTED_VERBS))})"
+            )
         if own_process or args.torch_threads is not None:
             configure_cpu_threads(args.torch_threads)
         return int(args.func(args) or 0)

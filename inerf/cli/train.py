@@ -1,7 +1,8 @@
 """``inerf train``: fit a NeRF (or grid field) to a posed dataset and write a run directory.
 
 Its flags are :class:`inerf.train.TrainConfig`'s fields (help: their docstrings), see
-:mod:`inerf.cli.config_args`.
+:mod:`inerf.cli.config_args`. Under ``torchrun --nproc_per_node N -m inerf.cli.main -- train ...`` the N processes
+train one model with data parallelism (:mod:`inerf.distributed`); rank 0 prints and writes the run.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from inerf import distributed
 from inerf.cli.common import HelpFormatter, add_quiet, device_arg
 from inerf.cli.config_args import ConfigFlags, attribute_docs
 from inerf.errors import InerfError
@@ -44,7 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="train a NeRF on a posed dataset",
         description="Train a radiance field (NeRF MLP or grid) on a Blender or LLFF dataset. Writes RUN_DIR/"
         "config.json, model.safetensors (keys coarse.*/fine.*), optimizer.pt and train_log.jsonl; "
-        "checkpoints are written atomically, so a run can be stopped and --resume'd at any time.",
+        "checkpoints are written atomically, so a run can be stopped and --resume'd at any time. Runs on several "
+        "GPUs under torchrun (torchrun --nproc_per_node N -m inerf.cli.main -- train ...; --rays-per-batch is then "
+        "the global batch), and resumes on any number of them.",
         formatter_class=HelpFormatter,
     )
     TRAIN_FLAGS.add_to(p)
@@ -67,6 +71,8 @@ def run(args) -> int:
     if not config.resume and config.data is None:
         raise InerfError("--data is required (the dataset folder to train on)")
     result = train(config)
+    if not distributed.is_main():  # under torchrun, rank 0 speaks for the run
+        return 0
 
     def db(v):
         return "n/a" if v is None else f"{v:.2f} dB"

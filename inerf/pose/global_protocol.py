@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
+from inerf import distributed
 from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.global_search import CameraPrior, GlobalConfig, localize
 from inerf.pose.protocol import (
@@ -27,6 +28,7 @@ from inerf.pose.protocol import (
     _trial_records,
     _uncertainty_fields,
     _view_target,
+    map_views,
     select_images,
 )
 from inerf.render.model import Model
@@ -47,25 +49,26 @@ def run_global_benchmark(
     progress: bool = True,
     log=print,
     uncertainty=None,
+    shard_views: bool = False,
 ) -> BenchmarkResult:
     """The protocol with no initial poses (see the module docstring); arguments as
-    :func:`inerf.pose.protocol.run_pose_benchmark`, plus the scene's camera ``prior`` and the
-    ``global_config`` of the search. The protocol's perturbation and hypothesis settings are not used."""
+    :func:`inerf.pose.protocol.run_pose_benchmark` (``shard_views`` included), plus the scene's camera
+    ``prior`` and the ``global_config`` of the search. The protocol's perturbation and hypothesis settings
+    are not used."""
     global_config = global_config or GlobalConfig()
     device = torch.device(device) if device is not None else torch.device("cpu")
     steps = pose_config.steps
     labels = _check_strategies(strategies, protocol, steps)
     ids = select_images(len(views), protocol)
-    rot_err, trans_err = {n: [] for n in labels}, {n: [] for n in labels}
-    seconds = {n: 0.0 for n in labels}
-    score_s, refine_s, counts = [], [], None
-    trials: list[dict] = []
     base = replace(pose_config, stop=replace(pose_config.stop, tol=0.0))
-    for n_img, i in enumerate(ids):
+
+    def solve_view(n_img: int, i: int) -> dict:
+        """Every strategy on view ``i``: errors ``[T, S + 1]``, times, candidate counts and trial rows."""
         target, gt = _view_target(views, i, device)
         T = protocol.trials
         seed = protocol.seed * 1_000_003 + i * 1000
         seeds = [seed + t for t in range(T)]
+        out = {}
         for strat, name in zip(strategies, labels):
             t0 = time.perf_counter()
             desc = f"view {i} ({n_img + 1}/{len(ids)}) global {name}"
@@ -80,41 +83,56 @@ def run_global_benchmark(
                 progress=progress,
                 desc=desc,
             )
-            seconds[name] += time.perf_counter() - t0
-            score_s.append(found.score_seconds / T)
-            refine_s.append(found.refine_seconds / T)
-            counts = (
-                int(found.candidates.shape[1]),
-                int(found.chosen.shape[1]),
-                list(found.pose_config.prune_steps),
-            )
+            seconds = time.perf_counter() - t0
             res = found.result
             best = res.trajectory.best_c2w()  # [S + 1, T, 4, 4]
             r, t = res.trajectory.errors(gt[None].expand(T, 4, 4), best)
-            rot_err[name].append(r.T.numpy())
-            trans_err[name].append(t.T.numpy())
             records = _trial_records(name, views, i, seeds, res.init_c2w, gt, res, r, t, protocol, steps)
             if uncertainty is not None:
                 for rec, extra in zip(
                     records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds)
                 ):
                     rec.update(extra)
-            trials += records
             log(_progress_line(i, f"global {name}", r, t, protocol, steps, found.seconds))
-    rot = {k: np.concatenate(v) for k, v in rot_err.items()}
-    trans = {k: np.concatenate(v) for k, v in trans_err.items()}
+            out[name] = {
+                "rot": r.T.numpy(),
+                "trans": t.T.numpy(),
+                "seconds": seconds,
+                "score_s": found.score_seconds / T,
+                "refine_s": found.refine_seconds / T,
+                "counts": (
+                    int(found.candidates.shape[1]),
+                    int(found.chosen.shape[1]),
+                    list(found.pose_config.prune_steps),
+                ),
+                "trials": records,
+            }
+        return out
+
+    wall = time.perf_counter()
+    per_view = map_views(ids, solve_view, shard_views)
+    wall = time.perf_counter() - wall
+    rot = {n: np.concatenate([v[n]["rot"] for v in per_view]) for n in labels}
+    trans = {n: np.concatenate([v[n]["trans"] for v in per_view]) for n in labels}
+    seconds = {n: sum(v[n]["seconds"] for v in per_view) for n in labels}
+    trials = [rec for v in per_view for n in labels for rec in v[n]["trials"]]
+    solves = [v[n] for v in per_view for n in labels]  # in the order one process solves them
+    counts = solves[-1]["counts"]
     summary = [row for n in labels for row in _summarise(n, rot[n], trans[n], protocol, steps)]
     meta = {
         "device": str(device),
         "views": ids,
+        "wall_s": wall,
         "global": {
             "candidates": counts[0],
             "refined": counts[1],
             "prune_steps": counts[2],
-            "score_seconds_per_trial": float(np.mean(score_s)),
-            "refine_seconds_per_trial": float(np.mean(refine_s)),
+            "score_seconds_per_trial": float(np.mean([x["score_s"] for x in solves])),
+            "refine_seconds_per_trial": float(np.mean([x["refine_s"] for x in solves])),
             "prior": prior.to_json(),
             "config": asdict(global_config),
         },
     }
+    if shard_views:
+        meta["processes"] = distributed.world_size()
     return BenchmarkResult(rot, trans, summary, trials, seconds, protocol, base, meta=meta)

@@ -14,18 +14,25 @@ sampling strategy, so strategies are compared on identical trials. With ``hypoth
 trial is ``K`` hypotheses: the perturbed start and ``K - 1`` further starts drawn around it with the spread
 ``spread_rot``/``spread_trans`` (Parallel iNeRF's "±80 degrees, ±0.3 with 16 hypotheses" experiment); the
 trial's pose at step ``s`` is its lowest-loss hypothesis at that step.
+
+Under torchrun (``shard_views=True``, :mod:`inerf.distributed`) each process solves every W-th view, exactly as
+one process solves it (a view's trials stay one batched solve: splitting that batch could change how the
+field's matrix products are blocked, hence the last bits), and the per-view results are gathered back in
+view order, so the table is the one-process table, number for number.
 """
 
 from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from inerf import distributed
 from inerf.geometry import se3
 from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.io import pose_to_json, write_json
@@ -46,6 +53,7 @@ __all__ = [
     "ProtocolConfig",
     "calibration",
     "initial_poses",
+    "map_views",
     "run_pose_benchmark",
     "select_images",
     "strategy_label",
@@ -286,6 +294,17 @@ def _check_strategies(strategies: list[SamplingConfig], protocol: ProtocolConfig
     return labels
 
 
+def map_views(ids: list[int], solve_view: Callable[[int, int], dict], shard: bool = False) -> list[dict]:
+    """``[solve_view(n, ids[n]) for n in range(len(ids))]``; with ``shard``, each rank of the process group
+    solves every W-th view (:func:`inerf.distributed.shard`) and every rank gets all results in ``ids``
+    order (every rank must call this). A result must be picklable (numpy arrays, floats, dicts)."""
+    todo = list(enumerate(ids))
+    if not shard:
+        return [solve_view(n, i) for n, i in todo]
+    mine = [solve_view(n, i) for n, i in distributed.shard(todo)]
+    return distributed.gather_rows(mine, to_all=True)
+
+
 def run_pose_benchmark(
     model: Model,
     views,
@@ -297,6 +316,7 @@ def run_pose_benchmark(
     progress: bool = True,
     log=print,
     uncertainty=None,
+    shard_views: bool = False,
 ) -> BenchmarkResult:
     """Run the protocol for every strategy on ``views`` (a :class:`inerf.data.views.ViewSet` whose images are
     composited on ``model.config.background``).
@@ -311,45 +331,54 @@ def run_pose_benchmark(
         uncertainty: an :class:`inerf.pose.uncertainty.UncertaintyConfig` to compute each trial's covariance
             at its final pose (columns ``rot_sigma_deg``, ``trans_sigma``, ``mahalanobis2``,
             ``inside_ellipsoid``, and the calibration in the report), or None.
+        shard_views: split the views over the ranks of the process group (:func:`map_views`); every rank
+            must call this, and every rank returns the whole result. ``seconds`` then sums the ranks' solve
+            times (the compute spent, as one process reports it); ``meta["wall_s"]`` is the elapsed time.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     steps = pose_config.steps
     labels = _check_strategies(strategies, protocol, steps)
     ids = select_images(len(views), protocol)
-    rot_err, trans_err = {n: [] for n in labels}, {n: [] for n in labels}
-    seconds = {n: 0.0 for n in labels}
-    trials: list[dict] = []
     # Solve to the full step count: the stop test would end trials before later checkpoints.
     base = replace(pose_config, stop=replace(pose_config.stop, tol=0.0))
-    for n_img, i in enumerate(ids):
+
+    def solve_view(n_img: int, i: int) -> dict:
+        """Every strategy on view ``i``: per strategy its errors ``[T, S + 1]``, seconds and trial rows."""
         target, gt = _view_target(views, i, device)
         init = initial_poses(gt, protocol, i)
         T = init.shape[0]
         seeds = [protocol.seed * 1_000_003 + i * 1000 + t for t in range(T)]
+        out = {}
         for strat, name in zip(strategies, labels):
             t0 = time.perf_counter()
             desc = f"view {i} ({n_img + 1}/{len(ids)}) {name}"
             cfg = replace(base, sampling=strat)
             res = estimate_pose(model, target, init, cfg, seeds=seeds, progress=progress, desc=desc)
-            seconds[name] += time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
             best = res.trajectory.best_c2w()  # [S + 1, T, 4, 4]: what stopping at each step returns
             r, t = res.trajectory.errors(gt[None].expand(T, 4, 4), best)
-            rot_err[name].append(r.T.numpy())
-            trans_err[name].append(t.T.numpy())
             records = _trial_records(name, views, i, seeds, init, gt, res, r, t, protocol, steps)
             if uncertainty is not None:
                 for rec, extra in zip(
                     records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds)
                 ):
                     rec.update(extra)
-            trials += records
             log(_progress_line(i, name, r, t, protocol, steps, res.seconds))
-    rot = {k: np.concatenate(v) for k, v in rot_err.items()}
-    trans = {k: np.concatenate(v) for k, v in trans_err.items()}
+            out[name] = {"rot": r.T.numpy(), "trans": t.T.numpy(), "seconds": seconds, "trials": records}
+        return out
+
+    wall = time.perf_counter()
+    per_view = map_views(ids, solve_view, shard_views)
+    wall = time.perf_counter() - wall
+    rot = {n: np.concatenate([v[n]["rot"] for v in per_view]) for n in labels}
+    trans = {n: np.concatenate([v[n]["trans"] for v in per_view]) for n in labels}
+    seconds = {n: sum(v[n]["seconds"] for v in per_view) for n in labels}
+    trials = [rec for v in per_view for n in labels for rec in v[n]["trials"]]
     summary = [row for n in labels for row in _summarise(n, rot[n], trans[n], protocol, steps)]
-    return BenchmarkResult(
-        rot, trans, summary, trials, seconds, protocol, base, meta={"device": str(device), "views": ids}
-    )
+    meta = {"device": str(device), "views": ids, "wall_s": wall}
+    if shard_views:
+        meta["processes"] = distributed.world_size()
+    return BenchmarkResult(rot, trans, summary, trials, seconds, protocol, base, meta=meta)
 
 
 def _markdown(result: BenchmarkResult) -> str:
@@ -407,7 +436,11 @@ def _markdown(result: BenchmarkResult) -> str:
                     f"{c['median_trans_sigma']:.4f} | {c['median_trans_err']:.4f} | "
                     f"{100 * c['fraction_inside']:.0f}% ({c['inside']}/{c['successful']}) |"
                 )
-    lines += ["", "Wall time per strategy: " + ", ".join(f"{n} {s:.1f} s" for n, s in result.seconds.items())]
+    wall = "Wall time per strategy: " + ", ".join(f"{n} {s:.1f} s" for n, s in result.seconds.items())
+    processes = result.meta.get("processes", 1)
+    if processes > 1:  # the solve times of all ranks add up; the run took its elapsed time
+        wall += f" (summed over {processes} processes; {result.meta['wall_s']:.1f} s elapsed)"
+    lines += ["", wall]
     return "\n".join(lines) + "\n"
 
 

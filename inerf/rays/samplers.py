@@ -23,6 +23,10 @@ Two samplers, selected by ``RenderConfig.sampler``:
 
 The samplers only place samples: the compositing weights they are given are detached here, except that
 pixelNeRF's depth-guided samples follow the coarse depth (not detached, as published).
+
+Random numbers come from ``generator``: a ``torch.Generator``, or a :class:`inerf.tensors.RowSlice` when a
+process renders only some rays (or objects) of a batch, which gives them the numbers the whole batch's draw
+gives them (every draw here has the rays, or the objects, as its leading dimension).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from inerf.tensors import constant
+from inerf.tensors import constant, rand, randn
 
 __all__ = [
     "NeRFSampler",
@@ -83,7 +87,7 @@ def stratified_samples(
         mids = 0.5 * (t[..., 1:] + t[..., :-1])
         upper = torch.cat([mids, t[..., -1:]], -1)
         lower = torch.cat([t[..., :1], mids], -1)
-        u = torch.rand(t.shape, dtype=dtype, device=device, generator=generator)
+        u = rand(t.shape, dtype=dtype, device=device, generator=generator)
         t = lower + (upper - lower) * u
     return t.contiguous()
 
@@ -114,7 +118,7 @@ def sample_pdf(
     if deterministic:
         u = torch.linspace(0.0, 1.0, n_samples, dtype=cdf.dtype, device=cdf.device).expand(shape)
     else:
-        u = torch.rand(shape, dtype=cdf.dtype, device=cdf.device, generator=generator)
+        u = rand(shape, dtype=cdf.dtype, device=cdf.device, generator=generator)
     u = u.contiguous()
     idx = torch.searchsorted(cdf, u, right=True)
     below = (idx - 1).clamp(min=0)
@@ -150,7 +154,7 @@ def importance_samples(
 # pixelNeRF's sampling (normalised positions s in [0, 1] between near and far)
 # ------------------------------------------------------------------------------------------------------
 def _uniform(shape, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(shape, dtype=like.dtype, device=like.device, generator=generator)
+    return rand(shape, dtype=like.dtype, device=like.device, generator=generator)
 
 
 def _as_bound(b, like: torch.Tensor) -> torch.Tensor:
@@ -235,7 +239,7 @@ def depth_guided_samples(
         q = (torch.arange(n, dtype=depth.dtype, device=depth.device) + 0.5) / n
         noise = torch.special.ndtri(q).expand(*depth.shape, n)
     else:
-        noise = torch.randn((*depth.shape, n), dtype=depth.dtype, device=depth.device, generator=generator)
+        noise = randn((*depth.shape, n), dtype=depth.dtype, device=depth.device, generator=generator)
     t = depth[..., None] + std * noise
     near, far = _as_bound(near, t[..., 0]), _as_bound(far, t[..., 0])
     return torch.maximum(torch.minimum(t, far), near)

@@ -21,7 +21,7 @@ from inerf.rays.occupied import compact_occupied, pool_slots
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
-from inerf.tensors import constant
+from inerf.tensors import RowSlice, constant
 
 __all__ = ["RenderConfig", "RenderOutput", "make_sampler", "render_image", "render_rays"]
 
@@ -237,7 +237,7 @@ def render_rays(
     fine: RadianceField | None = None,
     near: torch.Tensor | float | None = None,
     far: torch.Tensor | float | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | RowSlice | None = None,
 ) -> RenderOutput:
     """Render a batch of rays ``[R]``, or ``[SB, R]`` for ``SB`` objects of a field with an object axis.
 
@@ -248,7 +248,8 @@ def render_rays(
 
     Args:
         near, far: override ``config.near``/``config.far``; floats or per-ray ``[..., R]`` tensors.
-        generator: seeded random numbers for jittered / random samples.
+        generator: seeded random numbers for jittered / random samples; a :class:`inerf.tensors.RowSlice`
+            renders these rays as rows of a larger batch (data-parallel training).
     """
     dev, dt = rays.origins.device, rays.origins.dtype
     near = config.near if near is None else near

@@ -14,6 +14,17 @@ needs no per-field code: ``param_groups(lr)`` (per-group learning-rate ratios, k
 ``on_train_step(step)`` before each step (occupancy updates, upsampling; True means the parameters were
 replaced and the optimiser is rebuilt), ``regularization()`` added to the loss, and
 ``samples_per_ray(near, far)`` for the sample count when none is given.
+
+Several processes (``torchrun --nproc_per_node N -m inerf.cli.main -- train ...``, :mod:`inerf.distributed`)
+train one model as one process would with the same global batch: every rank draws the whole batch of
+``rays_per_batch`` pixel indices from the same seeded generator and renders its contiguous slice of it,
+with the random sample offsets one process would give those rays (:class:`inerf.tensors.RowSlice`); each
+rank's loss is its slice's share of the batch mean, so DistributedDataParallel's average of the gradients
+is the one-process gradient, and every rank takes the same Adam step. State changed outside the step (the
+grid field's occupancy grid and re-gridded planes, at steps fixed by its schedule) is copied from rank 0.
+Rank 0 alone validates, logs, shows the progress bar and writes checkpoints; a checkpoint holds nothing
+that depends on the number of processes (the batch is the global batch, the generator is re-seeded from
+the step), so a run resumes on any number of them.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from inerf import __version__
+from inerf import __version__, distributed
 from inerf.data import ViewSet, detect_format, load_dataset
 from inerf.device import resolve_device
 from inerf.errors import InerfError
@@ -37,6 +48,7 @@ from inerf.fields.factory import FIELD_KINDS, build_field, field_config_dict
 from inerf.geometry.conventions import CONVENTION
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.render.renderer import RenderConfig, render_image, render_rays
+from inerf.tensors import RowSlice
 from inerf.train.checkpoint import (
     CONFIG_NAME,
     LOG_NAME,
@@ -135,7 +147,8 @@ class TrainConfig:
     lr_final: float | None = None
     """Final learning rate, reached by exponential decay at the end of the budget (default: lr / 10)."""
     rays_per_batch: int | None = None
-    """Rays per step (default: 4096 on CUDA, 1024 on the CPU)."""
+    """Rays per step (default: 4096 on CUDA, 1024 on the CPU); under torchrun, the global batch, split over
+    the processes."""
     n_coarse: int | None = None
     """Stratified samples per ray, coarse pass (default: 64 for nerf; for grid, half-voxel spacing,
     updated as the grid is upsampled)."""
@@ -460,9 +473,11 @@ class Trainer:
     def __init__(self, cfg: TrainConfig):
         _validate_config(cfg)
         self.cfg = cfg
-        self.device = device = resolve_device(cfg.device)
+        # Under torchrun, the session (see `train`) has put this process on its own device.
+        self.device = device = distributed.device() or resolve_device(cfg.device)
         self.run_dir = run_dir = Path(cfg.out)
-        saved = _prepare_run_dir(cfg)
+        # Rank 0 checks the run directory and clears it for --overwrite; the others wait for its verdict.
+        saved = distributed.run_on_main(lambda: _prepare_run_dir(cfg))
         if saved is not None:
             self.cfg = cfg = _inherit_schedule(cfg, saved.get("train", {}))
         plan = _plan(cfg, saved, run_dir, device)
@@ -540,6 +555,17 @@ class Trainer:
 
         self.rays = TrainingRays(self.train_views, device)
         self.batch_size = cfg.rays_per_batch or (4096 if device.type == "cuda" else 1024)
+        self.world_size = distributed.world_size()
+        if self.batch_size < self.world_size:
+            raise InerfError(
+                f"--rays-per-batch {self.batch_size}: fewer rays than processes ({self.world_size})"
+            )
+        self.rows = distributed.shard_range(self.batch_size)
+        """This rank's rays ``[start, stop)`` of every global batch."""
+        self.loss_module = _BatchLoss(self.coarse, self.fine)
+        distributed.broadcast_state(self.fields)  # buffers too (occupancy), which DDP leaves alone
+        self.step_module = distributed.wrap_ddp(self.loss_module)
+        """What a step calls: the loss module, in DistributedDataParallel under torchrun."""
         self.crop_pool = self.rays.center_indices(cfg.precrop_frac) if cfg.precrop_steps > 0 else None
         self.generator = torch.Generator(device=device)
         # Seeded with the step, so a resumed run does not replay the batches it has already seen.
@@ -578,23 +604,38 @@ class Trainer:
         return max(self.step / self.cfg.max_steps, self.elapsed_s / self.budget_s)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step; returns (loss, fine-pass MSE) as device scalars (no host sync)."""
+        """One optimiser step; returns (loss, fine-pass MSE) as device scalars (no host sync).
+
+        Under torchrun they are this rank's share: their mean over the ranks is the batch's loss and MSE.
+        """
+        before = _state_signature(self.fields) if self.world_size > 1 else None
         replaced = False
         for m in self.fields:
             if hasattr(m, "on_train_step"):
                 replaced |= bool(m.on_train_step(self.step))
+        if before is not None and _state_changed(before, _state_signature(self.fields)):
+            # The hooks run at the same steps on every rank, from the same weights; rank 0's result is
+            # copied so that no rounding difference can make the ranks' fields drift apart.
+            distributed.broadcast_state(self.fields)
         if replaced:  # re-gridded: new parameter tensors (Adam's moments restart, as in TensoRF)
             self.optimizer = self._make_optimizer()
             self._update_sampling()
+            self.step_module = None  # DDP hooks the gradients of the tensors it was given: wrap the new ones
+            self.step_module = distributed.wrap_ddp(self.loss_module)
         lr = learning_rate(self.lr0, self.lr_final, self.progress)
         for g in self.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         gen, dev = self.generator, self.device
+        # Every rank draws the whole batch (the generator stays in step with one process) and takes its rows.
         if self.crop_pool is not None and self.step < self.cfg.precrop_steps:
             pick = torch.randint(len(self.crop_pool), (self.batch_size,), device=dev, generator=gen)
             idx = self.crop_pool[pick]
         else:
             idx = torch.randint(len(self.rays), (self.batch_size,), device=dev, generator=gen)
+        if self.world_size > 1:
+            start, stop = self.rows
+            idx = idx[start:stop]
+            gen = RowSlice(self.generator, start, stop, self.batch_size)
         rays, target = self.rays.batch(idx)
         near = far = None
         if hasattr(self.coarse, "ray_bounds"):
@@ -604,17 +645,11 @@ class Trainer:
             near, far = self.coarse.ray_bounds(
                 rays.origins, rays.directions, self.train_render.near, self.train_render.n_coarse
             )
+        # A rank's squared errors are divided by its share of the batch's 3 B colour values (3 B / W), so the
+        # mean over ranks that DDP takes of the gradients is the gradient of the whole batch's mean.
+        share = 3.0 * self.batch_size / self.world_size
         with precision_context(self.cfg.precision, dev):
-            out = render_rays(
-                self.coarse, rays, self.train_render, fine=self.fine, near=near, far=far, generator=gen
-            )
-        fine_mse = ((out.rgb.float() - target) ** 2).mean()
-        loss = fine_mse
-        if out.rgb_coarse is not None:  # NeRF supervises both passes: the coarse one must learn where to look
-            loss = loss + ((out.rgb_coarse.float() - target) ** 2).mean()
-        for m in self.fields:
-            if hasattr(m, "regularization"):
-                loss = loss + m.regularization()
+            loss, fine_mse = self.step_module(rays, target, self.train_render, near, far, gen, share)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -657,15 +692,21 @@ class Trainer:
             "inerf_version": __version__,
             "torch_version": torch.__version__,
             "device": str(self.device),
+            "world_size": self.world_size,
         }
 
     def save(self) -> None:
-        """Write a checkpoint of the current state into the run directory."""
+        """Write a checkpoint of the current state into the run directory (on rank 0 only: every rank holds
+        the same state)."""
+        if not distributed.is_main():
+            return
         save_checkpoint(self.run_dir, self.run_config(), self.coarse, self.fine, self.optimizer)
         self.write_metrics()
 
     def write_metrics(self) -> None:
         """Rewrite ``metrics.json``: the latest metrics and the step and training time they were taken at."""
+        if not distributed.is_main():
+            return
         write_json_atomic(
             self.run_dir / METRICS_NAME,
             {"step": self.step, "elapsed_s": round(self.elapsed_s, 3), **self.metrics},
@@ -677,20 +718,26 @@ class Trainer:
         """Train until ``max_steps`` or ``max_minutes`` (totals for the run), validating, logging and
         checkpointing on the way; always validates and saves at the end."""
         cfg, dev = self.cfg, self.device
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = distributed.is_main()  # validates, logs, shows the bar and saves; the other ranks only train
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         with (
-            open(self.run_dir / LOG_NAME, "a", encoding="utf-8") as log,
+            open(self.run_dir / LOG_NAME, "a", encoding="utf-8") if main else contextlib.nullcontext() as log,
             progress_bar(
-                self.step, cfg.max_steps, self.elapsed_s, self.budget_s, disable=not cfg.progress
+                self.step, cfg.max_steps, self.elapsed_s, self.budget_s, disable=not (cfg.progress and main)
             ) as pbar,
         ):
 
             def record(entry: dict) -> None:
+                if log is None:
+                    return
                 entry = {"step": self.step, **entry, "elapsed_s": round(self.elapsed_s, 3)}
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
 
             def validate() -> float | None:
+                if not main:
+                    return None
                 value = self.validate()
                 split = None if self.val_views is None else self.val_views.split
                 self.metrics.update(
@@ -710,9 +757,10 @@ class Trainer:
                 # written atomically, and --resume continues from it with the same schedule.
                 self.save()
                 raise
-            if not self.history or self.history[-1]["step"] != self.step:
+            if main and (not self.history or self.history[-1]["step"] != self.step):
                 validate()
             self.save()
+        distributed.barrier()  # every rank returns once the final checkpoint is on disk
         return TrainResult(
             run_dir=self.run_dir,
             step=self.step,
@@ -735,14 +783,21 @@ class Trainer:
             now = time.perf_counter()
             self.elapsed_s += now - t_last
             t_last = now
+            if self.world_size > 1 and math.isfinite(self.budget_s):
+                # One clock for all ranks (rank 0's, which pauses for its validation and saving): the time
+                # budget stops them at the same step and the learning rate, which follows it, agrees.
+                self.elapsed_s = distributed.main_value(self.elapsed_s)
             pbar.advance(self.step, self.elapsed_s)
             if self.step % cfg.log_every == 0:
-                mean_loss = loss_sum.item() / n_sum
+                # The ranks' shares average to the batch's values (one small all-reduce per log line).
+                mean_loss, mean_mse = (
+                    distributed.mean_over_ranks(torch.stack([loss_sum, mse_sum])) / n_sum
+                ).tolist()
                 if not math.isfinite(mean_loss):
                     raise InerfError(
                         f"training diverged at step {self.step} (loss {mean_loss}); try a lower --lr"
                     )
-                self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
+                self.metrics["train_psnr"] = _psnr(mean_mse)
                 loss_sum.zero_()
                 mse_sum.zero_()
                 n_sum = 0
@@ -765,7 +820,7 @@ class Trainer:
             if side_work:
                 t_last = time.perf_counter()  # the budget counts training steps, not validation or saving
         if n_sum:
-            self.metrics["train_psnr"] = _psnr(mse_sum.item() / n_sum)
+            self.metrics["train_psnr"] = _psnr(distributed.mean_over_ranks(mse_sum).item() / n_sum)
 
 
 def progress_bar(step: int, max_steps: int, elapsed_s: float, budget_s: float, **tqdm_kwargs):
@@ -818,10 +873,50 @@ def _psnr(mse: float) -> float:
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) the run described by ``cfg``.
 
+    Under torchrun (``WORLD_SIZE`` etc. set) the process joins the group for the run (unless it already
+    belongs to one) and leaves it afterwards; see :mod:`inerf.distributed`.
+
     Raises :class:`InerfError` for bad input: missing or malformed data, a run directory that already
     holds a checkpoint (without ``resume`` / ``overwrite``), an unavailable device, a run that diverges.
     """
-    return Trainer(cfg).run()
+    with distributed.session(cfg.device):
+        return Trainer(cfg).run()
+
+
+class _BatchLoss(torch.nn.Module):
+    """The loss of a batch of rays as one module call: what DistributedDataParallel wraps.
+
+    DDP synchronises the gradients of one forward per backward, so rendering, the colour losses and the
+    fields' regularisers all happen in :meth:`forward`.
+    """
+
+    def __init__(self, coarse: torch.nn.Module, fine: torch.nn.Module | None):
+        super().__init__()
+        self.coarse, self.fine = coarse, fine
+
+    def forward(self, rays: Rays, target, render: RenderConfig, near, far, generator, share: float):
+        """``(loss, fine-pass squared error)`` of ``rays [R]`` against ``target [R, 3]``, their squared errors
+        summed and divided by ``share`` (the batch's 3 B colour values over the processes)."""
+        out = render_rays(self.coarse, rays, render, fine=self.fine, near=near, far=far, generator=generator)
+        fine_err = ((out.rgb.float() - target) ** 2).sum() / share
+        loss = fine_err
+        if out.rgb_coarse is not None:  # NeRF supervises both passes: the coarse one must learn where to look
+            loss = loss + ((out.rgb_coarse.float() - target) ** 2).sum() / share
+        for m in (self.coarse, self.fine):
+            if m is not None and hasattr(m, "regularization"):
+                loss = loss + m.regularization()
+        return loss, fine_err
+
+
+def _state_signature(modules) -> list:
+    """Every parameter and buffer with its version counter (the tensors themselves, not their ids: a freed
+    tensor's id can come back)."""
+    return [(t, t._version) for m in modules for t in [*m.parameters(), *m.buffers()]]
+
+
+def _state_changed(before: list, after: list) -> bool:
+    """Whether a training hook replaced a tensor (re-gridding, a new occupancy grid) or wrote into one."""
+    return len(before) != len(after) or any(a is not b or va != vb for (a, va), (b, vb) in zip(before, after))
 
 
 def _relpath(target: Path, start: Path) -> str | None:

@@ -191,3 +191,41 @@ def test_bad_sampler_settings():
         render_rays(small_field(), axis_rays([(0.0, 0.0)]), RenderConfig.pixelnerf(1.0, 3.0, n_fine_depth=40))
     with pytest.raises(ValueError, match="unknown sampler"):
         render_rays(small_field(), axis_rays([(0.0, 0.0)]), RenderConfig(sampler="nerfacc"))
+
+
+@pytest.mark.parametrize("sampler", ["nerf", "pixelnerf"])
+def test_row_slices_render_as_rows_of_the_whole_batch(sampler):
+    """Data-parallel training: two processes render halves of a batch with RowSlice generators and get the
+    rows of the one-process render (every random number: coarse jitter, importance and depth-guided samples),
+    and their generators end where the one-process generator ends."""
+    from inerf.tensors import RowSlice
+
+    f, g = small_field(0), small_field(1)
+    cam = Cameras.from_intrinsics(12.0, 12.0, 5.5, 4.5, 6, 7, c2w=camera())
+    rays = rays_for_image(cam)  # 42 rays, split 21 / 21 and 13 / 29
+    cfg = RenderConfig(
+        n_coarse=16, n_fine=8, n_fine_depth=4, jitter=True, deterministic_fine=False, sampler=sampler
+    )
+    whole_gen = torch.Generator().manual_seed(5)
+    whole = render_rays(f, rays, cfg, fine=g, generator=whole_gen)
+    for cut in (21, 13):
+        parts = []
+        for start, stop in ((0, cut), (cut, len(rays.origins))):
+            gen = torch.Generator().manual_seed(5)
+            out = render_rays(f, rays[start:stop], cfg, fine=g, generator=RowSlice(gen, start, stop, 42))
+            parts.append(out)
+            assert torch.equal(gen.get_state(), whole_gen.get_state())
+        assert torch.equal(torch.cat([p.t for p in parts]), whole.t)
+        assert torch.allclose(torch.cat([p.rgb for p in parts]), whole.rgb, atol=1e-6)
+    # The plain generator draws only its own rows: a different render, which is what RowSlice avoids.
+    alone = render_rays(f, rays[21:], cfg, fine=g, generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(alone.t, whole.t[21:])
+
+
+def test_row_slice_checks_its_rows():
+    from inerf.tensors import RowSlice, rand
+
+    with pytest.raises(ValueError, match="not inside"):
+        RowSlice(torch.Generator(), 3, 2, 10)
+    with pytest.raises(ValueError, match="rows lead"):
+        rand((4, 2), generator=RowSlice(torch.Generator(), 0, 5, 10))

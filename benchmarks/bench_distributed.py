@@ -1,0 +1,397 @@
+"""Scale-out throughput: training and the pose benchmark on 1 and on N GPUs (torchrun + DDP / sharded views).
+
+One command on a machine with 2 GPUs (the whole run takes about 5-6 minutes on two H200s)::
+
+    python benchmarks/bench_distributed.py --scene /path/to/scenes/chair --out bench/distributed
+
+What it does, each step a plain ``inerf`` command (``torchrun --standalone --nproc_per_node N -m inerf.cli.main --
+...`` for N > 1, a plain process for N = 1, so the one-GPU figure carries no DDP overhead):
+
+1. **Base run**: the grid field trained on one GPU through its whole schedule (``--base-steps``, default 7200:
+   past the last upsampling at 7000, so the grids have their final size and the occupancy grid skips empty
+   space). The throughput runs start from it, so they measure the regime a run spends its time in.
+2. **Training throughput** per case (grid field; pixelNeRF to add, see :data:`CASES`) and GPU count N: a copy
+   of the base run is resumed (``--resume``, on any number of processes) for ``--steps`` more steps, with the
+   global batch either N x ``--rays`` (*weak* scaling: each GPU keeps its batch, the usual data-parallel
+   measure) or ``--rays`` (*strong*: the same batch split N ways). Steps/s comes from the run's
+   ``train_log.jsonl``: steps over training time between the first log line after ``--warmup`` steps and
+   the last (validation and checkpoints are off the clock); rays/s = steps/s x global batch.
+3. **Pose benchmark throughput**: ``inerf benchmark pose`` on the base run (``--pose-images`` views x
+   ``--pose-trials`` trials, ``--pose-steps`` steps, random sampling) on N GPUs; trials/s = trials over the
+   solve's elapsed time (``meta.wall_s``: model loading excluded). The N-process table is compared with the
+   one-process table (the same rows and numbers are expected on identical GPUs).
+
+Prints a table and writes ``bench_distributed.json`` and ``bench_distributed.md`` to ``--out``. NCCL is
+used as configured by the environment: the script sets no ``NCCL_*`` variable (the JSON records
+``NCCL_NVLS_ENABLE`` as found). Smoke test on a CPU (gloo, numbers meaningless)::
+
+    python benchmarks/bench_distributed.py --device cpu --tiny --out /tmp/bench_dist
+
+Without ``--scene`` the script looks for ``shared/scenes/chair`` (in the checkout or beside it) and otherwise
+writes an analytic textured-sphere scene (``--synthetic``) in the Blender layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class TrainCase:
+    """A model whose training throughput is measured: how to make its base run, how to continue it."""
+
+    name: str
+    base_argv: Callable[[argparse.Namespace, Path], list[str]]
+    """``inerf`` arguments that train the base run into the given folder (on one GPU)."""
+    resume_argv: Callable[[argparse.Namespace, Path, int, int], list[str]]
+    """``inerf`` arguments that continue the run in the folder to the given total step count with the given
+    global batch."""
+    log_name: str = "train_log.jsonl"
+    """The run's JSON-lines log with ``step`` and ``elapsed_s`` (training seconds) per logged step."""
+
+
+def _grid_base(args, out: Path) -> list[str]:
+    return [
+        *("train", "--data", str(args.scene), "--out", str(out), "--model", "grid", "--overwrite"),
+        *("--max-steps", str(args.base_steps), "--rays-per-batch", str(args.rays), "--device", args.device),
+        *("--val-every", "0", "--save-every", "0", "--log-every", "100", "--quiet"),
+        *(args.tiny_grid if args.tiny else []),
+    ]
+
+
+def _grid_resume(args, run: Path, total_steps: int, batch: int) -> list[str]:
+    return [
+        *("train", "--out", str(run), "--resume", "--max-steps", str(total_steps)),
+        *("--rays-per-batch", str(batch), "--device", args.device),
+        *("--val-every", "0", "--save-every", "0", "--log-every", str(args.log_every), "--quiet"),
+    ]
+
+
+CASES = {"grid": TrainCase("grid", _grid_base, _grid_resume)}
+"""Training cases by name. pixelNeRF, once ``inerf pixelnerf train`` exists: a case whose ``base_argv`` trains
+a few hundred steps on one GPU and whose ``resume_argv`` continues it with ``--resume`` and the global batch of
+objects (its log must give ``step`` and ``elapsed_s`` lines, or give the case its own ``log_name``)."""
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+def inerf_command(n: int, argv: list[str]) -> list[str]:
+    """``inerf ARGV`` in ``n`` processes: a plain process for one, torchrun (this machine) for more."""
+    if n == 1:
+        return [sys.executable, "-m", "inerf.cli.main", *argv]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
+    return [
+        *launch,
+        "-m",
+        "inerf.cli.main",
+        "--",
+        *argv,
+    ]  # `--`: torchrun would take --run for its --run-path
+
+
+def run(n: int, argv: list[str], timeout: float, log: list[dict]) -> float:
+    """Run ``inerf ARGV`` on ``n`` processes from this checkout; returns its wall time (s)."""
+    cmd = inerf_command(n, argv)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH")))),
+    }
+    print("bench: inerf " + " ".join(argv) + f"  [{n} process(es)]", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    wall = time.perf_counter() - t0
+    log.append({"processes": n, "argv": argv, "returncode": proc.returncode, "wall_s": round(wall, 2)})
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
+        raise SystemExit(f"bench: the command above failed (exit {proc.returncode})")
+    return wall
+
+
+def steps_per_second(log_path: Path, from_step: int) -> tuple[float, int]:
+    """Steps per training second between the first logged step >= ``from_step`` and the last; and the number
+    of steps timed."""
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    rows = [r for r in rows if "loss" in r and r["step"] >= from_step]
+    if len(rows) < 2:
+        raise SystemExit(f"bench: {log_path} has fewer than two log lines after step {from_step}")
+    steps = rows[-1]["step"] - rows[0]["step"]
+    return steps / max(rows[-1]["elapsed_s"] - rows[0]["elapsed_s"], 1e-9), steps
+
+
+# ------------------------------------------------------------------------------------------ the scene
+
+
+def find_scene() -> Path | None:
+    for root in (REPO / "shared", REPO.parent / "shared"):
+        if (root / "scenes" / "chair" / "transforms_train.json").is_file():
+            return root / "scenes" / "chair"
+    return None
+
+
+def write_sphere_scene(root: Path, size: int = 200, n_train: int = 100, n_test: int = 16) -> Path:
+    """An analytic scene in the Blender layout: a unit sphere coloured by its normal (every side differs) on
+    a transparent background, cameras on an orbit at distance 4, NeRF-synthetic field of view."""
+    import numpy as np
+    from PIL import Image
+
+    angle_x = 0.6911112070083618
+    f = 0.5 * size / math.tan(0.5 * angle_x)
+    u = np.arange(size) + 0.5  # pixel centres
+    uu, vv = np.meshgrid(u, u, indexing="xy")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", 1), ("test", n_test)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        frames = []
+        for k in range(n):
+            az, el = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(5, 60))
+            eye = 4.0 * np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
+            back = eye / np.linalg.norm(eye)  # OpenGL camera: it looks along -z
+            right = np.cross([0.0, 0.0, 1.0], back)
+            right /= np.linalg.norm(right)
+            c2w = np.eye(4)
+            c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, np.cross(back, right), back, eye
+            d = np.stack([(uu - size / 2) / f, -(vv - size / 2) / f, -np.ones_like(uu)], -1) @ c2w[:3, :3].T
+            d /= np.linalg.norm(d, axis=-1, keepdims=True)
+            b = d @ eye
+            disc = b**2 - (eye @ eye - 1.0)
+            hit = disc > 0
+            normal = eye + (-b - np.sqrt(np.where(hit, disc, 0)))[..., None] * d
+            rgb = np.clip(0.5 + 0.45 * normal * np.array([1.0, -1.0, 1.0]), 0, 1) * hit[..., None]
+            rgba = np.concatenate([rgb, hit[..., None]], -1)
+            Image.fromarray(np.round(rgba * 255).astype(np.uint8)).save(root / split / f"r_{k}.png")
+            frames.append({"file_path": f"./{split}/r_{k}", "transform_matrix": c2w.tolist()})
+        (root / f"transforms_{split}.json").write_text(
+            json.dumps({"camera_angle_x": angle_x, "frames": frames})
+        )
+    return root
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--scene", default=None, help="Blender-layout scene (default: shared/scenes/chair if found)"
+    )
+    p.add_argument(
+        "--synthetic", action="store_true", help="use the analytic sphere scene even if a chair is found"
+    )
+    p.add_argument("--out", default="bench/distributed", help="output folder (its runs/ are overwritten)")
+    p.add_argument("--gpus", default="1,2", help="process counts to measure (the first is the baseline)")
+    p.add_argument("--device", default="cuda", help="cuda (one GPU per process) or cpu (gloo; smoke test)")
+    p.add_argument("--cases", default="grid", help=f"training cases ({', '.join(CASES)})")
+    p.add_argument("--rays", type=int, default=4096, help="rays per step per GPU (weak) / in all (strong)")
+    p.add_argument(
+        "--base-steps", type=int, default=7200, help="steps of the base run (grid schedule ends at 7000)"
+    )
+    p.add_argument("--steps", type=int, default=600, help="steps of each throughput run")
+    p.add_argument("--warmup", type=int, default=100, help="steps of each throughput run left off the clock")
+    p.add_argument("--log-every", type=int, default=50, help="log interval of the throughput runs")
+    p.add_argument("--modes", default="weak,strong", help="weak (batch per GPU fixed), strong (global fixed)")
+    p.add_argument("--pose-images", type=int, default=16, help="views of the pose benchmark")
+    p.add_argument("--pose-trials", type=int, default=4, help="trials per view")
+    p.add_argument("--pose-steps", type=int, default=300, help="solver steps per trial")
+    p.add_argument("--pose-rays", type=int, default=2048, help="rays per pose step")
+    p.add_argument("--no-pose", action="store_true", help="skip the pose benchmark")
+    p.add_argument("--timeout", type=float, default=300, help="seconds allowed to one command")
+    p.add_argument(
+        "--tiny", action="store_true", help="tiny sizes for a CPU smoke test (numbers mean nothing)"
+    )
+    args = p.parse_args(argv)
+    args.gpus = [int(x) for x in args.gpus.split(",")]
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    bad = [c for c in args.cases if c not in CASES] + [m for m in args.modes if m not in ("weak", "strong")]
+    if bad:
+        p.error(f"unknown case or mode: {', '.join(bad)}")
+    args.tiny_grid = []
+    if args.tiny:
+        args.base_steps, args.steps, args.warmup, args.log_every = 20, 20, 5, 5
+        args.rays, args.pose_images, args.pose_trials, args.pose_steps, args.pose_rays = 128, 4, 2, 10, 64
+        args.tiny_grid = ["--field", "n_voxels_init=8000", "--field", "n_voxels_final=27000"]
+    return args
+
+
+def environment(device: str) -> dict:
+    import torch
+
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "NCCL_NVLS_ENABLE": os.environ.get("NCCL_NVLS_ENABLE"),  # as found: the script sets no NCCL variable
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        env["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        env["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    return env
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    runs = out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    if args.device == "cuda":
+        import torch
+
+        if torch.cuda.device_count() < max(args.gpus):
+            raise SystemExit(f"bench: {max(args.gpus)} GPUs asked for, {torch.cuda.device_count()} visible")
+    if args.scene is None:
+        found = None if args.synthetic or args.tiny else find_scene()
+        args.scene = found or write_sphere_scene(
+            out / "sphere_scene", **({"size": 32, "n_train": 8} if args.tiny else {})
+        )
+    print(f"bench: scene {args.scene}", flush=True)
+    commands: list[dict] = []
+    result: dict = {
+        "benchmark": "distributed",
+        "scene": str(Path(args.scene).resolve()),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("tiny_grid", "scene")},
+        "environment": environment(args.device),
+    }
+
+    training, done = [], {}
+    for name in args.cases:
+        case = CASES[name]
+        base = runs / f"{name}_base"
+        wall = run(1, case.base_argv(args, base), args.timeout, commands)
+        base_step = json.loads((base / "config.json").read_text())["step"]
+        print(f"bench: {name} base run, {base_step} steps, {wall:.0f} s", flush=True)
+        for mode in args.modes:
+            for n in args.gpus:
+                batch = args.rays * n if mode == "weak" else args.rays
+                if batch < n:
+                    continue
+                if (name, n, batch) not in done:  # one GPU: weak and strong are the same run
+                    folder = runs / f"{name}_{mode}_{n}"
+                    shutil.rmtree(folder, ignore_errors=True)
+                    shutil.copytree(base, folder)
+                    run(
+                        n,
+                        case.resume_argv(args, folder, base_step + args.steps, batch),
+                        args.timeout,
+                        commands,
+                    )
+                    done[name, n, batch] = steps_per_second(folder / case.log_name, base_step + args.warmup)
+                rate, timed = done[name, n, batch]
+                training.append(
+                    {
+                        "case": name,
+                        "mode": mode,
+                        "processes": n,
+                        "global_batch": batch,
+                        "per_process_batch": batch / n,
+                        "steps_timed": timed,
+                        "steps_per_s": rate,
+                        "rays_per_s": rate * batch,
+                    }
+                )
+                print(
+                    f"bench: {name} {mode} x{n}: {rate:.1f} steps/s, {rate * batch:,.0f} rays/s", flush=True
+                )
+    for row in training:  # speed-up against the first GPU count of the same case and mode
+        ref = next(r for r in training if r["case"] == row["case"] and r["mode"] == row["mode"])
+        row["speedup_rays_per_s"] = row["rays_per_s"] / ref["rays_per_s"]
+    result["training"] = training
+
+    pose = []
+    if not args.no_pose:
+        base = runs / f"{args.cases[0]}_base"
+        tables = {}
+        for n in args.gpus:
+            folder = out / f"pose_{n}"
+            argv = [
+                *(
+                    "benchmark",
+                    "pose",
+                    "--run",
+                    str(base),
+                    "--split",
+                    "test",
+                    "--images",
+                    str(args.pose_images),
+                ),
+                *("--trials", str(args.pose_trials), "--steps", str(args.pose_steps), "--sampling", "random"),
+                *("--rays", str(args.pose_rays), "--no-uncertainty", "--device", args.device),
+                *("--out", str(folder), "--overwrite", "--quiet"),
+            ]
+            wall = run(n, argv, args.timeout, commands)
+            res = json.loads((folder / "results.json").read_text())
+            trials = len(res["trials"])
+            tables[n] = (res["summary"], res["trials"])
+            pose.append(
+                {
+                    "processes": n,
+                    "views": len(res["meta"]["views"]),
+                    "trials": trials,
+                    "solve_s": res["meta"]["wall_s"],
+                    "trials_per_s": trials / res["meta"]["wall_s"],
+                    "command_wall_s": wall,
+                    "same_table_as_first": tables[n] == tables[args.gpus[0]],
+                }
+            )
+            print(f"bench: pose x{n}: {trials} trials in {res['meta']['wall_s']:.1f} s", flush=True)
+        for row in pose:
+            row["speedup"] = row["trials_per_s"] / pose[0]["trials_per_s"]
+    result["pose"] = pose
+    result["commands"] = commands
+    result["total_wall_s"] = time.perf_counter() - t_start
+
+    md = report(result)
+    (out / "bench_distributed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "bench_distributed.md").write_text(md)
+    print(md, end="")
+    print(f"bench: wrote {out / 'bench_distributed.json'} and .md ({result['total_wall_s']:.0f} s in all)")
+    return 0
+
+
+def report(result: dict) -> str:
+    env = result["environment"]
+    lines = [
+        f"Device: {', '.join(env.get('gpus', [env['device']]))}; torch {env['torch']}"
+        + (f", NCCL {env['nccl']}" if "nccl" in env else "")
+        + f"; NCCL_NVLS_ENABLE={env['NCCL_NVLS_ENABLE']}.",
+        "",
+        "| training | scaling | processes | global batch | steps/s | rays/s | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["training"]:
+        lines.append(
+            f"| {r['case']} | {r['mode']} | {r['processes']} | {r['global_batch']} | {r['steps_per_s']:.1f} | "
+            f"{r['rays_per_s']:,.0f} | {r['speedup_rays_per_s']:.2f}x |"
+        )
+    if result["pose"]:
+        lines += [
+            "",
+            "| pose benchmark | views x trials | solve time | trials/s | speed-up | same table |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for r in result["pose"]:
+            lines.append(
+                f"| {r['processes']} process(es) | {r['views']} x {r['trials'] // max(r['views'], 1)} | "
+                f"{r['solve_s']:.1f} s | {r['trials_per_s']:.2f} | {r['speedup']:.2f}x | {r['same_table_as_first']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
