@@ -114,6 +114,8 @@ def choose_pose_model(args) -> ChosenModel:
     for flag, key in (("radius", "radius"), ("focal", "focal"), ("z_near", "near"), ("z_far", "far")):
         if getattr(args, flag) is None:
             setattr(args, flag, float(cam[key]))
+    if getattr(args, "size", 0) is None:  # photos are normalised to the model's training images
+        args.size = int((cam.get("image_size") or SRN_CAR_CAMERA["image_size"])[1])
     return chosen
 
 

@@ -388,7 +388,10 @@ def add_normalize_arguments(parser) -> None:
     )
     g.add_argument("--target-mask", default=None, help="mask of --target (as --input-mask)")
     g.add_argument(
-        "--size", type=int, default=SRN_SIZE, help="side of the normalised images (default: %(default)s)"
+        "--size",
+        type=int,
+        default=None,
+        help=f"side of the normalised images (default: the model's image size; {SRN_SIZE} for SRN models)",
     )
 
 
