@@ -39,7 +39,7 @@ def _track_flags() -> ConfigFlags:
 
 def add_parser(subparsers) -> None:
     from inerf.cli.estimate import POSE_FLAGS
-    from inerf.cli.pose_options import add_global_arguments
+    from inerf.cli.pose_options import add_global_arguments, add_pose_output_arguments
     from inerf.pose.config import STRATEGIES
     from inerf.pose.track import TRACK, TrackConfig
 
@@ -119,6 +119,7 @@ def add_parser(subparsers) -> None:
     )
     r.add_argument("--seed", type=int, default=0, help="seeds the pixel sampling")
     add_quiet(r)
+    add_pose_output_arguments(p, what="the trajectory")
     o = p.add_argument_group("outputs")
     o.add_argument("--out", metavar="DIR", required=True, help="output folder")
     o.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
@@ -188,8 +189,9 @@ def _default_track():
 
 def run(args) -> int:
     from inerf.cli.estimate import load_run_checked
-    from inerf.cli.pose_options import global_config_from_args
+    from inerf.cli.pose_options import global_config_from_args, pose_output_from_args, run_scene_transform
     from inerf.pose.io import read_pose
+    from inerf.pose.pose_files import pinhole_of, write_pose_files
     from inerf.pose.track import track
     from inerf.pose.track_io import image_files, iter_frames, read_trajectory, write_track_outputs
 
@@ -202,6 +204,7 @@ def run(args) -> int:
     if not (args.init or args.init_from_gt or args.global_search):
         raise InerfError("no initial pose: give --init POSE, --init-from-gt or --global")
     global_config = global_config_from_args(args)
+    pose_output_from_args(args)
     _track_flags().build(_default_track(), args)  # flags checked before any work
     check_out_dir(args.out, args.overwrite)
     camera_for = _camera_for(args)
@@ -250,8 +253,10 @@ def run(args) -> int:
 
     video_side = args.video_size or (400 if device.type == "cuda" else 128)
     overlays, uncertainty = [], [] if args.uncertainty else None
+    cameras = []  # each frame's intrinsics, for the COLMAP and nerfstudio pose files
 
     def on_frame(frame, tf):
+        cameras.append(pinhole_of(frame.target.camera))
         if args.uncertainty:
             from inerf.pose.uncertainty import UncertaintyConfig, pose_uncertainty
 
@@ -296,6 +301,10 @@ def run(args) -> int:
     }
     if args.global_search:
         meta["global"] = asdict(global_config)
+    pose_output = pose_output_from_args(args, run_scene_transform(run_), run=str(args.run))
+    meta["frame"] = pose_output.training_frame
+    tf_ = pose_output.transform
+    meta["original"] = None if tf_ is None else {"frame": tf_.original, "transform": tf_.to_dict()}
     paths = write_track_outputs(
         out,
         result,
@@ -304,6 +313,16 @@ def run(args) -> int:
         video_fps=min(args.fps / args.stride, 30.0),
         meta=meta,
         uncertainty=uncertainty,
+    )
+    paths.update(
+        write_pose_files(
+            out,
+            result.c2w(),
+            pose_output,
+            names=[f.name for f in result.frames],
+            intrinsics=cameras,
+            timestamps=[f.timestamp for f in result.frames],
+        )
     )
     reloc = sum(bool(f.relocalized) for f in result.frames[1:])
     print(
@@ -316,5 +335,6 @@ def run(args) -> int:
             f"  error per frame: rotation median {float(rot.median()):.3f} / max {float(rot.max()):.3f} deg, "
             f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}"
         )
-    print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+    tops = dict.fromkeys(p.relative_to(out).parts[0] for p in paths.values())
+    print(f"  wrote {out}/: " + ", ".join(t + ("/" if (out / t).is_dir() else "") for t in tops))
     return 0
