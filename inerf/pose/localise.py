@@ -299,8 +299,9 @@ def folder_names(paths: list[Path]) -> list[str]:
 
 
 def image_paths(pattern: str, flag: str = "--images") -> list[Path]:
-    """The images of a glob pattern (``'photos/*.jpg'``; ``**`` recurses) or of a folder, in natural name
-    order (``img2`` before ``img10``); one-line :class:`InerfError` when none match."""
+    """The images of a glob pattern (``'photos/*.jpg'``; ``**`` recurses) or of a folder, in natural order
+    of their paths (``img2`` before ``img10``, folder by folder); one-line :class:`InerfError` when none
+    match."""
     import glob
 
     from inerf.data.image_io import IMAGE_EXTENSIONS
@@ -310,7 +311,8 @@ def image_paths(pattern: str, flag: str = "--images") -> list[Path]:
         return image_files(pattern, flag)
     found = [Path(p) for p in glob.glob(pattern, recursive=True)]
     files = sorted(
-        (p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=natural_key
+        (p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+        key=lambda p: [natural_key(Path(part)) for part in p.parts],
     )
     if not files:
         what = f"{len(found)} matches, none a PNG or JPG image" if found else "no file matches"
@@ -498,7 +500,7 @@ def _markdown(rows: list[dict], frame: str) -> str:
     for r in rows:
         cells = [r["image"], r["status"], f"{r['loss']:.3e}", f"{r['seconds']:.1f}"]
         if has_gt:
-            cells += [_fmt(r.get("rot_err_deg")), _fmt(r.get("trans_err"))]
+            cells += [f"{r['rot_err_deg']:.3f}", f"{r['trans_err']:.4f}"] if "rot_err_deg" in r else ["", ""]
         cells.append(f"{r['tx']:.4f}, {r['ty']:.4f}, {r['tz']:.4f}")
         lines.append("| " + " | ".join(cells) + " |")
     if has_gt:
