@@ -25,6 +25,7 @@ VERBS = {
     "track": "track",
     "synth": "synth",
     "colmap": "colmap",
+    "view": "view",
     "pixelnerf": "pixelnerf",
 }
 

@@ -190,7 +190,7 @@ def _default_track():
 def run(args) -> int:
     from inerf.cli.estimate import load_run_checked
     from inerf.cli.pose_options import global_config_from_args, pose_output_from_args, run_scene_transform
-    from inerf.pose.io import read_pose
+    from inerf.pose.io import camera_to_json, read_pose
     from inerf.pose.pose_files import pinhole_of, write_pose_files
     from inerf.pose.track import track
     from inerf.pose.track_io import image_files, iter_frames, read_trajectory, write_track_outputs
@@ -298,6 +298,7 @@ def run(args) -> int:
         "relocalize": track_config.relocalize,
         "stride": args.stride,
         "tf32": bool(device.type == "cuda" and args.tf32),
+        "intrinsics": camera_to_json(first.target.camera),
     }
     if args.global_search:
         meta["global"] = asdict(global_config)
