@@ -16,8 +16,8 @@ the radius) from the truth (path frame 0, which starts 2.7-4.2 degrees off, ends
 0.11-0.25). The thresholds, 3 degrees and 0.4 units (under 7 % of the radius) and half the start's
 translation error, leave about 2x over the worst case while failing if the pose came back in the wrong frame
 (the training frame is COLMAP's scaled by ~0.15 and shifted) or the solve did not move. CPU time on one core:
-synth 5 s, SfM 3 s, training 25 s, estimate 9 s; the test took 64-98 s of wall time on 2 cores shared with
-other jobs (load 7).
+synth 5 s, SfM 3 s, training 25 s, estimate 9 s; the whole test took 25 s of wall time on 2 cores (load
+2), 64-98 s when they were shared with other jobs (load 7).
 """
 
 from __future__ import annotations

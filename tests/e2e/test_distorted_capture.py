@@ -9,7 +9,7 @@ the target is undistorted exactly as the training images were, and writes the po
 units from the duck): 0.3 and 0.5 degrees, 0.027 and 0.035 units; the same photos read as pinhole (the lens
 keys dropped) end at 0.5 and 1.2 degrees, 0.07 and 0.40 units: the fisheye's edges are off by 3 pixels and
 its pose with them. Thresholds 1.5 degrees and 0.1 units: 3x the worst measured, still below the pinhole
-reading of the fisheye photo.
+reading of the fisheye photo. Wall time 45 s on 2 cores (synth 10 s, training 15 s, two 150-step estimates).
 """
 
 from __future__ import annotations
