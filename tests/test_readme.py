@@ -45,8 +45,13 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     # global localisation: 16 upright candidates, 2 refined for 8 steps (instead of 1024 x 8 for 300)
     (
         "--global --pose-format",
-        "--global --global-viewpoints 16 --global-rolls 1 --global-keep 2 --steps 8 --rays 128 --frames 0 "
-        "--no-uncertainty --pose-format",
+        " ".join(
+            [
+                "--global --global-viewpoints 16 --global-rolls 1 --global-keep 2",
+                "--steps 8 --rays 128 --frames 0",
+            ]
+            + ["--no-uncertainty --pose-format"]
+        ),
     ),
 ]
 """``(README text, what the test runs instead)``: plain text replacements, applied in order."""
