@@ -233,6 +233,24 @@ def test_cli_page_in_a_real_browser_and_ctrl_c(viewed, tmp_path):
     assert iio.imread(shot)[..., :3].std() > 10  # not a blank page
 
 
+def test_batch_folders_and_a_run_without_its_data(viewed, tmp_path):
+    """A `--images` batch folder gives one estimate per row of summary.csv; a run whose data is gone still
+    shows its estimates, with a note saying why the training cameras are missing."""
+    from inerf.viz.viewer import load_estimates, load_scene
+
+    _, est, _, _ = viewed
+    batch = tmp_path / "batch"
+    for name in ("a", "b"):
+        shutil.copytree(est, batch / name)
+    (batch / "summary.csv").write_text("image,folder,status\na.png,a,ok\nb.png,b,ok\n")
+    assert len(load_estimates(batch)) == 2
+    run = tmp_path / "run"
+    shutil.copytree(viewed[0], run)
+    scene = load_scene(run, estimates=[batch], data=str(tmp_path / "gone"))
+    assert scene.training is None and len(scene.estimates) == 2
+    assert len(scene.notes) == 1 and "training cameras not shown" in scene.notes[0]
+
+
 def test_bad_folders_are_one_line(viewed, tmp_path, capsys):
     run, est, _, _ = viewed
     for argv, match in (
