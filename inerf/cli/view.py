@@ -3,7 +3,7 @@
     inerf view RUN [--estimate OUT_DIR ...] [--track OUT_DIR] [--port N] [--host H]
 
 Serves a page (open the printed URL in a browser; it works on a headless machine, through an SSH tunnel for
-instance) until Ctrl-C. What is drawn: :mod:`inerf.viz.viewer`.
+instance) until Ctrl-C. What is read: :mod:`inerf.view`; what is drawn: :mod:`inerf.viz.viewer`.
 """
 
 from __future__ import annotations
@@ -56,13 +56,15 @@ def _interrupt(signum, frame) -> None:
 
 def run(args) -> int:
     from inerf.errors import InerfError
-    from inerf.viz.viewer import import_viser, load_scene, serve
+    from inerf.view import load_scene
+    from inerf.viz.viewer import import_viser, serve
 
     if not 0 <= args.port <= 65535:
         raise InerfError(f"--port {args.port}: must be in 0..65535")
     if args.max_cameras < 0:
         raise InerfError(f"--max-cameras {args.max_cameras}: must be >= 0")
-    import_viser()  # before reading anything: a missing extra is the first thing to say
+    if import_viser() is None:  # before reading anything: a missing extra is the first thing to say
+        raise InerfError("inerf view needs viser: pip install 'inerf[view]' (or pip install viser)")
     scene = load_scene(
         args.run, estimates=args.estimate, track=args.track, data=args.data, max_cameras=args.max_cameras
     )

@@ -124,7 +124,9 @@ def write_track(out: Path, c2w_gl: list) -> None:
 
 
 def test_scene_holds_cameras_estimate_paths_and_track(viewed):
-    from inerf.viz.viewer import build_scene, load_scene
+    from inerf.geometry.formats import matrix_to_quaternion
+    from inerf.view import load_scene
+    from inerf.viz.viewer import build_scene
 
     run, est, trk, _ = viewed
     scene = load_scene(run, estimates=[est], track=trk)
@@ -148,7 +150,13 @@ def test_scene_holds_cameras_estimate_paths_and_track(viewed):
     server = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
     try:
         names = build_scene(server, scene)
-        nodes = set(server.scene._handle_from_node_name)  # viser's own record of the scene tree
+        nodes = server.scene._handle_from_node_name  # viser's own record of the scene tree
+        # Frustums are placed as the c2w says (viser's camera axes are OpenCV's, inerf's own).
+        frustum = nodes["/training/0002"]
+        np.testing.assert_allclose(frustum.position, scene.training.c2w[2][:3, 3], atol=1e-6)
+        q = matrix_to_quaternion(scene.training.c2w[2][:3, :3])
+        assert min(np.abs(frustum.wxyz - q).max(), np.abs(frustum.wxyz + q).max()) < 1e-6
+        nodes = set(nodes)
     finally:
         server.stop()
     assert set(names) <= nodes
@@ -236,7 +244,7 @@ def test_cli_page_in_a_real_browser_and_ctrl_c(viewed, tmp_path):
 def test_batch_folders_and_a_run_without_its_data(viewed, tmp_path):
     """A `--images` batch folder gives one estimate per row of summary.csv; a run whose data is gone still
     shows its estimates, with a note saying why the training cameras are missing."""
-    from inerf.viz.viewer import load_estimates, load_scene
+    from inerf.view import load_estimates, load_scene
 
     _, est, _, _ = viewed
     batch = tmp_path / "batch"
