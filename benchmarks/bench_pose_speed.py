@@ -10,7 +10,7 @@ For each model it times, with CUDA events after a warm-up (median of several rep
 
 and, from ``torch.profiler`` over a few steps, the GPU-busy time per step (sum of kernel durations), kernels
 and host synchronisations per step, plus the peak memory of the 64-hypothesis solve. ``--paths reference
-fast`` times both solver paths in the same run (the ratio is the speed-up; absolute times on shared machines
+fast`` times the solver paths in the same run (the ratio is the speed-up; absolute times on shared machines
 vary from run to run). Prints a Markdown table and writes everything to ``--out`` (JSON).
 
 Models: pixelNeRF with the published ``srn`` layout and the deterministic weights of the checkpoint fixture
@@ -242,17 +242,38 @@ def graph_matches_eager(model, target, init, config: PoseConfig) -> dict:
     }
 
 
+@contextlib.contextmanager
+def pool_disabled(off: bool):
+    """With ``off``, solves query every slot of the per-ray sample budget instead of a packed pool."""
+    from inerf.pose.problem import Problem
+
+    init = Problem.__init__
+
+    def no_pool(self, *a, **k):
+        init(self, *a, **k)
+        self.pooled = False
+
+    if off:
+        Problem.__init__ = no_pool
+    try:
+        yield
+    finally:
+        Problem.__init__ = init
+
+
 def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
+    with pool_disabled(path == "fast-nopool"):
+        return _bench_model(name, model, camera, gt, device, args, path)
+
+
+def _bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     camera = camera.scaled(args.scale) if args.scale != 1 else camera
     target = make_target(model, camera, gt, device)
     init = perturbed(gt)
     base = PoseConfig(n_rays=1024, progress_every=10**9)
-    if path == "fast":
-        base = replace(base, fast=True)
-    elif "fast" in PoseConfig.__dataclass_fields__:
-        base = replace(base, fast=False)
+    base = replace(base, fast=path != "reference")
     row: dict = {"model": name, "path": path}
-    if path == "fast" and device.type == "cuda":
+    if path != "reference" and device.type == "cuda":
         row.update(graph_matches_eager(model, target, init, base))
     for rays in args.rays:
         row[f"step_ms@{rays}"] = 1e3 * step_time(model, target, init, replace(base, n_rays=rays))
@@ -291,7 +312,7 @@ def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
         from inerf.pose.problem import field_precision
 
         cam = camera.with_c2w(gt.float()).to(device)
-        dtype = torch.bfloat16 if path == "fast" else None
+        dtype = torch.bfloat16 if path != "reference" else None
         with torch.no_grad(), field_precision(dtype, *model.fields()):
             row["render128_ms"] = 1e3 * statistics.median(cuda_time(lambda: model.render_image(cam), 5))
     return row
@@ -302,7 +323,14 @@ def main() -> int:
     ap.add_argument(
         "--models", nargs="+", default=["pixelnerf", "grid", "nerf"], choices=["pixelnerf", "grid", "nerf"]
     )
-    ap.add_argument("--paths", nargs="+", default=["reference"], choices=["reference", "fast"])
+    ap.add_argument(
+        "--paths",
+        nargs="+",
+        default=["reference"],
+        choices=["reference", "fast", "fast-nopool"],
+        help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
+        "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation)",
+    )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")
     ap.add_argument(

@@ -1,10 +1,15 @@
-"""``inerf pixelnerf``: run the published pixelNeRF checkpoints.
+"""``inerf pixelnerf``: run the published pixelNeRF checkpoints (or the model shipped with inerf); the verbs
+``train``, ``eval``, ``export`` (inerf/cli/pixelnerf_train.py, pixelnerf_eval.py, pixelnerf_export.py) and
+``metrics`` (pixelnerf_metrics.py) live in their own modules.
 
 * ``inerf pixelnerf video``: the 360-degree video of the published ``gen_video.py`` (same flags): loads
   ``<checkpoints_path>/<name>/pixel_nerf_latest``, encodes the chosen source views of one object of a split
   and writes ``<visual_path>/<name>/video<t|v|><SSSS>_v<src>....mp4`` (or ``.gif``).
 * ``inerf pixelnerf pose``: iNeRF-public's pose estimation (target image relative to one source image),
-  solved on SE(3) with :mod:`inerf.pose` (see :mod:`inerf.pixelnerf.pose`).
+  solved on SE(3) with :mod:`inerf.pose` (see :mod:`inerf.pixelnerf.pose`); raw photos are normalised first
+  (:mod:`inerf.cli.pixelnerf_real`).
+* ``inerf pixelnerf real``: the published ``eval_real`` 360-degree video of real object photos
+  (:mod:`inerf.cli.pixelnerf_real`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from inerf.errors import InerfError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "pixelnerf",
-        help="run published pixelNeRF checkpoints (video, pose)",
-        description="Run published pixelNeRF checkpoints.",
+        help="pixelNeRF: train, eval, metrics, export; video, pose and real photos with published checkpoints "
+        "or the shipped model",
+        description="pixelNeRF: train and evaluate (published train.py, eval.py, calc_metrics.py), export a "
+        "model folder, and run published checkpoints or the model shipped with inerf (video, pose, real "
+        "photos).",
     )
     sub = parser.add_subparsers(dest="pixelnerf_command", metavar="COMMAND")
 
@@ -34,8 +42,20 @@ def add_parser(subparsers) -> None:
     from inerf.cli.pixelnerf_metrics import add_metrics_parser
 
     add_metrics_parser(sub)
+    from inerf.cli.pixelnerf_train import add_train_parser
+
+    add_train_parser(sub)
+    from inerf.cli.pixelnerf_export import add_export_parser
+
+    add_export_parser(sub)
+    from inerf.cli.pixelnerf_eval import add_eval_parser
+
+    add_eval_parser(sub)
     with contextlib.suppress(ImportError):  # the pose engine (inerf.pose) is optional for `video`
         _add_pose(sub)
+    from inerf.cli.pixelnerf_real import add_real_parser
+
+    add_real_parser(sub)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -51,10 +71,13 @@ def _add_video(sub) -> None:
     p.add_argument(
         "-n",
         "--name",
-        required=True,
+        default=None,
         help="experiment name: checkpoint folder <checkpoints_path>/<name>/ (sn64, sn64_unseen, srn_car, "
-        "srn_chair, dtu)",
+        "srn_chair, dtu, or a run of inerf pixelnerf train); default: the model shipped with inerf",
     )
+    from inerf.cli.pixelnerf_bundle import add_model_argument
+
+    add_model_argument(p)
     p.add_argument(
         "-c",
         "--conf",
@@ -64,8 +87,9 @@ def _add_video(sub) -> None:
     p.add_argument(
         "-D",
         "--datadir",
-        required=True,
-        help="dataset root: <dir>/cars for SRN (reads cars_<split>), NMR_Dataset, or rs_dtu_4",
+        default=None,
+        help="dataset root: <dir>/cars for SRN (reads cars_<split>), NMR_Dataset, or rs_dtu_4; default with "
+        "a model folder: its held-out examples (split test)",
     )
     p.add_argument(
         "-F",
@@ -75,9 +99,9 @@ def _add_video(sub) -> None:
     )
     p.add_argument(
         "--split",
-        default="train",
+        default=None,
         choices=["train", "val", "test"],
-        help="dataset split (default: %(default)s)",
+        help="dataset split (default: train; test for a model folder's examples)",
     )
     p.add_argument(
         "-S",
@@ -172,21 +196,15 @@ def _parse_views(text: str, what: str) -> list[int]:
 
 def open_split(data_format: str, datadir: str, split: str):
     """The published dataset of ``data_format`` (``srn``, ``dvr``, ``dvr_gen``, ``dvr_dtu``) for ``split``."""
-    if data_format == "srn":
-        from inerf.data.srn import SRNDataset
+    from inerf.pixelnerf.train import open_dataset
 
-        return SRNDataset(datadir, split)
-    if data_format in ("dvr", "dvr_gen", "dvr_dtu"):
-        from inerf.data.dvr import DVRDataset
-
-        return DVRDataset(datadir, split, data_format)
-    raise InerfError(f"dataset format {data_format!r} is not supported here (srn, dvr, dvr_gen, dvr_dtu)")
+    return open_dataset(data_format, datadir, split)
 
 
 def run_video(args) -> int:
     import torch
 
-    from inerf.pixelnerf.config import EXPERIMENTS, load_config
+    from inerf.cli.pixelnerf_bundle import choose_video_model
     from inerf.pixelnerf.model import load_pixelnerf
     from inerf.pixelnerf.rendering import pixelnerf_model, render_config
     from inerf.pixelnerf.video import (
@@ -198,28 +216,30 @@ def run_video(args) -> int:
         write_video,
     )
 
-    if args.conf is None and args.name not in EXPERIMENTS:
-        raise InerfError(
-            f"no published config for experiment {args.name!r}; pass -c/--conf "
-            f"(published: {', '.join(EXPERIMENTS)})"
-        )
     if args.num_views < 1:
         raise InerfError("--num_views must be at least 1")
     if args.scale <= 0:
         raise InerfError("--scale must be positive")
     if args.ray_batch_size < 1:
         raise InerfError("-R/--ray_batch_size must be positive")
-    config = load_config(args.conf if args.conf is not None else args.name)
+    chosen = choose_video_model(args)
+    config, checkpoint, name = chosen.config, chosen.checkpoint, chosen.label
     data_format = args.dataset_format or config.data_format or "dvr"
     group = Path(args.exp_group_name) if args.exp_group_name else Path()
-    checkpoint = Path(args.checkpoints_path) / group / args.name / "pixel_nerf_latest"
-    if not checkpoint.is_file():
-        raise InerfError(f"checkpoint not found: {checkpoint} (set --checkpoints_path and -n)")
+    datadir, split = args.datadir, args.split
+    if datadir is None:
+        if chosen.bundle is None or chosen.bundle.examples_root is None:
+            raise InerfError(
+                "-D/--datadir is required (only a model folder with examples brings its own data)"
+            )
+        datadir, split, data_format = chosen.bundle.examples_root, split or "test", "srn"
+    split = split or "train"
+    args.split = split
 
-    dataset = open_split(data_format, args.datadir, args.split)
+    dataset = open_split(data_format, datadir, split)
     if not 0 <= args.subset < len(dataset):
         raise InerfError(
-            f"-S {args.subset} is out of range: split {args.split!r} of {args.datadir} has "
+            f"-S {args.subset} is out of range: split {args.split!r} of {datadir} has "
             f"{len(dataset)} object(s) (0..{len(dataset) - 1})"
         )
     views = dataset[args.subset]
@@ -236,7 +256,7 @@ def run_video(args) -> int:
             f"(0..{len(views) - 1})"
         )
 
-    out_dir = Path(args.visual_path) / group / args.name
+    out_dir = Path(args.visual_path) / group / name
     stem = video_stem(args.split, args.subset, source)
     refuse_existing(
         [
@@ -259,7 +279,7 @@ def run_video(args) -> int:
         raise InerfError(f"--scale {args.scale} leaves an empty image")
     generator = torch.Generator(device=device).manual_seed(args.seed) if args.seed is not None else None
     print(
-        f"pixelnerf video: {args.name}, {args.split} object {args.subset} ({views.name}), "
+        f"pixelnerf video: {name}, {args.split} object {args.subset} ({views.name}), "
         f"source views {source}, "
         f"{args.num_views} frames of {render_camera.width}x{render_camera.height} on {device}"
     )
@@ -319,10 +339,21 @@ def _add_pose(sub) -> None:
     )
     g = p.add_argument_group("inputs")
     g.add_argument(
-        "--input", required=True, help="source image (PNG/JPG; RGBA is composited on the background)"
+        "--input",
+        required=True,
+        help="source image or raw photo (PNG/JPG; normalised unless --no-normalize, see 'photos')",
     )
-    g.add_argument("--target", required=True, help="target image whose pose is estimated")
-    g.add_argument("-n", "--name", default="srn_car", help="experiment name (default: %(default)s)")
+    g.add_argument("--target", required=True, help="target image or raw photo whose pose is estimated")
+    g.add_argument(
+        "-n",
+        "--name",
+        default=None,
+        help="experiment name of a published checkpoint (default: srn_car when "
+        "<checkpoints_path>/srn_car exists, else the model shipped with inerf)",
+    )
+    from inerf.cli.pixelnerf_bundle import add_model_argument
+
+    add_model_argument(g)
     g.add_argument(
         "-c", "--conf", default=None, help="pixelNeRF config (default: the published one of --name)"
     )
@@ -337,20 +368,25 @@ def _add_pose(sub) -> None:
     g.add_argument(
         "--radius",
         type=float,
-        default=1.3,
-        help="distance of the object from the source camera (default: %(default)s)",
+        default=None,
+        help="distance of the object from the source camera (default: the model's data; 1.3 for SRN cars)",
     )
     g.add_argument(
         "--focal",
         type=float,
-        default=131.25,
-        help="focal length in pixels of both images (default: %(default)s, SRN cars at 128 px)",
+        default=None,
+        help="focal length in pixels of both images (default: the model's data, scaled to the image width; "
+        "131.25 for SRN cars at 128 px)",
     )
     g.add_argument(
         "--target-focal", type=float, default=None, help="focal length of the target (default: --focal)"
     )
-    g.add_argument("--z-near", type=float, default=0.8, help="near bound of rays (default: %(default)s)")
-    g.add_argument("--z-far", type=float, default=1.8, help="far bound of rays (default: %(default)s)")
+    g.add_argument(
+        "--z-near", type=float, default=None, help="near bound of rays (default: the model's; SRN cars 0.8)"
+    )
+    g.add_argument(
+        "--z-far", type=float, default=None, help="far bound of rays (default: the model's; SRN cars 1.8)"
+    )
     g.add_argument("--init", default=None, help="initial target pose file (default: the source camera)")
     g.add_argument(
         "--target-pose",
@@ -376,6 +412,9 @@ def _add_pose(sub) -> None:
         default=SamplingConfig().strategy,
         help="pixel-sampling strategy (default: %(default)s)",
     )
+    from inerf.cli.pixelnerf_real import add_normalize_arguments
+
+    add_normalize_arguments(p)
     add_solver_arguments(p)
     o = p.add_argument_group("outputs")
     o.add_argument(
@@ -393,18 +432,19 @@ def run_pose(args) -> int:
 
     from inerf.cli.common import check_out_dir, input_file, prepare_out_dir, resolve_device
     from inerf.cli.estimate import pose_config_from_args
+    from inerf.cli.pixelnerf_bundle import choose_pose_model, scale_focal
+    from inerf.cli.pixelnerf_real import read_pose_images, write_pose_photos
     from inerf.geometry.cameras import Cameras
-    from inerf.pixelnerf.config import EXPERIMENTS, load_config
     from inerf.pixelnerf.model import load_pixelnerf
     from inerf.pixelnerf.pose import canonical_source_c2w, encode_source, to_canonical_frame
     from inerf.pixelnerf.rendering import pixelnerf_model, render_config
-    from inerf.pose.io import read_pose, read_target_image
+    from inerf.pose.io import read_pose
     from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
     from inerf.pose.sampling import PixelSampler
     from inerf.pose.solver import PoseTarget, estimate_pose
 
-    if args.conf is None and args.name not in EXPERIMENTS:
-        raise InerfError(f"no published config for experiment {args.name!r}; pass -c/--conf")
+    focal_given = args.focal is not None
+    chosen = choose_pose_model(args)  # also fills --radius, --focal, --z-near, --z-far left unset
     if args.radius <= 0 or args.focal <= 0 or (args.target_focal is not None and args.target_focal <= 0):
         raise InerfError("--radius, --focal and --target-focal must be positive")
     if not 0 < args.z_near < args.z_far:
@@ -414,19 +454,11 @@ def run_pose(args) -> int:
     pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
     if args.out:
         check_out_dir(args.out, args.overwrite)
-    config = load_config(args.conf if args.conf is not None else args.name)
-    checkpoint = (
-        Path(args.checkpoint)
-        if args.checkpoint
-        else Path(args.checkpoints_path) / args.name / "pixel_nerf_latest"
-    )
+    config, checkpoint = chosen.config, chosen.checkpoint
     background = (1.0, 1.0, 1.0) if config.renderer.white_bkgd else (0.0, 0.0, 0.0)
 
-    # Files that need no model first, so bad input fails fast.
-    source, _ = read_target_image(input_file(args.input, "--input", "an image file"), background)
-    target_img, target_alpha = read_target_image(
-        input_file(args.target, "--target", "an image file"), background
-    )
+    # Files that need no model first, so bad input fails fast. Raw photos are normalised (pixelnerf_real).
+    source, target_img, target_alpha, photos = read_pose_images(args, background)
     gt = None
     if args.target_pose:
         gt = read_pose(
@@ -437,6 +469,7 @@ def run_pose(args) -> int:
                 input_file(args.source_pose, "--source-pose"), args.pose_convention, "source pose"
             )
             gt = to_canonical_frame(gt, src, args.radius)
+    args.focal = scale_focal(chosen, focal_given, args.focal, source.shape[1])
     init = (
         read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
         if args.init
@@ -480,7 +513,7 @@ def run_pose(args) -> int:
     )
 
     print(
-        f"inerf pixelnerf pose: {args.target} relative to {args.input} ({args.name}, {args.sampling} "
+        f"inerf pixelnerf pose: {args.target} relative to {args.input} ({chosen.label}, {args.sampling} "
         f"sampling, {pose_config.n_rays} rays)"
     )
     for line in summary_lines(result, gt):
@@ -509,7 +542,9 @@ def run_pose(args) -> int:
             "target_focal": f_t,
             "z_near": args.z_near,
             "z_far": args.z_far,
+            "normalized": bool(photos),
         }
+        photo_paths = write_pose_photos(out, photos)
         paths = write_estimate_outputs(
             out,
             result,
@@ -522,7 +557,7 @@ def run_pose(args) -> int:
                 frames=args.frames, max_side=args.frame_size, fps=args.fps, video=args.frames > 0
             ),
         )
-        print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+        print(f"  wrote {out}/: " + ", ".join(p.name for p in [*photo_paths, *paths.values()]))
     if result.status[0] != "ok":
         raise InerfError(
             "the loss became NaN or infinite for every hypothesis; the printed pose is the last finite one"

@@ -106,6 +106,8 @@ def read_image(path: Path) -> np.ndarray:
         raise InerfError(f"{path}: unreadable image ({one_line(exc)})") from None
     if img.dtype == np.uint8:
         out = img.astype(np.float32) / 255.0
+    elif img.dtype == np.bool_:  # 1-bit PNG (a mask saved as black and white)
+        out = img.astype(np.float32)
     elif img.dtype == np.uint16:
         out = img.astype(np.float32) / 65535.0
     elif np.issubdtype(img.dtype, np.floating):

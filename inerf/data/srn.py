@@ -149,8 +149,9 @@ class SRNDataset:
         root: ``<dir>/cars`` (or ``<dir>/chairs``): the split folder is ``<root>_<split>``.
         split: ``train``, ``val`` or ``test``.
         image_size: optional ``(H, W)`` to resize to (pixelNeRF uses 128 x 128, the SRN size).
-        z_near, z_far: ray bounds; default 0.8 / 1.8 (cars, camera radius 1.3), 1.25 / 2.75 when the folder
-            name contains ``chair`` (radius 2.0).
+        z_near, z_far: ray bounds; default: the ``near`` / ``far`` of the split's ``meta.json`` when
+            ``inerf synth category`` wrote it, else 0.8 / 1.8 (SRN cars, camera radius 1.3), or 1.25 / 2.75
+            when the folder name contains ``chair`` (SRN chairs, radius 2.0), as published.
     """
 
     white_background = True
@@ -176,8 +177,12 @@ class SRNDataset:
         if not self.objects:
             raise InerfError(f"SRN split {split!r} is empty: no <object>/intrinsics.txt under {self.path}")
         chairs = "chair" in base.name
-        self.z_near = z_near if z_near is not None else (1.25 if chairs else 0.8)
-        self.z_far = z_far if z_far is not None else (2.75 if chairs else 1.8)
+        # A split written by `inerf synth category` records its own bounds (its chairs sit at the cars'
+        # radius 1.3, so the name rule for SRN chairs would cut them off).
+        recorded = _recorded_bounds(self.path)
+        default = recorded or ((1.25, 2.75) if chairs else (0.8, 1.8))
+        self.z_near = z_near if z_near is not None else default[0]
+        self.z_far = z_far if z_far is not None else default[1]
         self.image_size = image_size
 
     def __len__(self) -> int:
@@ -242,6 +247,20 @@ class SRNDataset:
             bbox=bbox_t,
             view_names=[p.stem for p in rgb_files],
         )
+
+
+def _recorded_bounds(split_dir: Path) -> tuple[float, float] | None:
+    """``(near, far)`` from ``meta.json`` of a split written by ``inerf synth category``, else None."""
+    import json
+
+    try:
+        meta = json.loads((split_dir / "meta.json").read_text())
+        near, far = float(meta["near"]), float(meta["far"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if meta.get("format") != "srn" or not 0 < near < far:
+        return None
+    return near, far
 
 
 def _read_srn_intrinsics(path: Path) -> tuple[float, float, float]:

@@ -13,6 +13,8 @@
 * :mod:`~inerf.pixelnerf._reference`: the published forward pass re-stated slowly, one view at a time (tests).
 * :mod:`~inerf.pixelnerf.video`: the 360-degree video of the published ``gen_video.py``.
 * :mod:`~inerf.pixelnerf.pose`: iNeRF-public's pose estimation against one source image, on SE(3).
+* :mod:`~inerf.pixelnerf.real`: real photos: the object's mask (alpha, a mask file or GrabCut) and the
+  published normalisation of ``scripts/preproc.py`` (ellipse fit, square crop, white background, 128 px).
 
 Conventions: :meth:`PixelNeRF.encode` keeps the published ones (OpenGL c2w, images in [-1, 1], integer
 pixel centres); everything else in inerf uses OpenCV c2w, [0, 1] images and pixel centres at +0.5, and

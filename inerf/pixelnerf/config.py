@@ -11,7 +11,7 @@ silently ignored.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from inerf.errors import InerfError
@@ -26,6 +26,7 @@ __all__ = [
     "PixelNeRFConfig",
     "RendererConfig",
     "config_names",
+    "config_to_hocon",
     "load_config",
 ]
 
@@ -63,6 +64,11 @@ class EncoderConfig:
     """Interpolation used to bring every feature map to conv1's resolution."""
     feature_scale: float = 1.0
     """Resize of the input before the encoder; only 1.0 (published value) is supported."""
+    keep_unused_layers: bool = True
+    """Keep the ResNet stages the feature stack never runs (``layer4``, and stages beyond ``num_layers``),
+    as published: their weights are in every published checkpoint. False drops them from the module and
+    the checkpoint (inerf's small shipped model: ResNet-18's ``layer4`` alone would be 8.4 M unused
+    parameters). Not a published option."""
 
     @property
     def latent_size(self) -> int:
@@ -241,6 +247,7 @@ def _from_tree(name: str, tree) -> PixelNeRFConfig:
         index_padding=_get(e, "index_padding", enc_base.index_padding, str),
         upsample_interp=_get(e, "upsample_interp", enc_base.upsample_interp, str),
         feature_scale=_get(e, "feature_scale", enc_base.feature_scale, float),
+        keep_unused_layers=_get(e, "keep_unused_layers", enc_base.keep_unused_layers, bool),
     )
     if encoder.backbone not in ("resnet18", "resnet34"):
         raise InerfError(
@@ -319,3 +326,46 @@ def load_config(config: str | os.PathLike | PixelNeRFConfig) -> PixelNeRFConfig:
     except Exception as exc:  # noqa: BLE001 - pyhocon, pyparsing and OS errors all mean a bad file
         raise InerfError(f"cannot read pixelNeRF config {path}: {str(exc).splitlines()[0]}") from None
     return _from_tree(name, tree)
+
+
+def _hocon_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return repr(value)
+
+
+def _hocon_block(name: str, obj, indent: str) -> list[str]:
+    lines = [f"{indent}{name} {{"]
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            lines += _hocon_block(f.name, value, indent + "    ")
+        elif value is not None:
+            lines.append(f"{indent}    {f.name} = {_hocon_value(value)}")
+    return lines + [f"{indent}}}"]
+
+
+def config_to_hocon(config: PixelNeRFConfig, comment: str | None = None) -> str:
+    """A self-contained ``.conf`` (no ``include``) that :func:`load_config` reads back to ``config``.
+
+    Every option is written, published defaults included, so the file does not depend on the shipped base
+    files (a trained model's folder carries it). ``mlp_fine = None`` is written as ``type = empty``.
+    """
+    m = config.model
+    lines = [f"# {line}" for line in (comment or "").splitlines()]
+    lines.append("model {")
+    for f in fields(m):
+        value = getattr(m, f.name)
+        if f.name == "mlp_fine" and value is None:
+            lines += ["    mlp_fine {", "        type = empty", "    }"]
+        elif is_dataclass(value):
+            lines += _hocon_block(f.name, value, "    ")
+        else:
+            lines.append(f"    {f.name} = {_hocon_value(value)}")
+    lines.append("}")
+    lines += _hocon_block("renderer", config.renderer, "")
+    if config.data_format is not None:
+        lines += ["data {", f"    format = {config.data_format}", "}"]
+    return "\n".join(lines) + "\n"

@@ -37,6 +37,11 @@ class SpatialEncoder(nn.Module):
         # Not used by the feature stack; identities keep them out of the state_dict.
         self.model.fc = nn.Identity()
         self.model.avgpool = nn.Identity()
+        if not config.keep_unused_layers:
+            # Stages the stack never runs (layer4 always; layer k > num_layers - 1): out of the module and
+            # the file. The published checkpoints keep them (keep_unused_layers = True).
+            for k in range(max(config.num_layers, 1), 5):
+                setattr(self.model, f"layer{k}", nn.Identity())
 
     @property
     def latent_size(self) -> int:

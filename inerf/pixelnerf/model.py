@@ -113,6 +113,9 @@ class PixelNeRF(nn.Module):
         self.mlp_dtype: torch.dtype | None = None
         """Run the ResnetFC under autocast to this dtype (``torch.bfloat16``: the pose solve's fast path on
         CUDA); None keeps float32 (the published arithmetic)."""
+        self.encoder_dtype: torch.dtype | None = None
+        """Run the ResNet encoder under autocast to this dtype (``torch.bfloat16``: training on CUDA); the
+        features are returned to float32, so the lookup and everything after it keep float32."""
         self._clear()
 
     def _clear(self) -> None:
@@ -202,7 +205,12 @@ class PixelNeRF(nn.Module):
         self.w2c_gl = torch.cat([R_w2c, -R_w2c @ t_c2w], dim=2)
         self.focal, self.principal = fxfy, cxcy
         self.num_objects, self.num_views, self.image_size = num_objects, num_views, (W, H)
-        self.latent = self.encoder(images)
+        if self.encoder_dtype is not None:
+            with torch.autocast(images.device.type, dtype=self.encoder_dtype, cache_enabled=False):
+                latent = self.encoder(images)
+            self.latent = latent.float()
+        else:
+            self.latent = self.encoder(images)
         if self.config.stop_encoder_grad:
             self.latent = self.latent.detach()
 
@@ -337,9 +345,11 @@ class PixelNeRFField(nn.Module):
 # Checkpoints
 # ----------------------------------------------------------------------------------------------------
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, torch.Tensor]:
-    """Read a published ``pixel_nerf_latest`` (a bare ``state_dict`` written by ``torch.save``).
+    """Read a published ``pixel_nerf_latest`` (a bare ``state_dict`` written by ``torch.save``), or the same
+    ``state_dict`` as a ``.safetensors`` file (inerf's shipped models, possibly float16: the model's
+    ``load_state_dict`` converts to its own dtype).
 
-    Only ``torch.load(..., weights_only=True)`` is used: no code from the file runs.
+    Only ``torch.load(..., weights_only=True)`` or safetensors are used: no code from the file runs.
 
     Raises:
         InerfError: missing, truncated or foreign file, or content that is not a dict of tensors.
@@ -347,6 +357,14 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, to
     path = Path(path)
     if not path.is_file():
         raise InerfError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=str(map_location))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a bad header
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise InerfError(f"cannot read checkpoint {path} (not a safetensors file): {first}") from None
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file: all user errors

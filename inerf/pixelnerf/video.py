@@ -22,6 +22,7 @@ from inerf.render.model import Model
 
 __all__ = [
     "orbit_c2w",
+    "real_orbit_c2w",
     "render_video_frames",
     "scene_orbit_c2w",
     "spherical_c2w",
@@ -62,6 +63,27 @@ def orbit_c2w(num_views: int, elevation_deg: float = -10.0, radius: float = 1.3)
     """``[N, 4, 4]`` c2w (OpenCV axes) around the z axis, ``theta`` from -180 degrees in ``N`` equal steps."""
     thetas = np.linspace(-180.0, 180.0, num_views + 1)[:-1]
     return torch.stack([spherical_c2w(float(t), elevation_deg, radius) for t in thetas])
+
+
+# pixelNeRF's ``coord_from_blender``: z-up world -> the canonical frame of a real photo (y up, the source
+# camera on +z), so that the orbit's first frame (theta = -180) is the source camera itself.
+_Z_UP_TO_CANONICAL = torch.tensor(
+    [[1.0, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=torch.float64
+)
+
+
+def real_orbit_c2w(num_views: int = 24, elevation_deg: float = 0.0, radius: float = 1.3) -> torch.Tensor:
+    """The published ``eval_real`` path: ``N`` c2w (OpenCV axes) around the object of a real photo.
+
+    The world is the photo's canonical frame (:func:`inerf.pixelnerf.pose.canonical_source_c2w`: the source
+    camera at ``(0, 0, radius)`` looking at the origin, world y up). Frame 0 is the source camera, then the
+    camera circles the world y axis; ``elevation_deg`` < 0 puts it above the object.
+
+    Returns:
+        ``[N, 4, 4]`` float32 c2w, OpenCV camera axes.
+    """
+    # Left-multiplying changes the world frame only, so it commutes with the OpenGL -> OpenCV camera flip.
+    return (_Z_UP_TO_CANONICAL.float() @ orbit_c2w(num_views, elevation_deg, radius)).float()
 
 
 def scene_orbit_c2w(camera_c2w: torch.Tensor, num_views: int, radius: float = 2.0) -> torch.Tensor:

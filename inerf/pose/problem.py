@@ -183,6 +183,11 @@ class Problem:
                 sample_budget=model.config.sample_budget or fast_sample_budget(model.config.n_coarse)
             )
         self.model = model.with_config(**changes)
+        # Static-shape skipping queries the field at a pool of packed samples, sized at the first evaluation
+        # and grown when it overflows (see `check_pool`).
+        self.pooled = self.model.config.sample_budget > 0 and hasattr(self.model.coarse, "occupied")
+        self.dropped = torch.zeros((), dtype=torch.long, device=device)
+        self.pool_grown = 0
         self.target = target
         self.width = target.width
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
@@ -249,6 +254,54 @@ class Problem:
         rays = rays_from_pixels(uv, c2w, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
         return [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
 
+    POOL_MARGIN = 1.5
+    """The pool holds this many times the occupied samples counted at the first evaluation (poses move)."""
+
+    def _size_pool(self, xi, c2w0, pix, ring) -> None:
+        """Set the model's ``sample_pool`` from the occupied samples of the first evaluation's rays (one
+        host sync, before any graph is captured): a pool of one point leaves all but one out, and
+        ``RenderOutput.dropped`` counts them."""
+        k = 1 if ring is None else ring.shape[0]
+        probe = self.model.with_config(sample_pool=1e-12)
+        per_ray = []
+        with torch.no_grad():
+            ray_t = self.rays(xi, c2w0, pix, ring)
+            chunk_size = self._chunk(k)
+            for a in range(0, ray_t[0].shape[0], chunk_size):
+                chunk = [t[a : a + chunk_size] for t in ray_t]
+                out = probe.render_rays(Rays(*chunk))
+                per_ray.append((out.dropped + 1).double() / chunk[0].shape[0])
+        need = float(torch.stack(per_ray).max())
+        self.model = self.model.with_config(sample_pool=max(1.0, self.POOL_MARGIN * need))
+
+    def check_pool(self) -> bool:
+        """Grow the query pool if samples were left out since the last check (a host sync: call it every
+        ``progress_every`` steps). Returns whether it grew; graphs captured with the old size are dropped."""
+        if not self.pooled or int(self.dropped) == 0:
+            return False
+        self.model = self.model.with_config(sample_pool=2.0 * self.model.config.sample_pool)
+        self.dropped.zero_()
+        self.pool_grown += 1
+        if self.graphed is not None:
+            self.graphed.captures.clear()
+        return True
+
+    def chunk_loss(self, origins, directions, viewdirs, tgt, k: int):
+        """Per-pixel loss ``[P]`` of one chunk of rays (``k`` consecutive rays per pixel, ``P`` pixels with
+        colours ``tgt [P, 3]``) and the samples the query pool left out (None without a pool)."""
+        cfg = self.config
+        out = self.model.render_rays(Rays(origins, directions, viewdirs))
+        rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
+        loss = photometric_loss(rgb, tgt, cfg)
+        if cfg.coarse_loss_weight > 0 and out.rgb_coarse is not None:
+            rgb_c = out.rgb_coarse if k == 1 else out.rgb_coarse.reshape(-1, k, 3).mean(1)
+            loss = loss + cfg.coarse_loss_weight * photometric_loss(rgb_c, tgt, cfg)
+        return loss, out.dropped
+
+    def _count_dropped(self, out) -> None:
+        if out.dropped is not None:
+            self.dropped += out.dropped
+
     def _chunk(self, k: int) -> int:
         """Rays per render call: a multiple of the rays per pixel, so a pixel's rays stay together."""
         return max(k, self.config.ray_chunk // k * k)
@@ -266,6 +319,8 @@ class Problem:
         ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None)."""
         ring = self.ring(sigma, step)
         tgt = self.targets(pix, sigma, xi.shape[1])
+        if self.pooled and self.model.config.sample_pool <= 0:
+            self._size_pool(xi, c2w0, pix, ring)
         if self.graphed is not None and need_grad:
             return self.graphed(xi, c2w0, pix, ring, tgt)
         return self.loss_and_grad(xi, c2w0, pix, ring, tgt, need_grad)
@@ -278,7 +333,6 @@ class Problem:
         each chunk's field activations are freed before the next chunk runs), then one backward pass takes
         the accumulated ray gradients through ray generation into the twist.
         """
-        cfg = self.config
         G, K = xi.shape[:2]
         n = pix.shape[-1]
         k = 1 if ring is None else ring.shape[0]
@@ -293,13 +347,9 @@ class Problem:
             b = min(a + chunk_size, total)
             chunk = [t[a:b].detach().requires_grad_(need_grad) for t in ray_t]
             with torch.set_grad_enabled(need_grad):
-                out = self.model.render_rays(Rays(*chunk))
-                rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
-                loss = photometric_loss(rgb, tgt[a // k : b // k], cfg)
-                if cfg.coarse_loss_weight > 0 and out.rgb_coarse is not None:
-                    rgb_c = out.rgb_coarse if k == 1 else out.rgb_coarse.reshape(-1, k, 3).mean(1)
-                    loss = loss + cfg.coarse_loss_weight * photometric_loss(rgb_c, tgt[a // k : b // k], cfg)
-                del out, rgb  # drop the coarse pass's graph now, not at the end of the loop body
+                loss, dropped = self.chunk_loss(*chunk, tgt[a // k : b // k], k)
+            if dropped is not None:
+                self.dropped += dropped
             if need_grad:
                 # d(sum_k mean_n l) / d l_pixel = 1 / n for every pixel.
                 torch.autograd.backward(loss.sum() / n, inputs=chunk)
@@ -328,6 +378,8 @@ class Problem:
         ring = self.ring(sigma, step)
         k = 1 if ring is None else ring.shape[0]
         tgt = self.targets(pix, sigma, K)
+        if self.pooled and self.model.config.sample_pool <= 0:
+            self._size_pool(xi, c2w0, pix, ring)
         with torch.no_grad():
             ray_t = self.rays(xi, c2w0, pix, ring)
         total = ray_t[0].shape[0]
@@ -342,7 +394,10 @@ class Problem:
             pa, pb = a // k, b // k  # the chunk's pixels
             leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
             with torch.enable_grad():
-                rgb = self.model.render_rays(Rays(*leaves)).rgb
+                out = self.model.render_rays(Rays(*leaves))
+                self._count_dropped(out)
+                rgb = out.rgb
+                del out
                 if k > 1:
                     rgb = rgb.reshape(-1, k, 3).mean(1)
             res = rgb.detach() - tgt[pa:pb]

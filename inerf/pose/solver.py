@@ -259,6 +259,8 @@ def estimate_pose(
             xi, state = optimiser.step(problem, hyps, ev.masked(hyps.failed), pix, sigma, step)
             delta = hyps.advance(xi, state)
             bar.update(step, hyps, ev.loss)
+            if step % config.progress_every == config.progress_every - 1:
+                problem.check_pool()
             if stop(step, delta):
                 steps_taken, stopped_early = step + 1, True
                 break

@@ -17,7 +17,7 @@ import torch
 
 from inerf.fields.base import RadianceField
 from inerf.geometry.cameras import Cameras
-from inerf.rays.occupied import compact_occupied
+from inerf.rays.occupied import compact_occupied, pool_slots
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
@@ -79,6 +79,11 @@ class RenderConfig:
     first ``sample_budget`` samples in occupied cells, with static shapes (:mod:`inerf.rays.occupied`; no host
     synchronisation, so a CUDA graph can capture the render). Equal to querying every sample while no ray
     has more occupied samples than the budget. 0: the field skips empty space itself."""
+    sample_pool: float = 0.0
+    """With ``sample_budget``: query the field at no more than ``ceil(sample_pool * R)`` of the kept samples
+    of ``R`` rays, packed into one pool (most rays of a pose step miss the object and keep none; see
+    :mod:`inerf.rays.occupied`). Samples beyond the pool are treated as empty and counted in
+    ``RenderOutput.dropped``. 0: query every slot of the ``[R, sample_budget]`` layout."""
 
     @classmethod
     def pixelnerf(cls, near: float, far: float, **changes) -> RenderConfig:
@@ -120,6 +125,9 @@ class RenderOutput:
     """``[..., K]`` compositing weights of the final pass (None from :func:`render_image`)."""
     t: torch.Tensor | None = None
     """``[..., K]`` sample distances of the final pass (interval starts; None from :func:`render_image`)."""
+    dropped: torch.Tensor | None = None
+    """Occupied samples left out because the query pool was full (``RenderConfig.sample_pool``; an int64
+    scalar tensor, both passes), None without a pool."""
 
 
 def make_sampler(config: RenderConfig) -> NeRFSampler | PixelNeRFSampler:
@@ -162,44 +170,64 @@ def _query(fld: RadianceField, xyz: torch.Tensor, viewdirs: torch.Tensor, chunk:
 def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderConfig, background):
     """Query ``fld`` at the samples ``t`` ``[..., R, K]`` of ``rays`` ``[..., R]`` and composite.
 
-    Returns the colour ``[..., R, 3]`` and the weights ``[..., R, K]``.
+    Returns the colour ``[..., R, 3]``, the weights ``[..., R, K]`` and the number of occupied samples left
+    out for want of room in the query pool (an int64 scalar tensor; None without a pool).
     """
     metric = config.distance == "metric"
     step = rays.viewdirs if metric else rays.directions  # what one unit of t moves along the ray
+    t_starts, t_ends = volrend.sample_intervals(t, far if config.last_interval == "far" else None)
+    if config.sample_budget > 0 and hasattr(fld, "occupied") and t.ndim == 2:
+        return _shade_occupied(fld, rays, step, t, t_ends - t_starts, metric, config, background)
     pts = rays.origins[..., None, :] + step[..., None, :] * t[..., None]
     dirs = rays.viewdirs[..., None, :].expand_as(pts)
-    t_starts, t_ends = volrend.sample_intervals(t, far if config.last_interval == "far" else None)
     delta = volrend.interval_lengths(t_starts, t_ends, None if metric else rays.directions)
-    if config.sample_budget > 0 and hasattr(fld, "occupied") and t.ndim == 2:
-        return _shade_occupied(fld, pts, dirs, delta, config, background)
     flat = (*t.shape[:-2], -1, 3)  # one point axis per object: the field's [..., N, 3]
     rgb, sigma = _query(fld, pts.reshape(flat), dirs.reshape(flat), config.field_chunk)
     rgb, sigma = rgb.reshape(*t.shape, 3), sigma.reshape(t.shape)
     w = volrend.render_weights(volrend.alpha_from_density(sigma, delta), config.transmittance)
-    return volrend.composite(w, rgb, background), w
+    return volrend.composite(w, rgb, background), w, None
 
 
-def _shade_occupied(fld, pts: torch.Tensor, dirs: torch.Tensor, delta: torch.Tensor, config, background):
-    """:func:`_shade` for a field that is zero outside its occupied cells: only each ray's first
-    ``config.sample_budget`` occupied samples are queried (``pts``, ``dirs`` ``[R, K, 3]``, ``delta`` ``[R, K]``).
-    An empty sample has alpha 0, so leaving it out changes no colour; padding slots get zero-length
-    intervals. Returns the colour ``[R, 3]`` and the weights ``[R, K]`` (zero at the skipped samples)."""
-    R, K = delta.shape
+def _shade_occupied(fld, rays: Rays, step, t, seg, metric: bool, config: RenderConfig, background):
+    """:func:`_shade` for a field that is zero outside its occupied cells (``t``, ``seg`` ``[R, K]``: sample
+    distances and interval lengths in units of ``t``; ``step [R, 3]``: the ray's displacement per unit of
+    ``t``). Only each ray's first ``config.sample_budget`` occupied samples are kept, in an ``[R, M]`` layout
+    (:func:`~inerf.rays.occupied.compact_occupied`); an empty sample has alpha 0, so leaving it out changes
+    no colour, and padding slots get zero-length intervals. With ``config.sample_pool`` the field is queried
+    only at the valid slots, packed into a pool of ``ceil(sample_pool * R)`` points
+    (:func:`~inerf.rays.occupied.pool_slots`). Points are rebuilt from the rays at the kept samples only, so
+    the autograd graph holds ``[R, M]`` tensors, not ``[R, K]``.
+    Returns the colour ``[R, 3]``, the weights ``[R, K]`` (zero at the skipped samples) and the count of
+    valid samples the pool left out (None without a pool)."""
+    R, K = t.shape
     with torch.no_grad():
-        occupied = fld.occupied(pts.reshape(-1, 3)).reshape(R, K)
-    index, valid, _ = compact_occupied(occupied, min(config.sample_budget, K))
+        pts_all = rays.origins[:, None, :] + step[:, None, :] * t[..., None]
+        occupied = fld.occupied(pts_all.reshape(-1, 3)).reshape(R, K)
+        del pts_all
+        index, valid, _ = compact_occupied(occupied, min(config.sample_budget, K))
+        t_c = torch.gather(t.expand(R, K), 1, index)
+        seg_c = torch.gather(seg.expand(R, K), 1, index) * valid
     M = index.shape[1]
-    pick = index[..., None].expand(R, M, 3)
-    rgb, sigma = fld.query(
-        torch.gather(pts, 1, pick).reshape(-1, 3), torch.gather(dirs, 1, pick).reshape(-1, 3)
-    )
-    delta_c = torch.gather(delta, 1, index) * valid
-    w_c = volrend.render_weights(
-        volrend.alpha_from_density(sigma.reshape(R, M), delta_c), config.transmittance
-    )
-    w_c = w_c * valid
-    w = torch.zeros_like(delta).scatter_add(1, index, w_c)  # padding slots add 0 to the sample they name
-    return volrend.composite(w_c, rgb.reshape(R, M, 3), background), w
+    # z-depth t: an interval's metric length scales with |d|, which depends on the pose (gradient kept).
+    delta_c = seg_c if metric else seg_c * rays.directions.norm(dim=-1, keepdim=True)
+    if config.sample_pool > 0:
+        pool = min(R * M, max(1, math.ceil(config.sample_pool * R)))
+        slots, _, dropped = pool_slots(valid, pool)
+        at = slots.clamp_max(R * M - 1)  # padding entries read any slot; their results go to the spare one
+        ray = (at // M)[:, None].expand(pool, 3)
+        # gather, not advanced indexing: gather's backward is a scatter-add, indexing's sorts the indices first.
+        pts = torch.gather(rays.origins, 0, ray) + torch.gather(step, 0, ray) * t_c.reshape(-1)[at, None]
+        rgb_q, sigma_q = fld.query(pts, torch.gather(rays.viewdirs, 0, ray))
+        sigma = sigma_q.new_zeros(R * M + 1).scatter(0, slots, sigma_q)[: R * M].reshape(R, M)
+        rgb = rgb_q.new_zeros(R * M + 1, 3).scatter(0, slots[:, None].expand(pool, 3), rgb_q)
+        rgb = rgb[: R * M].reshape(R, M, 3)
+    else:
+        pts = rays.origins[:, None, :] + step[:, None, :] * t_c[..., None]
+        rgb, sigma = fld.query(pts.reshape(-1, 3), rays.viewdirs[:, None, :].expand(R, M, 3).reshape(-1, 3))
+        rgb, sigma, dropped = rgb.reshape(R, M, 3), sigma.reshape(R, M), None
+    w_c = volrend.render_weights(volrend.alpha_from_density(sigma, delta_c), config.transmittance) * valid
+    w = torch.zeros_like(t.expand(R, K)).scatter_add(1, index, w_c)  # padding slots add 0 where they point
+    return volrend.composite(w_c, rgb, background), w, dropped
 
 
 def render_rays(
@@ -229,18 +257,24 @@ def render_rays(
     t = sampler.coarse(near, far, rays.origins.shape[:-1], like=rays.origins, generator=generator)
     bg = constant(tuple(config.background), dt, dev)
     with torch.set_grad_enabled(torch.is_grad_enabled() and (config.coarse_grad or config.n_fine <= 0)):
-        rgb_c, w_c = _shade(coarse, rays, t, far, config, bg)
+        rgb_c, w_c, dropped = _shade(coarse, rays, t, far, config, bg)
     if config.n_fine <= 0:
-        return _output(rgb_c, w_c, t, config)
+        return _output(rgb_c, w_c, t, config, dropped=dropped)
     # The pixelnerf sampler centres its depth-guided samples on the published, unnormalised depth.
     t_f = sampler.fine(t, w_c, volrend.expected_depth(w_c, t), near, far, generator=generator)
-    rgb_f, w_f = _shade(fine if fine is not None else coarse, rays, t_f, far, config, bg)
-    return _output(rgb_f, w_f, t_f, config, rgb_coarse=rgb_c)
+    rgb_f, w_f, dropped_f = _shade(fine if fine is not None else coarse, rays, t_f, far, config, bg)
+    if dropped is None or dropped_f is None:
+        dropped = dropped if dropped_f is None else dropped_f
+    else:
+        dropped = dropped + dropped_f
+    return _output(rgb_f, w_f, t_f, config, rgb_coarse=rgb_c, dropped=dropped)
 
 
-def _output(rgb, weights, t, config: RenderConfig, rgb_coarse=None) -> RenderOutput:
+def _output(rgb, weights, t, config: RenderConfig, rgb_coarse=None, dropped=None) -> RenderOutput:
     depth = volrend.expected_depth(weights, t, normalize=config.normalize_depth)
-    return RenderOutput(rgb, depth, weights.sum(-1), rgb_coarse=rgb_coarse, weights=weights, t=t)
+    return RenderOutput(
+        rgb, depth, weights.sum(-1), rgb_coarse=rgb_coarse, weights=weights, t=t, dropped=dropped
+    )
 
 
 @torch.no_grad()

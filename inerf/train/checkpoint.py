@@ -53,12 +53,15 @@ __all__ = [
     "WEIGHTS_NAME",
     "DatasetInfo",
     "LoadedRun",
+    "commit_files",
     "has_checkpoint",
     "load_run",
     "load_weights",
     "read_run_config",
+    "recover_files",
     "render_config_from_dict",
     "save_checkpoint",
+    "save_torch_atomic",
     "undertrained_warning",
     "validation_psnr",
     "write_json_atomic",
@@ -207,10 +210,82 @@ def save_checkpoint(
     save_file(tensors, str(tmp), metadata={"format": RUN_FORMAT, "step": str(config.get("step", 0))})
     os.replace(tmp, d / WEIGHTS_NAME)
     if optimizer is not None:
-        tmp = d / (OPTIMIZER_NAME + ".tmp")
-        torch.save(optimizer.state_dict(), tmp)
-        os.replace(tmp, d / OPTIMIZER_NAME)
+        save_torch_atomic(optimizer.state_dict(), d / OPTIMIZER_NAME)
     write_json_atomic(d / CONFIG_NAME, config)
+
+
+def _write_torch(obj, path: Path) -> None:
+    """``torch.save`` to ``path``, flushed to the disk before returning (so a rename after it is durable)."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_torch_atomic(obj, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` via ``path.tmp`` and ``os.replace``: the old file or the new one,
+    never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    _write_torch(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def commit_files(folder: str | Path, writers: dict, journal: str) -> None:
+    """Replace several files of ``folder`` as one group: at any moment, even after a SIGKILL, every file is
+    whole, and :func:`recover_files` completes the group or leaves the old one.
+
+    ``writers`` maps each file name to a function writing the new content to the path it is given
+    (``NAME.tmp``). Steps:
+
+    1. every ``NAME.tmp`` is written and flushed (the old files are untouched);
+    2. ``journal`` (a file listing the names) is written atomically: the commit point;
+    3. each ``NAME.tmp`` is renamed onto ``NAME`` in order (``os.replace``, atomic);
+    4. the journal is deleted.
+
+    Interrupted before 2, the group is the old one (the stray ``.tmp`` files are deleted by
+    :func:`recover_files`); after 2, :func:`recover_files` finishes the renames.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(writers)
+    for name in names:
+        writers[name](folder / (name + ".tmp"))
+    write_json_atomic(folder / journal, {"files": names})
+    _roll_forward(folder, names)
+    (folder / journal).unlink()
+
+
+def _roll_forward(folder: Path, names: list[str]) -> None:
+    for name in names:
+        tmp = folder / (name + ".tmp")
+        if tmp.exists():
+            os.replace(tmp, folder / name)
+
+
+def recover_files(folder: str | Path, names: list[str], journal: str) -> bool:
+    """Finish or undo a :func:`commit_files` that was interrupted; returns True when one was finished.
+
+    With the journal present, the group was committed: the remaining ``NAME.tmp`` renames are done. Without
+    it, ``NAME.tmp`` files of ``names`` are leftovers of an uncommitted write and are deleted.
+    """
+    folder = Path(folder)
+    path = folder / journal
+    if path.is_file():
+        try:
+            listed = json.loads(path.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            listed = None  # torn journal: it was being written, so the group was not committed yet
+        if isinstance(listed, list):
+            _roll_forward(folder, [str(n) for n in listed])
+            path.unlink()
+            return True
+        path.unlink()
+    for name in names:
+        (folder / (name + ".tmp")).unlink(missing_ok=True)
+    (folder / (journal + ".tmp")).unlink(missing_ok=True)
+    return False
 
 
 def _few(keys: list[str]) -> str:

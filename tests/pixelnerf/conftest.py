@@ -56,3 +56,53 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training fixtures: a tiny generated category and a tiny pixelNeRF config
+# ----------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def blob_data(tmp_path_factory) -> Path:
+    """Six random-URDF blobs at 32 x 32 in the SRN layout (``<root>_train``: 4 objects x 8 views, ``_val``
+    and ``_test``: 1 object x 6 views on the shared spiral), made by ``inerf synth category``. Returns the
+    root to pass as ``-D``."""
+    import os
+
+    pytest.importorskip("pybullet", reason="pybullet (the random-URDF assets) is not installed")
+    from inerf.synth.category import CategoryConfig, generate_category
+
+    base = tmp_path_factory.mktemp("blob_category")
+    old = os.environ.get("INERF_CACHE_DIR")
+    os.environ["INERF_CACHE_DIR"] = str(base / "cache")  # never the user's ~/.cache
+    try:
+        config = CategoryConfig(
+            views=8, eval_views=6, size=32, split=(0.67, 0.17, 0.16), instances=6, workers=1, seed=1
+        )
+        generate_category("random-urdfs", None, base / "blobs", config, progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("INERF_CACHE_DIR", None)
+        else:
+            os.environ["INERF_CACHE_DIR"] = old
+    return base / "blobs"
+
+
+@pytest.fixture(scope="session")
+def tiny_conf(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pixelnerf_conf") / "tiny.conf"
+    from pixelnerf_helpers import TINY_CONF
+
+    path.write_text(TINY_CONF)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(blob_data, tiny_conf, tmp_path_factory) -> Path:
+    """A tiny model trained for 60 steps on the blobs; returns its checkpoint folder."""
+    from pixelnerf_helpers import train_config
+
+    from inerf.pixelnerf.train import PixelNeRFTrainer
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    PixelNeRFTrainer(train_config(blob_data, tiny_conf, folder, max_steps=60, print_every=20)).run()
+    return folder / "checkpoints" / "tiny"

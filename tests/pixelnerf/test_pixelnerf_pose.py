@@ -81,6 +81,7 @@ def test_pose_end_to_end(pose_inputs, srn_checkpoint, capsys, monkeypatch):
             str(root / "tgt.png"),
             "--checkpoint",
             str(srn_checkpoint),
+            "--no-normalize",  # already SRN-like images (the object centred on white)
             "--focal",
             str(131.25 / 4),
             "--steps",
@@ -145,6 +146,7 @@ def test_pose_bad_input(pose_inputs, srn_checkpoint, capsys, extra, message):
         "--steps",
         "1",
         "--quiet",
+        "--no-normalize",
         *extra,
     ]
     assert main(args) == 2

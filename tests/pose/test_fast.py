@@ -69,3 +69,26 @@ def test_fast_settings_compute_what_the_reference_computes():
 
 def test_fast_budget_is_a_quarter_of_the_samples_within_bounds():
     assert [fast_sample_budget(n) for n in (64, 256, 933, 4000)] == [48, 64, 192, 192]
+
+
+def test_query_pool_is_sized_from_the_first_step_and_grows_when_it_overflows():
+    """The pool of packed field queries holds 1.5x the occupied samples of the first evaluation; a pool that
+    overflowed (poses moved) doubles at the next check, and results equal the unpooled reference."""
+    model = _grid_model()
+    config = PoseConfig(n_rays=64)
+    with frozen_fields(*model.fields()):
+        ref, gt = _problem(model, config)
+        fast, _ = _problem(model.with_config(sample_budget=fast_sample_budget(model.config.n_coarse)), config)
+        assert fast.pooled and fast.model.config.sample_pool == 0
+        inputs = _step_inputs(fast, gt)
+        loss_f, grad_f = fast.evaluate(*inputs[:3], need_grad=True)
+        pool = fast.model.config.sample_pool
+        assert 1.0 <= pool < fast_sample_budget(model.config.n_coarse)
+        loss_r, grad_r = ref.evaluate(*inputs[:3], need_grad=True)
+        torch.testing.assert_close(loss_f, loss_r, rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(grad_f, grad_r, rtol=1e-4, atol=1e-7)
+        assert not fast.check_pool() and fast.model.config.sample_pool == pool
+        fast.model = fast.model.with_config(sample_pool=0.25)  # too small: samples are left out, counted
+        fast.evaluate(*inputs[:3], need_grad=True)
+        assert int(fast.dropped) > 0
+        assert fast.check_pool() and fast.model.config.sample_pool == 0.5 and int(fast.dropped) == 0

@@ -3,10 +3,12 @@ samples equals compositing every sample with zeros in empty space."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from inerf.rays.occupied import compact_occupied, compact_occupied_reference
+from inerf.rays.occupied import compact_occupied, compact_occupied_reference, pool_slots, pool_slots_reference
 from inerf.render import volrend
 
 
@@ -21,6 +23,16 @@ def test_compaction_equals_the_reference(budget):
     assert torch.equal(valid, ref_valid) and torch.equal(overflow, ref_overflow)
     assert torch.equal(torch.where(valid, index, -1), torch.where(ref_valid, ref_index, -1))
     assert not valid[0].any() and overflow[1] == (budget < 40)
+
+
+@pytest.mark.parametrize("pool", [1, 17, 200, 2000])
+def test_pool_equals_the_reference(pool):
+    g = torch.Generator().manual_seed(pool)
+    valid = torch.rand(37, 24, generator=g) < torch.rand(37, 1, generator=g)
+    slots, kept, dropped = pool_slots(valid, pool)
+    ref_slots, ref_kept, ref_dropped = pool_slots_reference(valid, pool)
+    assert torch.equal(slots, ref_slots) and torch.equal(kept, ref_kept) and int(dropped) == int(ref_dropped)
+    assert int(dropped) == max(0, int(valid.sum()) - pool)
 
 
 def test_compacted_composite_equals_the_full_composite():
@@ -43,8 +55,8 @@ def test_compacted_composite_equals_the_full_composite():
     torch.testing.assert_close(compact, full, atol=1e-6, rtol=1e-6)
 
 
-@pytest.mark.parametrize("budget", [64, 7])
-def test_static_budget_render_equals_the_fields_own_skipping(budget):
+@pytest.mark.parametrize(("budget", "pool"), [(64, 0.0), (7, 0.0), (64, 48.0), (64, 0.5)])
+def test_static_budget_render_equals_the_fields_own_skipping(budget, pool):
     """The renderer's static-shape skipping (``sample_budget``) against the grid's ``nonzero`` skipping:
     values and pose gradients equal with a budget that holds every occupied sample; with a small one, only
     rays with more occupied samples than the budget differ."""
@@ -76,8 +88,15 @@ def test_static_budget_render_equals_the_fields_own_skipping(budget):
         return out, grad
 
     ref, g_ref = render(cfg)
-    fast, g_fast = render(replace(cfg, sample_budget=budget))
-    if budget == 64:
+    fast, g_fast = render(replace(cfg, sample_budget=budget, sample_pool=pool))
+    occupied_total = int(ref.weights.gt(0).sum())
+    if pool > 0:  # ceil(pool * R) packed slots hold every valid sample, or not: the rest is counted
+        assert int(fast.dropped) == max(0, occupied_total - math.ceil(pool * len(ref.rgb)))
+    if pool == 0.5:  # the pool's tail rays lose samples: those and only those differ
+        lost = fast.weights.gt(0).sum(-1) < ref.weights.gt(0).sum(-1)
+        assert lost.any() and (~lost).any()
+        torch.testing.assert_close(fast.rgb[~lost], ref.rgb[~lost], atol=1e-12, rtol=1e-10)
+    elif budget == 64:
         torch.testing.assert_close(fast.rgb, ref.rgb, atol=1e-12, rtol=1e-10)
         torch.testing.assert_close(fast.depth, ref.depth, atol=1e-10, rtol=1e-10)
         torch.testing.assert_close(fast.weights, ref.weights, atol=1e-12, rtol=1e-10)
