@@ -38,17 +38,29 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
     ("--max-minutes 10", "--max-minutes 0.05"),  # 10 min of training -> 3 s
     ("--hypotheses 8 --preset robust", "--hypotheses 2 --preset robust --steps 20 --rays 256 --frames 2"),
     ("--images 5 --trials 5", "--images 1 --trials 1 --steps 10 --rays 256"),
-    # structure from motion needs real texture: keep 128 px, but 16 views instead of 160
+    # structure from motion needs real texture: keep 128 px, but 16 views instead of 160 (2 to localise)
     (
         "--size 128 --environment room",
-        "--size 128 --train 16 --val 1 --test 1 --supersample 1 --environment room",
+        "--size 128 --train 16 --val 1 --test 2 --supersample 1 --environment room",
+    ),
+    # global localisation: 16 upright candidates, 2 refined for 8 steps (instead of 1024 x 8 for 300)
+    (
+        "--global --pose-format",
+        " ".join(
+            [
+                "--global --global-viewpoints 16 --global-rolls 1 --global-keep 2",
+                "--steps 8 --rays 128 --frames 0",
+            ]
+            + ["--no-uncertainty --pose-format"]
+        ),
     ),
 ]
 """``(README text, what the test runs instead)``: plain text replacements, applied in order."""
 
-EXPECTED_SKIPS = 3
+EXPECTED_SKIPS = 4
 """Blocks marked ``readme-test: skip``: the published pixelNeRF checkpoints and datasets are not in CI; the global
-localisation and tracking examples need a trained run (their commands run at tiny size in tests/pose)."""
+localisation and tracking examples need a trained run (their commands run at tiny size in tests/pose);
+``inerf view`` serves until Ctrl-C (tests/viz/test_viewer.py runs it in headless Chromium)."""
 
 SKIP_MARK = re.compile(r"^<!--\s*readme-test:\s*skip\s*\((?P<reason>.+)\)\s*-->$")
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")

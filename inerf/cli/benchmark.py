@@ -71,7 +71,11 @@ def add_parser(subparsers) -> None:
 
 def _add_pose(sub) -> None:
     from inerf.cli.estimate import add_solver_arguments
-    from inerf.cli.pose_options import add_global_arguments, add_uncertainty_arguments
+    from inerf.cli.pose_options import (
+        add_global_arguments,
+        add_pose_output_arguments,
+        add_uncertainty_arguments,
+    )
     from inerf.pose.protocol import ProtocolConfig
 
     p = sub.add_parser(
@@ -106,6 +110,7 @@ def _add_pose(sub) -> None:
     add_solver_arguments(p)
     add_global_arguments(p, what="every view's pose")
     add_uncertainty_arguments(p)
+    add_pose_output_arguments(p, what="every trial's final pose (named STRATEGY_VIEW_trialK)")
     add_out(p, "the tables and the plot")
     p.set_defaults(func=run_pose)
 
@@ -148,6 +153,7 @@ def _run_pose(args) -> int:
     from inerf.cli.pose_options import (
         camera_prior,
         global_config_from_args,
+        pose_output_from_args,
         uncertainty_config_from_args,
         use_global_preset,
     )
@@ -155,6 +161,7 @@ def _run_pose(args) -> int:
 
     main = distributed.is_main()  # under torchrun: rank 0 prints and writes; every rank solves its views
     use_global_preset(args)
+    pose_output_from_args(args)  # a misspelt --pose-format fails before any work
     config = pose_config_from_args(args, args.sampling[0])
     global_config, uncertainty = global_config_from_args(args), uncertainty_config_from_args(args)
     protocol = protocol_from_args(args, config.steps)
@@ -213,6 +220,34 @@ def _run_pose(args) -> int:
     if not main:
         return 0
     paths = write_report(result, out)
+    paths.update(_write_trial_poses(args, run_, views, result, out))
     print(paths["markdown"].read_text(encoding="utf-8"), end="")
-    print(f"wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+    tops = dict.fromkeys(p.relative_to(out).parts[0] for p in paths.values())
+    print(f"wrote {out}/: " + ", ".join(t + ("/" if (out / t).is_dir() else "") for t in tops))
     return 0
+
+
+def _write_trial_poses(args, run_, views, result, out) -> dict:
+    """``--pose-format``: every trial's final pose, named ``STRATEGY_VIEW_trialK`` (plus the image's suffix)."""
+    from pathlib import Path
+
+    import torch
+
+    from inerf.cli.pose_options import pose_output_from_args, run_scene_transform
+    from inerf.pose.pose_files import pinhole_of, write_pose_files
+
+    output = pose_output_from_args(args, run_scene_transform(run_, args.data, views), run=str(args.run))
+    if not output.formats:
+        return {}
+    trials = result.trials
+    names = [
+        f"{t['strategy']}_{Path(t['name']).stem}_trial{t['trial']}{Path(t['name']).suffix or '.png'}"
+        for t in trials
+    ]
+    return write_pose_files(
+        out,
+        torch.tensor([t["final_c2w"] for t in trials], dtype=torch.float64),
+        output,
+        names=names,
+        intrinsics=[pinhole_of(views.cameras, t["view"]) for t in trials],
+    )

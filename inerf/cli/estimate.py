@@ -4,19 +4,23 @@ Examples::
 
     # a dataset view, starting 30 degrees / 0.1 off its ground truth
     inerf estimate --run runs/chair --view 3 --init-from-gt --perturb-rot 30 --perturb-trans 0.1 --out est/
-    # any image with its intrinsics and a starting pose
+    # any image with its intrinsics and a starting pose; the pose also as a COLMAP images.txt and TUM line
     inerf estimate --run runs/chair --image photo.png --intrinsics data/chair/transforms_test.json \\
-        --init start.json --out est/ --sampling interest_region
+        --init start.json --out est/ --sampling interest_region --pose-format colmap,tum
+    # every photo of a folder, no initial pose, with ground truth for the errors
+    inerf estimate --run runs/room --images 'photos/*.jpg' --intrinsics cam.json --global \\
+        --gt-poses photos/images.txt --out batch/
+
+The work is done by :mod:`inerf.pose.localise` (one code path for one image and for many).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+import sys
+from dataclasses import replace
 from pathlib import Path
-
-import torch
 
 from inerf.cli.common import (
     HelpFormatter,
@@ -35,15 +39,19 @@ from inerf.cli.pose_options import (
     PERTURB_FLAGS,
     add_global_arguments,
     add_intrinsics_arguments,
+    add_pose_output_arguments,
     add_uncertainty_arguments,
     camera_prior,
     global_config_from_args,
     intrinsics_from_args,
+    pose_output_from_args,
+    run_scene_transform,
     uncertainty_config_from_args,
     use_global_preset,
 )
 from inerf.errors import InerfError
 from inerf.pose.config import FAST, PAPER, ROBUST, STRATEGIES, PoseConfig, SamplingConfig
+from inerf.pose.perturb import Perturbation
 
 PRESETS = {"paper": PAPER, "robust": ROBUST, "fast": FAST}
 """``--preset`` name -> the config it starts from (:mod:`inerf.pose.config`)."""
@@ -181,6 +189,12 @@ def add_parser(subparsers) -> None:
         "--image", metavar="FILE", help="target image (PNG/JPG; RGBA is composited on the model's background)"
     )
     src.add_argument(
+        "--images",
+        metavar="PATTERN",
+        help="localise many images: a quoted glob pattern ('photos/*.jpg') or a folder; one output folder "
+        "per image under --out, plus summary.csv and summary.md",
+    )
+    src.add_argument(
         "--view",
         type=int,
         metavar="N",
@@ -205,6 +219,12 @@ def add_parser(subparsers) -> None:
     )
     g.add_argument(
         "--gt", metavar="POSE_FILE", help="ground-truth camera-to-world pose file, to report errors"
+    )
+    g.add_argument(
+        "--gt-poses",
+        metavar="FILE",
+        help="with --images: their ground-truth poses (training frame), matched by image name (transforms*.json, "
+        "COLMAP images.txt, inerf JSON) or by order (TUM, KITTI)",
     )
     g.add_argument(
         "--pose-convention",
@@ -254,6 +274,7 @@ def add_parser(subparsers) -> None:
     add_solver_arguments(p)
     add_global_arguments(p)
     add_uncertainty_arguments(p)
+    add_pose_output_arguments(p)
     o = add_out(p, "pose.json, trajectory.csv, frames, GIF/MP4, plot")
     o.add_argument("--frames", type=int, default=20, help="overlay frames spread over the solve (0 = none)")
     o.add_argument(
@@ -268,25 +289,25 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _intrinsics(args, width: int, height: int, dataset_camera=None):
-    """The target's camera: the typed intrinsics flags, else the dataset view's camera (``--view``)."""
-    camera_for = intrinsics_from_args(args)
-    if camera_for is not None:
-        return camera_for(width, height)
+def _camera_source(args, dataset_camera=None):
+    """``camera_for(width, height) -> (Cameras, Undistorter or None)`` of the intrinsics flags (an
+    ``--intrinsics`` file with distortion keys undistorts the target, see :func:`inerf.pose.io.read_camera`),
+    else of the dataset view's camera (``--view``)."""
+    from inerf.pose.io import read_camera
+
+    pinhole = intrinsics_from_args(args)  # checks the flags against each other
+    if args.intrinsics:
+        path = input_file(args.intrinsics, "--intrinsics")
+        return lambda w, h: read_camera(path, w, h)
+    if pinhole is not None:
+        return lambda w, h: (pinhole(w, h), None)
     if dataset_camera is not None:
-        return dataset_camera
+        return lambda w, h: (dataset_camera, None)
     raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
 
 
-def run(args) -> int:
-    from inerf.data.image_io import read_image
-    from inerf.geometry.conventions import check_rigid
-    from inerf.pose.io import camera_to_json, composite_target, read_pose
-    from inerf.pose.perturb import Perturbation, perturb, spread, start_pose
-    from inerf.pose.report import OutputOptions, summary_lines, write_estimate_outputs
-    from inerf.pose.sampling import PixelSampler
-    from inerf.pose.solver import PoseTarget, estimate_pose
-
+def _check_flags(args) -> None:
+    """The checks of flags against each other, before any file is read."""
     if args.hypotheses < 1:
         raise InerfError(f"--hypotheses {args.hypotheses}: must be >= 1")
     if args.spread_rot < 0 or args.spread_trans < 0:
@@ -301,25 +322,76 @@ def run(args) -> int:
         raise InerfError(f"--fps {args.fps:g}: must be > 0")
     if args.view is not None and args.gt:
         raise InerfError("--gt and --view both give a ground truth; use one")
+    if args.images and args.gt:
+        raise InerfError("--gt is one pose; for --images give --gt-poses FILE")
+    if args.gt_poses and not args.images:
+        raise InerfError("--gt-poses goes with --images (for one image: --gt POSE_FILE)")
     if args.global_search and (args.init or args.init_from_gt or args.hypotheses > 1):
         raise InerfError("--global needs no --init, --init-from-gt or --hypotheses (see --global-keep)")
     if not args.init and not args.init_from_gt and not args.global_search:
         raise InerfError("no initial pose: give --init POSE, --init-from-gt or --global")
-    if args.init_from_gt and not (args.gt or args.view is not None):
-        raise InerfError("--init-from-gt needs a ground truth (--gt POSE or --view)")
+    if args.init_from_gt and not (args.gt or args.gt_poses or args.view is not None):
+        raise InerfError(
+            "--init-from-gt needs a ground truth (--gt POSE, --view, or --gt-poses with --images)"
+        )
+
+
+def _localiser(args, run_, device, config, global_config, uncertainty_config, views=None):
+    """The :class:`~inerf.pose.localise.Localiser` of the command line for a loaded run."""
+    from inerf.pose.localise import Localiser
+    from inerf.pose.report import OutputOptions
+    from inerf.train.checkpoint import validation_psnr
+
+    val_psnr = validation_psnr(run_)
+    prior = None
+    if args.global_search:
+        prior = camera_prior(run_, args.data, log=(lambda *a: None) if args.quiet else print)
+    transform = run_scene_transform(run_, args.data, views)
+    return Localiser(
+        model=run_.model,
+        config=config,
+        device=device,
+        options=OutputOptions(
+            frames=args.frames,
+            max_side=args.frame_size or (400 if device.type == "cuda" else 96),
+            fps=args.fps,
+            video=not args.no_video,
+            field_mse=None if val_psnr is None else 10 ** (-val_psnr / 10),
+        ),
+        pose_output=pose_output_from_args(args, transform, run=str(args.run)),
+        global_config=global_config if args.global_search else None,
+        prior=prior,
+        uncertainty=uncertainty_config,
+        hypotheses=args.hypotheses,
+        spread_rot=args.spread_rot,
+        spread_trans=args.spread_trans,
+        perturbation=PERTURB_FLAGS.build(Perturbation(), args),
+        seed=args.seed,
+        meta={"run": str(args.run), "tf32": bool(device.type == "cuda" and args.tf32)},
+    )
+
+
+def run(args) -> int:
+    from inerf.data.image_io import read_image
+    from inerf.pose.io import read_pose
+    from inerf.pose.localise import Target, image_paths, localise_one, read_image_target
+
+    _check_flags(args)
     use_global_preset(args)
     config = pose_config_from_args(args, args.sampling)  # every solver flag checked before any work
-    perturbation = PERTURB_FLAGS.build(Perturbation(), args)
+    PERTURB_FLAGS.build(Perturbation(), args)  # checked now; the localiser builds it again
     if PERTURB_FLAGS.given(args) and not args.init_from_gt:
         raise InerfError(f"{' '.join(map(str, PERTURB_FLAGS.given(args).values()))}: needs --init-from-gt")
     global_config, uncertainty_config = global_config_from_args(args), uncertainty_config_from_args(args)
+    pose_output_from_args(args)
     check_out_dir(args.out, args.overwrite)
+    if args.images:
+        return _run_batch(args, image_paths(args.images), config, global_config, uncertainty_config)
 
     # Inputs that need no model first, so bad files fail fast.
-    raw = intr = None
     if args.image:
         raw = read_image(input_file(args.image, "--image", "an image file"))
-        intr = _intrinsics(args, raw.shape[1], raw.shape[0])
+        _camera_source(args)(raw.shape[1], raw.shape[0])  # intrinsics checked against the image
     init = (
         read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
         if args.init
@@ -332,97 +404,44 @@ def run(args) -> int:
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
     warn_if_undertrained(run_, "estimate")
-    background = run_.model.config.background
-    alpha = None
+    views = None
     if args.view is not None:
         views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
         if not 0 <= args.view < len(views):
             raise InerfError(f"--view {args.view}: the {args.split} split has {len(views)} views")
-        check_background(views, background)
-        image = views.images[args.view]
+        check_background(views, run_.model.config.background)
+        camera, _ = _camera_source(args, views.cameras[args.view])(views.width, views.height)
         alpha = views.alphas[args.view] if views.alphas is not None else None
-        intr = _intrinsics(args, views.width, views.height, views.cameras[args.view])
+        name = f"{args.split}[{args.view}] {views.names[args.view]}"
         gt = views.cameras.c2w[args.view].double()
-        target_name = f"{args.split}[{args.view}] {views.names[args.view]}"
-    else:
-        image, alpha = composite_target(raw, background)
-        target_name = args.image
-
-    if args.init_from_gt:  # drawn as inerf demo and inerf benchmark pose draw view --view's start
-        init = start_pose(gt, perturbation, args.seed, args.view or 0)
-    if not args.global_search:
-        if args.init:  # a file; a start drawn from the ground truth is rigid and keeps its float64 bits
-            init = check_rigid(init, "initial pose").double()
-        starts = init[None]
-    if args.hypotheses > 1:
-        gen = torch.Generator().manual_seed(args.seed)
-        around = spread(args.spread_rot, args.spread_trans)
-        starts = torch.cat([starts, perturb(init, around, gen, (args.hypotheses - 1,))])
-
-    target = PoseTarget(
-        image=image.to(device),
-        camera=intr.to(device),
-        alpha=alpha.to(device) if alpha is not None else None,
-    )
-    found = None
-    if args.global_search:
-        from inerf.pose.global_search import localize
-
-        prior = camera_prior(run_, args.data, log=(lambda *a: None) if args.quiet else print)
-        found = localize(
-            run_.model, target, prior, global_config, config, seed=args.seed, progress=not args.quiet
+        target = Target(
+            views.images[args.view],
+            alpha,
+            camera,
+            name,
+            gt=gt,
+            file_name=views.names[args.view],
+            index=args.view,
         )
-        result, config = found.result, found.pose_config
     else:
-        result = estimate_pose(
-            run_.model,
-            target,
-            starts,
-            config,
-            seeds=args.seed,
-            progress=not args.quiet,
-            desc="iNeRF",
-        )
-    uncertainty = None
-    if uncertainty_config is not None and result.status[0] == "ok":
-        from inerf.pose.uncertainty import pose_uncertainty
+        target = read_image_target(args.image, _camera_source(args), run_.model.config.background)
+        target.gt = gt
+    target.init, target.init_from_gt = init, args.init_from_gt
 
-        uncertainty = pose_uncertainty(run_.model, target, result.c2w[0], uncertainty_config, seed=args.seed)
-
+    loc = _localiser(args, run_, device, config, global_config, uncertainty_config, views)
     out = prepare_out_dir(args.out, args.overwrite)
-    sampler = PixelSampler.for_target(target, config, device="cpu")
-    meta = {
-        "target": target_name,
-        "run": str(args.run),
-        "intrinsics": camera_to_json(intr),
-        "tf32": bool(device.type == "cuda" and args.tf32),
-        "config": asdict(config),
-    }
-    if found is not None:
-        meta["global"] = found.record()
-    from inerf.train.checkpoint import validation_psnr
+    done = localise_one(loc, target, out, progress=not args.quiet)
+    _print_single(args, done, target, out)
+    return 0
 
-    val_psnr = validation_psnr(run_)
-    paths = write_estimate_outputs(
-        out,
-        result,
-        target,
-        run_.model,
-        gt_c2w=gt,
-        meta=meta,
-        sampler=sampler,
-        uncertainty=uncertainty,
-        options=OutputOptions(
-            frames=args.frames,
-            max_side=args.frame_size or (400 if device.type == "cuda" else 96),
-            fps=args.fps,
-            video=not args.no_video,
-            field_mse=None if val_psnr is None else 10 ** (-val_psnr / 10),
-            loss=config.loss,
-        ),
-    )
+
+def _print_single(args, done, target, out) -> None:
+    """What ``inerf estimate`` prints for one image (and the error of a solve that went NaN)."""
+    from inerf.pose.report import summary_lines
+
+    result, found = done.result, done.found
     print(
-        f"inerf estimate: {target_name} ({args.sampling} sampling, {config.n_rays} rays"
+        f"inerf estimate: {target.name} ({args.sampling} sampling, {done.config.n_rays} rays"
         + (f", {args.hypotheses} hypotheses" if args.hypotheses > 1 else "")
         + (
             f", global: {found.candidates.shape[1]} candidates, {found.chosen.shape[1]} refined"
@@ -431,15 +450,16 @@ def run(args) -> int:
         )
         + ")"
     )
-    for line in summary_lines(result, gt, uncertainty=uncertainty):
+    for line in summary_lines(result, target.gt, uncertainty=done.uncertainty):
         print("  " + line)
-    verdict = json.loads(paths["pose"].read_text(encoding="utf-8"))["convergence"]
+    verdict = json.loads(done.paths["pose"].read_text(encoding="utf-8"))["convergence"]
     if verdict["verdict"] != "unknown":
         print(
             f"  {verdict['verdict']}: final MSE {verdict['ratio']:.1f}x the field's own validation MSE "
             f"(converged at <= {verdict['threshold']:g}x)"
         )
-    names = [p.name + ("/" if p.is_dir() else "") for p in paths.values()]
+    tops = dict.fromkeys(Path(p).relative_to(out).parts[0] for p in done.paths.values())
+    names = [t + ("/" if (out / t).is_dir() else "") for t in tops]
     print(f"  wrote {out}/: " + ", ".join(names))
     if result.status[0] != "ok":
         step = int(result.failed_step[0].clamp_min(0).min())
@@ -447,4 +467,59 @@ def run(args) -> int:
             f"the loss became NaN or infinite at step {step} for every hypothesis; {out}/pose.json holds "
             'the last finite pose (status "nan")'
         )
+
+
+def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
+    """``inerf estimate --images``: every image localised with the same settings, then the tables."""
+    from PIL import Image
+
+    from inerf.pose.io import read_pose
+    from inerf.pose.localise import folder_names, ground_truth_lookup, localise_images, write_batch_summary
+
+    # Every file checked before the model is loaded: sizes against the intrinsics, a ground truth per image.
+    camera_for = _camera_source(args)
+    for size in dict.fromkeys(_image_size(p, Image) for p in paths):
+        camera_for(*size)
+    gt_for = ground_truth_lookup(input_file(args.gt_poses, "--gt-poses"), paths) if args.gt_poses else None
+    init = (
+        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
+        if args.init
+        else None
+    )
+
+    device = resolve_device(args.device, args.tf32)
+    run_ = load_run_checked(args.run, device, args.samples)
+    warn_if_undertrained(run_, "estimate")
+    loc = _localiser(args, run_, device, config, global_config, uncertainty_config)
+    out = prepare_out_dir(args.out, args.overwrite)
+    rows = localise_images(
+        loc,
+        paths,
+        out,
+        camera_for=camera_for,
+        init=init,
+        gt_for=gt_for,
+        init_from_gt=args.init_from_gt,
+        folders=folder_names(paths),
+        progress=not args.quiet,
+    )
+    written = write_batch_summary(out, rows, loc.pose_output)
+    print(written["markdown"].read_text(encoding="utf-8"), end="")
+    failed = [r["image"] for r in rows if r["status"] != "ok"]
+    extra = sorted({p.relative_to(out).parts[0] for p in written.values()})
+    print(f"inerf estimate: {len(rows)} images; wrote {out}/: one folder per image, " + ", ".join(extra))
+    if failed:
+        print(
+            f"inerf estimate: warning: the loss became NaN for {len(failed)} image(s): {', '.join(failed[:5])}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _image_size(path: Path, Image) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header; one-line error naming an unreadable one."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError) as exc:
+        raise InerfError(f"--images: unreadable image {path} ({exc})") from None

@@ -32,6 +32,7 @@ VERBS = {
     "track": "track",
     "synth": "synth",
     "colmap": "colmap",
+    "view": "view",
     "pixelnerf": "pixelnerf",
 }
 

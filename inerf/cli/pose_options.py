@@ -1,10 +1,11 @@
 """Options of the pose verbs beyond the solver: the target's intrinsics, the start perturbation, global
-localisation (``--global``) and pose uncertainty.
+localisation (``--global``), pose uncertainty and the pose files (``--pose-format``, ``--pose-frame``).
 
 Shared by ``inerf estimate``, ``inerf benchmark pose``, ``inerf track`` and ``inerf demo``. The flags are derived from
 :class:`inerf.pose.global_search.GlobalConfig` (``--global-viewpoints``, ``--global-rolls``, ...) and
 :class:`inerf.pose.uncertainty.UncertaintyConfig` (``--uncertainty-rays``, ...) as the solver's are from
-:class:`~inerf.pose.config.PoseConfig` (:mod:`inerf.cli.config_args`).
+:class:`~inerf.pose.config.PoseConfig` (:mod:`inerf.cli.config_args`); the pose-file flags are defined
+once here (:func:`add_pose_output_arguments`) and read by :func:`pose_output_from_args`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ __all__ = [
     "UNCERTAINTY_FLAGS",
     "add_global_arguments",
     "add_intrinsics_arguments",
+    "add_pose_output_arguments",
     "add_uncertainty_arguments",
     "camera_prior",
     "global_config_from_args",
     "intrinsics_from_args",
+    "pose_output_from_args",
+    "run_scene_transform",
     "uncertainty_config_from_args",
 ]
 
@@ -166,4 +170,67 @@ def camera_prior(run_, data: str | None = None, log=print) -> CameraPrior:
         return prior
     return CameraPrior.from_cameras(
         views.cameras.c2w, source=f"{len(views)} training cameras of {views.root}"
+    )
+
+
+def add_pose_output_arguments(parser: argparse.ArgumentParser, what: str = "the estimated pose") -> None:
+    """``--pose-format`` and ``--pose-frame``, in their own help group (one definition for every pose verb)."""
+    from inerf.geometry.formats import POSE_FORMATS
+    from inerf.pose.pose_files import POSE_FRAMES
+
+    g = parser.add_argument_group(
+        "pose files",
+        "The JSON output always states its convention (OpenCV c2w: x right, y down, looking along +z) and "
+        "world frame, and holds the OpenGL c2w too; when the run recorded how its data was centred and "
+        "scaled (COLMAP, nerfstudio captures), also the pose in your original frame.",
+    )
+    g.add_argument(
+        "--pose-format",
+        default=None,
+        metavar="FORMAT[,FORMAT...]",
+        help=f"also write {what} as {', '.join(POSE_FORMATS)} files under OUT/poses/ (opencv.json, "
+        "opengl.json, nerfstudio transforms.json + camera_path.json, colmap/images.txt + cameras.txt, "
+        "tum.txt, kitti.txt)",
+    )
+    g.add_argument(
+        "--pose-frame",
+        choices=POSE_FRAMES,
+        default="original",
+        help="world frame of the --pose-format files: original (your capture's world, e.g. COLMAP's, "
+        "undoing the loader's centring and scaling; the training frame when the run recorded none) or "
+        "training (the frame the field was trained in)",
+    )
+
+
+def run_scene_transform(run_, data: str | None = None, views=None):
+    """How ``run_``'s data was moved into its training frame: the record in its ``config.json``, else (runs
+    trained before inerf recorded it) that of ``views`` or of one view loaded from its data; None when
+    neither can be had."""
+    recorded = getattr(run_.dataset, "scene_transform", None)
+    tf = recorded() if callable(recorded) else None
+    if tf is not None:
+        return tf
+    if views is not None:
+        return views.transform
+    if getattr(run_.dataset, "format", None) == "blender":  # the Blender loader uses the files' poses as is
+        from inerf.data.views import SceneTransform
+
+        return SceneTransform.identity("world frame of the transforms_*.json files")
+    try:
+        return run_.dataset.load("train", run_dir=run_.run_dir, root=data, max_views=1).transform
+    except (InerfError, OSError):
+        return None
+
+
+def pose_output_from_args(args, transform=None, run: str = ""):
+    """The :class:`~inerf.pose.pose_files.PoseOutput` of ``--pose-format`` / ``--pose-frame`` (call it once
+    before any work with no ``transform``: a misspelt format is then a one-line error at once)."""
+    from inerf.pose.pose_files import PoseOutput, parse_pose_formats
+
+    text = getattr(args, "pose_format", None)
+    return PoseOutput(
+        formats=parse_pose_formats(text) if text is not None else (),
+        frame=getattr(args, "pose_frame", "original"),
+        transform=transform,
+        run=run,
     )

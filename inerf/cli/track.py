@@ -39,7 +39,11 @@ def _track_flags() -> ConfigFlags:
 
 def add_parser(subparsers) -> None:
     from inerf.cli.estimate import POSE_FLAGS, add_run_options
-    from inerf.cli.pose_options import add_global_arguments, add_intrinsics_arguments
+    from inerf.cli.pose_options import (
+        add_global_arguments,
+        add_intrinsics_arguments,
+        add_pose_output_arguments,
+    )
     from inerf.pose.config import STRATEGIES
     from inerf.pose.track import TRACK, TrackConfig
 
@@ -102,6 +106,7 @@ def add_parser(subparsers) -> None:
         p, what="the first frame's pose when no --init is given (and a lost frame's with --relocalize global)"
     )
     add_run_options(p, seed_help="seeds the pixel sampling")
+    add_pose_output_arguments(p, what="the trajectory")
     o = add_out(p, "trajectory.json, .tum, .kitti, overlay video, errors")
     o.add_argument("--no-video", action="store_true", help="no overlay video (saves a render per frame)")
     o.add_argument(
@@ -154,8 +159,9 @@ def _default_track():
 
 def run(args) -> int:
     from inerf.cli.estimate import load_run_checked
-    from inerf.cli.pose_options import global_config_from_args
-    from inerf.pose.io import read_pose
+    from inerf.cli.pose_options import global_config_from_args, pose_output_from_args, run_scene_transform
+    from inerf.pose.io import camera_to_json, read_pose
+    from inerf.pose.pose_files import pinhole_of, write_pose_files
     from inerf.pose.track import track
     from inerf.pose.track_io import image_files, iter_frames, read_trajectory, write_track_outputs
 
@@ -168,6 +174,7 @@ def run(args) -> int:
     if not (args.init or args.init_from_gt or args.global_search):
         raise InerfError("no initial pose: give --init POSE, --init-from-gt or --global")
     global_config = global_config_from_args(args)
+    pose_output_from_args(args)
     _track_flags().build(_default_track(), args)  # flags checked before any work
     check_out_dir(args.out, args.overwrite)
     camera_for = _camera_for(args)
@@ -216,8 +223,10 @@ def run(args) -> int:
 
     video_side = args.video_size or (400 if device.type == "cuda" else 128)
     overlays, uncertainty = [], [] if args.uncertainty else None
+    cameras = []  # each frame's intrinsics, for the COLMAP and nerfstudio pose files
 
     def on_frame(frame, tf):
+        cameras.append(pinhole_of(frame.target.camera))
         if args.uncertainty:
             from inerf.pose.uncertainty import UncertaintyConfig, pose_uncertainty
 
@@ -259,9 +268,14 @@ def run(args) -> int:
         "relocalize": track_config.relocalize,
         "stride": args.stride,
         "tf32": bool(device.type == "cuda" and args.tf32),
+        "intrinsics": camera_to_json(first.target.camera),
     }
     if args.global_search:
         meta["global"] = asdict(global_config)
+    pose_output = pose_output_from_args(args, run_scene_transform(run_), run=str(args.run))
+    meta["frame"] = pose_output.training_frame
+    tf_ = pose_output.transform
+    meta["original"] = None if tf_ is None else {"frame": tf_.original, "transform": tf_.to_dict()}
     paths = write_track_outputs(
         out,
         result,
@@ -270,6 +284,16 @@ def run(args) -> int:
         video_fps=min(args.fps / args.stride, 30.0),
         meta=meta,
         uncertainty=uncertainty,
+    )
+    paths.update(
+        write_pose_files(
+            out,
+            result.c2w(),
+            pose_output,
+            names=[f.name for f in result.frames],
+            intrinsics=cameras,
+            timestamps=[f.timestamp for f in result.frames],
+        )
     )
     reloc = sum(bool(f.relocalized) for f in result.frames[1:])
     print(
@@ -283,5 +307,6 @@ def run(args) -> int:
             f"translation median {float(trans.median()):.4f} / max {float(trans.max()):.4f}; "
             f"{int(SUCCESS.ok(rot, trans).sum())} of {n} frames a success ({SUCCESS.describe()})"
         )
-    print(f"  wrote {out}/: " + ", ".join(p.name for p in paths.values()))
+    tops = dict.fromkeys(p.relative_to(out).parts[0] for p in paths.values())
+    print(f"  wrote {out}/: " + ", ".join(t + ("/" if (out / t).is_dir() else "") for t in tops))
     return 0

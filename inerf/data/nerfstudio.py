@@ -75,7 +75,14 @@ from inerf.data.views import SceneTransform, ViewSet
 from inerf.errors import InerfError
 from inerf.geometry.conventions import check_rigid, opengl_to_opencv_c2w
 
-__all__ = ["NERFSTUDIO_SPLITS", "NGP_DEFAULT_OFFSET", "NGP_DEFAULT_SCALE", "is_nerfstudio", "load_nerfstudio"]
+__all__ = [
+    "NERFSTUDIO_SPLITS",
+    "NGP_DEFAULT_OFFSET",
+    "NGP_DEFAULT_SCALE",
+    "is_nerfstudio",
+    "lens_from_keys",
+    "load_nerfstudio",
+]
 
 NERFSTUDIO_SPLITS = ("train", "val", "test", "all")
 NGP_DEFAULT_SCALE = 0.33
@@ -94,17 +101,36 @@ def is_nerfstudio(root: str | Path) -> bool:
     return (Path(root) / "transforms.json").is_file()
 
 
-def _camera_model(get, source: Path, index: int) -> str:
+def lens_from_keys(get, source: Path, where: str | None = None) -> tuple[str, Distortion]:
+    """Camera model and distortion from nerfstudio / Instant-NGP keys (see the module docstring).
+
+    Args:
+        get: ``get(key)`` -> the key's value (a frame's or the file's) or None.
+        source: the file, named in errors.
+        where: what errors name (default ``source``), e.g. ``"transforms.json: frame 3"``.
+    Returns:
+        ``(model, distortion)``: the upper-case model name and its :class:`Distortion` in OpenCV's terms
+        (``Distortion()`` for pinhole models).
+    """
+    where = where or str(source)
     model = get("camera_model")
     if model is None:
         if get("is_fisheye"):
-            return "OPENCV_FISHEYE"
-        return "OPENCV" if any(get(k) for k in _DIST_KEYS) else "PINHOLE"
+            model = "OPENCV_FISHEYE"
+        else:
+            model = "OPENCV" if any(get(k) for k in _DIST_KEYS) else "PINHOLE"
     if not isinstance(model, str) or model.upper() not in CAMERA_MODELS:
-        raise InerfError(
-            f"{source}: frame {index}: unknown camera_model {model!r} (supported: {', '.join(CAMERA_MODELS)})"
-        )
-    return model.upper()
+        raise InerfError(f"{where}: unknown camera_model {model!r} (supported: {', '.join(CAMERA_MODELS)})")
+    model = model.upper()
+    k = {key: number(get(key), key, source) if get(key) is not None else 0.0 for key in _DIST_KEYS}
+    if model in ("PINHOLE", "SIMPLE_PINHOLE"):
+        return model, Distortion()
+    if model == "OPENCV_FISHEYE":
+        return model, Distortion("fisheye", (k["k1"], k["k2"], k["k3"], k["k4"]))
+    if model in ("SIMPLE_RADIAL", "RADIAL"):
+        return model, Distortion("radtan", (k["k1"], k["k2"] if model == "RADIAL" else 0.0, 0.0, 0.0))
+    # OPENCV: OpenCV's coefficient order is (k1, k2, p1, p2, k3)
+    return model, Distortion("radtan", (k["k1"], k["k2"], k["p1"], k["p2"], k["k3"]))
 
 
 def _frame_camera(meta: dict, frame: dict, width: int, height: int, source: Path, index: int):
@@ -113,17 +139,8 @@ def _frame_camera(meta: dict, frame: dict, width: int, height: int, source: Path
     def get(key):
         return frame.get(key, meta.get(key))
 
-    model = _camera_model(get, source, index)
+    _, dist = lens_from_keys(get, source, f"{source}: frame {index}")
     fx, fy, cx, cy = frame_intrinsics(meta, frame, width, height, source, index)
-    k = {key: number(get(key), key, source) if get(key) is not None else 0.0 for key in _DIST_KEYS}
-    if model in ("PINHOLE", "SIMPLE_PINHOLE"):
-        dist = Distortion()
-    elif model == "OPENCV_FISHEYE":
-        dist = Distortion("fisheye", (k["k1"], k["k2"], k["k3"], k["k4"]))
-    elif model in ("SIMPLE_RADIAL", "RADIAL"):
-        dist = Distortion("radtan", (k["k1"], k["k2"] if model == "RADIAL" else 0.0, 0.0, 0.0))
-    else:  # OPENCV: OpenCV's coefficient order is (k1, k2, p1, p2, k3)
-        dist = Distortion("radtan", (k["k1"], k["k2"], k["p1"], k["p2"], k["k3"]))
     # Distortion coefficients act on normalised coordinates: unlike the intrinsics, they do not change
     # with the size of the image read.
     return PinholeK(fx, fy, cx, cy), dist

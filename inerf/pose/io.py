@@ -15,6 +15,9 @@ Pose files:
 Intrinsics files (JSON): ``{"fx", "fy", "cx", "cy"[, "width", "height"]}``, the instant-ngp/nerfstudio keys
 ``fl_x, fl_y, cx, cy, w, h``, ``{"K": [[3x3]]}``, or Blender's ``camera_angle_x`` (a centred camera with
 square pixels; focal from the image width). Pixel centres are at +0.5 in all of them, our convention.
+A lens with distortion (nerfstudio's ``camera_model`` OPENCV / OPENCV_FISHEYE / (SIMPLE_)RADIAL with
+``k1 .. k4, p1, p2``) is read by :func:`read_camera`, which undistorts the target as the loaders undistort
+the training images (:mod:`inerf.data.undistort`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "composite_target",
     "intrinsics_camera",
     "pose_to_json",
+    "read_camera",
     "read_intrinsics",
     "read_pose",
     "read_target_image",
@@ -230,6 +234,27 @@ def read_intrinsics(path: str | Path, width: int, height: int) -> Cameras:
         raise InerfError(f"{path}: no intrinsics found; expected fx/fy/cx/cy, fl_x/fl_y, K or camera_angle_x")
     size = (w, h) if (w, h) != (None, None) else None
     return intrinsics_camera(*values, width, height, source=str(path), size=size)
+
+
+def read_camera(path: str | Path, width: int, height: int):
+    """:func:`read_intrinsics` with the lens: ``(camera, undistorter)``.
+
+    Without distortion keys ``undistorter`` is None and ``camera`` is the file's pinhole camera. With them
+    (see the module docstring), ``undistorter`` (an :class:`inerf.data.undistort.Undistorter`) resamples a
+    ``width x height`` target into the pinhole ``camera`` it returns, exactly as the nerfstudio and COLMAP
+    loaders undistort the images a field is trained on.
+    """
+    from inerf.data.nerfstudio import lens_from_keys
+    from inerf.data.undistort import PinholeK, Undistorter
+
+    camera = read_intrinsics(path, width, height)
+    data = json.loads(Path(path).read_text(encoding="utf-8"))  # read_intrinsics checked it is a JSON object
+    _, dist = lens_from_keys(data.get, Path(path))
+    if dist.is_none:
+        return camera, None
+    und = Undistorter(PinholeK(*camera.intrinsics(0)), dist, width, height)
+    k = und.new_K
+    return intrinsics_camera(k.fx, k.fy, k.cx, k.cy, width, height, source=f"{path} (undistorted)"), und
 
 
 def pose_to_json(c2w: torch.Tensor) -> list[list[float]]:

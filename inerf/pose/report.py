@@ -6,6 +6,8 @@ Layout of the output folder::
                          (when computed) its uncertainty
     trajectory.csv       per step: lr, loss, errors (with ground truth) and the pose of the returned hypothesis
     hypotheses.json      with several hypotheses: start, end, loss and fate of each
+    trace.json           every hypothesis's camera path during the solve (centres and viewing directions at
+                         up to 60 steps), what ``inerf view`` draws
     target.png           the target as the solver saw it (composited on the field's background)
     sampling.png         the target with the sampling strategy's support tinted (keypoints, region, mask)
     frames/NNNN.png      render at the pose of step NNNN blended 50/50 with the target
@@ -34,6 +36,7 @@ __all__ = [
     "OutputOptions",
     "frame_steps",
     "hypotheses_record",
+    "hypotheses_trace",
     "pose_record",
     "render_frames",
     "start_errors",
@@ -293,6 +296,37 @@ def hypotheses_record(result: PoseResult, g: int = 0) -> list[dict]:
     ]
 
 
+TRACE_POINTS = 60
+"""Steps kept per hypothesis in ``trace.json`` (evenly spread, first and last always kept)."""
+
+
+def hypotheses_trace(result: PoseResult, g: int = 0, max_points: int = TRACE_POINTS) -> dict:
+    """The camera path of every hypothesis of problem ``g`` during the solve, for viewers (``trace.json``).
+
+    Returns ``{"convention", "returned", "hypotheses": [{"hypothesis", "steps": [s...], "centres": [[x, y,
+    z]...], "forward": [[...]...], "loss": [...]}]}``: at each kept step, the camera centre and its viewing
+    direction (the c2w's third column, OpenCV axes) in the training frame; a pruned or failed hypothesis's
+    path ends at its last live step.
+    """
+    steps = frame_steps(result.trajectory.steps, max_points)
+    c2w = result.trajectory.c2w[steps, g]  # [P, K, 4, 4]
+    loss = result.trajectory.loss[steps, g]  # [P, K]
+    hyps = []
+    for k in range(c2w.shape[1]):
+        alive = torch.isfinite(loss[:, k]) & torch.isfinite(c2w[:, k]).flatten(1).all(1)
+        keep = alive.nonzero().flatten().tolist()
+        hyps.append(
+            {
+                "hypothesis": k,
+                "steps": [steps[i] for i in keep],
+                "centres": [[float(v) for v in c2w[i, k, :3, 3]] for i in keep],
+                "forward": [[float(v) for v in c2w[i, k, :3, 2]] for i in keep],
+                "loss": [float(loss[i, k]) for i in keep],
+            }
+        )
+    return {"convention": CONVENTION, "returned": int(result.hypothesis[g]), "hypotheses": hyps}
+
+
 def _write_images(out: Path, target: PoseTarget, sampler) -> dict[str, Path]:
     """``target.png`` and, with a sampler, ``sampling.png`` (its support tinted on the target)."""
     from PIL import Image
@@ -410,6 +444,8 @@ def write_estimate_outputs(
     if result.init_c2w.shape[1] > 1:
         paths["hypotheses"] = out / "hypotheses.json"
         write_json(paths["hypotheses"], hypotheses_record(result))
+    paths["trace"] = out / "trace.json"
+    write_json(paths["trace"], hypotheses_trace(result))
     paths.update(_write_images(out, target, sampler))
     paths["plot"] = _write_plot(out / "convergence.png", result, gt, opt)
     if opt.frames > 0:

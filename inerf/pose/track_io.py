@@ -44,6 +44,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "image_files",
     "iter_frames",
+    "natural_key",
     "read_trajectory",
     "write_track_outputs",
 ]
@@ -52,14 +53,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
-def _natural_key(path: Path):
+def natural_key(path: Path):
+    """Sort key of natural name order (``img2`` before ``img10``)."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
 def image_files(folder: str | Path, flag: str = "--images") -> list[Path]:
     """The images of ``folder`` in natural order (one-line error when there are none)."""
     folder = Path(folder)
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
     if not files:
         raise InerfError(f"{flag} {folder}: no PNG or JPG images in the folder")
     return files

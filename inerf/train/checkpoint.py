@@ -12,8 +12,9 @@ A run directory holds::
 ``config.json`` keys: ``format`` / ``version``; ``model`` (field kind for
 :func:`inerf.fields.factory.build_field`); ``field`` (its config dict); ``fine_field`` (whether a separate
 fine field exists: NeRF's two MLPs; grid models share one field between both passes); ``render``
-(:class:`RenderConfig` fields for evaluation); ``dataset`` (root, format, scale, background, near, far);
-``train`` (the training options); ``step``; ``elapsed_s``; ``metrics``; ``convention``. ``metrics`` holds
+(:class:`RenderConfig` fields for evaluation); ``dataset`` (root, format, scale, background, near, far and
+``transform``: how the loader moved the user's world into the training frame); ``train`` (the training
+options); ``step``; ``elapsed_s``; ``metrics``; ``convention``. ``metrics`` holds
 ``val_psnr`` (dB, the validation view rendered with the evaluation settings), ``val_step`` (the step it was
 measured at: the last step for a run that finished), ``val_split``, ``val_view`` and ``train_psnr``; the
 validation PSNR of the saved weights is read with :func:`validation_psnr`.
@@ -93,6 +94,15 @@ class DatasetInfo:
     """Ray end used in training."""
     root_relative: str | None = None
     """The dataset folder relative to the run directory, for runs copied together with their data."""
+    transform: dict | None = None
+    """How the loader moved the user's world into the training frame (:meth:`SceneTransform.to_dict`), so
+    poses can be written in the user's original frame; None for runs trained before inerf recorded it."""
+
+    def scene_transform(self):
+        """The recorded :class:`~inerf.data.views.SceneTransform`, or None when the run recorded none."""
+        from inerf.data.views import SceneTransform
+
+        return None if self.transform is None else SceneTransform.from_dict(self.transform)
 
     def resolve_root(self, run_dir: str | Path | None = None) -> str:
         """``root`` if it exists, else the run-relative path if that exists, else ``root`` unchanged."""
@@ -376,7 +386,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
             near=float(ds["near"]),
             far=float(ds["far"]),
             root_relative=ds.get("root_relative"),
+            transform=ds.get("transform"),
         )
+        dataset.scene_transform()  # a malformed record fails here, with the file named
     except (KeyError, TypeError, ValueError) as exc:
         raise InerfError(f"{path}: malformed 'render' or 'dataset' entry ({exc})") from None
     return LoadedRun(

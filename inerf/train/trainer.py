@@ -507,6 +507,7 @@ class Trainer:
             near=float(near),
             far=float(far),
             root_relative=_relpath(Path(plan.root), run_dir),
+            transform=self.train_views.transform.to_dict(),
         )
 
         torch.manual_seed(cfg.seed)

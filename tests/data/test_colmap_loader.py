@@ -197,3 +197,39 @@ def test_bad_models(tmp_path):
     with pytest.raises(InerfError, match=r"sparse/0: cannot read the COLMAP model") as e:
         load_colmap(root)
     assert "\n" not in str(e.value)
+
+
+def test_bad_captures_through_the_cli_are_one_line(tmp_path, capsys):
+    """The loaders' errors reach the user as one line naming the file: `inerf train` on a transforms.json with
+    no intrinsics, an unknown camera model, missing frame images, and a COLMAP model with nothing registered
+    (frame 1: the train split's first, every 8th frame from 0 being held out)."""
+    import json
+
+    from inerf.cli.main import main
+
+    def capture(name, meta, with_images=True):
+        root = tmp_path / name
+        (root / "images").mkdir(parents=True)
+        frames = [{"file_path": f"images/{k}.png", "transform_matrix": np.eye(4).tolist()} for k in range(2)]
+        for f in frames if with_images else []:
+            iio.imwrite(root / f["file_path"], np.zeros((6, 8, 3), np.uint8))
+        (root / "transforms.json").write_text(json.dumps({**meta, "frames": frames}))
+        return root
+
+    pinhole = {"fl_x": 10.0, "fl_y": 10.0, "w": 8, "h": 6}
+    cases = [
+        (capture("no_k", {"camera_model": "PINHOLE"}), "transforms.json: frame 1: no intrinsics"),
+        (
+            capture("model", {**pinhole, "camera_model": "FOV"}),
+            "transforms.json: frame 1: unknown camera_model 'FOV'",
+        ),
+        (capture("noimg", pinhole, with_images=False), "transforms.json: frame 1: image not found"),
+        (write_model(tmp_path / "empty", names=[]), "sparse/0: the COLMAP model has no registered images"),
+    ]
+    for root, match in cases:
+        code = main(
+            ["train", "--data", str(root), "--out", str(tmp_path / "run"), "--model", "grid", "--quiet"]
+        )
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err and err.startswith("inerf train: error:"), err
+        assert match in err and str(root) in err, err

@@ -205,6 +205,35 @@ def test_distortion_removed_at_load(tmp_path, model, keys, coeffs):
     assert checker_error(pin, k["fl_x"], k["fl_y"], k["cx"], k["cy"]).mean() > 20 * err.mean()
 
 
+@pytest.mark.parametrize(
+    ("model", "keys"),
+    [
+        ("OPENCV", {"k1": -0.25, "k2": 0.06, "p1": 0.002, "p2": -0.003}),
+        ("OPENCV_FISHEYE", {"k1": 0.05, "k2": -0.02, "k3": 0.01, "k4": -0.004}),
+    ],
+)
+def test_estimate_intrinsics_file_undistorts_the_target_as_the_loader(tmp_path, model, keys):
+    """``inerf estimate --intrinsics`` with a lens (:func:`inerf.pose.io.read_camera`): the target becomes the
+    same pinhole image, with the same intrinsics, as the loader makes of a training image of that camera."""
+    from inerf.data.image_io import read_image
+    from inerf.pose.io import read_camera
+
+    k = K_DIST
+    coeffs = tuple(keys.values())
+    img = distorted_checker(DW, DH, k["fl_x"], k["fl_y"], k["cx"], k["cy"], model == "OPENCV_FISHEYE", coeffs)
+    frames = [{"file_path": "images/d.png", "transform_matrix": C2W_GL[0]}]
+    root = write_capture(tmp_path / "cap", {"camera_model": model, **K_DIST, **keys, "frames": frames}, [img])
+    views = load_nerfstudio(root, "all")
+    (tmp_path / "lens.json").write_text(json.dumps({"camera_model": model, **K_DIST, **keys}))
+    camera, undistorter = read_camera(tmp_path / "lens.json", DW, DH)
+    torch.testing.assert_close(torch.tensor(camera.intrinsics(0)), torch.tensor(views.cameras.intrinsics(0)))
+    target = undistorter.image(read_image(root / "images" / "d.png"))
+    np.testing.assert_allclose(target[..., :3], views.images[0].numpy(), atol=1e-6)
+    # Without lens keys the file is pinhole and nothing is resampled.
+    (tmp_path / "pin.json").write_text(json.dumps(K_DIST))
+    assert read_camera(tmp_path / "pin.json", DW, DH)[1] is None
+
+
 # ---- bad input ----------------------------------------------------------------------------------------
 
 
@@ -219,6 +248,14 @@ def test_unknown_camera_model(tmp_path):
     root = write_capture(tmp_path / "cap", {**PINHOLE, "camera_model": "EQUIRECTANGULAR"})
     with pytest.raises(InerfError, match=r"transforms.json: frame 0: unknown camera_model 'EQUIRECTANGULAR'"):
         load_nerfstudio(root, "all")
+    # The same in an intrinsics file of `inerf estimate`: one line naming that file.
+    from inerf.pose.io import read_camera
+
+    (tmp_path / "k.json").write_text(json.dumps({**PINHOLE, "camera_model": "EQUIRECTANGULAR"}))
+    with pytest.raises(
+        InerfError, match=r"k.json: unknown camera_model 'EQUIRECTANGULAR' \(supported: SIMPLE_"
+    ):
+        read_camera(tmp_path / "k.json", W, H)
 
 
 def test_missing_images(tmp_path):

@@ -76,7 +76,17 @@ def test_pose_json_start_errors_match_its_init_c2w(three_starts, tmp_path):
     assert data["init_rotation_error_deg"] == rec["init_rotation_error_deg"] and data["note"] == "x"
     hyps = json.loads(paths["hypotheses"].read_text())
     assert [h["hypothesis"] for h in hyps] == [0, 1, 2] and all(h["last_step"] == 6 for h in hyps)
-    assert list(paths) == ["pose", "trajectory", "hypotheses", "target", "plot"]
+    assert list(paths) == ["pose", "trajectory", "hypotheses", "trace", "target", "plot"]
+    # trace.json: every hypothesis's camera path (what `inerf view` draws), ending at its last pose.
+    trace = json.loads(paths["trace"].read_text())
+    assert trace["returned"] == hyp and [h["hypothesis"] for h in trace["hypotheses"]] == [0, 1, 2]
+    for h in trace["hypotheses"]:
+        assert h["steps"] == list(range(7))  # 6 steps: every one kept (up to 60 are)
+        k = h["hypothesis"]
+        torch.testing.assert_close(
+            torch.tensor(h["centres"][-1]), result.trajectory.c2w[6, 0, k, :3, 3].float()
+        )
+        torch.testing.assert_close(torch.tensor(h["forward"][0]), result.init_c2w[0, k, :3, 2].float())
 
 
 def test_single_hypothesis_summary_has_no_best_start_line(field, render_config, scene):

@@ -172,7 +172,7 @@ def test_inerf_track_on_a_generated_sequence(tmp_path, capsys, monkeypatch):
             "--init-from-gt",
         ]
         + ["--samples", "48", "--rays", "512", "--steps", "6", "--recover-steps", "24", "--video-size", "48"]
-        + ["--device", "cpu", "--quiet", "--out", str(out)]
+        + ["--device", "cpu", "--quiet", "--out", str(out), "--pose-format", "colmap,kitti"]
     )
     stdout, err = capsys.readouterr()
     assert code == 0, err
@@ -190,6 +190,16 @@ def test_inerf_track_on_a_generated_sequence(tmp_path, capsys, monkeypatch):
         read_trajectory(out / "trajectory.tum"), read_trajectory(out / "trajectory.json"), atol=1e-6, rtol=0
     )
     assert (out / "overlay.gif").stat().st_size > 0 and (out / "errors.png").stat().st_size > 0
+    # --pose-format: a Blender-trained run's original frame is its training frame; COLMAP names every frame.
+    from inerf.geometry.formats import read_poses
+
+    assert doc["original"]["frame"] == "world frame of the transforms_*.json files"
+    colmap = read_poses(out / "poses" / "colmap" / "images.txt", "colmap")
+    assert colmap.names == [f["name"] for f in doc["frames"]] and colmap.intrinsics[0].width == 96
+    torch.testing.assert_close(colmap.c2w, read_trajectory(out / "trajectory.json"), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        read_poses(out / "poses" / "kitti.txt", "kitti").c2w, colmap.c2w, atol=1e-6, rtol=0
+    )
     # Bad input is one line naming the flag.
     code = main(
         [

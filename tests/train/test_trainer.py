@@ -58,6 +58,10 @@ def test_load_run_round_trip(trained_run):
     assert (cfg.near, cfg.far) == (2.0, 6.0)
     assert cfg.background == (1.0, 1.0, 1.0) and cfg.jitter is False
     assert run.dataset.scale == 1.0 and run.dataset.background == "white"
+    # How the loader moved the user's world is recorded (a Blender scene: not at all), so estimates can be
+    # written in the user's frame.
+    tf = run.dataset.scene_transform()
+    assert tf.is_identity() and tf.original == "world frame of the transforms_*.json files"
     # The weights are those saved: rendering the validation view reproduces the PSNR the trainer logged.
     val = run.dataset.load("val", run_dir=run.run_dir, max_views=1)
     cam = val.cameras
