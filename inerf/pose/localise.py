@@ -429,9 +429,9 @@ def localise_images(
     rows = []
     bar = tqdm(total=len(paths), desc="localise", unit="image", disable=not progress, dynamic_ncols=True)
     try:
-        for index, (path, folder) in enumerate(zip(paths, folders, strict=True)):
+        for path, folder in zip(paths, folders, strict=True):
+            # index 0 for every image: each is solved exactly as `inerf estimate --image` solves it alone
             target = read_image_target(path, camera_for, loc.model.config.background, name=path.name)
-            target.index = index
             target.gt = gt_for(path) if gt_for is not None else None
             target.init, target.init_from_gt = init, init_from_gt
             out = Path(out_root) / folder
