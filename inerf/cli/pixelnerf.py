@@ -357,14 +357,9 @@ def _add_pose(sub) -> None:
     g.add_argument(
         "-c", "--conf", default=None, help="pixelNeRF config (default: the published one of --name)"
     )
-    g.add_argument(
-        "--checkpoints_path",
-        default="checkpoints",
-        help="folder of <name>/pixel_nerf_latest (default: %(default)s)",
-    )
-    g.add_argument(
-        "--checkpoint", default=None, help="checkpoint file (instead of --checkpoints_path/--name)"
-    )
+    from inerf.cli.pixelnerf_bundle import add_checkpoint_arguments
+
+    add_checkpoint_arguments(g)
     g.add_argument(
         "--radius",
         type=float,

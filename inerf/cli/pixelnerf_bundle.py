@@ -27,6 +27,19 @@ class ChosenModel:
     """The :class:`~inerf.pixelnerf.bundle.ModelBundle` when the model is a model folder."""
 
 
+def add_checkpoint_arguments(group) -> None:
+    """``--checkpoints_path`` (the published layout's folder of ``<name>/pixel_nerf_latest``) and
+    ``--checkpoint FILE`` (a checkpoint file instead)."""
+    group.add_argument(
+        "--checkpoints_path",
+        default="checkpoints",
+        help="folder of <name>/pixel_nerf_latest (default: %(default)s)",
+    )
+    group.add_argument(
+        "--checkpoint", default=None, help="checkpoint file (instead of --checkpoints_path/--name)"
+    )
+
+
 def add_model_argument(group) -> None:
     group.add_argument(
         "--model",

@@ -63,14 +63,9 @@ def add_real_parser(sub) -> None:
     g.add_argument(
         "-c", "--conf", default=None, help="pixelNeRF config name or .conf path (default: of --name)"
     )
-    g.add_argument(
-        "--checkpoints_path",
-        default="checkpoints",
-        help="folder of <name>/pixel_nerf_latest (default: %(default)s)",
-    )
-    g.add_argument(
-        "--checkpoint", default=None, help="checkpoint file (instead of --checkpoints_path/--name)"
-    )
+    from inerf.cli.pixelnerf_bundle import add_checkpoint_arguments
+
+    add_checkpoint_arguments(g)
     n = p.add_argument_group("normalisation")
     n.add_argument(
         "--size", type=int, default=SRN_SIZE, help="side of the normalised image (default: %(default)s)"
