@@ -36,6 +36,15 @@ from inerf.pixelnerf.resnetfc import ResnetFC, code_encoding
 __all__ = ["PixelNeRF", "PixelNeRFField", "check_state_dict", "load_pixelnerf", "read_checkpoint"]
 
 
+def _per_view(x: torch.Tensor, num_views: int) -> torch.Tensor:
+    """``x [SB, ...]`` repeated for each source view, object-major: ``[SB * num_views, ...]`` (what
+    ``repeat_interleave(num_views, 0)`` gives, as a broadcast and one copy: no repeats tensor, so nothing a CUDA
+    graph cannot capture)."""
+    if num_views == 1:
+        return x
+    return x[:, None].expand(x.shape[0], num_views, *x.shape[1:]).reshape(-1, *x.shape[1:])
+
+
 def _intrinsics_per_view(
     value, num_objects: int, num_views: int, default: tuple[float, float], name: str, device, dtype
 ) -> torch.Tensor:
@@ -230,7 +239,7 @@ class PixelNeRF(nn.Module):
         in pixelNeRF pixel coordinates (integer = pixel centre; add 0.5 for inerf's). For inspection."""
         if self.w2c_gl is None:
             raise InerfError("pixelNeRF: call encode() first")
-        x = xyz.repeat_interleave(self.num_views, dim=0)
+        x = _per_view(xyz, self.num_views)
         x_cam = torch.matmul(self.w2c_gl[:, None, :3, :3], x[..., None])[..., 0] + self.w2c_gl[:, None, :3, 3]
         return self._project(x_cam).reshape(self.num_objects, self.num_views, -1, 2)
 
@@ -263,7 +272,7 @@ class PixelNeRF(nn.Module):
             )
         B = xyz.shape[1]
         # Rows (object, view, point): every object's points once per source view.
-        xyz = xyz.repeat_interleave(NS, dim=0)  # [SB*NS, B, 3]
+        xyz = _per_view(xyz, NS)  # [SB*NS, B, 3]
         R, t = self.w2c_gl[:, None, :3, :3], self.w2c_gl[:, None, :3, 3]
         xyz_rot = torch.matmul(R, xyz[..., None])[..., 0]  # rotated only: the published position input
         xyz_cam = xyz_rot + t
@@ -281,7 +290,7 @@ class PixelNeRF(nn.Module):
                 raise InerfError("pixelNeRF: this model needs viewdirs")
             if viewdirs.shape != (SB, B, 3):
                 raise InerfError(f"pixelNeRF: viewdirs must be [{SB}, {B}, 3], got {tuple(viewdirs.shape)}")
-            dirs = torch.matmul(R, viewdirs.repeat_interleave(NS, dim=0)[..., None])[..., 0].reshape(-1, 3)
+            dirs = torch.matmul(R, _per_view(viewdirs, NS)[..., None])[..., 0].reshape(-1, 3)
             if cfg.use_code_viewdirs:
                 feat = torch.cat([feat, dirs], dim=-1)
         if self.code is not None:
