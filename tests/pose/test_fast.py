@@ -92,3 +92,49 @@ def test_query_pool_is_sized_from_the_first_step_and_grows_when_it_overflows():
         fast.evaluate(*inputs[:3], need_grad=True)
         assert int(fast.dropped) > 0
         assert fast.check_pool() and fast.model.config.sample_pool == 0.5 and int(fast.dropped) == 0
+
+
+def test_shipped_pixelnerf_step_has_no_host_copy_or_sync(host_copy_spy):
+    """The shipped pixelNeRF's pose step, as the GPU fast path captures it: no tensor built from host data and
+    no op that reads a device value back (nonzero, item, masked_select, unique, a tensor of repeats)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from inerf.pixelnerf.bundle import default_bundle
+    from inerf.pixelnerf.pose import canonical_source_c2w, encode_source
+    from inerf.pixelnerf.rendering import pixelnerf_model, render_config
+    from inerf.pose.problem import field_precision
+
+    class SyncSpy(TorchDispatchMode):
+        SYNCING = ("nonzero", "_local_scalar_dense", "masked_select", "unique", "repeat_interleave")
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.__name__.split(".")[0] in self.SYNCING:
+                self.calls.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    bundle = default_bundle()
+    net = bundle.load()
+    source = torch.rand(*bundle.camera["image_size"], 3)
+    encode_source(net, source, bundle.camera["focal"], bundle.camera["radius"])
+    r = net.full_config.renderer
+    model = pixelnerf_model(
+        net, render_config(r, bundle.camera["near"], bundle.camera["far"], deterministic=True)
+    )
+    H, W = bundle.camera["image_size"]
+    camera = Cameras.from_intrinsics(
+        bundle.camera["focal"], bundle.camera["focal"], W / 2 + 0.5, H / 2 + 0.5, H, W
+    )
+    spy = SyncSpy()
+    with frozen_fields(*model.fields()), field_precision(torch.bfloat16, *model.fields()):
+        problem = Problem(model, PoseTarget(source, camera), PoseConfig(n_rays=16))
+        pix = problem.sampler.sample(torch.zeros(1, dtype=torch.int64), 0)
+        c2w0 = canonical_source_c2w(bundle.camera["radius"]).float()[None, None]
+        inputs = (torch.full((1, 1, 6), 1e-3), c2w0, pix, None, problem.targets(pix, 0.0, 1))
+        with host_copy_spy, spy:
+            loss, grad = problem.loss_and_grad(*inputs)
+    assert host_copy_spy.calls == [] and spy.calls == []
+    assert torch.isfinite(loss).all() and grad.abs().max() > 0
