@@ -37,7 +37,10 @@ class _Capture:
                 fn(*self.inputs)
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # Captured on the warm-up's stream: per-stream library state (cuBLAS / cuBLASLt handles and their
+        # workspaces, created lazily on a stream's first matrix product) then exists before capture begins;
+        # creating it inside a capture invalidates the capture.
+        with torch.cuda.graph(self.graph, stream=stream):
             self.outputs = fn(*self.inputs)
 
     def __call__(self, inputs: list[torch.Tensor | None]):
