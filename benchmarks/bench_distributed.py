@@ -60,7 +60,14 @@ class TrainCase:
     """``inerf`` arguments that continue the run in the folder to the given total step count with the given
     global batch."""
     log_name: str = "train_log.jsonl"
-    """The run's JSON-lines log with ``step`` and ``elapsed_s`` (training seconds) per logged step."""
+    """The run's JSON-lines log (relative to its folder) with ``step``, ``loss`` and ``elapsed_s`` (training
+    seconds) per logged step."""
+    batch_of: Callable[[argparse.Namespace], int] = lambda args: args.rays
+    """The batch of one GPU, in the case's unit (rays; objects for pixelNeRF)."""
+    rays_per_item: Callable[[argparse.Namespace], int] = lambda args: 1
+    """Rays rendered per unit of the batch."""
+    step_of: Callable[[Path], int] = lambda run: json.loads((run / "config.json").read_text())["step"]
+    """The step a run folder has reached."""
 
 
 def _grid_base(args, out: Path) -> list[str]:
@@ -80,10 +87,52 @@ def _grid_resume(args, run: Path, total_steps: int, batch: int) -> list[str]:
     ]
 
 
-CASES = {"grid": TrainCase("grid", _grid_base, _grid_resume)}
-"""Training cases by name. pixelNeRF, once ``inerf pixelnerf train`` exists: a case whose ``base_argv`` trains
-a few hundred steps on one GPU and whose ``resume_argv`` continues it with ``--resume`` and the global batch of
-objects (its log must give ``step`` and ``elapsed_s`` lines, or give the case its own ``log_name``)."""
+def _pixelnerf_common(args, run: Path) -> list[str]:
+    return [
+        *("pixelnerf", "train", "-D", str(args.pixelnerf_data), "-n", "bench", "-c", args.pixelnerf_conf),
+        *("--checkpoints_path", str(run / "checkpoints"), "--visual_path", str(run / "visuals")),
+        *("--logs_path", str(run / "logs"), "-R", str(args.pixelnerf_rays), "-V", "1"),
+        *("--val-every", "0", "--quiet", *(["--gpu_id", "-1"] if args.device == "cpu" else [])),
+    ]
+
+
+def _pixelnerf_base(args, out: Path) -> list[str]:
+    return [
+        *_pixelnerf_common(args, out),
+        *("--overwrite", "--max-steps", str(args.pixelnerf_base_steps), "-B", str(args.pixelnerf_objects)),
+        *("--save-every", str(max(args.pixelnerf_base_steps, 1)), "--print-every", "50"),
+    ]
+
+
+def _pixelnerf_resume(args, run: Path, total_steps: int, batch: int) -> list[str]:
+    return [
+        *_pixelnerf_common(args, run),
+        *("--resume", "--max-steps", str(total_steps), "-B", str(batch)),
+        *("--save-every", str(10**9), "--print-every", str(args.log_every)),
+    ]
+
+
+def _pixelnerf_step(run: Path) -> int:
+    import torch
+
+    return int(torch.load(run / "checkpoints" / "bench" / "_iter", weights_only=True)["iter"])
+
+
+CASES = {
+    "grid": TrainCase("grid", _grid_base, _grid_resume),
+    "pixelnerf": TrainCase(
+        "pixelnerf",
+        _pixelnerf_base,
+        _pixelnerf_resume,
+        log_name="logs/bench/train_log.jsonl",
+        batch_of=lambda args: args.pixelnerf_objects,
+        rays_per_item=lambda args: args.pixelnerf_rays,
+        step_of=_pixelnerf_step,
+    ),
+}
+"""Training cases by name. pixelNeRF (``--cases pixelnerf``, needs ``--pixelnerf-data``): a base run of
+``--pixelnerf-base-steps`` on one GPU, resumed with ``-B`` = the global batch of objects (``--pixelnerf-objects``
+per GPU for weak scaling, in all for strong); rays/s counts ``-R`` rays per object."""
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -210,6 +259,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pose-steps", type=int, default=300, help="solver steps per trial")
     p.add_argument("--pose-rays", type=int, default=2048, help="rays per pose step")
     p.add_argument("--no-pose", action="store_true", help="skip the pose benchmark")
+    p.add_argument(
+        "--pixelnerf-data",
+        default=None,
+        help="SRN-layout category root for the pixelnerf case (e.g. .../chairs)",
+    )
+    p.add_argument("--pixelnerf-conf", default="srn", help="pixelNeRF config of the pixelnerf case")
+    p.add_argument(
+        "--pixelnerf-objects", type=int, default=4, help="objects per step per GPU (weak) / in all"
+    )
+    p.add_argument("--pixelnerf-rays", type=int, default=128, help="rays per object per step (-R)")
+    p.add_argument("--pixelnerf-base-steps", type=int, default=200, help="steps of the pixelNeRF base run")
     p.add_argument("--timeout", type=float, default=300, help="seconds allowed to one command")
     p.add_argument(
         "--tiny", action="store_true", help="tiny sizes for a CPU smoke test (numbers mean nothing)"
@@ -221,11 +281,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [c for c in args.cases if c not in CASES] + [m for m in args.modes if m not in ("weak", "strong")]
     if bad:
         p.error(f"unknown case or mode: {', '.join(bad)}")
+    if "pixelnerf" in args.cases and not args.pixelnerf_data:
+        p.error(
+            "--cases pixelnerf needs --pixelnerf-data (an SRN-layout category, e.g. inerf synth category)"
+        )
     args.tiny_grid = []
     if args.tiny:
         args.base_steps, args.steps, args.warmup, args.log_every = 20, 20, 5, 5
         args.rays, args.pose_images, args.pose_trials, args.pose_steps, args.pose_rays = 128, 4, 2, 10, 64
         args.tiny_grid = ["--field", "n_voxels_init=8000", "--field", "n_voxels_final=27000"]
+        args.pixelnerf_base_steps, args.pixelnerf_objects, args.pixelnerf_rays = 10, 2, 16
     return args
 
 
@@ -274,11 +339,12 @@ def main(argv=None) -> int:
         case = CASES[name]
         base = runs / f"{name}_base"
         wall = run(1, case.base_argv(args, base), args.timeout, commands)
-        base_step = json.loads((base / "config.json").read_text())["step"]
+        base_step = case.step_of(base)
         print(f"bench: {name} base run, {base_step} steps, {wall:.0f} s", flush=True)
         for mode in args.modes:
             for n in args.gpus:
-                batch = args.rays * n if mode == "weak" else args.rays
+                unit = case.batch_of(args)
+                batch = unit * n if mode == "weak" else unit
                 if batch < n:
                     continue
                 if (name, n, batch) not in done:  # one GPU: weak and strong are the same run
@@ -302,11 +368,13 @@ def main(argv=None) -> int:
                         "per_process_batch": batch / n,
                         "steps_timed": timed,
                         "steps_per_s": rate,
-                        "rays_per_s": rate * batch,
+                        "rays_per_s": rate * batch * case.rays_per_item(args),
                     }
                 )
                 print(
-                    f"bench: {name} {mode} x{n}: {rate:.1f} steps/s, {rate * batch:,.0f} rays/s", flush=True
+                    f"bench: {name} {mode} x{n}: {rate:.1f} steps/s, "
+                    f"{rate * batch * case.rays_per_item(args):,.0f} rays/s",
+                    flush=True,
                 )
     for row in training:  # speed-up against the first GPU count of the same case and mode
         ref = next(r for r in training if r["case"] == row["case"] and r["mode"] == row["mode"])
@@ -314,8 +382,10 @@ def main(argv=None) -> int:
     result["training"] = training
 
     pose = []
-    if not args.no_pose:
-        base = runs / f"{args.cases[0]}_base"
+    if not args.no_pose and "grid" not in args.cases:
+        print("bench: pose benchmark skipped: it localises with the grid case's base run", flush=True)
+    if not args.no_pose and "grid" in args.cases:
+        base = runs / "grid_base"
         tables = {}
         for n in args.gpus:
             folder = out / f"pose_{n}"

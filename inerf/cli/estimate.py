@@ -12,16 +12,27 @@ Examples::
         --gt-poses photos/images.txt --out batch/
 
 The work is done by :mod:`inerf.pose.localise` (one code path for one image and for many).
+
+``--images`` also runs under torchrun, one process per GPU (:mod:`inerf.distributed`)::
+
+    torchrun --nproc_per_node 2 -m inerf.cli.main -- estimate --run runs/room --images 'photos/*.jpg' ...
+
+Rank ``r`` localises images ``r, r + W, ...`` of the sorted list into the folders one process would give
+them (:func:`inerf.pose.localise.folder_names` of the whole list); rank 0 gathers the rows in the input
+order and writes ``summary.csv``, ``summary.md`` and the pose files, which then equal one process's (every
+image is solved as it is alone; only the ``seconds`` column, wall-clock time, differs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+from inerf import distributed
 from inerf.cli.common import (
     HelpFormatter,
     add_device,
@@ -372,6 +383,19 @@ def _localiser(args, run_, device, config, global_config, uncertainty_config, vi
 
 
 def run(args) -> int:
+    if args.images:
+        # Under torchrun the processes join one group and share the images; alone, nothing is joined.
+        with distributed.session(args.device):
+            return _run(args)
+    if distributed.launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1:
+        raise InerfError(
+            "under torchrun, estimate shares the images of --images over the processes; one image (--image, "
+            "--view) is one process's work: run it without torchrun"
+        )
+    return _run(args)
+
+
+def _run(args) -> int:
     from inerf.data.image_io import read_image
     from inerf.pose.io import read_pose
     from inerf.pose.localise import Target, image_paths, localise_one, read_image_target
@@ -384,7 +408,8 @@ def run(args) -> int:
         raise InerfError(f"{' '.join(map(str, PERTURB_FLAGS.given(args).values()))}: needs --init-from-gt")
     global_config, uncertainty_config = global_config_from_args(args), uncertainty_config_from_args(args)
     pose_output_from_args(args)
-    check_out_dir(args.out, args.overwrite)
+    # Rank 0 alone looks (another rank could see the folder rank 0 has just made); all ranks get its verdict.
+    distributed.run_on_main(lambda: check_out_dir(args.out, args.overwrite))
     if args.images:
         return _run_batch(args, image_paths(args.images), config, global_config, uncertainty_config)
 
@@ -470,7 +495,8 @@ def _print_single(args, done, target, out) -> None:
 
 
 def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
-    """``inerf estimate --images``: every image localised with the same settings, then the tables."""
+    """``inerf estimate --images``: every image localised with the same settings, then the tables (under
+    torchrun: this rank's share of the images, the tables on rank 0)."""
     from PIL import Image
 
     from inerf.pose.io import read_pose
@@ -487,22 +513,30 @@ def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
         else None
     )
 
-    device = resolve_device(args.device, args.tf32)
+    # Under torchrun the session put this process on its device (cuda:LOCAL_RANK or the CPU).
+    device = resolve_device(str(distributed.device() or args.device), args.tf32)
+    main = distributed.is_main()
     run_ = load_run_checked(args.run, device, args.samples)
-    warn_if_undertrained(run_, "estimate")
+    if main:
+        warn_if_undertrained(run_, "estimate")
     loc = _localiser(args, run_, device, config, global_config, uncertainty_config)
-    out = prepare_out_dir(args.out, args.overwrite)
+    out = distributed.run_on_main(lambda: prepare_out_dir(args.out, args.overwrite))
+    folders = folder_names(paths)  # of the whole list: a name does not depend on the split
+    mine = distributed.shard(range(len(paths)))
     rows = localise_images(
         loc,
-        paths,
+        [paths[i] for i in mine],
         out,
         camera_for=camera_for,
         init=init,
         gt_for=gt_for,
         init_from_gt=args.init_from_gt,
-        folders=folder_names(paths),
-        progress=not args.quiet,
+        folders=[folders[i] for i in mine],
+        progress=not args.quiet and main,  # rank 0's images: one bar
     )
+    rows = distributed.gather_rows(rows)  # every image's row, in the order of `paths`; None off rank 0
+    if not main:
+        return 0
     written = write_batch_summary(out, rows, loc.pose_output)
     print(written["markdown"].read_text(encoding="utf-8"), end="")
     failed = [r["image"] for r in rows if r["status"] != "ok"]

@@ -18,7 +18,7 @@ from inerf import __version__
 from inerf.distributed import launched_by_torchrun
 from inerf.errors import InerfError
 
-DISTRIBUTED_VERBS = frozenset({"train", "benchmark"})
+DISTRIBUTED_VERBS = frozenset({"train", "benchmark", "estimate", "pixelnerf train"})
 """Verbs that split their work over the processes of ``torchrun`` (:mod:`inerf.distributed`); any other verb
 under torchrun would only repeat the same work in every process, writing the same files at once."""
 
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         world = os.environ.get("WORLD_SIZE", "1") if launched_by_torchrun() else "1"
-        if world != "1" and args.verb not in DISTRIBUTED_VERBS:
+        verb = " ".join(filter(None, (args.verb, getattr(args, "pixelnerf_command", None))))
+        if world != "1" and args.verb not in DISTRIBUTED_VERBS and verb not in DISTRIBUTED_VERBS:
             raise InerfError(
                 f"does not run under torchrun (WORLD_SIZE={world}); run it as one process (verbs that split "
                 f"their work over processes: {', '.join(sorted(DISTRIBUTED_VERBS))})"

@@ -123,23 +123,34 @@ def add_train_parser(sub) -> None:
 
 
 def run_train(args) -> int:
+    """Under torchrun the processes join one group for the run (``--gpu_id -1``: the CPU and gloo, else one
+    GPU per process and NCCL) and rank 0 speaks for it; see :mod:`inerf.pixelnerf.train`."""
+    from inerf import distributed
     from inerf.pixelnerf.train import PixelNeRFTrainConfig, PixelNeRFTrainer
 
     names = {f.name for f in dataclasses.fields(PixelNeRFTrainConfig)}
     cfg = PixelNeRFTrainConfig(**{k: v for k, v in vars(args).items() if k in names}, progress=not args.quiet)
-    trainer = PixelNeRFTrainer(cfg)
-    obj = trainer.objects
-    n_params = sum(p.numel() for p in trainer.net.parameters())
-    print(
-        f"pixelnerf train: {cfg.name} ({trainer.config.name}, {n_params / 1e6:.2f} M parameters"
-        f"{', encoder frozen' if trainer.frozen else ''}) on {trainer.device} ({trainer.precision}); "
-        f"{len(obj)} objects x {int(obj.num_views.max())} views of {obj.width}x{obj.height}, "
-        f"near/far {obj.near:g}/{obj.far:g}; "
-        + (f"resuming at step {trainer.step}" if trainer.step else "from step 0")
-    )
-    if not cfg.resume and trainer.config.model.encoder.pretrained and trainer.step == 0:
-        print("  note: no ImageNet weights offline: the encoder starts from random weights")
-    summary = trainer.run()
+    ids = str(cfg.gpu_id).replace(",", " ").split()
+    with distributed.session("cpu" if ids[:1] == ["-1"] else "auto", "--gpu_id"):
+        trainer = PixelNeRFTrainer(cfg)
+        obj = trainer.objects
+        n_params = sum(p.numel() for p in trainer.net.parameters())
+        main = distributed.is_main()
+        world = distributed.world_size()
+        if main:
+            where = f"{world} processes, e.g. {trainer.device}" if world > 1 else str(trainer.device)
+            print(
+                f"pixelnerf train: {cfg.name} ({trainer.config.name}, {n_params / 1e6:.2f} M parameters"
+                f"{', encoder frozen' if trainer.frozen else ''}) on {where} ({trainer.precision}); "
+                f"{len(obj)} objects x {int(obj.num_views.max())} views of {obj.width}x{obj.height}, "
+                f"near/far {obj.near:g}/{obj.far:g}; "
+                + (f"resuming at step {trainer.step}" if trainer.step else "from step 0")
+            )
+            if not cfg.resume and trainer.config.model.encoder.pretrained and trainer.step == 0:
+                print("  note: no ImageNet weights offline: the encoder starts from random weights")
+        summary = trainer.run()
+    if not main:
+        return 0
     rate = summary.steps_this_run / summary.seconds if summary.seconds > 0 else 0.0
     loss = f"{summary.last_loss:.5f}" if summary.last_loss is not None else "n/a"
     val = f"{summary.val_psnr:.2f} dB" if summary.val_psnr is not None else "n/a"

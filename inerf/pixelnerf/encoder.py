@@ -47,6 +47,13 @@ class SpatialEncoder(nn.Module):
     def latent_size(self) -> int:
         return self.config.latent_size
 
+    def unused_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the ResNet stages :meth:`forward` never runs (``layer4`` always, ``layer k`` for
+        ``k >= num_layers``), present when ``keep_unused_layers`` keeps them for the published file layout;
+        they never get a gradient."""
+        first = max(self.config.num_layers, 1)
+        return [p for k in range(first, 5) for p in getattr(self.model, f"layer{k}").parameters()]
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         m, cfg = self.model, self.config
         x = m.relu(m.bn1(m.conv1(images)))

@@ -181,8 +181,10 @@ class PixelNeRF(nn.Module):
             cameras: ``SB * NS`` cameras (OpenCV c2w, pixel centres at +0.5), per-view fx, fy, cx, cy.
             num_objects: SB when ``images`` is 4-D.
         """
+        num_views = None
         if images.ndim == 5:
-            num_objects = images.shape[0]
+            # An empty batch of objects (a process of a data-parallel step with none) keeps its view count.
+            num_objects, num_views = images.shape[:2]
             images = images.reshape(-1, *images.shape[2:])
         if images.ndim != 4 or images.shape[-1] != 3:
             raise InerfError(f"encode_views: images must be [N, H, W, 3], got {tuple(images.shape)}")
@@ -192,7 +194,7 @@ class PixelNeRF(nn.Module):
                 f"encode_views: {len(cameras)} camera(s) of {cameras.width}x{cameras.height} for "
                 f"{n} image(s) of {W}x{H}"
             )
-        if n % num_objects:
+        if num_views is None and (num_objects < 1 or n % num_objects):
             raise InerfError(f"encode_views: {n} views cannot be split into {num_objects} objects")
         cams = cameras.to(images.device)
         c2w_gl = opencv_to_opengl_c2w(cams.c2w.to(images.dtype))  # the published weights see OpenGL axes
@@ -201,7 +203,12 @@ class PixelNeRF(nn.Module):
         cxcy = torch.stack([cams.cx, cams.cy], -1).to(images.dtype) - PIXEL_CENTER
         # [0, 1] -> [-1, 1]: the published encoder was trained on (x - 0.5) / 0.5, not ImageNet statistics.
         self._encode(
-            images.permute(0, 3, 1, 2) * 2.0 - 1.0, c2w_gl, fxfy, cxcy, num_objects, n // num_objects
+            images.permute(0, 3, 1, 2) * 2.0 - 1.0,
+            c2w_gl,
+            fxfy,
+            cxcy,
+            num_objects,
+            num_views if num_views is not None else n // num_objects,
         )
 
     def _encode(self, images, c2w_gl, fxfy, cxcy, num_objects, num_views) -> None:
@@ -312,9 +319,10 @@ class PixelNeRF(nn.Module):
             # No autocast weight cache: a CUDA graph may capture this, and cached casts would live outside it.
             with torch.autocast(rows.device.type, dtype=self.mlp_dtype, cache_enabled=False):
                 raw = mlp(rows, NS, B)
-            raw = raw.float().reshape(SB, B, -1)
+            raw = raw.float().reshape(SB, B, raw.shape[-1])
         else:
-            raw = mlp(rows, NS, B).reshape(SB, B, -1)
+            raw = mlp(rows, NS, B)
+            raw = raw.reshape(SB, B, raw.shape[-1])  # sizes spelt out: SB may be 0 (an empty shard)
         return torch.cat([torch.sigmoid(raw[..., :3]), torch.relu(raw[..., 3:])], dim=-1)
 
 

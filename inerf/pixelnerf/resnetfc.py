@@ -91,7 +91,8 @@ class ResnetFC(nn.Module):
         h = self.lin_in(x)
         for i, block in enumerate(self.blocks):
             if i == self.config.combine_layer:
-                h = h.reshape(-1, num_views, num_points, h.shape[-1])
+                # Objects spelt out, not -1: a data-parallel process may hold none (0 rows).
+                h = h.reshape(h.shape[0] // (num_views * num_points), num_views, num_points, h.shape[-1])
                 h = h.mean(dim=1) if self.config.combine_type == "average" else h.amax(dim=1)
                 h = h.reshape(-1, h.shape[-1])
             if i < len(self.lin_z):

@@ -32,6 +32,21 @@ so a SIGKILL at any moment leaves every file whole and ``--resume`` consistent):
 ``--resume`` continues exactly: the same batches, rays and random samples as an uninterrupted run (bit for
 bit on the CPU; on CUDA up to the non-determinism of atomic adds in the backward passes).
 
+Several processes (``torchrun --nproc_per_node N -m inerf.cli.main -- pixelnerf train ...``,
+:mod:`inerf.distributed`) train the model one process trains with the same ``-B``: ``-B`` stays the global
+batch of objects, and each step every rank draws the whole batch as one process does (the objects, their
+source views, their rays, and, through :class:`inerf.tensors.RowSlice`, the renderer's random samples), then
+keeps its contiguous share of the objects (:func:`inerf.distributed.shard_range`; a rank may get none when
+a batch, such as an epoch's last, has fewer objects than there are ranks). Each rank's loss is its share of
+the batch's mean, so DistributedDataParallel's average of the gradients is the one-process gradient. The
+encoder's BatchNorm layers see the whole batch through :class:`inerf.sync_batchnorm.SyncBatchNorm2d`
+(unless the encoder is frozen: in eval mode every image's features depend on that image alone, so the
+shares' features are the one-process rows exactly). ResNet stages the feature stack never runs (``layer4``,
+kept in the published configs' state_dict) get no gradient and are left out of the all-reduce; Adam still
+lists them, as published, so ``_optim`` keeps its layout. Rank 0 alone validates, logs, shows the progress
+bar and writes checkpoints, and nothing in a checkpoint depends on the number of processes (every rank's
+generators are in the one-process state after every step), so ``--resume`` works on any number of them.
+
 Not reproduced from the published trainer: DTU's colour jitter and ``num_epoch_repeats`` (an epoch here is one
 pass over the objects), ``--gamma`` (learning-rate decay; published runs use 1.0), TensorBoard logs (a JSON
 line per logged step in ``<logs_path>/<name>/train_log.jsonl`` instead), and the visual file names
@@ -41,6 +56,7 @@ as published.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -53,12 +69,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from inerf import distributed
 from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
 from inerf.pixelnerf.config import PixelNeRFConfig, config_to_hocon, load_config
 from inerf.pixelnerf.model import PixelNeRF, check_state_dict, read_checkpoint
 from inerf.pixelnerf.rendering import pixelnerf_model, render_config
 from inerf.rays.rays import Rays, rays_from_pixels
+from inerf.tensors import RowSlice
 from inerf.train.checkpoint import _write_torch, commit_files, recover_files
 
 __all__ = [
@@ -133,7 +151,8 @@ class PixelNeRFTrainConfig:
     visual_path: str = "visuals"
     logs_path: str = "logs"
     gpu_id: str = "0"
-    """GPU id(s); the first is used; the CPU when no GPU is present (or ``-1``)."""
+    """GPU id(s); the first is used; the CPU when no GPU is present (or ``-1``). Under torchrun each process
+    takes ``cuda:LOCAL_RANK`` (or the CPU with ``-1``)."""
     max_steps: int | None = None
     """Stop at this step (a total over resumes); None: no step limit."""
     max_minutes: float | None = None
@@ -405,6 +424,33 @@ class TrainSummary:
     """Log entries of this invocation (``{"step", "loss", ...}`` / ``{"step", "val_psnr"}``)."""
 
 
+class _StepLoss(torch.nn.Module):
+    """The loss of a share of a batch as one module call (what DistributedDataParallel wraps: it synchronises
+    the gradients of one forward per backward, so encoding and rendering both happen in :meth:`forward`)."""
+
+    def __init__(self, net: PixelNeRF, scene, frozen: bool):
+        super().__init__()
+        self.net, self.frozen = net, frozen
+        self.scene = scene  # a plain attribute: the renderer's view of `net`, no parameters of its own
+
+    def forward(self, images, cams: Cameras, rays: Rays, target, generator, share: float):
+        """``(loss, fine-pass squared error)`` of ``rays [SB, R]`` against ``target [SB, R, 3]`` with source
+        ``images [SB, NS, H, W, 3]`` seen by ``cams`` (``SB * NS``): the coarse and the fine pass's squared
+        errors, each summed and divided by ``share`` (the batch's 3 n R colour values over the processes;
+        with one process the means, published lambda_coarse = lambda_fine = 1). ``SB`` may be 0."""
+        if self.frozen:
+            with torch.no_grad():
+                self.net.encode_views(images, cams)
+        else:
+            self.net.encode_views(images, cams)
+        out = self.scene.render_rays(rays, generator=generator)
+        fine = ((out.rgb - target) ** 2).sum() / share  # the fine pass (or the only pass)
+        loss = fine
+        if out.rgb_coarse is not None:
+            loss = loss + ((out.rgb_coarse - target) ** 2).sum() / share
+        return loss, fine
+
+
 class PixelNeRFTrainer:
     """One training run (see the module docstring). Pieces for tests and other drivers: :meth:`train_step`,
     :meth:`validate`, :meth:`save`; :meth:`run` is the loop."""
@@ -416,9 +462,13 @@ class PixelNeRFTrainer:
         self.folder = checkpoint_dir(cfg.checkpoints_path, cfg.name, cfg.exp_group_name)
         self.visual_dir = Path(cfg.visual_path) / (cfg.exp_group_name or "") / cfg.name
         self.log_dir = Path(cfg.logs_path) / (cfg.exp_group_name or "") / cfg.name
-        state = self._prepare_folder()
+        # Rank 0 checks (and repairs) the checkpoint folder; the others wait for its verdict.
+        state = distributed.run_on_main(self._prepare_folder)
+        self.main = distributed.is_main()
         self.config = self._resolve_config(state)
-        self.device = device = _device(cfg.gpu_id)
+        # Under torchrun the session (see the CLI) has put this process on its own device.
+        self.device = device = distributed.device() or _device(cfg.gpu_id)
+        self.world_size = distributed.world_size()
         self.precision = (
             cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
         )
@@ -431,7 +481,9 @@ class PixelNeRFTrainer:
         self.data_format = fmt
         train_set = open_dataset(fmt, cfg.datadir, "train", cfg.z_near, cfg.z_far)
         self.val_set = self._open_val(fmt)
-        self.objects = load_objects(train_set, device, use_bbox=fmt != "dvr_dtu", progress=cfg.progress)
+        self.objects = load_objects(
+            train_set, device, use_bbox=fmt != "dvr_dtu", progress=cfg.progress and self.main
+        )
         self.max_views = self.objects.images.shape[1]
         self.nviews = _parse_ints(cfg.nviews, "-V/--nviews")
         self.fixed_sources = (
@@ -454,6 +506,16 @@ class PixelNeRFTrainer:
         self.scene = pixelnerf_model(self.net, self.render)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        # Stages the feature stack never runs (layer4 of the published configs) never get a gradient; Adam
+        # keeps them in its list (published layout of _optim), and DDP must not wait for their gradients.
+        for p in self.net.encoder.unused_parameters():
+            p.requires_grad_(False)
+        if self.world_size > 1 and not self.frozen:
+            from inerf.sync_batchnorm import convert_sync_batchnorm
+
+            convert_sync_batchnorm(self.net.encoder)  # batch statistics of the whole batch, all ranks
+        self.step_module = distributed.wrap_ddp(_StepLoss(self.net, self.scene, self.frozen))
+        """What a step calls: the loss of a share of the batch, in DistributedDataParallel under torchrun."""
 
         self.step = 0
         self.epoch = 0
@@ -533,7 +595,8 @@ class PixelNeRFTrainer:
             optim = torch.load(folder / OPTIM_NAME, map_location=self.device, weights_only=True)
             self.optimizer.load_state_dict(optim)
         except FileNotFoundError:
-            print(f"note: {folder / OPTIM_NAME} is missing; Adam restarts from zero moments")
+            if self.main:
+                print(f"note: {folder / OPTIM_NAME} is missing; Adam restarts from zero moments")
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise InerfError(
                 f"{folder / OPTIM_NAME}: does not fit this model's trained parameters (--freeze_enc or -c "
@@ -541,7 +604,7 @@ class PixelNeRFTrainer:
             ) from None
         self.step = int(state["iter"])
         ours = state.get("format") == ITER_FORMAT
-        if not ours:
+        if not ours and self.main:
             print(f"note: {folder / ITER_NAME} holds no random-number state: the resumed batches differ")
             return
         self.epoch = int(state["epoch"])
@@ -551,7 +614,8 @@ class PixelNeRFTrainer:
         if state.get("rng_device_type") == self.device.type:
             self.gen.set_state(state["rng_device"])
         else:
-            print("note: the run moved between CPU and GPU: its random numbers continue from a new seed")
+            if self.main:
+                print("note: the run moved between CPU and GPU: its random numbers continue from a new seed")
             self.gen.manual_seed(self.cfg.seed + 1 + self.step)
         self.elapsed_total = float(state.get("elapsed_s", 0.0))
         v = state.get("val_psnr")
@@ -584,24 +648,31 @@ class PixelNeRFTrainer:
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step; returns the loss and the fine pass's MSE as device scalars (no host
-        synchronisation)."""
+        synchronisation). Under torchrun they are this rank's share: their mean over the ranks is the
+        batch's loss and MSE."""
         obj = self.objects
+        # Every rank draws the whole batch (its generators stay in the one-process state) and keeps its rows.
         index = self._next_objects()
         src = self._source_views(index)
         use_bbox = self.cfg.no_bbox_step > 0 and self.step < self.cfg.no_bbox_step
         rays, target = sample_rays(obj, index, self.cfg.ray_batch_size, use_bbox, self.gen)
+        n = index.shape[0]
+        gen: torch.Generator | RowSlice = self.gen
+        if self.world_size > 1:
+            start, stop = distributed.shard_range(n)
+            index, src, rays, target = (
+                index[start:stop],
+                src[start:stop],
+                rays[start:stop],
+                target[start:stop],
+            )
+            gen = RowSlice(self.gen, start, stop, n)
         images = obj.images[index[:, None], src].float() / 255.0  # [SB, NS, H, W, 3]
         cams = obj.cameras(index, src)
-        if self.frozen:
-            with torch.no_grad():
-                self.net.encode_views(images, cams)
-        else:
-            self.net.encode_views(images, cams)
-        out = self.scene.render_rays(rays, generator=self.gen)
-        fine_mse = ((out.rgb - target) ** 2).mean()  # the fine pass (or the only pass)
-        loss = fine_mse
-        if out.rgb_coarse is not None:
-            loss = loss + ((out.rgb_coarse - target) ** 2).mean()  # published lambda_coarse = lambda_fine = 1
+        # A rank's squared errors over its share of the batch's 3 n R colour values (3 n R / W), so the mean
+        # over ranks that DDP takes of the gradients is the gradient of the whole batch's mean.
+        share = 3.0 * n * self.cfg.ray_batch_size / self.world_size
+        loss, fine_mse = self.step_module(images, cams, rays, target, gen, share)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -702,7 +773,10 @@ class PixelNeRFTrainer:
         }
 
     def save(self) -> None:
-        """Write a checkpoint (all files of :data:`GROUP` as one group; ``pixelnerf.conf`` beside them)."""
+        """Write a checkpoint (all files of :data:`GROUP` as one group; ``pixelnerf.conf`` beside them); on
+        rank 0 only, as every rank holds the same state."""
+        if not self.main:
+            return
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").clone() for k, v in self.net.state_dict().items()}
@@ -731,37 +805,50 @@ class PixelNeRFTrainer:
         from inerf.train.trainer import progress_bar
 
         cfg = self.cfg
+        main = self.main  # validates, logs, shows the bar and saves; the other ranks only train
         budget = cfg.max_minutes * 60.0 if cfg.max_minutes else math.inf
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         history: list = []
         start_step = self.step
         t_loop = t_start = time.monotonic()
         last_loss = None
         total = cfg.max_steps if cfg.max_steps is not None else 10**9
         with (
-            open(self.log_dir / "train_log.jsonl", "a", encoding="utf-8") as log,
+            open(self.log_dir / "train_log.jsonl", "a", encoding="utf-8")
+            if main
+            else contextlib.nullcontext() as log,
             progress_bar(
                 self.step,
                 total,
                 time.monotonic() - self.t0,
                 budget,
-                disable=not cfg.progress,
+                disable=not (cfg.progress and main),
                 desc=f"train {cfg.name}",
             ) as bar,
         ):
 
             def record(entry: dict) -> None:
-                entry = {"step": self.step, **entry}
+                # elapsed_s: training seconds of the run so far (validation and checkpoints included).
+                entry = {"step": self.step, **entry, "elapsed_s": round(self.elapsed_total + since(), 3)}
                 history.append(entry)
+                if log is None:
+                    return
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
+
+            def since() -> float:
+                return time.monotonic() - t_loop
+
+            def clock() -> float:
+                """Seconds since the command started, rank 0's on every rank (one stopping decision)."""
+                now = time.monotonic() - self.t0
+                return distributed.main_value(now) if math.isfinite(budget) else now
 
             sums = torch.zeros(2, device=self.device)  # loss, fine MSE: summed on the device
             n_sum = 0
             try:
-                while (cfg.max_steps is None or self.step < cfg.max_steps) and (
-                    time.monotonic() - self.t0 < budget
-                ):
+                while (cfg.max_steps is None or self.step < cfg.max_steps) and clock() < budget:
                     loss, fine_mse = self.train_step()
                     sums[0] += loss
                     sums[1] += fine_mse
@@ -769,7 +856,8 @@ class PixelNeRFTrainer:
                     now = time.monotonic()
                     bar.advance(self.step, now - self.t0)
                     if self.step % cfg.print_every == 0:
-                        last_loss, mse = (sums / n_sum).tolist()  # the one synchronisation of the window
+                        # The one synchronisation of the window; the ranks' shares average to the batch's.
+                        last_loss, mse = (distributed.mean_over_ranks(sums) / n_sum).tolist()
                         if not math.isfinite(last_loss):
                             raise InerfError(
                                 f"training diverged at step {self.step} (loss {last_loss}); try a lower --lr"
@@ -780,7 +868,7 @@ class PixelNeRFTrainer:
                         val = self.val_psnr if self.val_psnr is not None else float("nan")
                         bar.set_postfix(loss=f"{last_loss:.5f}", psnr=f"{psnr:.2f}", val=f"{val:.2f}")
                         record({"loss": last_loss, "psnr": psnr if math.isfinite(psnr) else None})
-                    if cfg.val_every and self.step % cfg.val_every == 0:
+                    if main and cfg.val_every and self.step % cfg.val_every == 0:
                         v = self.validate()
                         if v is not None:
                             record({"val_psnr": v})
@@ -803,6 +891,7 @@ class PixelNeRFTrainer:
                 raise
             self._add_elapsed(t_loop)
             self.save()
+        distributed.barrier()  # every rank returns once the final checkpoint is on disk
         seconds = time.monotonic() - self.t0
         return TrainSummary(
             folder=self.folder,

@@ -181,7 +181,8 @@ def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderC
     pts = rays.origins[..., None, :] + step[..., None, :] * t[..., None]
     dirs = rays.viewdirs[..., None, :].expand_as(pts)
     delta = volrend.interval_lengths(t_starts, t_ends, None if metric else rays.directions)
-    flat = (*t.shape[:-2], -1, 3)  # one point axis per object: the field's [..., N, 3]
+    # One point axis per object: the field's [..., N, 3] (N spelt out: an empty batch has no -1 to infer).
+    flat = (*t.shape[:-2], t.shape[-2] * t.shape[-1], 3)
     rgb, sigma = _query(fld, pts.reshape(flat), dirs.reshape(flat), config.field_chunk)
     rgb, sigma = rgb.reshape(*t.shape, 3), sigma.reshape(t.shape)
     w = volrend.render_weights(volrend.alpha_from_density(sigma, delta), config.transmittance)
