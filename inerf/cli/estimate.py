@@ -38,17 +38,19 @@ from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.cli.pose_options import (
     PERTURB_FLAGS,
     add_global_arguments,
+    add_input_frame_argument,
     add_intrinsics_arguments,
     add_pose_output_arguments,
     add_uncertainty_arguments,
     camera_prior,
     global_config_from_args,
-    intrinsics_from_args,
+    input_poses_to_training,
     pose_output_from_args,
     run_scene_transform,
     uncertainty_config_from_args,
     use_global_preset,
 )
+from inerf.cli.pose_options import camera_source as _camera_source
 from inerf.errors import InerfError
 from inerf.pose.config import FAST, PAPER, ROBUST, STRATEGIES, PoseConfig, SamplingConfig
 from inerf.pose.perturb import Perturbation
@@ -223,9 +225,10 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--gt-poses",
         metavar="FILE",
-        help="with --images: their ground-truth poses (training frame), matched by image name (transforms*.json, "
-        "COLMAP images.txt, inerf JSON) or by order (TUM, KITTI)",
+        help="with --images: their ground-truth poses (in the frame of --input-frame), matched by image name "
+        "(transforms*.json, COLMAP images.txt, inerf JSON) or by order (TUM, KITTI)",
     )
+    add_input_frame_argument(g, "--init, --gt and --gt-poses")
     g.add_argument(
         "--pose-convention",
         choices=["opencv", "opengl"],
@@ -287,23 +290,6 @@ def add_parser(subparsers) -> None:
     o.add_argument("--fps", type=finite_float, default=5.0, help="frame rate of the GIF and MP4")
     o.add_argument("--no-video", action="store_true", help="write frames but no GIF/MP4")
     p.set_defaults(func=run)
-
-
-def _camera_source(args, dataset_camera=None):
-    """``camera_for(width, height) -> (Cameras, Undistorter or None)`` of the intrinsics flags (an
-    ``--intrinsics`` file with distortion keys undistorts the target, see :func:`inerf.pose.io.read_camera`),
-    else of the dataset view's camera (``--view``)."""
-    from inerf.pose.io import read_camera
-
-    pinhole = intrinsics_from_args(args)  # checks the flags against each other
-    if args.intrinsics:
-        path = input_file(args.intrinsics, "--intrinsics")
-        return lambda w, h: read_camera(path, w, h)
-    if pinhole is not None:
-        return lambda w, h: (pinhole(w, h), None)
-    if dataset_camera is not None:
-        return lambda w, h: (dataset_camera, None)
-    raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
 
 
 def _check_flags(args) -> None:
@@ -426,9 +412,16 @@ def run(args) -> int:
     else:
         target = read_image_target(args.image, _camera_source(args), run_.model.config.background)
         target.gt = gt
-    target.init, target.init_from_gt = init, args.init_from_gt
 
     loc = _localiser(args, run_, device, config, global_config, uncertainty_config, views)
+    # The user's pose files change frame here, once; a --view's ground truth is the dataset's, already there.
+    to_training = input_poses_to_training(args, loc.pose_output.transform, "--init/--gt")
+    if args.gt:
+        target.gt = to_training(target.gt)
+    target.init = to_training(init) if init is not None else None
+    target.init_from_gt = args.init_from_gt
+    if args.input_frame == "original" and (args.gt or args.init):
+        target.source["input_frame"] = f"original: {loc.pose_output.transform.original}"
     out = prepare_out_dir(args.out, args.overwrite)
     done = localise_one(loc, target, out, progress=not args.quiet)
     _print_single(args, done, target, out)
@@ -491,6 +484,9 @@ def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
     run_ = load_run_checked(args.run, device, args.samples)
     warn_if_undertrained(run_, "estimate")
     loc = _localiser(args, run_, device, config, global_config, uncertainty_config)
+    to_training = input_poses_to_training(args, loc.pose_output.transform, "--init/--gt-poses")
+    init = to_training(init) if init is not None else None
+    gt_for = (lambda image, read=gt_for: to_training(read(image))) if gt_for is not None else None
     out = prepare_out_dir(args.out, args.overwrite)
     rows = localise_images(
         loc,
