@@ -43,14 +43,15 @@ from inerf.cli.pose_options import (
     add_pose_output_arguments,
     add_uncertainty_arguments,
     camera_prior,
+    camera_source,
     global_config_from_args,
     input_poses_to_training,
     pose_output_from_args,
+    read_init_pose,
     run_scene_transform,
     uncertainty_config_from_args,
     use_global_preset,
 )
-from inerf.cli.pose_options import camera_source as _camera_source
 from inerf.errors import InerfError
 from inerf.pose.config import FAST, PAPER, ROBUST, STRATEGIES, PoseConfig, SamplingConfig
 from inerf.pose.perturb import Perturbation
@@ -377,12 +378,8 @@ def run(args) -> int:
     # Inputs that need no model first, so bad files fail fast.
     if args.image:
         raw = read_image(input_file(args.image, "--image", "an image file"))
-        _camera_source(args)(raw.shape[1], raw.shape[0])  # intrinsics checked against the image
-    init = (
-        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
-        if args.init
-        else None
-    )
+        camera_source(args)(raw.shape[1], raw.shape[0])  # intrinsics checked against the image
+    init = read_init_pose(args)
     gt = (
         read_pose(input_file(args.gt, "--gt"), args.pose_convention, "ground-truth pose") if args.gt else None
     )
@@ -396,7 +393,7 @@ def run(args) -> int:
         if not 0 <= args.view < len(views):
             raise InerfError(f"--view {args.view}: the {args.split} split has {len(views)} views")
         check_background(views, run_.model.config.background)
-        camera, _ = _camera_source(args, views.cameras[args.view])(views.width, views.height)
+        camera, _ = camera_source(args, views.cameras[args.view])(views.width, views.height)
         alpha = views.alphas[args.view] if views.alphas is not None else None
         name = f"{args.split}[{args.view}] {views.names[args.view]}"
         gt = views.cameras.c2w[args.view].double()
@@ -410,7 +407,7 @@ def run(args) -> int:
             index=args.view,
         )
     else:
-        target = read_image_target(args.image, _camera_source(args), run_.model.config.background)
+        target = read_image_target(args.image, camera_source(args), run_.model.config.background)
         target.gt = gt
 
     loc = _localiser(args, run_, device, config, global_config, uncertainty_config, views)
@@ -466,19 +463,14 @@ def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
     """``inerf estimate --images``: every image localised with the same settings, then the tables."""
     from PIL import Image
 
-    from inerf.pose.io import read_pose
     from inerf.pose.localise import folder_names, ground_truth_lookup, localise_images, write_batch_summary
 
     # Every file checked before the model is loaded: sizes against the intrinsics, a ground truth per image.
-    camera_for = _camera_source(args)
+    camera_for = camera_source(args)
     for size in dict.fromkeys(_image_size(p, Image) for p in paths):
         camera_for(*size)
     gt_for = ground_truth_lookup(input_file(args.gt_poses, "--gt-poses"), paths) if args.gt_poses else None
-    init = (
-        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
-        if args.init
-        else None
-    )
+    init = read_init_pose(args)
 
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)

@@ -38,6 +38,7 @@ __all__ = [
     "input_poses_to_training",
     "intrinsics_from_args",
     "pose_output_from_args",
+    "read_init_pose",
     "run_scene_transform",
     "uncertainty_config_from_args",
 ]
@@ -126,7 +127,8 @@ def camera_source(args, dataset_camera=None):
         return lambda w, h: (pinhole(w, h), None)
     if dataset_camera is not None:
         return lambda w, h: (dataset_camera, None)
-    raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
+    dataset_view = " (or use --view for a dataset image)" if hasattr(args, "view") else ""
+    raise InerfError(f"no intrinsics: give --intrinsics FILE or --fx{dataset_view}")
 
 
 def add_global_arguments(parser: argparse.ArgumentParser, what: str = "the pose") -> None:
@@ -249,6 +251,16 @@ def add_input_frame_argument(group, flags: str = "--init, --gt") -> None:
         "your COLMAP model or your transforms.json: converted through the centring and scaling the run "
         "recorded; for a Blender run both are the same)",
     )
+
+
+def read_init_pose(args):
+    """The ``[4, 4]`` c2w of ``--init`` (camera axes from the file or ``--pose-convention``; frame as typed:
+    map it with :func:`input_poses_to_training`), or None without ``--init``."""
+    from inerf.pose.io import read_pose
+
+    if not args.init:
+        return None
+    return read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
 
 
 def input_poses_to_training(args, transform, flags: str = "--init/--gt"):

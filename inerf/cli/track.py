@@ -157,9 +157,10 @@ def run(args) -> int:
         global_config_from_args,
         input_poses_to_training,
         pose_output_from_args,
+        read_init_pose,
         run_scene_transform,
     )
-    from inerf.pose.io import camera_to_json, read_pose
+    from inerf.pose.io import camera_to_json
     from inerf.pose.pose_files import pinhole_of, write_pose_files
     from inerf.pose.track import track
     from inerf.pose.track_io import image_files, iter_frames, read_trajectory, write_track_outputs
@@ -185,11 +186,7 @@ def run(args) -> int:
         n = min(n, args.max_frames or n)
         if len(gt) < n:
             raise InerfError(f"--gt {args.gt}: {len(gt)} poses for {n} frames of {source}")
-    init = (
-        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
-        if args.init
-        else None
-    )
+    init = read_init_pose(args)
 
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)

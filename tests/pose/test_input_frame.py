@@ -61,12 +61,10 @@ def _pose_file(path, c2w):
     return str(path)
 
 
-def test_estimate_with_poses_in_the_original_frame(tmp_path, moved_run):
-    views = moved_run.dataset.views
-    Image.fromarray(to_uint8(views.images[1])).save(tmp_path / "t.png")
-    gt = views.cameras.c2w[1].double()
-    init = perturb(gt, 8.0, 0.04)
-    base = [
+def _one_image(tmp_path, views, i: int) -> list[str]:
+    """``inerf estimate`` of view ``i`` of the fake run saved as a PNG, with its intrinsics file."""
+    Image.fromarray(to_uint8(views.images[i])).save(tmp_path / "t.png")
+    return [
         "estimate",
         "--run",
         "RUN",
@@ -75,6 +73,13 @@ def test_estimate_with_poses_in_the_original_frame(tmp_path, moved_run):
         "--intrinsics",
         str(_k(tmp_path / "k.json")),
     ]
+
+
+def test_estimate_with_poses_in_the_original_frame(tmp_path, moved_run):
+    views = moved_run.dataset.views
+    gt = views.cameras.c2w[1].double()
+    init = perturb(gt, 8.0, 0.04)
+    base = _one_image(tmp_path, views, 1)
     poses = {}
     for frame, to_file in (("training", lambda c: c), ("original", MOVE.c2w_to_original)):
         files = ["--gt", _pose_file(tmp_path / f"gt_{frame}.json", to_file(gt))]
@@ -220,16 +225,7 @@ def test_original_input_frame_without_a_recorded_frame_is_one_line(tmp_path, fak
 
     monkeypatch.setattr(estimate_cli, "run_scene_transform", lambda *a, **k: None)
     views = fake_run.dataset.views
-    Image.fromarray(to_uint8(views.images[0])).save(tmp_path / "t.png")
-    argv = [
-        "estimate",
-        "--run",
-        "RUN",
-        "--image",
-        str(tmp_path / "t.png"),
-        "--intrinsics",
-        str(_k(tmp_path / "k.json")),
-    ]
+    argv = _one_image(tmp_path, views, 0)
     argv += [
         "--init",
         _pose_file(tmp_path / "i.json", views.cameras.c2w[0].double()),
