@@ -203,7 +203,7 @@ def make_sequence(args, out: Path) -> Path:
 
 
 def bench_track(args, model, device, out: Path) -> dict:
-    from inerf.pose.io import read_intrinsics
+    from inerf.pose.io import read_camera
     from inerf.pose.track import RECOVER, TRACK, TrackConfig, track
     from inerf.pose.track_io import iter_frames, read_trajectory, write_track_outputs
 
@@ -212,7 +212,7 @@ def bench_track(args, model, device, out: Path) -> dict:
     frames = list(
         iter_frames(
             seq / "path",
-            lambda w, h: read_intrinsics(seq / "transforms_path.json", w, h),
+            lambda w, h: read_camera(seq / "transforms_path.json", w, h),
             model.config.background,
             device,
         )

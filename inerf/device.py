@@ -47,6 +47,7 @@ __all__ = [
     "choose_cpu_threads",
     "configure_cpu_threads",
     "free_cpu_threads",
+    "gpu_device",
     "prepare_openmp_env",
     "resolve_device",
 ]
@@ -94,6 +95,18 @@ sleeps. Measured with ``inerf demo --steps 100`` on the 2-core machine (one run 
 11.9 s at libgomp's default (300 000), 11.6 s at 3000, 12.7 s at 1000, 13.4 s at 0 (sleep at once: each
 parallel region then waits for a thread to wake up); with a competing busy process and 2 threads, 31.5 s,
 18.8 s, 15.5 s and 17.4 s. 3000 is the shortest spin that costs nothing on a quiet machine."""
+
+
+def gpu_device(gpu_id) -> torch.device:
+    """The device of the published pixelNeRF scripts' ``--gpu_id``: space- or comma-separated CUDA ids of
+    which the first is used; the CPU when CUDA is unavailable, the list is empty or the first id is
+    negative (the scripts' way to ask for the CPU)."""
+    import torch
+
+    ids = [int(x) for x in str(gpu_id).replace(",", " ").split()] if str(gpu_id).strip() else []
+    if torch.cuda.is_available() and ids and ids[0] >= 0:
+        return torch.device(f"cuda:{ids[0]}")
+    return torch.device("cpu")
 
 
 def prepare_openmp_env(environ: MutableMapping[str, str] | None = None) -> bool:

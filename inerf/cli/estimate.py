@@ -49,13 +49,16 @@ from inerf.cli.config_args import ConfigFlags, Given, finite_float
 from inerf.cli.pose_options import (
     PERTURB_FLAGS,
     add_global_arguments,
+    add_input_frame_argument,
     add_intrinsics_arguments,
     add_pose_output_arguments,
     add_uncertainty_arguments,
     camera_prior,
+    camera_source,
     global_config_from_args,
-    intrinsics_from_args,
+    input_poses_to_training,
     pose_output_from_args,
+    read_init_pose,
     run_scene_transform,
     uncertainty_config_from_args,
     use_global_preset,
@@ -234,9 +237,10 @@ def add_parser(subparsers) -> None:
     g.add_argument(
         "--gt-poses",
         metavar="FILE",
-        help="with --images: their ground-truth poses (training frame), matched by image name (transforms*.json, "
-        "COLMAP images.txt, inerf JSON) or by order (TUM, KITTI)",
+        help="with --images: their ground-truth poses (in the frame of --input-frame), matched by image name "
+        "(transforms*.json, COLMAP images.txt, inerf JSON) or by order (TUM, KITTI)",
     )
+    add_input_frame_argument(g, "--init, --gt and --gt-poses")
     g.add_argument(
         "--pose-convention",
         choices=["opencv", "opengl"],
@@ -298,23 +302,6 @@ def add_parser(subparsers) -> None:
     o.add_argument("--fps", type=finite_float, default=5.0, help="frame rate of the GIF and MP4")
     o.add_argument("--no-video", action="store_true", help="write frames but no GIF/MP4")
     p.set_defaults(func=run)
-
-
-def _camera_source(args, dataset_camera=None):
-    """``camera_for(width, height) -> (Cameras, Undistorter or None)`` of the intrinsics flags (an
-    ``--intrinsics`` file with distortion keys undistorts the target, see :func:`inerf.pose.io.read_camera`),
-    else of the dataset view's camera (``--view``)."""
-    from inerf.pose.io import read_camera
-
-    pinhole = intrinsics_from_args(args)  # checks the flags against each other
-    if args.intrinsics:
-        path = input_file(args.intrinsics, "--intrinsics")
-        return lambda w, h: read_camera(path, w, h)
-    if pinhole is not None:
-        return lambda w, h: (pinhole(w, h), None)
-    if dataset_camera is not None:
-        return lambda w, h: (dataset_camera, None)
-    raise InerfError("no intrinsics: give --intrinsics FILE or --fx (or use --view for a dataset image)")
 
 
 def _check_flags(args) -> None:
@@ -416,12 +403,8 @@ def _run(args) -> int:
     # Inputs that need no model first, so bad files fail fast.
     if args.image:
         raw = read_image(input_file(args.image, "--image", "an image file"))
-        _camera_source(args)(raw.shape[1], raw.shape[0])  # intrinsics checked against the image
-    init = (
-        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
-        if args.init
-        else None
-    )
+        camera_source(args)(raw.shape[1], raw.shape[0])  # intrinsics checked against the image
+    init = read_init_pose(args)
     gt = (
         read_pose(input_file(args.gt, "--gt"), args.pose_convention, "ground-truth pose") if args.gt else None
     )
@@ -435,7 +418,7 @@ def _run(args) -> int:
         if not 0 <= args.view < len(views):
             raise InerfError(f"--view {args.view}: the {args.split} split has {len(views)} views")
         check_background(views, run_.model.config.background)
-        camera, _ = _camera_source(args, views.cameras[args.view])(views.width, views.height)
+        camera, _ = camera_source(args, views.cameras[args.view])(views.width, views.height)
         alpha = views.alphas[args.view] if views.alphas is not None else None
         name = f"{args.split}[{args.view}] {views.names[args.view]}"
         gt = views.cameras.c2w[args.view].double()
@@ -449,11 +432,18 @@ def _run(args) -> int:
             index=args.view,
         )
     else:
-        target = read_image_target(args.image, _camera_source(args), run_.model.config.background)
+        target = read_image_target(args.image, camera_source(args), run_.model.config.background)
         target.gt = gt
-    target.init, target.init_from_gt = init, args.init_from_gt
 
     loc = _localiser(args, run_, device, config, global_config, uncertainty_config, views)
+    # The user's pose files change frame here, once; a --view's ground truth is the dataset's, already there.
+    to_training = input_poses_to_training(args, loc.pose_output.transform, "--init/--gt")
+    if args.gt:
+        target.gt = to_training(target.gt)
+    target.init = to_training(init) if init is not None else None
+    target.init_from_gt = args.init_from_gt
+    if args.input_frame == "original" and (args.gt or args.init):
+        target.source["input_frame"] = f"original: {loc.pose_output.transform.original}"
     out = prepare_out_dir(args.out, args.overwrite)
     done = localise_one(loc, target, out, progress=not args.quiet)
     _print_single(args, done, target, out)
@@ -499,19 +489,14 @@ def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
     torchrun: this rank's share of the images, the tables on rank 0)."""
     from PIL import Image
 
-    from inerf.pose.io import read_pose
     from inerf.pose.localise import folder_names, ground_truth_lookup, localise_images, write_batch_summary
 
     # Every file checked before the model is loaded: sizes against the intrinsics, a ground truth per image.
-    camera_for = _camera_source(args)
+    camera_for = camera_source(args)
     for size in dict.fromkeys(_image_size(p, Image) for p in paths):
         camera_for(*size)
     gt_for = ground_truth_lookup(input_file(args.gt_poses, "--gt-poses"), paths) if args.gt_poses else None
-    init = (
-        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
-        if args.init
-        else None
-    )
+    init = read_init_pose(args)
 
     # Under torchrun the session put this process on its device (cuda:LOCAL_RANK or the CPU).
     device = resolve_device(str(distributed.device() or args.device), args.tf32)
@@ -520,6 +505,9 @@ def _run_batch(args, paths, config, global_config, uncertainty_config) -> int:
     if main:
         warn_if_undertrained(run_, "estimate")
     loc = _localiser(args, run_, device, config, global_config, uncertainty_config)
+    to_training = input_poses_to_training(args, loc.pose_output.transform, "--init/--gt-poses")
+    init = to_training(init) if init is not None else None
+    gt_for = (lambda image, read=gt_for: to_training(read(image))) if gt_for is not None else None
     out = distributed.run_on_main(lambda: prepare_out_dir(args.out, args.overwrite))
     folders = folder_names(paths)  # of the whole list: a name does not depend on the split
     mine = distributed.shard(range(len(paths)))

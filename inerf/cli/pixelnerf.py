@@ -19,7 +19,9 @@ import random
 from pathlib import Path
 
 from inerf.cli.common import refuse_existing
+from inerf.device import gpu_device
 from inerf.errors import InerfError
+from inerf.pixelnerf.config import parse_ints
 
 
 def add_parser(subparsers) -> None:
@@ -178,22 +180,6 @@ def _add_video(sub) -> None:
     p.set_defaults(func=run_video)
 
 
-def _device(gpu_id: str):
-    import torch
-
-    ids = [int(x) for x in str(gpu_id).replace(",", " ").split()] if str(gpu_id).strip() else []
-    if torch.cuda.is_available() and ids and ids[0] >= 0:
-        return torch.device(f"cuda:{ids[0]}")
-    return torch.device("cpu")
-
-
-def _parse_views(text: str, what: str) -> list[int]:
-    try:
-        return [int(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise InerfError(f"{what}: expected space-separated integers, got {text!r}") from None
-
-
 def open_split(data_format: str, datadir: str, split: str):
     """The published dataset of ``data_format`` (``srn``, ``dvr``, ``dvr_gen``, ``dvr_dtu``) for ``split``."""
     from inerf.pixelnerf.train import open_dataset
@@ -244,7 +230,7 @@ def run_video(args) -> int:
         )
     views = dataset[args.subset]
     rng = random.Random(args.seed)
-    source = _parse_views(args.source, "-P/--source")
+    source = parse_ints(args.source, "-P/--source")
     if not source:
         raise InerfError("-P/--source: give at least one view index")
     if source[0] == -1:
@@ -267,7 +253,7 @@ def run_video(args) -> int:
         args.overwrite,
     )
 
-    device = _device(args.gpu_id)
+    device = gpu_device(args.gpu_id)
     model = load_pixelnerf(checkpoint, config, device=device)
     if data_format == "dvr_dtu":
         path = scene_orbit_c2w(views.cameras.c2w, args.num_views, args.radius if args.radius > 0 else 2.0)

@@ -72,8 +72,9 @@ def add_eval_parser(sub) -> None:
 
 
 def run_eval_command(args) -> int:
-    from inerf.cli.pixelnerf import _device, open_split
+    from inerf.cli.pixelnerf import open_split
     from inerf.cli.pixelnerf_bundle import choose_video_model
+    from inerf.device import gpu_device
     from inerf.pixelnerf.evaluate import EvalConfig, run_eval
     from inerf.pixelnerf.model import load_pixelnerf
 
@@ -93,7 +94,7 @@ def run_eval_command(args) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and k != "source"}
     config = EvalConfig(**given, source=source)
     config.output = Path(config.output)
-    device = _device(args.gpu_id)
+    device = gpu_device(args.gpu_id)
     net = load_pixelnerf(chosen.checkpoint, chosen.config, device=device)
     print(
         f"pixelnerf eval: {chosen.label} on {split} of {datadir} ({len(dataset)} objects), sources "

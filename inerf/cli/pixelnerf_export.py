@@ -51,12 +51,10 @@ def run_export(args) -> int:
     import torch
 
     from inerf.pixelnerf.bundle import export_bundle, read_bundle
+    from inerf.pixelnerf.config import parse_ints
     from inerf.pixelnerf.train import checkpoint_dir
 
-    try:
-        views = tuple(int(v) for v in args.example_views.replace(",", " ").split())
-    except ValueError:
-        raise InerfError(f"--example-views: expected integers, got {args.example_views!r}") from None
+    views = tuple(parse_ints(args.example_views, "--example-views"))
     if args.examples < 1 or not views:
         raise InerfError("--examples and --example-views need at least one object and one view")
     out = export_bundle(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from inerf.errors import InerfError
-
 
 def add_metrics_parser(sub) -> None:
     """Register ``metrics`` on the ``inerf pixelnerf`` sub-command parser ``sub``."""
@@ -113,11 +111,9 @@ def run_metrics_command(args) -> int:
     import torch
 
     from inerf.eval.pixelnerf_metrics import MetricsConfig, run_metrics
+    from inerf.pixelnerf.config import parse_ints
 
-    try:
-        primary = tuple(int(v) for v in args.primary.replace(",", " ").split())
-    except ValueError:
-        raise InerfError(f"-P/--primary: expected space-separated integers, got {args.primary!r}") from None
+    primary = tuple(parse_ints(args.primary, "-P/--primary"))
     device = f"cuda:{args.gpu_id}" if args.gpu_id >= 0 and torch.cuda.is_available() else "cpu"
     # Each flag is named as the config field it sets (the published calc_metrics.py's names); the device
     # comes from --gpu_id and -P is parsed above.

@@ -1,5 +1,6 @@
-"""Options of the pose verbs beyond the solver: the target's intrinsics, the start perturbation, global
-localisation (``--global``), pose uncertainty and the pose files (``--pose-format``, ``--pose-frame``).
+"""Options of the pose verbs beyond the solver: the target's intrinsics (and lens), the start perturbation,
+global localisation (``--global``), pose uncertainty, the frame of the pose files given (``--input-frame``)
+and of those written (``--pose-format``, ``--pose-frame``).
 
 Shared by ``inerf estimate``, ``inerf benchmark pose``, ``inerf track`` and ``inerf demo``. The flags are derived from
 :class:`inerf.pose.global_search.GlobalConfig` (``--global-viewpoints``, ``--global-rolls``, ...) and
@@ -23,16 +24,21 @@ from inerf.pose.uncertainty import UncertaintyConfig
 __all__ = [
     "GLOBAL_FLAGS",
     "GLOBAL_PRESET",
+    "INPUT_FRAME_DEFAULT",
     "PERTURB_FLAGS",
     "UNCERTAINTY_FLAGS",
     "add_global_arguments",
+    "add_input_frame_argument",
     "add_intrinsics_arguments",
     "add_pose_output_arguments",
     "add_uncertainty_arguments",
     "camera_prior",
+    "camera_source",
     "global_config_from_args",
+    "input_poses_to_training",
     "intrinsics_from_args",
     "pose_output_from_args",
+    "read_init_pose",
     "run_scene_transform",
     "uncertainty_config_from_args",
 ]
@@ -101,6 +107,28 @@ def intrinsics_from_args(args):
     if any(v is not None for v in flags):
         raise InerfError("--fy/--cx/--cy need --fx")
     return None
+
+
+def camera_source(args, dataset_camera=None):
+    """``camera_for(width, height) -> (Cameras, Undistorter or None)`` of the intrinsics flags, else of a
+    dataset view's camera (``inerf estimate --view``).
+
+    An ``--intrinsics`` file with distortion keys gives the :class:`~inerf.data.undistort.Undistorter` that
+    resamples a frame of that size into the pinhole camera returned beside it (:func:`inerf.pose.io.read_camera`:
+    the same undistortion the nerfstudio and COLMAP loaders apply to the training images); ``--fx`` ... and
+    the dataset camera are pinhole (None)."""
+    from inerf.pose.io import read_camera
+
+    pinhole = intrinsics_from_args(args)  # checks the flags against each other
+    if args.intrinsics:
+        path = input_file(args.intrinsics, "--intrinsics")
+        return lambda w, h: read_camera(path, w, h)
+    if pinhole is not None:
+        return lambda w, h: (pinhole(w, h), None)
+    if dataset_camera is not None:
+        return lambda w, h: (dataset_camera, None)
+    dataset_view = " (or use --view for a dataset image)" if hasattr(args, "view") else ""
+    raise InerfError(f"no intrinsics: give --intrinsics FILE or --fx{dataset_view}")
 
 
 def add_global_arguments(parser: argparse.ArgumentParser, what: str = "the pose") -> None:
@@ -200,6 +228,59 @@ def add_pose_output_arguments(parser: argparse.ArgumentParser, what: str = "the 
         "undoing the loader's centring and scaling; the training frame when the run recorded none) or "
         "training (the frame the field was trained in)",
     )
+
+
+INPUT_FRAME_DEFAULT = "training"
+"""Default of ``--input-frame``. The training frame, as before the flag existed: every recorded command line
+still reads its pose files alike, and inerf's own ``pose.json`` ``c2w`` and ``trajectory.json`` (the poses a
+user most often feeds back) are in that frame. ``--pose-frame`` defaults to ``original`` instead: what inerf
+writes for other tools is in their frame."""
+
+
+def add_input_frame_argument(group, flags: str = "--init, --gt") -> None:
+    """``--input-frame original|training``: the world frame of the pose files the user gives (read by
+    :func:`input_poses_to_training`)."""
+    from inerf.pose.pose_files import POSE_FRAMES
+
+    group.add_argument(
+        "--input-frame",
+        choices=POSE_FRAMES,
+        default=INPUT_FRAME_DEFAULT,
+        help=f"world frame of the poses of {flags}: training (the frame the field was trained in, as "
+        "pose.json's c2w and trajectory.json) or original (your capture's world, e.g. the images.txt of "
+        "your COLMAP model or your transforms.json: converted through the centring and scaling the run "
+        "recorded; for a Blender run both are the same)",
+    )
+
+
+def read_init_pose(args):
+    """The ``[4, 4]`` c2w of ``--init`` (camera axes from the file or ``--pose-convention``; frame as typed:
+    map it with :func:`input_poses_to_training`), or None without ``--init``."""
+    from inerf.pose.io import read_pose
+
+    if not args.init:
+        return None
+    return read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
+
+
+def input_poses_to_training(args, transform, flags: str = "--init/--gt"):
+    """``to_training(c2w) -> c2w``: OpenCV c2w ``[..., 4, 4]`` of the user's pose files, in the frame of
+    ``--input-frame``, mapped into the run's training frame, the frame every solve and error is in.
+
+    Args:
+        transform: the run's recorded original -> training similarity (:func:`run_scene_transform`), or
+            None when it recorded none: then ``--input-frame original`` is a one-line error (the original
+            frame is unknown), never a silent use of the training frame.
+        flags: the flags whose poses are mapped, for that error.
+    """
+    if getattr(args, "input_frame", INPUT_FRAME_DEFAULT) == "training":
+        return lambda c2w: c2w
+    if transform is None:
+        raise InerfError(
+            f"--input-frame original: the run {args.run} recorded no original frame (trained before inerf "
+            f"recorded it, and its data is not found); give {flags} in its training frame"
+        )
+    return transform.c2w_to_training
 
 
 def run_scene_transform(run_, data: str | None = None, views=None):

@@ -41,6 +41,7 @@ def add_parser(subparsers) -> None:
     from inerf.cli.estimate import POSE_FLAGS, add_run_options
     from inerf.cli.pose_options import (
         add_global_arguments,
+        add_input_frame_argument,
         add_intrinsics_arguments,
         add_pose_output_arguments,
     )
@@ -86,6 +87,7 @@ def add_parser(subparsers) -> None:
         default=None,
         help="camera axes of an --init file that does not state them (default opencv)",
     )
+    add_input_frame_argument(g, "--init and --gt")
     _track_flags().add_to(p, TrackConfig(), title="tracking")
     g = p.add_argument_group(
         "per-frame solver",
@@ -123,15 +125,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _camera_for(args):
-    from inerf.cli.pose_options import intrinsics_from_args
-
-    camera_for = intrinsics_from_args(args)
-    if camera_for is None:
-        raise InerfError("no intrinsics: give --intrinsics FILE or --fx")
-    return camera_for
-
-
 def _configs(args, long_side: int):
     """The tracking, per-frame and recovery configs of the command line, the blur scaled to the image."""
     from inerf.cli.estimate import POSE_FLAGS
@@ -159,8 +152,15 @@ def _default_track():
 
 def run(args) -> int:
     from inerf.cli.estimate import load_run_checked
-    from inerf.cli.pose_options import global_config_from_args, pose_output_from_args, run_scene_transform
-    from inerf.pose.io import camera_to_json, read_pose
+    from inerf.cli.pose_options import (
+        camera_source,
+        global_config_from_args,
+        input_poses_to_training,
+        pose_output_from_args,
+        read_init_pose,
+        run_scene_transform,
+    )
+    from inerf.pose.io import camera_to_json
     from inerf.pose.pose_files import pinhole_of, write_pose_files
     from inerf.pose.track import track
     from inerf.pose.track_io import image_files, iter_frames, read_trajectory, write_track_outputs
@@ -177,7 +177,7 @@ def run(args) -> int:
     pose_output_from_args(args)
     _track_flags().build(_default_track(), args)  # flags checked before any work
     check_out_dir(args.out, args.overwrite)
-    camera_for = _camera_for(args)
+    camera_for = camera_source(args)  # with a lens in --intrinsics, every frame is undistorted
     source = Path(args.images)
     gt = read_trajectory(input_file(args.gt, "--gt"), "--gt")[:: args.stride] if args.gt else None
     if gt is not None and source.is_dir():
@@ -186,17 +186,16 @@ def run(args) -> int:
         n = min(n, args.max_frames or n)
         if len(gt) < n:
             raise InerfError(f"--gt {args.gt}: {len(gt)} poses for {n} frames of {source}")
-    init = (
-        read_pose(input_file(args.init, "--init"), args.pose_convention, "initial pose")
-        if args.init
-        else None
-    )
-    if args.init_from_gt:
-        init = gt[0]
+    init = read_init_pose(args)
 
     device = resolve_device(args.device, args.tf32)
     run_ = load_run_checked(args.run, device, args.samples)
     model = run_.model
+    scene_transform = run_scene_transform(run_)
+    # The user's pose files change frame here, once: tracking and its errors are in the training frame.
+    to_training = input_poses_to_training(args, scene_transform, "--init/--gt")
+    gt = to_training(gt) if gt is not None else None
+    init = gt[0] if args.init_from_gt else to_training(init) if init is not None else None
     frames = iter_frames(
         source,
         camera_for,
@@ -269,10 +268,14 @@ def run(args) -> int:
         "stride": args.stride,
         "tf32": bool(device.type == "cuda" and args.tf32),
         "intrinsics": camera_to_json(first.target.camera),
+        "input_frame": args.input_frame,
     }
+    undistorter = camera_for(first.target.width, first.target.height)[1]
+    if undistorter is not None:
+        meta["undistorted"] = undistorter.record()
     if args.global_search:
         meta["global"] = asdict(global_config)
-    pose_output = pose_output_from_args(args, run_scene_transform(run_), run=str(args.run))
+    pose_output = pose_output_from_args(args, scene_transform, run=str(args.run))
     meta["frame"] = pose_output.training_frame
     tf_ = pose_output.transform
     meta["original"] = None if tf_ is None else {"frame": tf_.original, "transform": tf_.to_dict()}

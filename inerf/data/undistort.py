@@ -167,6 +167,10 @@ class Undistorter:
         self.new_K = PinholeK.from_opencv_matrix(new)
         self._maps = maps
 
+    def record(self) -> dict:
+        """What was undone, for the output files: ``{"kind", "coeffs"}`` (OpenCV's order)."""
+        return {"kind": self.dist.kind, "coeffs": [float(c) for c in self.dist.coeffs]}
+
     def image(self, img: np.ndarray) -> np.ndarray:
         """Undistort ``[H, W]`` or ``[H, W, C]`` float32 (C <= 4; RGBA with straight alpha).
 

@@ -29,6 +29,7 @@ __all__ = [
     "config_names",
     "config_to_hocon",
     "load_config",
+    "parse_ints",
 ]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -343,3 +344,15 @@ def config_to_hocon(config: PixelNeRFConfig, comment: str | None = None) -> str:
     if config.data_format is not None:
         lines += ["data {", f"    format = {config.data_format}", "}"]
     return "\n".join(lines) + "\n"
+
+
+def parse_ints(text, flag: str, *, nonempty: bool = False) -> list[int]:
+    """The published scripts' lists of integers (``-P "0 6"``, ``-V 1,2``): space- or comma-separated;
+    one-line :class:`InerfError` naming ``flag`` otherwise (and, with ``nonempty``, for an empty list)."""
+    try:
+        values = [int(v) for v in str(text).replace(",", " ").split()]
+    except ValueError:
+        raise InerfError(f"{flag}: expected space-separated integers, got {text!r}") from None
+    if nonempty and not values:
+        raise InerfError(f"{flag}: give at least one value")
+    return values

@@ -70,9 +70,10 @@ import numpy as np
 import torch
 
 from inerf import distributed
+from inerf.device import gpu_device
 from inerf.errors import InerfError
 from inerf.geometry.cameras import Cameras
-from inerf.pixelnerf.config import PixelNeRFConfig, config_to_hocon, load_config
+from inerf.pixelnerf.config import PixelNeRFConfig, config_to_hocon, load_config, parse_ints
 from inerf.pixelnerf.model import PixelNeRF, check_state_dict, read_checkpoint
 from inerf.pixelnerf.rendering import pixelnerf_model, render_config
 from inerf.rays.rays import Rays, rays_from_pixels
@@ -368,23 +369,6 @@ def _rng_state(gen: torch.Generator) -> torch.Tensor:
     return gen.get_state().clone()
 
 
-def _device(gpu_id: str) -> torch.device:
-    ids = [int(x) for x in str(gpu_id).replace(",", " ").split()] if str(gpu_id).strip() else []
-    if torch.cuda.is_available() and ids and ids[0] >= 0:
-        return torch.device(f"cuda:{ids[0]}")
-    return torch.device("cpu")
-
-
-def _parse_ints(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(v) for v in str(text).replace(",", " ").split()]
-    except ValueError:
-        raise InerfError(f"{flag}: expected space-separated integers, got {text!r}") from None
-    if not values:
-        raise InerfError(f"{flag}: give at least one value")
-    return values
-
-
 def _check_settings(cfg: PixelNeRFTrainConfig) -> None:
     checks = [
         ("-B/--batch_size", cfg.batch_size, cfg.batch_size >= 1),
@@ -467,7 +451,7 @@ class PixelNeRFTrainer:
         self.main = distributed.is_main()
         self.config = self._resolve_config(state)
         # Under torchrun the session (see the CLI) has put this process on its own device.
-        self.device = device = distributed.device() or _device(cfg.gpu_id)
+        self.device = device = distributed.device() or gpu_device(cfg.gpu_id)
         self.world_size = distributed.world_size()
         self.precision = (
             cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
@@ -485,9 +469,11 @@ class PixelNeRFTrainer:
             train_set, device, use_bbox=fmt != "dvr_dtu", progress=cfg.progress and self.main
         )
         self.max_views = self.objects.images.shape[1]
-        self.nviews = _parse_ints(cfg.nviews, "-V/--nviews")
+        self.nviews = parse_ints(cfg.nviews, "-V/--nviews", nonempty=True)
         self.fixed_sources = (
-            _parse_ints(cfg.source_views, "--source_views") if cfg.source_views is not None else None
+            parse_ints(cfg.source_views, "--source_views", nonempty=True)
+            if cfg.source_views is not None
+            else None
         )
         self._check_views()
         if self.fixed_sources is not None:

@@ -16,7 +16,6 @@ from dataclasses import asdict, replace
 import numpy as np
 import torch
 
-from inerf import distributed
 from inerf.pose.config import PoseConfig, SamplingConfig
 from inerf.pose.global_search import CameraPrior, GlobalConfig, localize
 from inerf.pose.protocol import (
@@ -24,12 +23,11 @@ from inerf.pose.protocol import (
     ProtocolConfig,
     _check_strategies,
     _progress_line,
-    _summarise,
     _trial_records,
     _uncertainty_fields,
     _view_target,
-    map_views,
     select_images,
+    solve_views,
 )
 from inerf.render.model import Model
 
@@ -109,30 +107,16 @@ def run_global_benchmark(
             }
         return out
 
-    wall = time.perf_counter()
-    per_view = map_views(ids, solve_view, shard_views)
-    wall = time.perf_counter() - wall
-    rot = {n: np.concatenate([v[n]["rot"] for v in per_view]) for n in labels}
-    trans = {n: np.concatenate([v[n]["trans"] for v in per_view]) for n in labels}
-    seconds = {n: sum(v[n]["seconds"] for v in per_view) for n in labels}
-    trials = [rec for v in per_view for n in labels for rec in v[n]["trials"]]
-    solves = [v[n] for v in per_view for n in labels]  # in the order one process solves them
+    joined = solve_views(ids, solve_view, labels, protocol, steps, device, shard_views)
+    solves = [v[n] for v in joined.per_view for n in labels]  # in the order one process solves them
     counts = solves[-1]["counts"]
-    summary = [row for n in labels for row in _summarise(n, rot[n], trans[n], protocol, steps)]
-    meta = {
-        "device": str(device),
-        "views": ids,
-        "wall_s": wall,
-        "global": {
-            "candidates": counts[0],
-            "refined": counts[1],
-            "prune_steps": counts[2],
-            "score_seconds_per_trial": float(np.mean([x["score_s"] for x in solves])),
-            "refine_seconds_per_trial": float(np.mean([x["refine_s"] for x in solves])),
-            "prior": prior.to_json(),
-            "config": asdict(global_config),
-        },
+    joined.meta["global"] = {
+        "candidates": counts[0],
+        "refined": counts[1],
+        "prune_steps": counts[2],
+        "score_seconds_per_trial": float(np.mean([x["score_s"] for x in solves])),
+        "refine_seconds_per_trial": float(np.mean([x["refine_s"] for x in solves])),
+        "prior": prior.to_json(),
+        "config": asdict(global_config),
     }
-    if shard_views:
-        meta["processes"] = distributed.world_size()
-    return BenchmarkResult(rot, trans, summary, trials, seconds, protocol, base, meta=meta)
+    return joined.result(protocol, base)

@@ -306,54 +306,18 @@ def image_paths(pattern: str, flag: str = "--images") -> list[Path]:
     return files
 
 
-def _read_named_poses(path: Path, flag: str) -> tuple[torch.Tensor, list[str] | None]:
-    """``(c2w [N, 4, 4], names or None)`` of a poses file, its format told by its content."""
-    import json
-
-    from inerf.geometry.formats import read_poses
-
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if text.lstrip().startswith("{"):
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InerfError(f"{flag} {path}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
-        frames = doc.get("frames") if isinstance(doc, dict) else None
-        if isinstance(frames, list) and frames and isinstance(frames[0], dict) and "c2w" in frames[0]:
-            from inerf.pose.track_io import read_trajectory  # an inerf trajectory.json
-
-            return read_trajectory(path, flag), [str(f.get("name", "")) for f in frames]
-        if isinstance(frames, list):  # Blender / nerfstudio transforms
-            rec = read_poses(path, "nerfstudio")
-        elif isinstance(doc, dict) and isinstance(doc.get("poses"), list):
-            rec = read_poses(
-                path, "opengl" if str(doc.get("convention", "")).startswith("opengl") else "opencv"
-            )
-        else:
-            raise InerfError(f"{flag} {path}: a JSON poses file needs 'frames' or 'poses'")
-        return rec.c2w, rec.names
-    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
-    fmt = {8: "tum", 12: "kitti", 10: "colmap"}.get(len(first.split()))
-    if fmt is None:
-        raise InerfError(
-            f"{flag} {path}: not a poses file (JSON, COLMAP images.txt, TUM: 8 numbers a line, KITTI: 12)"
-        )
-    rec = read_poses(path, fmt)
-    return rec.c2w, (rec.names if fmt == "colmap" else None)
-
-
 def ground_truth_lookup(path: str | Path, images: list[Path], flag: str = "--gt-poses") -> Callable:
-    """``gt_for(image) -> [4, 4] c2w`` from a file of ground-truth poses (OpenCV c2w, training frame).
+    """``gt_for(image) -> [4, 4] c2w`` from a file of ground-truth poses (OpenCV c2w, in the file's frame).
 
     Files that name their images (Blender / nerfstudio ``transforms*.json``, COLMAP ``images.txt``,
     inerf's ``trajectory.json`` and pose JSONs) are matched by file stem (``test/r_3`` and ``r_3.png`` are
     one image); TUM and KITTI files give one pose per image, in the order of ``images``. Every image must
     find its pose (one-line :class:`InerfError` naming the file and the image otherwise).
     """
+    from inerf.pose.track_io import read_named_poses
+
     path = Path(path)
-    if not path.is_file():
-        raise InerfError(f"{flag} {path}: not found")
-    c2w, names = _read_named_poses(path, flag)
+    c2w, names = read_named_poses(path, flag)
     if names is None or not any(names):
         if len(c2w) != len(images):
             raise InerfError(
@@ -391,7 +355,7 @@ def read_image_target(path: str | Path, camera_for: Callable, background, name: 
     source = {}
     if undistorter is not None:
         raw = undistorter.image(raw)
-        source["undistorted"] = {"kind": undistorter.dist.kind, "coeffs": list(undistorter.dist.coeffs)}
+        source["undistorted"] = undistorter.record()
     image, alpha = composite_target(raw, background)
     return Target(image, alpha, camera, name or str(path), source=source, file_name=path.name)
 

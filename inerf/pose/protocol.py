@@ -56,6 +56,7 @@ __all__ = [
     "map_views",
     "run_pose_benchmark",
     "select_images",
+    "solve_views",
     "strategy_label",
     "write_report",
 ]
@@ -367,8 +368,41 @@ def run_pose_benchmark(
             out[name] = {"rot": r.T.numpy(), "trans": t.T.numpy(), "seconds": seconds, "trials": records}
         return out
 
+    joined = solve_views(ids, solve_view, labels, protocol, steps, device, shard_views)
+    return joined.result(protocol, base)
+
+
+@dataclass
+class _Joined:
+    """The per-view results of :func:`solve_views`, joined per strategy label."""
+
+    per_view: list[dict]
+    rot: dict
+    trans: dict
+    seconds: dict
+    trials: list[dict]
+    summary: list[dict]
+    meta: dict
+
+    def result(self, protocol: ProtocolConfig, pose_config: PoseConfig) -> BenchmarkResult:
+        return BenchmarkResult(
+            self.rot,
+            self.trans,
+            self.summary,
+            self.trials,
+            self.seconds,
+            protocol,
+            pose_config,
+            meta=self.meta,
+        )
+
+
+def solve_views(ids, solve_view, labels, protocol, steps, device, shard: bool) -> _Joined:
+    """Solve every view (:func:`map_views`, timed) and join what ``solve_view`` returned per label (``rot``
+    and ``trans`` ``[T, C]`` arrays, ``seconds``, ``trials``) over the views, in ``ids`` order; shared by
+    the local protocol here and the global one (:mod:`inerf.pose.global_protocol`)."""
     wall = time.perf_counter()
-    per_view = map_views(ids, solve_view, shard_views)
+    per_view = map_views(ids, solve_view, shard)
     wall = time.perf_counter() - wall
     rot = {n: np.concatenate([v[n]["rot"] for v in per_view]) for n in labels}
     trans = {n: np.concatenate([v[n]["trans"] for v in per_view]) for n in labels}
@@ -376,9 +410,9 @@ def run_pose_benchmark(
     trials = [rec for v in per_view for n in labels for rec in v[n]["trials"]]
     summary = [row for n in labels for row in _summarise(n, rot[n], trans[n], protocol, steps)]
     meta = {"device": str(device), "views": ids, "wall_s": wall}
-    if shard_views:
+    if shard:
         meta["processes"] = distributed.world_size()
-    return BenchmarkResult(rot, trans, summary, trials, seconds, protocol, base, meta=meta)
+    return _Joined(per_view, rot, trans, seconds, trials, summary, meta)
 
 
 def _markdown(result: BenchmarkResult) -> str:

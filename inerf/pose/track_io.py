@@ -45,6 +45,7 @@ __all__ = [
     "image_files",
     "iter_frames",
     "natural_key",
+    "read_named_poses",
     "read_trajectory",
     "write_track_outputs",
 ]
@@ -116,30 +117,37 @@ def iter_frames(
     max_frames: int | None = None,
     flag: str = "--images",
 ) -> Iterator[Frame]:
-    """The frames of a folder or video as :class:`Frame` targets on ``device``.
+    """The frames of a folder or video as :class:`Frame` targets on ``device``, undistorted when their
+    camera has a lens.
 
     Args:
-        camera_for: ``(width, height) -> Cameras``, the intrinsics of a frame of that size (checked once).
+        camera_for: ``(width, height) -> (Cameras, Undistorter or None)``, the camera of a frame of that size
+            (called once, for the first frame; every frame must have its size). An
+            :class:`~inerf.data.undistort.Undistorter` resamples each frame into the pinhole camera beside it
+            (:func:`inerf.cli.pose_options.camera_source`, as ``inerf estimate`` reads one image).
         background: RGB the RGBA images are composited on (the field's).
         fps: frame rate for timestamps where the source has none (``i / fps``).
         stride: keep every ``stride``-th frame.
         max_frames: stop after this many kept frames.
     """
-    camera = size = None
+    camera = undistorter = size = None
     kept = 0
     for i, (name, stamp, raw) in enumerate(_raw_frames(Path(source), flag)):
         if i % stride:
             continue
         if max_frames is not None and kept >= max_frames:
             break
-        image, alpha = composite_target(raw, background)
-        hw = tuple(image.shape[:2])
+        hw = tuple(raw.shape[:2])
         if size is None:
-            size, camera = hw, camera_for(hw[1], hw[0]).to(device)
+            camera, undistorter = camera_for(hw[1], hw[0])
+            size, camera = hw, camera.to(device)
         elif hw != size:
             raise InerfError(
                 f"{flag} {source}: frame {name} is {hw[1]}x{hw[0]}, the first was {size[1]}x{size[0]}"
             )
+        if undistorter is not None:
+            raw = undistorter.image(raw)
+        image, alpha = composite_target(raw, background)
         target = PoseTarget(image.to(device), camera, alpha.to(device) if alpha is not None else None)
         yield Frame(target, name, stamp if stamp is not None else i / fps)
         kept += 1
@@ -148,6 +156,15 @@ def iter_frames(
 def read_trajectory(path: str | Path, flag: str = "--gt") -> torch.Tensor:
     """Poses ``[N, 4, 4]`` (float64, OpenCV c2w) of a trajectory file, its format told by its content (see
     the module docstring)."""
+    return read_named_poses(path, flag, colmap=False)[0]
+
+
+def read_named_poses(
+    path: str | Path, flag: str = "--gt", *, colmap: bool = True
+) -> tuple[torch.Tensor, list[str] | None]:
+    """``(c2w [N, 4, 4] float64 OpenCV, image names or None)`` of a poses file, its format told by its
+    content: the trajectories of the module docstring and, with ``colmap``, a COLMAP ``images.txt`` (10
+    fields on an image's first line; its poses come with names, a TUM or KITTI file's without)."""
     path = Path(path)
     if not path.is_file():
         raise InerfError(f"{flag} {path}: not found")
@@ -159,27 +176,31 @@ def read_trajectory(path: str | Path, flag: str = "--gt") -> torch.Tensor:
             raise InerfError(f"{flag} {path}: malformed JSON ({exc.msg} at line {exc.lineno})") from None
         frames = doc.get("frames") if isinstance(doc, dict) else None
         if isinstance(frames, list) and frames and isinstance(frames[0], dict) and "c2w" in frames[0]:
-            from inerf.geometry.conventions import check_rigid
+            from inerf.geometry.conventions import check_rigid  # an inerf trajectory.json
 
             try:
                 c2w = torch.tensor([f["c2w"] for f in frames], dtype=torch.float64)
             except (KeyError, TypeError, ValueError) as exc:
                 raise InerfError(f"{flag} {path}: malformed trajectory ({exc})") from None
             check_rigid(c2w, f"{flag} {path}")  # validates only (it returns float32): keep the float64
-            return c2w
-        if isinstance(frames, list):
-            return read_poses(path, "nerfstudio").c2w
-        if isinstance(doc, dict) and isinstance(doc.get("poses"), list):
-            fmt = "opengl" if str(doc.get("convention", "")).startswith("opengl") else "opencv"
-            return read_poses(path, fmt).c2w
-        raise InerfError(f"{flag} {path}: a JSON trajectory needs 'frames' or 'poses'")
+            return c2w, [str(f.get("name", "")) for f in frames]
+        if isinstance(frames, list):  # Blender / nerfstudio transforms
+            rec = read_poses(path, "nerfstudio")
+        elif isinstance(doc, dict) and isinstance(doc.get("poses"), list):
+            rec = read_poses(
+                path, "opengl" if str(doc.get("convention", "")).startswith("opengl") else "opencv"
+            )
+        else:
+            raise InerfError(f"{flag} {path}: a JSON trajectory needs 'frames' or 'poses'")
+        return rec.c2w, rec.names
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
-    n = len(first.split())
-    if n == 8:
-        return read_poses(path, "tum").c2w
-    if n == 12:
-        return read_poses(path, "kitti").c2w
-    raise InerfError(f"{flag} {path}: not a TUM (8 numbers a line) or KITTI (12) trajectory")
+    formats = {8: "tum", 12: "kitti"} | ({10: "colmap"} if colmap else {})
+    fmt = formats.get(len(first.split()))
+    if fmt is None:
+        what = "a COLMAP images.txt, " if colmap else ""
+        raise InerfError(f"{flag} {path}: not {what}a TUM (8 numbers a line) or KITTI (12) trajectory")
+    rec = read_poses(path, fmt)
+    return rec.c2w, (rec.names if fmt == "colmap" else None)
 
 
 def _frame_records(result: TrackResult, gt: torch.Tensor | None, uncertainty: list | None) -> list[dict]:

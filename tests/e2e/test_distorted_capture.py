@@ -5,7 +5,8 @@ nerfstudio ``transforms.json`` derived from pixel-exact renders (:mod:`distorted
 The loader undistorts the training images; ``inerf train --model grid`` fits them (400 steps: 32 dB);
 ``inerf estimate`` localises each held-out **distorted photo** with its lens in the ``--intrinsics`` file, so
 the target is undistorted exactly as the training images were, and writes the pose in the file's own frame
-(the loader had centred and scaled the cameras). Measured from starts 10 degrees / 0.23 units off (camera 4
+(the loader had centred and scaled the cameras). The start and the ground truth are given in that frame
+too (``--input-frame original``): pose.json's errors are those of the same poses in the training frame. Measured from starts 10 degrees / 0.23 units off (camera 4
 units from the duck): 0.3 and 0.5 degrees, 0.027 and 0.035 units; the same photos read as pinhole (the lens
 keys dropped) end at 0.5 and 1.2 degrees, 0.07 and 0.40 units: the fisheye's edges are off by 3 pixels and
 its pose with them. Thresholds 1.5 degrees and 0.1 units: 3x the worst measured, still below the pinhole
@@ -77,7 +78,10 @@ def test_distorted_lenses_train_and_localise(tmp_path, monkeypatch, capsys):
         )
         start[:3, :3] = turn @ start[:3, :3]
         start[:3, 3] += 0.05 * torch.tensor([0.6, -0.48, 0.64], dtype=torch.float64)
-        (tmp_path / f"init{k}.json").write_text(json.dumps({"c2w": start.tolist()}))
+        # Given as a user gives them: the start and the truth in the frame of their transforms.json.
+        start_o = to_train.c2w_to_original(start)
+        (tmp_path / f"init{k}.json").write_text(json.dumps({"c2w": start_o.tolist()}))
+        (tmp_path / f"gt{k}.json").write_text(json.dumps({"c2w": truth.tolist()}))
         (tmp_path / f"lens{k}.json").write_text(json.dumps(lens))
         out = tmp_path / f"est{k}"
         argv = [
@@ -89,7 +93,8 @@ def test_distorted_lenses_train_and_localise(tmp_path, monkeypatch, capsys):
             "--intrinsics",
             str(tmp_path / f"lens{k}.json"),
         ]
-        argv += ["--init", str(tmp_path / f"init{k}.json"), "--preset", "robust", "--steps", "150", "--rays"]
+        argv += ["--init", str(tmp_path / f"init{k}.json"), "--gt", str(tmp_path / f"gt{k}.json")]
+        argv += ["--input-frame", "original", "--preset", "robust", "--steps", "150", "--rays"]
         argv += [
             "1024",
             "--sampling",
@@ -105,8 +110,12 @@ def test_distorted_lenses_train_and_localise(tmp_path, monkeypatch, capsys):
         assert pose["undistorted"]["kind"] == ("radtan" if lens["camera_model"] == "OPENCV" else "fisheye")
         est = torch.tensor(pose["original"]["c2w"], dtype=torch.float64)  # the transforms.json frame
         rot, trans = float(se3.rotation_error_deg(est, truth)), float(se3.translation_error(est, truth))
-        start_o = to_train.c2w_to_original(start)
         r0, t0 = float(se3.rotation_error_deg(start_o, truth)), float(se3.translation_error(start_o, truth))
         print(f"\n{lens['camera_model']}: start {r0:.2f} deg {t0:.3f}; estimate {rot:.3f} deg {trans:.4f}")
         assert rot < ROT_THRESH_DEG and trans < TRANS_THRESH, (lens["camera_model"], rot, trans)
+        # The errors pose.json reports (training frame) from the truth given in the original frame: the
+        # rotation's as measured here, the translation's in training units (the loader's scale).
+        assert pose["rotation_error_deg"] == pytest.approx(rot, rel=1e-4, abs=1e-4)
+        assert pose["translation_error"] == pytest.approx(trans * to_train.scale, rel=1e-4, abs=1e-6)
+        assert pose["init_rotation_error_deg"] == pytest.approx(r0, rel=1e-4, abs=1e-4)
         assert np.isfinite(pose["loss"])

@@ -126,7 +126,7 @@ def test_video_input(tmp_path, field, render_config):
 
     frames = _frames(field, render_config, orbit_poses(4))
     write_mp4(tmp_path / "clip.mp4", [to_uint8(f.target.image) for f in frames], fps=10, hold_last=0.0)
-    cam = lambda w, h: Cameras.from_intrinsics(FOCAL, FOCAL, w / 2, h / 2, h, w)
+    cam = lambda w, h: (Cameras.from_intrinsics(FOCAL, FOCAL, w / 2, h / 2, h, w), None)
     got = list(iter_frames(tmp_path / "clip.mp4", cam, (1.0, 1.0, 1.0), "cpu", stride=2))
     assert len(got) == 2 and got[1].name == "clip.mp4#2"
     assert got[1].timestamp == pytest.approx(0.2, abs=0.01)
