@@ -285,6 +285,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
             final,
             UncertaintyConfig(rays=args.uncertainty_rays, tiles=args.uncertainty_tiles),
             seed=trial["seed"],
+            solver=config,
         )
         row = {
             "view": trial["name"],
