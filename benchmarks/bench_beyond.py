@@ -82,6 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--steps", type=int, default=ROBUST.steps, help="refinement steps (the robust preset rescaled)"
     )
     g.add_argument("--rays", type=int, default=ROBUST.n_rays, help="refinement rays per step and hypothesis")
+    g.add_argument(
+        "--retrieval", action="store_true", help="also seed candidates by image retrieval (ORB + PnP)"
+    )
+    g.add_argument("--retrieval-references", type=int, default=GlobalConfig.retrieval_references)
     t = p.add_argument_group("tracking")
     t.add_argument("--sequence", default=None, help="a folder made by `inerf synth scene --path`")
     t.add_argument(
@@ -153,6 +157,8 @@ def bench_global(args, model, views, prior, device, out: Path) -> dict:
         keep=args.keep,
         score_rays=args.score_rays,
         score_size=args.score_size,
+        retrieval=args.retrieval,
+        retrieval_references=args.retrieval_references,
     )
     config = replace(ROBUST.with_steps(steps), n_rays=args.rays)
     t0 = time.perf_counter()
@@ -285,6 +291,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
             final,
             UncertaintyConfig(rays=args.uncertainty_rays, tiles=args.uncertainty_tiles),
             seed=trial["seed"],
+            solver=config,
         )
         row = {
             "view": trial["name"],

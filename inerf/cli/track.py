@@ -229,7 +229,15 @@ def run(args) -> int:
         if args.uncertainty:
             from inerf.pose.uncertainty import UncertaintyConfig, pose_uncertainty
 
-            uncertainty.append(pose_uncertainty(model, frame.target, tf.c2w, UncertaintyConfig(rays=1024)))
+            uncertainty.append(
+                pose_uncertainty(
+                    model,
+                    frame.target,
+                    tf.c2w,
+                    UncertaintyConfig(rays=1024),
+                    solver=recover if tf.index == 0 or tf.relocalized else pose_config,
+                )
+            )
         if not args.no_video:
             from inerf.geometry import se3
             from inerf.pose.report import render_frames

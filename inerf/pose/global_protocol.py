@@ -88,7 +88,8 @@ def run_global_benchmark(
             records = _trial_records(name, views, i, seeds, res.init_c2w, gt, res, r, t, protocol, steps)
             if uncertainty is not None:
                 for rec, extra in zip(
-                    records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds)
+                    records,
+                    _uncertainty_fields(model, target, res, gt, uncertainty, seeds, found.pose_config),
                 ):
                     rec.update(extra)
             log(_progress_line(i, f"global {name}", r, t, protocol, steps, found.seconds))

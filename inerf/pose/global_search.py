@@ -18,6 +18,10 @@ the scene itself, in three stages:
    settings; the worse half is pruned at evenly spaced steps until ``survivors`` remain (Parallel iNeRF's
    scheme), and the lowest-loss hypothesis is the answer.
 
+Optionally (``GlobalConfig.retrieval``) candidates also come from image retrieval: ORB matches of the target
+against reference renders with the field's depth, and PnP-RANSAC (:mod:`inerf.pose.retrieval`). They join
+the grid before scoring, so a good retrieved pose is ranked and refined like any other candidate.
+
 All poses are camera-to-world with OpenCV axes (:mod:`inerf.geometry.conventions`).
 
 Example::
@@ -54,6 +58,7 @@ __all__ = [
     "localize",
     "look_at",
     "low_resolution_target",
+    "retrieval_references",
     "roll_about_axis",
     "score_candidates",
     "select_diverse",
@@ -104,11 +109,21 @@ class GlobalConfig:
     spaced steps of the first ``prune_fraction`` of the solve until this many remain."""
     prune_fraction: float = 0.5
     """Share of the solve over which the automatic pruning steps are spread."""
+    retrieval: bool = False
+    """Also seed candidates by image retrieval (:mod:`inerf.pose.retrieval`): ORB matches of the target
+    against reference views (renders of the field at the training cameras, or at ``retrieval_references``
+    sphere viewpoints without them) with the field's depth there, and a PnP-RANSAC pose per well-matched
+    reference. The poses found join every trial's candidates and are scored like them."""
+    retrieval_references: int = 64
+    """Sphere viewpoints rendered as retrieval references when the prior has no training cameras."""
+    retrieval_size: int = 160
+    """Long side, in pixels, of the reference renders and of the target copy that is matched."""
 
     def __post_init__(self) -> None:
         if self.source not in CANDIDATE_SOURCES:
             raise ValueError(f"unknown candidate source {self.source!r}; expected one of {CANDIDATE_SOURCES}")
         ints = ("viewpoints", "radii", "rolls", "score_size", "score_rays", "score_blur_rays", "keep")
+        ints += ("retrieval_references", "retrieval_size")
         for name in ints:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -422,6 +437,10 @@ class GlobalResult:
         prior: the camera prior used.
         config: the settings used.
         pose_config: the refinement's solver settings (with the pruning steps applied).
+        retrieved: what retrieval seeding found (:class:`~inerf.pose.retrieval.RetrievalResult`; its poses
+            are the last candidates of every trial), or None without it.
+        retrieval_seconds: wall time of retrieval seeding (reference renders included; part of
+            ``score_seconds``).
     """
 
     result: PoseResult
@@ -433,6 +452,8 @@ class GlobalResult:
     prior: CameraPrior
     config: GlobalConfig
     pose_config: PoseConfig
+    retrieved: object = None
+    retrieval_seconds: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -449,6 +470,11 @@ class GlobalResult:
             "refine_seconds": self.refine_seconds,
             "prune_steps": list(self.pose_config.prune_steps),
             "prior": self.prior.to_json(),
+            **(
+                {"retrieval": {**self.retrieved.to_json(), "seconds": self.retrieval_seconds}}
+                if self.retrieved is not None
+                else {}
+            ),
         }
 
 
@@ -463,6 +489,7 @@ def localize(
     seed: int = 0,
     progress: bool = False,
     desc: str = "global",
+    references=None,
 ) -> GlobalResult:
     """The camera pose of ``target`` with no initial guess (see the module docstring).
 
@@ -476,6 +503,9 @@ def localize(
         trials: independent searches solved together; trial 0 uses the fixed candidate grid, the others a
             grid turned by a random azimuth and roll (seeded by ``seed``) and their own pixel seeds.
         seed: seeds the pixel sampling (trial ``g``: ``seed + g``) and the grid offsets.
+        references: with ``config.retrieval``, the :class:`~inerf.pose.retrieval.ReferenceViews` to match
+            against (render them once with :func:`retrieval_references` to localise many images); None:
+            rendered here.
     Returns:
         :class:`GlobalResult`.
     """
@@ -485,6 +515,17 @@ def localize(
     gen = torch.Generator().manual_seed(seed)
     grids = [candidate_poses(prior, config, None if g == 0 else gen) for g in range(trials)]
     candidates = torch.stack(grids)  # [G, N, 4, 4]; every trial has the same count
+    retrieved, t_ret = None, 0.0
+    if config.retrieval:
+        from inerf.pose.retrieval import RetrievalConfig, retrieve_poses
+
+        t_r = time.perf_counter()
+        refs = references if references is not None else retrieval_references(model, target, prior, config)
+        retrieved = retrieve_poses(target, refs, RetrievalConfig(size=config.retrieval_size))
+        if len(retrieved.c2w):  # the same retrieved poses join every trial's grid
+            extra = retrieved.c2w.to(candidates.dtype)[None].expand(trials, -1, 4, 4)
+            candidates = torch.cat([candidates, extra], dim=1)
+        t_ret = time.perf_counter() - t_r
     scores = score_candidates(
         model, target, candidates, config, seeds=[seed + g for g in range(trials)]
     ).cpu()
@@ -504,4 +545,22 @@ def localize(
         pose_config = replace(pose_config, prune_steps=prune)
     result = estimate_pose(model, target, starts, pose_config, seeds=seed, progress=progress, desc=desc)
     t2 = time.perf_counter()
-    return GlobalResult(result, candidates, scores, chosen, t1 - t0, t2 - t1, prior, config, pose_config)
+    return GlobalResult(
+        result, candidates, scores, chosen, t1 - t0, t2 - t1, prior, config, pose_config, retrieved, t_ret
+    )
+
+
+def retrieval_references(model: Model, target: PoseTarget, prior: CameraPrior, config: GlobalConfig):
+    """The reference views of retrieval seeding (:mod:`inerf.pose.retrieval`) for targets with the
+    intrinsics of ``target``: renders (colour and depth) of the field at the prior's training cameras, or at
+    ``config.retrieval_references`` upright sphere viewpoints when it has none, ``config.retrieval_size``
+    pixels on the long side."""
+    from inerf.pose.retrieval import render_references
+
+    if prior.cameras is not None:
+        poses = prior.cameras
+    else:
+        poses = candidate_poses(
+            prior, replace(config, source="sphere", viewpoints=config.retrieval_references, rolls=1)
+        )
+    return render_references(model, poses, target.camera, config.retrieval_size)

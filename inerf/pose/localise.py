@@ -194,7 +194,9 @@ def localise_one(loc: Localiser, target: Target, out: str | Path, *, progress: b
     if loc.uncertainty is not None and result.status[0] == "ok":
         from inerf.pose.uncertainty import pose_uncertainty
 
-        uncertainty = pose_uncertainty(loc.model, pt, result.c2w[0], loc.uncertainty, seed=loc.seed)
+        uncertainty = pose_uncertainty(
+            loc.model, pt, result.c2w[0], loc.uncertainty, seed=loc.seed, solver=config
+        )
     sampler = PixelSampler(
         pt.height, pt.width, config.n_rays, config.sampling, image=pt.image, alpha=pt.alpha, device="cpu"
     )

@@ -221,10 +221,11 @@ def _trial_records(name, views, i, seeds, init, gt, res, rot, trans, protocol, s
     ]
 
 
-def _uncertainty_fields(model, target, res, gt, config, seeds) -> list[dict]:
+def _uncertainty_fields(model, target, res, gt, config, seeds, solver=None) -> list[dict]:
     """Per trial of a solve: the predicted 1-sigma rotation / translation of its final pose
     (:func:`inerf.pose.uncertainty.pose_uncertainty`), the squared Mahalanobis distance of its true error and
-    whether the truth lies inside the confidence ellipsoid."""
+    whether the truth lies inside the confidence ellipsoid. ``solver``: the solve's settings (its scatter
+    is part of the robust covariance)."""
     from inerf.pose.uncertainty import pose_uncertainty
 
     rows = []
@@ -232,7 +233,7 @@ def _uncertainty_fields(model, target, res, gt, config, seeds) -> list[dict]:
         if res.status[k] != "ok":
             rows.append({})
             continue
-        unc = pose_uncertainty(model, target, res.c2w[k], config, seed=seeds[k])
+        unc = pose_uncertainty(model, target, res.c2w[k], config, seed=seeds[k], solver=solver)
         rows.append(
             {
                 "rot_sigma_deg": unc.rotation_sigma_deg,
@@ -361,7 +362,7 @@ def run_pose_benchmark(
             records = _trial_records(name, views, i, seeds, init, gt, res, r, t, protocol, steps)
             if uncertainty is not None:
                 for rec, extra in zip(
-                    records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds)
+                    records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds, cfg)
                 ):
                     rec.update(extra)
             log(_progress_line(i, name, r, t, protocol, steps, res.seconds))
