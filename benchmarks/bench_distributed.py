@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -161,13 +162,27 @@ def run(n: int, argv: list[str], timeout: float, log: list[dict]) -> float:
     }
     print("bench: inerf " + " ".join(argv) + f"  [{n} process(es)]", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    # A session of its own: on a timeout the whole tree (torchrun and its workers) is killed, not torchrun alone.
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        log.append({"processes": n, "argv": argv, "returncode": None, "wall_s": round(timeout, 2)})
+        raise CommandFailed(f"the command above ran past --timeout {timeout:.0f} s") from None
     wall = time.perf_counter() - t0
     log.append({"processes": n, "argv": argv, "returncode": proc.returncode, "wall_s": round(wall, 2)})
     if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
-        raise SystemExit(f"bench: the command above failed (exit {proc.returncode})")
+        sys.stderr.write(stdout[-4000:] + stderr[-8000:])
+        raise CommandFailed(f"the command above failed (exit {proc.returncode})")
     return wall
+
+
+class CommandFailed(RuntimeError):
+    """An ``inerf`` command of the benchmark exited non-zero: its case is recorded as failed, the others run."""
 
 
 def steps_per_second(log_path: Path, from_step: int) -> tuple[float, int]:
@@ -176,9 +191,83 @@ def steps_per_second(log_path: Path, from_step: int) -> tuple[float, int]:
     rows = [json.loads(line) for line in log_path.read_text().splitlines()]
     rows = [r for r in rows if "loss" in r and r["step"] >= from_step]
     if len(rows) < 2:
-        raise SystemExit(f"bench: {log_path} has fewer than two log lines after step {from_step}")
+        raise CommandFailed(f"{log_path} has fewer than two log lines after step {from_step}")
     steps = rows[-1]["step"] - rows[0]["step"]
     return steps / max(rows[-1]["elapsed_s"] - rows[0]["elapsed_s"], 1e-9), steps
+
+
+def train_throughput(args, case: TrainCase, runs: Path, commands: list[dict]) -> list[dict]:
+    """Rows of steps/s and rays/s of ``case`` for every scaling mode and process count (see the module
+    docstring), each run resumed from one base run trained here on one GPU."""
+    base = runs / f"{case.name}_base"
+    wall = run(1, case.base_argv(args, base), args.timeout, commands)
+    base_step = case.step_of(base)
+    print(f"bench: {case.name} base run, {base_step} steps, {wall:.0f} s", flush=True)
+    rows, done = [], {}
+    for mode in args.modes:
+        for n in args.gpus:
+            unit = case.batch_of(args)
+            batch = unit * n if mode == "weak" else unit
+            if batch < n:
+                continue
+            if (n, batch) not in done:  # one GPU: weak and strong are the same run
+                folder = runs / f"{case.name}_{mode}_{n}"
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(base, folder)
+                run(n, case.resume_argv(args, folder, base_step + args.steps, batch), args.timeout, commands)
+                done[n, batch] = steps_per_second(folder / case.log_name, base_step + args.warmup)
+            rate, timed = done[n, batch]
+            rays = rate * batch * case.rays_per_item(args)
+            rows.append(
+                {
+                    "case": case.name,
+                    "mode": mode,
+                    "processes": n,
+                    "global_batch": batch,
+                    "per_process_batch": batch / n,
+                    "steps_timed": timed,
+                    "steps_per_s": rate,
+                    "rays_per_s": rays,
+                    # against the first process count of the same mode
+                    "speedup_rays_per_s": rays / next(r["rays_per_s"] for r in rows if r["mode"] == mode)
+                    if any(r["mode"] == mode for r in rows)
+                    else 1.0,
+                }
+            )
+            print(f"bench: {case.name} {mode} x{n}: {rate:.1f} steps/s, {rays:,.0f} rays/s", flush=True)
+    return rows
+
+
+def pose_throughput(args, out: Path, base: Path, commands: list[dict]) -> list[dict]:
+    """Rows of trials/s of ``inerf benchmark pose`` on the grid base run for every process count, and
+    whether each table equals the first's."""
+    rows, tables = [], {}
+    for n in args.gpus:
+        folder = out / f"pose_{n}"
+        argv = [
+            *("benchmark", "pose", "--run", str(base), "--split", "test", "--images", str(args.pose_images)),
+            *("--trials", str(args.pose_trials), "--steps", str(args.pose_steps), "--sampling", "random"),
+            *("--rays", str(args.pose_rays), "--no-uncertainty", "--device", args.device),
+            *("--out", str(folder), "--overwrite", "--quiet"),
+        ]
+        wall = run(n, argv, args.timeout, commands)
+        res = json.loads((folder / "results.json").read_text())
+        trials = len(res["trials"])
+        tables[n] = (res["summary"], res["trials"])
+        rows.append(
+            {
+                "processes": n,
+                "views": len(res["meta"]["views"]),
+                "trials": trials,
+                "solve_s": res["meta"]["wall_s"],
+                "trials_per_s": trials / res["meta"]["wall_s"],
+                "command_wall_s": wall,
+                "same_table_as_first": tables[n] == tables[args.gpus[0]],
+            }
+        )
+        rows[-1]["speedup"] = rows[-1]["trials_per_s"] / rows[0]["trials_per_s"]
+        print(f"bench: pose x{n}: {trials} trials in {res['meta']['wall_s']:.1f} s", flush=True)
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ the scene
@@ -272,6 +361,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pixelnerf-base-steps", type=int, default=200, help="steps of the pixelNeRF base run")
     p.add_argument("--timeout", type=float, default=300, help="seconds allowed to one command")
     p.add_argument(
+        "--budget", type=float, default=0, help="seconds for the whole run: later parts are skipped (0: none)"
+    )
+    p.add_argument(
         "--tiny", action="store_true", help="tiny sizes for a CPU smoke test (numbers mean nothing)"
     )
     args = p.parse_args(argv)
@@ -334,102 +426,42 @@ def main(argv=None) -> int:
         "environment": environment(args.device),
     }
 
-    training, done = [], {}
-    for name in args.cases:
-        case = CASES[name]
-        base = runs / f"{name}_base"
-        wall = run(1, case.base_argv(args, base), args.timeout, commands)
-        base_step = case.step_of(base)
-        print(f"bench: {name} base run, {base_step} steps, {wall:.0f} s", flush=True)
-        for mode in args.modes:
-            for n in args.gpus:
-                unit = case.batch_of(args)
-                batch = unit * n if mode == "weak" else unit
-                if batch < n:
-                    continue
-                if (name, n, batch) not in done:  # one GPU: weak and strong are the same run
-                    folder = runs / f"{name}_{mode}_{n}"
-                    shutil.rmtree(folder, ignore_errors=True)
-                    shutil.copytree(base, folder)
-                    run(
-                        n,
-                        case.resume_argv(args, folder, base_step + args.steps, batch),
-                        args.timeout,
-                        commands,
-                    )
-                    done[name, n, batch] = steps_per_second(folder / case.log_name, base_step + args.warmup)
-                rate, timed = done[name, n, batch]
-                training.append(
-                    {
-                        "case": name,
-                        "mode": mode,
-                        "processes": n,
-                        "global_batch": batch,
-                        "per_process_batch": batch / n,
-                        "steps_timed": timed,
-                        "steps_per_s": rate,
-                        "rays_per_s": rate * batch * case.rays_per_item(args),
-                    }
-                )
-                print(
-                    f"bench: {name} {mode} x{n}: {rate:.1f} steps/s, "
-                    f"{rate * batch * case.rays_per_item(args):,.0f} rays/s",
-                    flush=True,
-                )
-    for row in training:  # speed-up against the first GPU count of the same case and mode
-        ref = next(r for r in training if r["case"] == row["case"] and r["mode"] == row["mode"])
-        row["speedup_rays_per_s"] = row["rays_per_s"] / ref["rays_per_s"]
-    result["training"] = training
+    commands_failed: list[dict] = []
+    result["training"], result["pose"], result["failed"], result["commands"] = (
+        [],
+        [],
+        commands_failed,
+        commands,
+    )
 
-    pose = []
+    def save() -> None:  # after every part: a run stopped from outside keeps what was measured
+        result["total_wall_s"] = time.perf_counter() - t_start
+        (out / "bench_distributed.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "bench_distributed.md").write_text(report(result))
+
+    # The grid case first, then its pose benchmark, then the others: the most-used figures come back first.
+    order = [c for c in args.cases if c == "grid"] + (["pose"] if not args.no_pose else [])
+    order += [c for c in args.cases if c != "grid"]
     if not args.no_pose and "grid" not in args.cases:
         print("bench: pose benchmark skipped: it localises with the grid case's base run", flush=True)
-    if not args.no_pose and "grid" in args.cases:
-        base = runs / "grid_base"
-        tables = {}
-        for n in args.gpus:
-            folder = out / f"pose_{n}"
-            argv = [
-                *(
-                    "benchmark",
-                    "pose",
-                    "--run",
-                    str(base),
-                    "--split",
-                    "test",
-                    "--images",
-                    str(args.pose_images),
-                ),
-                *("--trials", str(args.pose_trials), "--steps", str(args.pose_steps), "--sampling", "random"),
-                *("--rays", str(args.pose_rays), "--no-uncertainty", "--device", args.device),
-                *("--out", str(folder), "--overwrite", "--quiet"),
-            ]
-            wall = run(n, argv, args.timeout, commands)
-            res = json.loads((folder / "results.json").read_text())
-            trials = len(res["trials"])
-            tables[n] = (res["summary"], res["trials"])
-            pose.append(
-                {
-                    "processes": n,
-                    "views": len(res["meta"]["views"]),
-                    "trials": trials,
-                    "solve_s": res["meta"]["wall_s"],
-                    "trials_per_s": trials / res["meta"]["wall_s"],
-                    "command_wall_s": wall,
-                    "same_table_as_first": tables[n] == tables[args.gpus[0]],
-                }
-            )
-            print(f"bench: pose x{n}: {trials} trials in {res['meta']['wall_s']:.1f} s", flush=True)
-        for row in pose:
-            row["speedup"] = row["trials_per_s"] / pose[0]["trials_per_s"]
-    result["pose"] = pose
-    result["commands"] = commands
-    result["total_wall_s"] = time.perf_counter() - t_start
+    for part in order:
+        if args.budget and time.perf_counter() - t_start > args.budget:
+            print(f"bench: --budget {args.budget:.0f} s spent, {part} skipped", flush=True)
+            commands_failed.append({"part": part, "error": "skipped: --budget spent"})
+            continue
+        try:
+            if part == "pose":
+                if (runs / "grid_base" / "config.json").is_file():
+                    result["pose"] = pose_throughput(args, out, runs / "grid_base", commands)
+            else:
+                result["training"] += train_throughput(args, CASES[part], runs, commands)
+        except CommandFailed as exc:
+            print(f"bench: {part}: {exc}", flush=True)
+            commands_failed.append({"part": part, "error": str(exc)})
+        save()
 
-    md = report(result)
-    (out / "bench_distributed.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "bench_distributed.md").write_text(md)
-    print(md, end="")
+    save()
+    print(report(result), end="")
     print(f"bench: wrote {out / 'bench_distributed.json'} and .md ({result['total_wall_s']:.0f} s in all)")
     return 0
 
@@ -460,6 +492,8 @@ def report(result: dict) -> str:
                 f"| {r['processes']} process(es) | {r['views']} x {r['trials'] // max(r['views'], 1)} | "
                 f"{r['solve_s']:.1f} s | {r['trials_per_s']:.2f} | {r['speedup']:.2f}x | {r['same_table_as_first']} |"
             )
+    for r in result.get("failed", []):
+        lines += ["", f"Not measured: {r['part']}: {r['error']}"]
     return "\n".join(lines) + "\n"
 
 

@@ -240,6 +240,62 @@ def graph_matches_eager(model, target, init, config: PoseConfig) -> dict:
     }
 
 
+def capture_diagnosis(model, target, init, config: PoseConfig) -> dict:
+    """Why a step is not captured: the step run eagerly under ``torch.cuda.set_sync_debug_mode("error")``
+    (raises at the first synchronising call, with its Python frames), then capture attempts with variants
+    (relaxed capture mode; float32 network; forward only). Each entry is ``"ok"`` or the error's last lines."""
+    import traceback
+
+    from inerf.pose import fast
+    from inerf.pose.problem import Problem, field_precision, frozen_fields
+
+    device = target.image.device
+    result = {}
+
+    def attempt(name, fn):
+        try:
+            fn()
+            result[name] = "ok"
+        except Exception:  # noqa: BLE001 - a diagnosis records every failure
+            frames = traceback.format_exc().strip().splitlines()
+            result[name] = "\n".join([f for f in frames if "inerf" in f or "Error" in f][-8:])
+        torch.cuda.synchronize()
+
+    def setup():  # under the caller's field_precision
+        problem = Problem(model, target, replace(config, fast=True))
+        c2w0 = init.to(device=device, dtype=torch.float32)[None, None]
+        xi = torch.full((1, 1, 6), 1e-3, device=device)
+        pix = problem.sampler.sample(torch.zeros(1, dtype=torch.int64, device=device), 0)
+        problem.evaluate(xi, c2w0, pix, need_grad=False)  # sizes the pool (a sync, before any capture)
+        return problem, [xi, c2w0, pix, None, problem.targets(pix, 0.0, 1)]
+
+    def eager_sync_check():
+        problem, inputs = setup()
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            problem.loss_and_grad(*inputs, need_grad=True)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+
+    def capture(need_grad=True, mode="global"):
+        problem, inputs = setup()
+        fast.CAPTURE_ERROR_MODE = mode
+        try:
+            fast._Capture(lambda *a: problem.loss_and_grad(*a, need_grad=need_grad), inputs)
+        finally:
+            fast.CAPTURE_ERROR_MODE = "global"
+
+    with frozen_fields(*model.fields()):
+        for dtype, tag in ((torch.bfloat16, "bf16"), (None, "fp32")):
+            with field_precision(dtype, *model.fields()):
+                attempt(f"eager_sync_debug_{tag}", eager_sync_check)
+                attempt(f"capture_{tag}", capture)
+                attempt(f"capture_relaxed_{tag}", lambda: capture(mode="relaxed"))
+                attempt(f"capture_forward_only_{tag}", lambda: capture(need_grad=False))
+    return result
+
+
 @contextlib.contextmanager
 def pool_disabled(off: bool):
     """With ``off``, solves query every slot of the per-ray sample budget instead of a packed pool."""
@@ -273,6 +329,10 @@ def _bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     row: dict = {"model": name, "path": path}
     if path != "reference" and device.type == "cuda":
         row.update(graph_matches_eager(model, target, init, base))
+        if not row["graph_captured"]:
+            row["capture_diagnosis"] = capture_diagnosis(model, target, init, base)
+            for k, v in row["capture_diagnosis"].items():
+                print(f"[{name}] capture diagnosis {k}: {v}", flush=True)
     for rays in args.rays:
         row[f"step_ms@{rays}"] = 1e3 * step_time(model, target, init, replace(base, n_rays=rays))
     res = None

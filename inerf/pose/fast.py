@@ -24,6 +24,10 @@ import torch
 
 __all__ = ["GraphedLossAndGrad"]
 
+CAPTURE_ERROR_MODE = "global"
+"""``capture_error_mode`` of the captures (``torch.cuda.graph``): ``global`` refuses unsafe CUDA calls from any
+thread during a capture; ``relaxed`` (diagnosis only) lets them through."""
+
 
 class _Capture:
     """One captured graph with its static inputs and outputs."""
@@ -40,7 +44,7 @@ class _Capture:
         # Captured on the warm-up's stream: per-stream library state (cuBLAS / cuBLASLt handles and their
         # workspaces, created lazily on a stream's first matrix product) then exists before capture begins;
         # creating it inside a capture invalidates the capture.
-        with torch.cuda.graph(self.graph, stream=stream):
+        with torch.cuda.graph(self.graph, stream=stream, capture_error_mode=CAPTURE_ERROR_MODE):
             self.outputs = fn(*self.inputs)
 
     def __call__(self, inputs: list[torch.Tensor | None]):
