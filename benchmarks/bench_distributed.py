@@ -69,6 +69,8 @@ class TrainCase:
     """Rays rendered per unit of the batch."""
     step_of: Callable[[Path], int] = lambda run: json.loads((run / "config.json").read_text())["step"]
     """The step a run folder has reached."""
+    base_case: str | None = None
+    """Another case whose base run this one continues (trained once for both)."""
 
 
 def _grid_base(args, out: Path) -> list[str]:
@@ -113,6 +115,10 @@ def _pixelnerf_resume(args, run: Path, total_steps: int, batch: int) -> list[str
     ]
 
 
+def _pixelnerf_resume_nosync(args, run: Path, total_steps: int, batch: int) -> list[str]:
+    return [*_pixelnerf_resume(args, run, total_steps, batch), "--no-sync-bn"]
+
+
 def _pixelnerf_step(run: Path) -> int:
     import torch
 
@@ -129,6 +135,16 @@ CASES = {
         batch_of=lambda args: args.pixelnerf_objects,
         rays_per_item=lambda args: args.pixelnerf_rays,
         step_of=_pixelnerf_step,
+    ),
+    "pixelnerf-nosyncbn": TrainCase(
+        "pixelnerf-nosyncbn",
+        _pixelnerf_base,
+        _pixelnerf_resume_nosync,
+        log_name="logs/bench/train_log.jsonl",
+        batch_of=lambda args: args.pixelnerf_objects,
+        rays_per_item=lambda args: args.pixelnerf_rays,
+        step_of=_pixelnerf_step,
+        base_case="pixelnerf",
     ),
 }
 """Training cases by name. pixelNeRF (``--cases pixelnerf``, needs ``--pixelnerf-data``): a base run of
@@ -199,10 +215,11 @@ def steps_per_second(log_path: Path, from_step: int) -> tuple[float, int]:
 def train_throughput(args, case: TrainCase, runs: Path, commands: list[dict]) -> list[dict]:
     """Rows of steps/s and rays/s of ``case`` for every scaling mode and process count (see the module
     docstring), each run resumed from one base run trained here on one GPU."""
-    base = runs / f"{case.name}_base"
-    wall = run(1, case.base_argv(args, base), args.timeout, commands)
+    base = runs / f"{case.base_case or case.name}_base"
+    if case.base_case is None or not base.is_dir():
+        wall = run(1, case.base_argv(args, base), args.timeout, commands)
+        print(f"bench: {case.name} base run, {case.step_of(base)} steps, {wall:.0f} s", flush=True)
     base_step = case.step_of(base)
-    print(f"bench: {case.name} base run, {base_step} steps, {wall:.0f} s", flush=True)
     rows, done = [], {}
     for mode in args.modes:
         for n in args.gpus:
@@ -263,11 +280,34 @@ def pose_throughput(args, out: Path, base: Path, commands: list[dict]) -> list[d
                 "trials_per_s": trials / res["meta"]["wall_s"],
                 "command_wall_s": wall,
                 "same_table_as_first": tables[n] == tables[args.gpus[0]],
+                "max_trial_difference": _max_difference(tables[n][1], tables[args.gpus[0]][1]),
             }
         )
         rows[-1]["speedup"] = rows[-1]["trials_per_s"] / rows[0]["trials_per_s"]
         print(f"bench: pose x{n}: {trials} trials in {res['meta']['wall_s']:.1f} s", flush=True)
     return rows
+
+
+def _max_difference(a, b) -> float | None:
+    """Largest absolute difference between the numbers of two tables of the same rows (None if the rows or
+    their keys differ). GPU solves are not bit-reproducible (atomic additions in scatter backward passes), so
+    equal tables are not expected there; a difference at float-rounding level is."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return None
+        parts = [_max_difference(a[k], b[k]) for k in a]
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return None
+        parts = [_max_difference(x, y) for x, y in zip(a, b)]
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        x, y = float(a), float(b)
+        if math.isnan(x) or math.isnan(y):
+            return 0.0 if math.isnan(x) and math.isnan(y) else math.inf
+        return abs(x - y)
+    else:
+        return 0.0 if a == b else None
+    return None if any(x is None for x in parts) else max(parts, default=0.0)
 
 
 # ------------------------------------------------------------------------------------------ the scene
@@ -373,7 +413,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [c for c in args.cases if c not in CASES] + [m for m in args.modes if m not in ("weak", "strong")]
     if bad:
         p.error(f"unknown case or mode: {', '.join(bad)}")
-    if "pixelnerf" in args.cases and not args.pixelnerf_data:
+    if any(c.startswith("pixelnerf") for c in args.cases) and not args.pixelnerf_data:
         p.error(
             "--cases pixelnerf needs --pixelnerf-data (an SRN-layout category, e.g. inerf synth category)"
         )
@@ -484,13 +524,13 @@ def report(result: dict) -> str:
     if result["pose"]:
         lines += [
             "",
-            "| pose benchmark | views x trials | solve time | trials/s | speed-up | same table |",
-            "|---|---:|---:|---:|---:|---|",
+            "| pose benchmark | views x trials | solve time | trials/s | speed-up | same table | max difference |",
+            "|---|---:|---:|---:|---:|---|---:|",
         ]
         for r in result["pose"]:
             lines.append(
                 f"| {r['processes']} process(es) | {r['views']} x {r['trials'] // max(r['views'], 1)} | "
-                f"{r['solve_s']:.1f} s | {r['trials_per_s']:.2f} | {r['speedup']:.2f}x | {r['same_table_as_first']} |"
+                f"{r['solve_s']:.1f} s | {r['trials_per_s']:.2f} | {r['speedup']:.2f}x | {r['same_table_as_first']} | {r.get('max_trial_difference')} |"
             )
     for r in result.get("failed", []):
         lines += ["", f"Not measured: {r['part']}: {r['error']}"]

@@ -60,6 +60,13 @@ def add_train_parser(sub) -> None:
         "--freeze_enc", action="store_true", help="freeze the encoder (weights and BatchNorm statistics)"
     )
     p.add_argument(
+        "--no-sync-bn",
+        dest="sync_bn",
+        action="store_false",
+        help="under torchrun, BatchNorm statistics per process (as published DataParallel) instead of the "
+        "whole batch's",
+    )
+    p.add_argument(
         "--fixed_test", action="store_true", help="validate on the same object and views every time"
     )
     p.add_argument("-r", "--resume", action="store_true", help="continue the run in the checkpoint folder")

@@ -140,6 +140,10 @@ class PixelNeRFTrainConfig:
     """Draw rays inside each view's foreground box until this step (0: never)."""
     freeze_enc: bool = False
     """Freeze the encoder: no gradient, not optimised, BatchNorm in eval mode."""
+    sync_bn: bool = True
+    """Under torchrun, the encoder's BatchNorm normalises with the statistics of the whole batch over all
+    processes (what one process computes); False: each process's share alone (what the published
+    ``DataParallel`` training did: BatchNorm statistics per GPU replica)."""
     fixed_test: bool = False
     """Validate on the first validation object's first views every time (else a random one per check)."""
     resume: bool = False
@@ -496,10 +500,15 @@ class PixelNeRFTrainer:
         # keeps them in its list (published layout of _optim), and DDP must not wait for their gradients.
         for p in self.net.encoder.unused_parameters():
             p.requires_grad_(False)
-        if self.world_size > 1 and not self.frozen:
-            from inerf.sync_batchnorm import convert_sync_batchnorm
+        if self.world_size > 1 and not self.frozen and cfg.sync_bn:
+            # Batch statistics of the whole batch, all ranks: torch's fused layer on GPUs (one collective and
+            # a few kernels per layer), the plain-tensor one elsewhere (torch's refuses CPU tensors).
+            if self.device.type == "cuda":
+                torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net.encoder)
+            else:
+                from inerf.sync_batchnorm import convert_sync_batchnorm
 
-            convert_sync_batchnorm(self.net.encoder)  # batch statistics of the whole batch, all ranks
+                convert_sync_batchnorm(self.net.encoder)
         self.step_module = distributed.wrap_ddp(_StepLoss(self.net, self.scene, self.frozen))
         """What a step calls: the loss of a share of the batch, in DistributedDataParallel under torchrun."""
 

@@ -35,6 +35,7 @@ __all__ = [
     "accumulated_opacity",
     "alpha_from_density",
     "composite",
+    "cumprod_positive",
     "deltas",
     "expected_depth",
     "interval_lengths",
@@ -98,6 +99,32 @@ def alpha_from_density(sigma: torch.Tensor, delta: torch.Tensor) -> torch.Tensor
     return 1.0 - torch.exp(-sigma * delta)
 
 
+class _CumprodPositive(torch.autograd.Function):
+    """``torch.cumprod(x, -1)`` for ``x > 0``, with a backward that never reads a value back to the host.
+
+    ``torch.cumprod``'s backward first asks whether the input holds a zero (a device-to-host read) to choose
+    between two formulas; a pose step must not synchronise (it is replayed from a CUDA graph), and the
+    published transmittance's factors ``1 - alpha + 1e-10`` are never zero, so the zero-free formula is the
+    one torch would choose: ``grad_x_i = sum_{j >= i} grad_j P_j / x_i`` with ``P = cumprod(x)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = torch.cumprod(x, -1)
+        ctx.save_for_backward(x, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, out = ctx.saved_tensors
+        return (grad * out).flip(-1).cumsum(-1).flip(-1) / x
+
+
+def cumprod_positive(x: torch.Tensor) -> torch.Tensor:
+    """``torch.cumprod(x, -1)`` of a tensor with no zero (see :class:`_CumprodPositive`: its gradient needs
+    no host synchronisation)."""
+    return _CumprodPositive.apply(x)
+
+
 def transmittance(alpha: torch.Tensor, form: TransmittanceForm = "log") -> torch.Tensor:
     """T_i = prod_{j<i} (1 - alpha_j), ``[..., N]`` (T_1 = 1), in one of two guarded forms:
 
@@ -109,7 +136,7 @@ def transmittance(alpha: torch.Tensor, form: TransmittanceForm = "log") -> torch
     Both agree to ~1e-7 for alphas away from 1 (tested).
     """
     if form == "product":
-        trans = torch.cumprod(1.0 - alpha + TRANSMITTANCE_GUARD, -1)
+        trans = cumprod_positive(1.0 - alpha + TRANSMITTANCE_GUARD)
         return torch.cat([torch.ones_like(trans[..., :1]), trans[..., :-1]], -1)
     if form != "log":
         raise ValueError(f"transmittance form must be 'log' or 'product', got {form!r}")

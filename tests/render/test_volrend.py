@@ -155,3 +155,20 @@ def test_closed_interval_gradcheck(form):
         return volrend.composite(w, c, 1.0), volrend.expected_depth(w, t)
 
     assert torch.autograd.gradcheck(f, (sigma, colors, far))
+
+
+def test_cumprod_positive_matches_torch_cumprod_and_its_gradient():
+    """The sync-free product (pose steps replay it from a CUDA graph) equals torch.cumprod, values and
+    gradients, including factors at the 1e-10 guard (an opaque sample)."""
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.rand(5, 17, generator=g, dtype=torch.float64)
+    alpha[0, 3] = 1.0  # opaque: the factor is the guard alone
+    x = (1.0 - alpha + volrend.TRANSMITTANCE_GUARD).requires_grad_(True)
+    w = torch.randn(5, 17, generator=g, dtype=torch.float64)
+    ours = volrend.cumprod_positive(x)
+    (g_ours,) = torch.autograd.grad((ours * w).sum(), x)
+    ref = torch.cumprod(x, -1)
+    (g_ref,) = torch.autograd.grad((ref * w).sum(), x)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(volrend.cumprod_positive, (x[1:3, :6].detach().requires_grad_(True),))
