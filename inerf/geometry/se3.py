@@ -29,6 +29,7 @@ __all__ = [
     "rotation_angle",
     "rotation_error_deg",
     "se3_exp",
+    "se3_exp_series",
     "se3_log",
     "so3_exp",
     "so3_log",
@@ -130,6 +131,55 @@ def se3_exp(xi: torch.Tensor) -> torch.Tensor:
     bottom = torch.zeros(*xi.shape[:-1], 1, 4, dtype=xi.dtype, device=xi.device)
     bottom[..., 0, 3] = 1
     return torch.cat([top, bottom], dim=-2)
+
+
+_SERIES_SQUARINGS = 5
+_SERIES_ORDER = 8
+_series_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _series_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 ``(G [6, 16], I [4, 4])``: ``xi @ G`` is ``hat(xi) / 2^s`` flattened, and the identity. Built
+    once per device (outside any CUDA graph capture: a solve's warm-up call builds them) and never modified."""
+    if device not in _series_cache:
+        g = torch.zeros(6, 4, 4, dtype=torch.float64)
+        for i in range(3):
+            g[i, i, 3] = 1.0  # rho -> translation column
+        for k, (i, j) in enumerate(((2, 1), (0, 2), (1, 0))):  # phi_k -> skew entries: hat(phi) @ b = phi x b
+            g[3 + k, i, j], g[3 + k, j, i] = 1.0, -1.0
+        g = g.reshape(6, 16) / 2.0**_SERIES_SQUARINGS  # a power of two: exact
+        _series_cache[device] = (g.to(device), torch.eye(4, dtype=torch.float64).to(device))
+    return _series_cache[device]
+
+
+def se3_exp_series(xi: torch.Tensor) -> torch.Tensor:
+    """:func:`se3_exp` by scaling and squaring: ``exp(X) = (exp(X / 2^5))^(2^5)`` for ``X = hat(xi)``
+    ``[..., 4, 4]``, with a degree-8 Taylor polynomial of ``exp(X / 2^5)`` in Horner form; all in float64,
+    returned in ``xi``'s dtype.
+
+    Why: it is the same map in ~16 batched matrix ops (and ~40 for its gradient) where the closed form takes
+    ~50 small elementwise ops (and ~100 for its gradient), which matters inside a CUDA graph of a pose step
+    bound by its kernel count. Accuracy: for rotation angles ``t`` the truncation error is below
+    ``(t / 32)^9 / 9!`` (2e-15 at pi, 1e-10 at 10 rad) and float64 rounding is ~1e-15, so the result equals
+    the closed form's to float32 rounding, gradient included (tested). Smooth everywhere, no small-angle
+    branches. Float64 also keeps TF32 matrix products (``allow_tf32``) out of it.
+    """
+    gens, eye = _series_constants(xi.device)
+    batch = xi.shape[:-1]
+    X = (xi.reshape(-1, 6).to(torch.float64) @ gens).reshape(-1, 4, 4)
+    eye = eye.expand_as(X)
+    # Horner on integer coefficients, sum_j (q! / j!) X^j, then one division by q!: every product has
+    # alpha = 1, so its gradient needs no extra scaling op.
+    q = _SERIES_ORDER
+    P = torch.add(X, eye, alpha=float(q))
+    coeff = float(q)
+    for j in range(q - 2, -1, -1):
+        coeff *= j + 1  # q! / j!
+        P = torch.baddbmm(eye, X, P, beta=coeff)
+    P = P / coeff
+    for _ in range(_SERIES_SQUARINGS):
+        P = P @ P
+    return P.reshape(*batch, 4, 4).to(xi.dtype)
 
 
 def se3_log(T: torch.Tensor) -> torch.Tensor:
