@@ -252,7 +252,19 @@ class GridField(nn.Module):
     def occupied(self, xyz: torch.Tensor) -> torch.Tensor:
         """``bool [N]``: inside the box and in an occupied cell; the field is zero everywhere else."""
         lo, hi = self.aabb.to(xyz.dtype)
-        return ((xyz >= lo) & (xyz <= hi)).all(-1) & self.occupancy(xyz)
+        inside = ((xyz >= lo) & (xyz <= hi)).all(-1)
+        if self._same_box():  # the occupancy grid tiles this same box (always, once updated): test it once
+            return self.occupancy(xyz, inside)
+        return inside & self.occupancy(xyz)
+
+    def _same_box(self) -> bool:
+        """Whether the occupancy grid's box is the field's (checked once per state of the two boxes)."""
+        key = tuple((id(t), t._version, t.data_ptr()) for t in (self.aabb, self.occupancy.aabb))
+        cached = getattr(self, "_same_box_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, bool(torch.equal(self.aabb, self.occupancy.aabb.to(self.aabb))))
+            self._same_box_cache = cached
+        return cached[1]
 
     @torch.no_grad()
     def ray_bounds(

@@ -171,7 +171,7 @@ class Problem:
     def __init__(self, model: Model, target: PoseTarget, config: PoseConfig):
         device = target.image.device
         self.config = config
-        changes = {}
+        changes = {"colour_only": True}  # the loss scores colours: no depth, opacity or full weights
         if config.deterministic_render:
             changes.update(jitter=False, deterministic_fine=True)
         if config.coarse_loss_weight <= 0:
