@@ -193,7 +193,7 @@ class Problem:
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
         self._blurred: dict[float, torch.Tensor] = {}
         self.sampler = PixelSampler.for_target(target, config, device)
-        self._pixel_dirs: torch.Tensor | None = None
+        self._pixel_dirs: tuple[torch.Tensor, torch.Tensor] | None = None
         self.graphed = None
         if config.fast and device.type == "cuda":
             from inerf.pose.fast import GraphedLossAndGrad
@@ -233,18 +233,20 @@ class Problem:
         G, n = pix.shape
         return self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
 
-    def pixel_directions(self) -> torch.Tensor:
-        """``[H * W, 3]`` camera-frame directions through every pixel centre (computed once: a step then
-        gathers its pixels' directions with one op instead of recomputing them)."""
+    def pixel_directions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([H * W, 3], [H * W, 3])``: camera-frame directions through every pixel centre and the same
+        normalised (computed once: a step then gathers its pixels' directions with one op each instead of
+        recomputing them)."""
         if self._pixel_dirs is None:
             H, W = self.target.height, self.width
             flat = torch.arange(H * W, device=self.target_flat.device)
             self._pixel_dirs = self._directions(flat_to_uv(flat, W).to(torch.float32))
         return self._pixel_dirs
 
-    def _directions(self, uv: torch.Tensor) -> torch.Tensor:
+    def _directions(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cam = self.target.camera
-        return camera_directions(uv, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
+        d = camera_directions(uv, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
+        return d, d / d.norm(dim=-1, keepdim=True)
 
     def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, ring: torch.Tensor | None):
         """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``) through pixels
@@ -253,14 +255,15 @@ class Problem:
         G = xi.shape[0]
         n = pix.shape[-1]
         if ring is None:
-            d_cam = self.pixel_directions()[pix][:, None]  # [G, 1, n, 3]: the same for every hypothesis
+            # [G, 1, n, 3]: the same for every hypothesis.
+            d_cam, unit = (d[pix][:, None] for d in self.pixel_directions())
         else:
             uv = flat_to_uv(pix, self.width).to(torch.float32)
             uv = (uv[..., None, :] + ring).reshape(G, 1, n * ring.shape[0], 2)
-            d_cam = self._directions(uv)
+            d_cam, unit = self._directions(uv)
         # The series form of exp: the same pose in fewer, larger ops (a CUDA graph's cost is its kernel count).
         c2w = se3.se3_exp_series(xi) @ c2w0  # [G, K, 4, 4]
-        rays = rays_from_directions(d_cam, c2w)
+        rays = rays_from_directions(d_cam, c2w, unit)
         return [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
 
     POOL_MARGIN = 1.5

@@ -57,13 +57,21 @@ def camera_directions(uv: torch.Tensor, fx, fy, cx, cy, *, centered: bool = True
     return torch.stack([x, y, torch.ones_like(x)], dim=-1)  # OpenCV: +z is forward
 
 
-def rays_from_directions(d_cam: torch.Tensor, c2w: torch.Tensor) -> Rays:
+def rays_from_directions(d_cam: torch.Tensor, c2w: torch.Tensor, unit: torch.Tensor | None = None) -> Rays:
     """Rays ``[..., N]`` of camera-frame directions ``d_cam`` ``[..., N, 3]`` (:func:`camera_directions`)
-    from cameras ``c2w`` ``[..., 4, 4]`` (or ``[..., 3, 4]``; differentiable)."""
+    from cameras ``c2w`` ``[..., 4, 4]`` (or ``[..., 3, 4]``; differentiable).
+
+    ``unit``: ``d_cam`` normalised, if known (e.g. computed once for a fixed set of pixels): the view
+    directions are then ``unit`` rotated (a rotation keeps lengths), one matrix product whose gradient is
+    one more, instead of a normalisation whose gradient takes a dozen small ops; equal to rounding.
+    """
     R = c2w[..., :3, :3]
     directions = d_cam @ R.transpose(-1, -2)
     origins = c2w[..., None, :3, 3].expand_as(directions)
-    viewdirs = directions / directions.norm(dim=-1, keepdim=True)
+    if unit is not None:
+        viewdirs = unit @ R.transpose(-1, -2)
+    else:
+        viewdirs = directions / directions.norm(dim=-1, keepdim=True)
     return Rays(origins, directions, viewdirs)
 
 
