@@ -4,7 +4,8 @@ The grid field's fast pose step (a CUDA graph replaying a few hundred tiny kerne
 the NUMBER of kernels, not their arithmetic. Each ATen op that does work (not a view, an empty allocation or
 a metadata change) is one kernel or a few, so counting ops with a ``TorchDispatchMode`` tracks the kernel
 count without a GPU. The step runs with the fast path's settings forced on the CPU (``sample_budget`` and the
-query pool, as :class:`inerf.pose.problem.Problem` sets them on CUDA).
+query pool, as :class:`inerf.pose.problem.Problem` sets them on CUDA; the grid field's packed query,
+:data:`inerf.fields.grid.PACKED_QUERY_DEVICES`).
 
 Ops are attributed to stages by where they run (the innermost ``inerf`` frame; for backward ops, the frame
 that created the autograd node, recorded by anomaly mode): ray generation and se3, sample placement,
@@ -208,6 +209,9 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="list every kernel op with its stage")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    from inerf.fields import grid
+
+    grid.PACKED_QUERY_DEVICES.add("cpu")  # count the field's GPU path
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_pose_speed import grid_scene, make_target
 

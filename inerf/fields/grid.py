@@ -69,6 +69,7 @@ from inerf.fields.encoding import PositionalEncoding
 from inerf.fields.occupancy import OccupancyGrid, resize_to_state
 
 __all__ = [
+    "PACKED_QUERY_DEVICES",
     "PLANE_AXES",
     "GridConfig",
     "GridField",
@@ -77,6 +78,13 @@ __all__ = [
 
 PLANE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
 """``(a, b, c)`` per factor: plane over axes ``(a, b)`` (``a`` indexes its width), line along ``c``."""
+
+PACKED_QUERY_DEVICES = {"cuda"}
+"""Device types on which a frozen field is queried through :meth:`GridField._query_packed`. Its few batched
+ops pay on a GPU, where a pose step replayed from a CUDA graph is bound by its kernel count; on the CPU the
+per-plane path is faster (the demo field, 40 k points forward and backward on one core: 48 ms per plane,
+70 ms packed: a width-1 line is cheaper to sample than a line padded to a plane's size), so the CPU keeps it.
+Tests and ``benchmarks/count_pose_ops.py`` add ``"cpu"`` to run the packed path on the CPU."""
 
 
 @dataclass
@@ -350,11 +358,12 @@ class GridField(nn.Module):
         """The unmasked field (fast path) at every point: ``(rgb [N, 3], sigma [N])``.
 
         Defined everywhere (border-clamped outside the box); :meth:`forward` applies the box and the mask.
-        A frozen field (no parameter requires a gradient: pose solves, rendering) is evaluated by
-        :meth:`_query_packed`, the same function in fewer, batched ops.
+        A frozen field (no parameter requires a gradient: pose solves, rendering) on a GPU
+        (:data:`PACKED_QUERY_DEVICES`) is evaluated by :meth:`_query_packed`, the same function in fewer,
+        batched ops.
         """
         self._check(xyz, viewdirs)
-        packed = self._packed()
+        packed = self._packed() if xyz.device.type in PACKED_QUERY_DEVICES else None
         if packed is not None:
             return self._query_packed(xyz, viewdirs, packed)
         return self._decode(self._factors(self.normalize(xyz)), viewdirs)

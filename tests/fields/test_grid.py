@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from inerf.fields import grid as grid_module
 from inerf.fields._reference import bilinear_reference, grid_forward_reference, linear_reference
 from inerf.fields.factory import build_field
 from inerf.fields.grid import GridConfig, GridField, ray_aabb_intersect
@@ -517,10 +518,12 @@ def test_fits_a_coloured_sphere_quickly(one_thread):
     assert field.resolution == (41, 41, 41) and field.occupancy.fraction() < 0.8  # the schedule ran
 
 
-def test_frozen_field_packed_query_matches_reference_values_and_gradients():
-    """A frozen field (pose solves, rendering) is queried through one grid_sample over edge-padded planes and
-    lines (rectangular planes of different sizes here, points beyond the box read the border): values and
-    gradients with respect to points and view directions equal the reference interpolation's."""
+def test_frozen_field_packed_query_matches_reference_values_and_gradients(monkeypatch):
+    """A frozen field on a GPU (pose solves, rendering) is queried through one grid_sample over edge-padded
+    planes and lines (rectangular planes of different sizes here, points beyond the box read the border):
+    values and gradients with respect to points and view directions equal the reference interpolation's.
+    Checked on the CPU, where the packed path is not used by default."""
+    monkeypatch.setattr(grid_module, "PACKED_QUERY_DEVICES", {"cuda", "cpu"})
     field = tiny_field()
     carve_half(field)
     field.requires_grad_(False)

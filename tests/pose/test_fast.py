@@ -150,11 +150,14 @@ def _count_pose_ops():
     return module
 
 
-def test_fast_step_launches_few_device_ops():
+def test_fast_step_launches_few_device_ops(monkeypatch):
     """The grid field's fast pose step (what the GPU replays from a CUDA graph) is bound by its kernel count
     (issue #12): its ATen ops that do work, forward and backward, stay below a bound. It was 483 before the
     step was restructured (se3 by squaring, one grid_sample for all factors, packed gathers, ...), 231 after;
     the count does not depend on the number of rays or the field's size."""
+    from inerf.fields import grid
+
+    monkeypatch.setattr(grid, "PACKED_QUERY_DEVICES", {"cuda", "cpu"})  # the field's GPU path, on the CPU
     counting = _count_pose_ops()
     model = _grid_model()
     with frozen_fields(*model.fields()):
