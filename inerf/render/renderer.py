@@ -241,12 +241,12 @@ def _shade_occupied(
         pts = rays.origins[:, None, :] + step[:, None, :] * t_c[..., None]
         rgb, sigma = fld.query(pts.reshape(-1, 3), rays.viewdirs[:, None, :].expand(R, M, 3).reshape(-1, 3))
         rgb, sigma, dropped = rgb.reshape(R, M, 3), sigma.reshape(R, M), None
+    if not weights:  # colours only: the fused compositing (fewer ops, hand-written backward)
+        rgb = volrend.composite_density(sigma, delta_c, rgb, background, valid, config.transmittance)
+        return rgb, None, dropped
     w_c = volrend.render_weights(volrend.alpha_from_density(sigma, delta_c), config.transmittance) * valid
-    w = None
-    if weights:
-        w = torch.zeros_like(t.expand(R, K)).scatter_add(
-            1, index, w_c
-        )  # padding slots add 0 where they point
+    # Padding slots add 0 where they point.
+    w = torch.zeros_like(t.expand(R, K)).scatter_add(1, index, w_c)
     return volrend.composite(w_c, rgb, background), w, dropped
 
 
