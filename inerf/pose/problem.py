@@ -363,7 +363,9 @@ class Problem:
             loss_k = loss.detach().reshape(G, K, n).mean(-1)
             if not need_grad:
                 return loss_k, None
-            torch.autograd.backward(loss.sum() / n, inputs=[xi])
+            # d(sum_k mean_n l) / d l_pixel = 1 / n for every pixel: seeded directly (one fill, where
+            # backward(loss.sum() / n) launches a sum, a division and their gradients).
+            torch.autograd.backward(loss, torch.full_like(loss, 1.0 / n), inputs=[xi])
             return loss_k, xi.grad
         per_pix = torch.empty(tgt.shape[0], device=tgt.device, dtype=tgt.dtype)
         ray_grads = [torch.zeros_like(t) for t in ray_t] if need_grad else None
