@@ -12,8 +12,8 @@ that created the autograd node, recorded by anomaly mode): ray generation and se
 occupancy lookup, compaction, pool slots, gathers, field query, scatter back, compositing, loss; and the
 solver's own ops outside ``Problem.loss_and_grad`` (pixel sampling, Adam, the record: eager, not captured).
 
-    python benchmarks/count_pose_ops.py                                  # the shared chair's grid run
-    python benchmarks/count_pose_ops.py --grid-run RUN --rays 2048 --solver --list
+    python benchmarks/count_pose_ops.py --grid-run RUN --rays 2048 --solver     # a trained grid run
+    python benchmarks/count_pose_ops.py --list          # the box chair; every counted op with its stage
 """
 
 from __future__ import annotations
@@ -202,7 +202,9 @@ def table(counter: OpCounter) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--grid-run", default=str(Path("/work/main/.carry/chair_grid")), help="trained grid run")
+    ap.add_argument(
+        "--grid-run", help="trained grid run directory (default: bench_pose_speed.py's synthetic box chair)"
+    )
     ap.add_argument("--rays", type=int, default=2048)
     ap.add_argument("--scale", type=float, default=0.25, help="target image scale (op counts do not depend)")
     ap.add_argument("--solver", action="store_true", help="also count the solver's eager ops per step")
