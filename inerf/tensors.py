@@ -31,6 +31,8 @@ def constant(value, dtype: torch.dtype, device: torch.device | str) -> torch.Ten
     if isinstance(value, Sequence):
         if not value:
             return torch.empty(0, dtype=dtype, device=device)
+        if all(v == value[0] for v in value):  # e.g. a white background: one fill instead of n and a stack
+            return torch.full((len(value),), value[0], dtype=dtype, device=device)
         return torch.stack([torch.full((), v, dtype=dtype, device=device) for v in value])
     return torch.full((), value, dtype=dtype, device=device)
 

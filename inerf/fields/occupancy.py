@@ -66,16 +66,33 @@ class OccupancyGrid(nn.Module):
     def resolution(self) -> tuple[int, int, int]:
         return tuple(self.mask.shape)  # type: ignore[return-value]
 
-    def forward(self, xyz: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.aabb.to(xyz.dtype)
-        inside = ((xyz >= lo) & (xyz <= hi)).all(-1)  # NaN compares False: a NaN point is empty
-        res = constant(tuple(self.mask.shape), torch.long, xyz.device)
-        cell = ((xyz - lo) * (res / (hi - lo))).floor().long()
+    def forward(self, xyz: torch.Tensor, inside: torch.Tensor | None = None) -> torch.Tensor:
+        """``bool [N]`` for ``xyz [N, 3]``; ``inside`` (``bool [N]``), if given, is the caller's own test of
+        the points against this grid's ``aabb`` (skips repeating it)."""
+        lo, hi, scale, zero, top, strides = self._lookup(xyz.dtype)
+        if inside is None:
+            inside = ((xyz >= lo) & (xyz <= hi)).all(-1)  # NaN compares False: a NaN point is empty
+        # Truncation instead of floor: they differ only below 0, where the clamp gives cell 0 either way.
         # Clamp: a point on the max face belongs to the last cell; points outside the box (already False
-        # through `inside`) just need an index that does not overflow.
-        cell = torch.minimum(cell.clamp_min(0), res - 1)
-        flat = (cell[..., 0] * res[1] + cell[..., 1]) * res[2] + cell[..., 2]
+        # through `inside`, NaN included) just need an index that does not overflow.
+        cell = ((xyz - lo) * scale).long().clamp(zero, top)
+        flat = (cell * strides).sum(-1)
         return inside & self.mask.reshape(-1)[flat]
+
+    def _lookup(self, dtype: torch.dtype):
+        """``(lo, hi, res / (hi - lo), 0, res - 1, row-major strides)`` in ``dtype`` (the last three int64), built
+        once per state of ``aabb`` and ``mask`` (a lookup then launches a handful of ops, none of them for
+        these constants)."""
+        key = (dtype, *((id(t), t._version, t.data_ptr(), t.device) for t in (self.aabb, self.mask)))
+        cached = getattr(self, "_lookup_cache", None)
+        if cached is None or cached[0] != key:
+            lo, hi = self.aabb.to(dtype)
+            X, Y, Z = self.mask.shape
+            res = constant((X, Y, Z), torch.long, self.mask.device)
+            strides = constant((Y * Z, Z, 1), torch.long, self.mask.device)
+            cached = (key, (lo, hi, res / (hi - lo), torch.zeros_like(res), res - 1, strides))
+            self._lookup_cache = cached
+        return cached[1]
 
     def fraction(self) -> float:
         """Fraction of the cells that are occupied."""

@@ -29,6 +29,7 @@ __all__ = [
     "rotation_angle",
     "rotation_error_deg",
     "se3_exp",
+    "se3_exp_series",
     "se3_log",
     "so3_exp",
     "so3_log",
@@ -130,6 +131,91 @@ def se3_exp(xi: torch.Tensor) -> torch.Tensor:
     bottom = torch.zeros(*xi.shape[:-1], 1, 4, dtype=xi.dtype, device=xi.device)
     bottom[..., 0, 3] = 1
     return torch.cat([top, bottom], dim=-2)
+
+
+_SERIES_SQUARINGS = 5
+_SERIES_ORDER = 8
+_series_cache: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+
+def _series_constants(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """float64 ``(G [6, 16], I4, I8, H [16, 6])``: ``xi @ G`` is ``hat(xi) / 2^s`` flattened (s squarings),
+    the 4x4 and 8x8 identities, and ``H`` with ``dL/dxi = dL/dhat(xi) @ H``. Built once per device (outside
+    any CUDA graph capture: a solve's first, uncaptured call builds them) and never modified."""
+    if device not in _series_cache:
+        g = torch.zeros(6, 4, 4, dtype=torch.float64)
+        for i in range(3):
+            g[i, i, 3] = 1.0  # rho -> translation column
+        for k, (i, j) in enumerate(((2, 1), (0, 2), (1, 0))):  # phi_k -> skew entries: hat(phi) @ b = phi x b
+            g[3 + k, i, j], g[3 + k, j, i] = 1.0, -1.0
+        g = g.reshape(6, 16)
+        eye4, eye8 = torch.eye(4, dtype=torch.float64), torch.eye(8, dtype=torch.float64)
+        # Powers of two: exact.
+        _series_cache[device] = tuple(t.to(device) for t in (g / 2.0**_SERIES_SQUARINGS, eye4, eye8, g.t()))
+    return _series_cache[device]
+
+
+def _expm_scaled(X: torch.Tensor, eye: torch.Tensor) -> torch.Tensor:
+    """``exp(2^s X)`` for ``X`` ``[N, n, n]`` (already divided by ``2^s``): a degree-8 Taylor polynomial of
+    ``exp(X)`` in Horner form on integer coefficients (``sum_j (q! / j!) X^j``, then one division by
+    ``q!``, so every product has unit scale), then ``s`` squarings."""
+    eye = eye.expand_as(X)
+    q = _SERIES_ORDER
+    P = torch.add(X, eye, alpha=float(q))
+    coeff = float(q)
+    for j in range(q - 2, -1, -1):
+        coeff *= j + 1  # q! / j!
+        P = torch.baddbmm(eye, X, P, beta=coeff)
+    P = P / coeff
+    for _ in range(_SERIES_SQUARINGS):
+        P = P @ P
+    return P
+
+
+class _SeriesExp(torch.autograd.Function):
+    """``exp(hat(xi))`` ``[N, 4, 4]`` of float64 twists ``[N, 6]``, with the gradient from the Frechet
+    derivative of the matrix exponential: ``dL/dX = `` the top-right block of ``exp([[X^T, G], [0, X^T]])``
+    for ``G = dL/d exp(X)`` (the same series on 8x8 blocks): ~20 ops, where autograd through the series
+    takes ~40."""
+
+    @staticmethod
+    def forward(ctx, xi: torch.Tensor) -> torch.Tensor:
+        gens, eye4, _, _ = _series_constants(xi.device)
+        X = (xi @ gens).reshape(-1, 4, 4)  # hat(xi) / 2^s: one non-zero term per entry, exact
+        ctx.save_for_backward(X)
+        return _expm_scaled(X, eye4)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (X,) = ctx.saved_tensors
+        _, _, eye8, hat_t = _series_constants(X.device)
+        N = X.shape[0]
+        block = X.new_zeros(N, 8, 8)
+        Xt = X.transpose(-1, -2)
+        block[:, :4, :4] = Xt
+        block[:, 4:, 4:] = Xt
+        block[:, :4, 4:] = grad * 2.0**-_SERIES_SQUARINGS  # the whole block scaled by 2^-s, as X is
+        dX = _expm_scaled(block, eye8)[:, :4, 4:]
+        # dX is the gradient with respect to hat(xi) (the Frechet derivative of exp at hat(xi)).
+        return dX.reshape(N, 16) @ hat_t
+
+
+def se3_exp_series(xi: torch.Tensor) -> torch.Tensor:
+    """:func:`se3_exp` by scaling and squaring: ``exp(X) = (exp(X / 2^5))^(2^5)`` for ``X = hat(xi)``
+    ``[..., 4, 4]``, with a degree-8 Taylor polynomial of ``exp(X / 2^5)``; all in float64, returned in
+    ``xi``'s dtype. Its gradient comes from the Frechet derivative of the matrix exponential (the same
+    series on 8x8 blocks).
+
+    Why: it is the same map in ~16 batched matrix ops (and ~20 for its gradient) where the closed form takes
+    ~50 small elementwise ops (and ~100 for its gradient), which matters inside a CUDA graph of a pose step
+    bound by its kernel count. Accuracy: for rotation angles ``t`` the truncation error is below
+    ``(t / 32)^9 / 9!`` (2e-15 at pi, 1e-10 at 10 rad) and float64 rounding is ~1e-15, so the result equals
+    the closed form's to float32 rounding, gradient included (tested). Smooth everywhere, no small-angle
+    branches. Float64 also keeps TF32 matrix products (``allow_tf32``) out of it.
+    """
+    batch = xi.shape[:-1]
+    T = _SeriesExp.apply(xi.reshape(-1, 6).to(torch.float64))
+    return T.reshape(*batch, 4, 4).to(xi.dtype)
 
 
 def se3_log(T: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from inerf.geometry import se3
 from inerf.geometry.cameras import Cameras
 from inerf.pose.config import PoseConfig
 from inerf.pose.sampling import PixelSampler, flat_to_uv
-from inerf.rays.rays import Rays, rays_from_pixels
+from inerf.rays.rays import Rays, camera_directions, rays_from_directions
 from inerf.render.model import Model
 
 __all__ = ["PoseTarget", "Problem", "field_precision", "frozen_fields", "photometric_loss"]
@@ -171,7 +171,7 @@ class Problem:
     def __init__(self, model: Model, target: PoseTarget, config: PoseConfig):
         device = target.image.device
         self.config = config
-        changes = {}
+        changes = {"colour_only": True}  # the loss scores colours: no depth, opacity or full weights
         if config.deterministic_render:
             changes.update(jitter=False, deterministic_fine=True)
         if config.coarse_loss_weight <= 0:
@@ -193,6 +193,7 @@ class Problem:
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
         self._blurred: dict[float, torch.Tensor] = {}
         self.sampler = PixelSampler.for_target(target, config, device)
+        self._pixel_dirs: tuple[torch.Tensor, torch.Tensor] | None = None
         self.graphed = None
         if config.fast and device.type == "cuda":
             from inerf.pose.fast import GraphedLossAndGrad
@@ -232,18 +233,37 @@ class Problem:
         G, n = pix.shape
         return self.target_at(sigma)[pix][:, None].expand(G, K, n, 3).reshape(-1, 3)
 
+    def pixel_directions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``([H * W, 3], [H * W, 3])``: camera-frame directions through every pixel centre and the same
+        normalised (computed once: a step then gathers its pixels' directions with one op each instead of
+        recomputing them)."""
+        if self._pixel_dirs is None:
+            H, W = self.target.height, self.width
+            flat = torch.arange(H * W, device=self.target_flat.device)
+            self._pixel_dirs = self._directions(flat_to_uv(flat, W).to(torch.float32))
+        return self._pixel_dirs
+
+    def _directions(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cam = self.target.camera
+        d = camera_directions(uv, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
+        return d, d / d.norm(dim=-1, keepdim=True)
+
     def rays(self, xi: torch.Tensor, c2w0: torch.Tensor, pix: torch.Tensor, ring: torch.Tensor | None):
         """Ray tensors (origins, directions, view directions; each ``[G * K * n * k, 3]``) through pixels
         ``pix`` ``[G, n]`` of the poses ``exp(xi) @ c2w0``, ``k`` per pixel at the ``ring`` offsets (or one
         through the centre when ``ring`` is None)."""
-        G, K = xi.shape[:2]
+        G = xi.shape[0]
         n = pix.shape[-1]
-        uv = flat_to_uv(pix, self.width)[:, None].expand(G, K, n, 2).to(torch.float32)
-        if ring is not None:
-            uv = (uv[..., None, :] + ring).reshape(G, K, n * ring.shape[0], 2)
-        c2w = se3.se3_exp(xi) @ c2w0  # [G, K, 4, 4]
-        cam = self.target.camera
-        rays = rays_from_pixels(uv, c2w, *(v.to(uv.device)[0] for v in (cam.fx, cam.fy, cam.cx, cam.cy)))
+        if ring is None:
+            # [G, 1, n, 3]: the same for every hypothesis.
+            d_cam, unit = (d[pix][:, None] for d in self.pixel_directions())
+        else:
+            uv = flat_to_uv(pix, self.width).to(torch.float32)
+            uv = (uv[..., None, :] + ring).reshape(G, 1, n * ring.shape[0], 2)
+            d_cam, unit = self._directions(uv)
+        # The series form of exp: the same pose in fewer, larger ops (a CUDA graph's cost is its kernel count).
+        c2w = se3.se3_exp_series(xi) @ c2w0  # [G, K, 4, 4]
+        rays = rays_from_directions(d_cam, c2w, unit)
         return [rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3), rays.viewdirs.reshape(-1, 3)]
 
     POOL_MARGIN = 1.5
@@ -321,9 +341,10 @@ class Problem:
         """:meth:`evaluate` on tensors only (the ring offsets and the target colours are given), so that one
         call has fixed shapes and never waits for the host: what a CUDA graph captures.
 
-        Two-stage backward: chunks of rays are rendered and back-propagated to the ray tensors only (so
-        each chunk's field activations are freed before the next chunk runs), then one backward pass takes
-        the accumulated ray gradients through ray generation into the twist.
+        Rays that fit in one chunk (``config.ray_chunk``) are rendered and back-propagated to the twist in
+        one pass. More rays: a two-stage backward, chunks of rays are rendered and back-propagated to the ray
+        tensors only (so each chunk's field activations are freed before the next chunk runs), then one
+        backward pass takes the accumulated ray gradients through ray generation into the twist.
         """
         G, K = xi.shape[:2]
         n = pix.shape[-1]
@@ -332,9 +353,22 @@ class Problem:
         with torch.set_grad_enabled(need_grad):
             ray_t = self.rays(xi, c2w0, pix, ring)
         total = ray_t[0].shape[0]
+        chunk_size = self._chunk(k)
+        if total <= chunk_size:
+            # One chunk: one backward pass from the loss to the twist (no ray-gradient buffers to fill).
+            with torch.set_grad_enabled(need_grad):
+                loss, dropped = self.chunk_loss(*ray_t, tgt, k)
+            if dropped is not None:
+                self.dropped += dropped
+            loss_k = loss.detach().reshape(G, K, n).mean(-1)
+            if not need_grad:
+                return loss_k, None
+            # d(sum_k mean_n l) / d l_pixel = 1 / n for every pixel: seeded directly (one fill, where
+            # backward(loss.sum() / n) launches a sum, a division and their gradients).
+            torch.autograd.backward(loss, torch.full_like(loss, 1.0 / n), inputs=[xi])
+            return loss_k, xi.grad
         per_pix = torch.empty(tgt.shape[0], device=tgt.device, dtype=tgt.dtype)
         ray_grads = [torch.zeros_like(t) for t in ray_t] if need_grad else None
-        chunk_size = self._chunk(k)
         for a in range(0, total, chunk_size):
             b = min(a + chunk_size, total)
             chunk = [t[a:b].detach().requires_grad_(need_grad) for t in ray_t]

@@ -1,7 +1,7 @@
 """The record of a solve: the pose and loss of every original hypothesis at every step.
 
-:class:`Recorder` writes into buffers preallocated on the solve's device (one indexed write per step, no
-host sync, fixed addresses); :meth:`Recorder.trajectory` copies them to the CPU once, at the end, as a
+:class:`Recorder` writes into buffers preallocated on the solve's device (indexed writes of the twists, start
+poses and losses per step, no host sync, fixed addresses); :meth:`Recorder.trajectory` copies them to the CPU once, at the end, as a
 :class:`PoseTrajectory`.
 """
 
@@ -69,7 +69,11 @@ class Recorder:
     """
 
     def __init__(self, G: int, K0: int, steps: int, device: torch.device):
-        self.c2w = torch.full((steps + 1, G, K0, 4, 4), math.nan, device=device)
+        # Twists and start poses, not matrices: a step then records with two indexed writes, and the poses
+        # exp(xi) @ c2w0 of all steps are computed at once when read (the ~50 small ops of se3_exp are
+        # launched once per solve, not once per step).
+        self.xi = torch.full((steps + 1, G, K0, 6), math.nan, device=device)
+        self.c2w0 = torch.full((steps + 1, G, K0, 4, 4), math.nan, device=device)
         self.loss = torch.full((steps + 1, G, K0), math.nan, device=device)
         self.lr: list[float] = []
         self.count = 0
@@ -77,20 +81,26 @@ class Recorder:
     def record(self, hyps: Hypotheses, loss: torch.Tensor, lr: float) -> None:
         """Append the live hypotheses' poses and their ``loss`` ``[G, K]``, and the step's learning rate."""
         rows, ids, i = hyps.rows, hyps.ids, self.count
-        self.c2w[i, rows, ids] = hyps.c2w().detach()
+        self.xi[i, rows, ids] = hyps.xi.detach()
+        self.c2w0[i, rows, ids] = hyps.c2w0
         self.loss[i, rows, ids] = torch.where(hyps.failed, math.nan, loss)
         self.lr.append(lr)
         self.count += 1
 
+    def c2w(self, start: int, stop: int) -> torch.Tensor:
+        """``[stop - start, G, K0, 4, 4]`` the recorded poses of entries ``[start, stop)`` (NaN where nothing
+        was recorded), on the solve's device: ``exp(xi) @ c2w0`` as :meth:`Hypotheses.c2w` computes it."""
+        return se3.se3_exp(self.xi[start:stop]) @ self.c2w0[start:stop]
+
     def recent(self, n: int) -> torch.Tensor:
         """``[n, G, K0, 4, 4]`` the last ``n`` recorded poses, oldest first."""
-        return self.c2w[self.count - n : self.count]
+        return self.c2w(self.count - n, self.count)
 
     def trajectory(self) -> PoseTrajectory:
         """Everything recorded, on the CPU (float64)."""
         n = self.count
         return PoseTrajectory(
-            c2w=self.c2w[:n].double().cpu(),
+            c2w=self.c2w(0, n).double().cpu(),
             loss=self.loss[:n].double().cpu(),
             lr=torch.tensor(self.lr, dtype=torch.float64),
         )

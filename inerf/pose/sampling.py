@@ -29,7 +29,15 @@ import torch
 from inerf.errors import InerfError
 from inerf.pose.config import PoseConfig, SamplingConfig
 
-__all__ = ["PixelSampler", "detect_keypoints", "flat_to_uv", "hash_keys", "interest_region_mask", "mix32"]
+__all__ = [
+    "PixelSampler",
+    "detect_keypoints",
+    "flat_to_uv",
+    "hash_keys",
+    "hash_keys_steps",
+    "interest_region_mask",
+    "mix32",
+]
 
 _MASK32 = 0xFFFFFFFF
 # Constants of Chris Wellons' "lowbias32" integer hash (hash-prospector); both multipliers are odd, so
@@ -61,15 +69,30 @@ def hash_keys(seeds: torch.Tensor, step: int, counters: torch.Tensor, salt: int 
 
     For a fixed (seed, step) the map counter -> key is a bijection, so distinct counters get distinct keys.
     """
+    steps = torch.full((1,), int(step), dtype=torch.int64, device=seeds.device)
+    return hash_keys_steps(seeds, steps, counters, salt)[:, 0]
+
+
+def hash_keys_steps(
+    seeds: torch.Tensor, steps: torch.Tensor, counters: torch.Tensor, salt: int = _SALT_PICK
+) -> torch.Tensor:
+    """:func:`hash_keys` of ``B`` steps at once: keys ``[G, B, M]`` for seeds ``[G]``, steps ``[B]`` (int64)
+    and counters ``[M]`` (the same elementwise arithmetic, so each ``[:, b]`` equals ``hash_keys`` at
+    ``steps[b]``)."""
     seeds = seeds.to(torch.int64) & _MASK32
-    h = mix32(mix32(seeds ^ salt) ^ (int(step) & _MASK32))  # [G]: one stream per (seed, step)
+    h = mix32(
+        mix32(seeds ^ salt)[:, None] ^ (steps & _MASK32)[None, :]
+    )  # [G, B]: one stream per (seed, step)
     h2 = mix32(h ^ _SALT_FILL)
-    return mix32(mix32(counters.to(torch.int64)[None, :] ^ h[:, None]) ^ h2[:, None])
+    return mix32(mix32(counters.to(torch.int64) ^ h[..., None]) ^ h2[..., None])
 
 
-def _choose(candidates: torch.Tensor, k: int, seeds: torch.Tensor, step: int, salt: int) -> torch.Tensor:
-    """``k`` of the ``M`` candidate pixel indices ``[M]`` per seed, without replacement: ``[G, k]``."""
-    keys = hash_keys(seeds, step, torch.arange(candidates.numel(), device=candidates.device), salt)
+def _choose(
+    candidates: torch.Tensor, k: int, seeds: torch.Tensor, steps: torch.Tensor, salt: int
+) -> torch.Tensor:
+    """``k`` of the ``M`` candidate pixel indices ``[M]`` per seed and step, without replacement:
+    ``[G, B, k]`` for seeds ``[G]`` and steps ``[B]``."""
+    keys = hash_keys_steps(seeds, steps, torch.arange(candidates.numel(), device=candidates.device), salt)
     pick = torch.topk(keys, k, dim=-1, largest=False, sorted=False).indices
     return candidates[pick]
 
@@ -274,21 +297,49 @@ class PixelSampler:
             mask[self.candidates] = True
         return mask.reshape(self.height, self.width)
 
+    BLOCK_ELEMENTS = 1 << 22
+    """Hash keys drawn at once (int64): selections are computed for a block of consecutive steps at a time,
+    ``max(1, BLOCK_ELEMENTS // (G * M))`` steps, and served from it."""
+    MAX_BLOCK = 32
+    """At most this many steps per block."""
+
     def sample(self, seeds: torch.Tensor | int, step: int) -> torch.Tensor:
-        """Flat row-major pixel indices ``[G, n]`` for ``G`` seeds (an int gives ``G = 1``) at ``step``."""
-        seeds = torch.as_tensor(seeds, dtype=torch.int64, device=self.device).reshape(-1)
+        """Flat row-major pixel indices ``[G, n]`` for ``G`` seeds (an int gives ``G = 1``) at ``step``.
+
+        A solve asks for steps 0, 1, 2, ... with the same seeds: the selections of a block of consecutive
+        steps are drawn in one batch of device ops (each equal to drawing its step alone) and the later
+        steps of the block are served from it, so a step launches one slice instead of ~120 small kernels.
+        The block is kept while ``seeds`` is the same tensor, unmodified (or the same int)."""
+        key = seeds if isinstance(seeds, int) else (id(seeds), seeds._version)
+        block = getattr(self, "_block", None)
+        same = block is not None and block[0] == key and (isinstance(seeds, int) or block[1] is seeds)
+        if same and block[2] <= step < block[3]:
+            return block[4][step - block[2]]
+        seeds_t = torch.as_tensor(seeds, dtype=torch.int64, device=self.device).reshape(-1)
+        M = self.height * self.width if self.candidates is None else self.candidates.numel()
+        size = max(1, min(self.MAX_BLOCK, self.BLOCK_ELEMENTS // max(1, seeds_t.numel() * M)))
+        out = self.sample_steps(seeds_t, torch.arange(step, step + size, device=self.device))
+        self._block = (key, seeds, step, step + size, out)
+        return out[0]
+
+    def sample_steps(self, seeds: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Selections ``[B, G, n]`` of seeds ``[G]`` at steps ``[B]`` (int64), each ``[b]`` what
+        :meth:`sample` gives at ``steps[b]``."""
+        seeds = seeds.to(device=self.device, dtype=torch.int64).reshape(-1)
+        G, B = seeds.numel(), steps.numel()
         if self.candidates is None:  # patch: one random corner per seed
             span = torch.tensor([self.height - self.side + 1, self.width - self.side + 1], device=self.device)
-            corner = hash_keys(seeds, step, torch.arange(2, device=self.device), _SALT_PATCH) % span  # [G, 2]
+            keys = hash_keys_steps(seeds, steps, torch.arange(2, device=self.device), _SALT_PATCH)
+            corner = (keys % span).transpose(0, 1)  # [B, G, 2]
             off = torch.arange(self.side, device=self.device)
-            rows = corner[:, 0, None, None] + off[None, :, None]
-            cols = corner[:, 1, None, None] + off[None, None, :]
-            return (rows * self.width + cols).reshape(seeds.numel(), -1)
+            rows = corner[..., 0, None, None] + off[:, None]
+            cols = corner[..., 1, None, None] + off[None, :]
+            return (rows * self.width + cols).reshape(B, G, -1)
         m = self.candidates.numel()
         if m >= self.n:
             if m == self.n:  # the whole support: no randomness needed
-                return self.candidates.expand(seeds.numel(), m)
-            return _choose(self.candidates, self.n, seeds, step, _SALT_PICK)
+                return self.candidates.expand(B, G, m)
+            return _choose(self.candidates, self.n, seeds, steps, _SALT_PICK).transpose(0, 1)
         # interest_points with fewer keypoints than rays: every keypoint plus random other pixels.
-        top_up = _choose(self.fill, self.n - m, seeds, step, _SALT_FILL)
-        return torch.cat([self.candidates.expand(seeds.numel(), m), top_up], dim=-1)
+        top_up = _choose(self.fill, self.n - m, seeds, steps, _SALT_FILL).transpose(0, 1)
+        return torch.cat([self.candidates.expand(B, G, m), top_up], dim=-1)

@@ -187,10 +187,13 @@ def _result(hyps, loss, recorder, init_c2w, steps, stopped_early, seconds, devic
     rows = hyps.rows[:, 0]
     best = hyps.scores(loss).argmin(dim=1)  # argmin of all-inf is slot 0
     all_failed = hyps.failed.all(dim=1)
+    trajectory = recorder.trajectory()
+    hypothesis = hyps.ids[rows, best].cpu()
     return PoseResult(
-        c2w=hyps.c2w()[rows, best].detach().double().cpu(),
+        # The last record holds the returned poses (the same numbers as hyps.c2w(), computed once).
+        c2w=trajectory.c2w[-1, torch.arange(len(hypothesis)), hypothesis],
         loss=torch.where(all_failed, math.nan, loss[rows, best]).double().cpu(),
-        hypothesis=hyps.ids[rows, best].cpu(),
+        hypothesis=hypothesis,
         status=["nan" if d else "ok" for d in all_failed.cpu().tolist()],
         failed_step=hyps.failed_step.cpu(),
         steps=steps,
@@ -198,7 +201,7 @@ def _result(hyps, loss, recorder, init_c2w, steps, stopped_early, seconds, devic
         seconds=seconds,
         device=str(device),
         init_c2w=as_batch(torch.as_tensor(init_c2w)).detach().double().cpu(),
-        trajectory=recorder.trajectory(),
+        trajectory=trajectory,
     )
 
 

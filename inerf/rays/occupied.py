@@ -37,16 +37,18 @@ def compact_occupied(occupied: torch.Tensor, budget: int) -> tuple[torch.Tensor,
         (bool), rays that had more than ``M`` occupied samples.
     """
     R, S = occupied.shape
-    rank = occupied.long().cumsum(-1) - 1  # position of each occupied sample among its ray's occupied ones
-    keep = occupied & (rank < budget)
-    # Kept samples go to slot `rank`; everything else to a spare slot M, dropped below (scatter with repeated
-    # indices leaves an unspecified winner there, which is never read).
-    dest = torch.where(keep, rank, torch.full_like(rank, budget))
-    index = torch.full((R, budget + 1), S - 1, dtype=torch.long, device=occupied.device)
-    index.scatter_(1, dest, torch.arange(S, device=occupied.device).expand(R, S))
-    count = keep.sum(-1, keepdim=True)
-    valid = torch.arange(budget, device=occupied.device) < count
-    return index[:, :budget], valid, rank[:, -1] >= budget
+    device = occupied.device
+    # 1-based position of each occupied sample among its ray's occupied ones.
+    rank = occupied.cumsum(-1, dtype=torch.long)
+    # Kept samples go to column `rank` (1..M) of an [R, M + 1] buffer; everything else to the spare column
+    # 0, dropped below (scatter with repeated indices leaves an unspecified winner there, never read).
+    # Columns a ray does not fill keep their initial S - 1: the padding needs no second pass.
+    dest = rank * (occupied & (rank <= budget))
+    index = torch.full((R, budget + 1), S - 1, dtype=torch.long, device=device)
+    index.scatter_(1, dest, torch.arange(S, device=device).expand(R, S))
+    last = rank[:, -1:]  # occupied samples per ray
+    valid = torch.arange(1, budget + 1, device=device) <= last
+    return index[:, 1:], valid, last[:, 0] > budget
 
 
 def compact_occupied_reference(occupied: torch.Tensor, budget: int):
@@ -77,14 +79,16 @@ def pool_slots(valid: torch.Tensor, pool: int) -> tuple[torch.Tensor, torch.Tens
     """
     flat = valid.reshape(-1)
     n = flat.numel()
-    rank = flat.long().cumsum(0) - 1
-    keep = flat & (rank < pool)
-    dest = torch.where(keep, rank, torch.full_like(rank, pool))  # the spare slot P is dropped below
-    slots = torch.full((pool + 1,), n, dtype=torch.long, device=valid.device)
-    slots.scatter_(0, dest, torch.arange(n, device=valid.device))
-    total = rank[-1] + 1 if n > 0 else torch.zeros((), dtype=torch.long, device=valid.device)
-    kept = torch.arange(pool, device=valid.device) < total
-    return torch.where(kept, slots[:pool], n), kept, (total - pool).clamp_min(0)
+    device = valid.device
+    rank = flat.cumsum(0, dtype=torch.long)  # 1-based rank of each valid slot
+    # As in compact_occupied: kept slots go to entries 1..P, the rest to the spare entry 0; entries not
+    # written keep their initial n (padding).
+    dest = rank * (flat & (rank <= pool))
+    slots = torch.full((pool + 1,), n, dtype=torch.long, device=device)
+    slots.scatter_(0, dest, torch.arange(n, device=device))
+    slots = slots[1:]
+    total = rank[-1] if n > 0 else torch.zeros((), dtype=torch.long, device=device)
+    return slots, slots < n, (total - pool).clamp_min(0)
 
 
 def pool_slots_reference(valid: torch.Tensor, pool: int):

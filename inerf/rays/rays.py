@@ -43,6 +43,38 @@ class Rays:
         return self.origins.shape[0]
 
 
+def camera_directions(uv: torch.Tensor, fx, fy, cx, cy, *, centered: bool = True) -> torch.Tensor:
+    """Camera-frame ray directions ``[..., N, 3]`` (OpenCV axes, z = 1) through pixel coordinates ``uv``
+    ``[..., N, 2]`` (see :func:`rays_from_pixels`; intrinsics broadcastable to ``[...]``, in ``uv``'s dtype
+    when it is floating)."""
+    dtype = uv.dtype if uv.is_floating_point() else torch.float32
+    uv = uv.to(dtype)
+    if centered:
+        uv = uv + PIXEL_CENTER
+    fx, fy, cx, cy = (torch.as_tensor(v, dtype=dtype, device=uv.device) for v in (fx, fy, cx, cy))
+    x = (uv[..., 0] - cx[..., None]) / fx[..., None]
+    y = (uv[..., 1] - cy[..., None]) / fy[..., None]
+    return torch.stack([x, y, torch.ones_like(x)], dim=-1)  # OpenCV: +z is forward
+
+
+def rays_from_directions(d_cam: torch.Tensor, c2w: torch.Tensor, unit: torch.Tensor | None = None) -> Rays:
+    """Rays ``[..., N]`` of camera-frame directions ``d_cam`` ``[..., N, 3]`` (:func:`camera_directions`)
+    from cameras ``c2w`` ``[..., 4, 4]`` (or ``[..., 3, 4]``; differentiable).
+
+    ``unit``: ``d_cam`` normalised, if known (e.g. computed once for a fixed set of pixels): the view
+    directions are then ``unit`` rotated (a rotation keeps lengths), one matrix product whose gradient is
+    one more, instead of a normalisation whose gradient takes a dozen small ops; equal to rounding.
+    """
+    R = c2w[..., :3, :3]
+    directions = d_cam @ R.transpose(-1, -2)
+    origins = c2w[..., None, :3, 3].expand_as(directions)
+    if unit is not None:
+        viewdirs = unit @ R.transpose(-1, -2)
+    else:
+        viewdirs = directions / directions.norm(dim=-1, keepdim=True)
+    return Rays(origins, directions, viewdirs)
+
+
 def rays_from_pixels(uv: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, *, centered: bool = True) -> Rays:
     """Rays through pixel coordinates.
 
@@ -56,18 +88,8 @@ def rays_from_pixels(uv: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, *, cen
     Returns:
         :class:`Rays` of shape ``[..., N]``.
     """
-    uv = uv.to(c2w.dtype)
-    if centered:
-        uv = uv + PIXEL_CENTER
-    fx, fy, cx, cy = (torch.as_tensor(v, dtype=c2w.dtype, device=c2w.device) for v in (fx, fy, cx, cy))
-    x = (uv[..., 0] - cx[..., None]) / fx[..., None]
-    y = (uv[..., 1] - cy[..., None]) / fy[..., None]
-    d_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # OpenCV: +z is forward
-    R = c2w[..., :3, :3]
-    directions = d_cam @ R.transpose(-1, -2)
-    origins = c2w[..., None, :3, 3].expand_as(directions)
-    viewdirs = directions / directions.norm(dim=-1, keepdim=True)
-    return Rays(origins, directions, viewdirs)
+    d_cam = camera_directions(uv.to(c2w.dtype), fx, fy, cx, cy, centered=centered)
+    return rays_from_directions(d_cam, c2w)
 
 
 def rays_for_image(camera: Cameras, index: int = 0) -> Rays:

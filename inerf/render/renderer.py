@@ -84,6 +84,9 @@ class RenderConfig:
     of ``R`` rays, packed into one pool (most rays of a pose step miss the object and keep none; see
     :mod:`inerf.rays.occupied`). Samples beyond the pool are treated as empty and counted in
     ``RenderOutput.dropped``. 0: query every slot of the ``[R, sample_budget]`` layout."""
+    colour_only: bool = False
+    """Compute only the colours of the final pass (pose solves score nothing else): the output's ``depth``,
+    ``acc`` and ``weights`` are None, and the ops that would compute them are not launched."""
 
     @classmethod
     def pixelnerf(cls, near: float, far: float, **changes) -> RenderConfig:
@@ -114,15 +117,16 @@ class RenderOutput:
 
     rgb: torch.Tensor
     """``[..., 3]`` colour of the final pass."""
-    depth: torch.Tensor
+    depth: torch.Tensor | None
     """``[...]`` expected depth of the final pass, in the units of ``RenderConfig.distance`` (normalised by
-    the opacity if ``RenderConfig.normalize_depth``)."""
-    acc: torch.Tensor
-    """``[...]`` accumulated opacity of the final pass."""
+    the opacity if ``RenderConfig.normalize_depth``); None with ``RenderConfig.colour_only``."""
+    acc: torch.Tensor | None
+    """``[...]`` accumulated opacity of the final pass; None with ``RenderConfig.colour_only``."""
     rgb_coarse: torch.Tensor | None = None
     """``[..., 3]`` colour of the coarse pass (only when there is a fine pass)."""
     weights: torch.Tensor | None = None
-    """``[..., K]`` compositing weights of the final pass (None from :func:`render_image`)."""
+    """``[..., K]`` compositing weights of the final pass (None from :func:`render_image` and with
+    ``RenderConfig.colour_only``)."""
     t: torch.Tensor | None = None
     """``[..., K]`` sample distances of the final pass (interval starts; None from :func:`render_image`)."""
     dropped: torch.Tensor | None = None
@@ -167,17 +171,20 @@ def _query(fld: RadianceField, xyz: torch.Tensor, viewdirs: torch.Tensor, chunk:
     return torch.cat([o[0] for o in outs], -2), torch.cat([o[1] for o in outs], -1)
 
 
-def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderConfig, background):
+def _shade(
+    fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderConfig, background, weights=True
+):
     """Query ``fld`` at the samples ``t`` ``[..., R, K]`` of ``rays`` ``[..., R]`` and composite.
 
-    Returns the colour ``[..., R, 3]``, the weights ``[..., R, K]`` and the number of occupied samples left
-    out for want of room in the query pool (an int64 scalar tensor; None without a pool).
+    Returns the colour ``[..., R, 3]``, the weights ``[..., R, K]`` (None if not ``weights`` and the
+    static-shape skipping path runs, which would need an extra scatter for them) and the number of occupied
+    samples left out for want of room in the query pool (an int64 scalar tensor; None without a pool).
     """
     metric = config.distance == "metric"
     step = rays.viewdirs if metric else rays.directions  # what one unit of t moves along the ray
     t_starts, t_ends = volrend.sample_intervals(t, far if config.last_interval == "far" else None)
     if config.sample_budget > 0 and hasattr(fld, "occupied") and t.ndim == 2:
-        return _shade_occupied(fld, rays, step, t, t_ends - t_starts, metric, config, background)
+        return _shade_occupied(fld, rays, step, t, t_ends - t_starts, metric, config, background, weights)
     pts = rays.origins[..., None, :] + step[..., None, :] * t[..., None]
     dirs = rays.viewdirs[..., None, :].expand_as(pts)
     delta = volrend.interval_lengths(t_starts, t_ends, None if metric else rays.directions)
@@ -189,7 +196,9 @@ def _shade(fld: RadianceField, rays: Rays, t: torch.Tensor, far, config: RenderC
     return volrend.composite(w, rgb, background), w, None
 
 
-def _shade_occupied(fld, rays: Rays, step, t, seg, metric: bool, config: RenderConfig, background):
+def _shade_occupied(
+    fld, rays: Rays, step, t, seg, metric: bool, config: RenderConfig, background, weights: bool = True
+):
     """:func:`_shade` for a field that is zero outside its occupied cells (``t``, ``seg`` ``[R, K]``: sample
     distances and interval lengths in units of ``t``; ``step [R, 3]``: the ray's displacement per unit of
     ``t``). Only each ray's first ``config.sample_budget`` occupied samples are kept, in an ``[R, M]`` layout
@@ -198,8 +207,8 @@ def _shade_occupied(fld, rays: Rays, step, t, seg, metric: bool, config: RenderC
     only at the valid slots, packed into a pool of ``ceil(sample_pool * R)`` points
     (:func:`~inerf.rays.occupied.pool_slots`). Points are rebuilt from the rays at the kept samples only, so
     the autograd graph holds ``[R, M]`` tensors, not ``[R, K]``.
-    Returns the colour ``[R, 3]``, the weights ``[R, K]`` (zero at the skipped samples) and the count of
-    valid samples the pool left out (None without a pool)."""
+    Returns the colour ``[R, 3]``, the weights ``[R, K]`` (zero at the skipped samples; None unless
+    ``weights``) and the count of valid samples the pool left out (None without a pool)."""
     R, K = t.shape
     with torch.no_grad():
         pts_all = rays.origins[:, None, :] + step[:, None, :] * t[..., None]
@@ -215,19 +224,29 @@ def _shade_occupied(fld, rays: Rays, step, t, seg, metric: bool, config: RenderC
         pool = min(R * M, max(1, math.ceil(config.sample_pool * R)))
         slots, _, dropped = pool_slots(valid, pool)
         at = slots.clamp_max(R * M - 1)  # padding entries read any slot; their results go to the spare one
-        ray = (at // M)[:, None].expand(pool, 3)
-        # gather, not advanced indexing: gather's backward is a scatter-add, indexing's sorts the indices first.
-        pts = torch.gather(rays.origins, 0, ray) + torch.gather(step, 0, ray) * t_c.reshape(-1)[at, None]
-        rgb_q, sigma_q = fld.query(pts, torch.gather(rays.viewdirs, 0, ray))
-        sigma = sigma_q.new_zeros(R * M + 1).scatter(0, slots, sigma_q)[: R * M].reshape(R, M)
-        rgb = rgb_q.new_zeros(R * M + 1, 3).scatter(0, slots[:, None].expand(pool, 3), rgb_q)
-        rgb = rgb[: R * M].reshape(R, M, 3)
+        # One gather of the packed ray tensors [R, 9] rather than three (fewer ops forward and backward);
+        # gather, not advanced indexing: gather's backward is a scatter-add, indexing's sorts the indices.
+        packed = torch.cat([rays.origins, step, rays.viewdirs], -1)
+        ray = torch.gather(packed, 0, (at // M)[:, None].expand(pool, 9))
+        # unbind (not slicing): its backward is one stack, slicing's a zero-fill and a copy per slice.
+        o_q, step_q, dir_q = ray.view(pool, 3, 3).unbind(1)
+        pts = o_q + step_q * t_c.reshape(-1)[at, None]
+        rgb_q, sigma_q = fld.query(pts, dir_q)
+        # Colour and density scattered back together: [R * M (+ 1 spare), 4].
+        out = torch.cat([rgb_q, sigma_q[:, None]], -1)
+        out = out.new_zeros(R * M + 1, 4).scatter(0, slots[:, None].expand(pool, 4), out)[: R * M]
+        rgb, sigma = out.view(R, M, 4).split([3, 1], -1)
+        sigma = sigma[..., 0]
     else:
         pts = rays.origins[:, None, :] + step[:, None, :] * t_c[..., None]
         rgb, sigma = fld.query(pts.reshape(-1, 3), rays.viewdirs[:, None, :].expand(R, M, 3).reshape(-1, 3))
         rgb, sigma, dropped = rgb.reshape(R, M, 3), sigma.reshape(R, M), None
+    if not weights:  # colours only: the fused compositing (fewer ops, hand-written backward)
+        rgb = volrend.composite_density(sigma, delta_c, rgb, background, valid, config.transmittance)
+        return rgb, None, dropped
     w_c = volrend.render_weights(volrend.alpha_from_density(sigma, delta_c), config.transmittance) * valid
-    w = torch.zeros_like(t.expand(R, K)).scatter_add(1, index, w_c)  # padding slots add 0 where they point
+    # Padding slots add 0 where they point.
+    w = torch.zeros_like(t.expand(R, K)).scatter_add(1, index, w_c)
     return volrend.composite(w_c, rgb, background), w, dropped
 
 
@@ -258,17 +277,23 @@ def render_rays(
     sampler = make_sampler(config)
     t = sampler.coarse(near, far, rays.origins.shape[:-1], like=rays.origins, generator=generator)
     bg = constant(tuple(config.background), dt, dev)
+    only = config.colour_only and config.n_fine <= 0  # the fine pass needs the coarse weights
     with torch.set_grad_enabled(torch.is_grad_enabled() and (config.coarse_grad or config.n_fine <= 0)):
-        rgb_c, w_c, dropped = _shade(coarse, rays, t, far, config, bg)
+        rgb_c, w_c, dropped = _shade(coarse, rays, t, far, config, bg, weights=not only)
     if config.n_fine <= 0:
+        if config.colour_only:
+            return RenderOutput(rgb_c, None, None, dropped=dropped)
         return _output(rgb_c, w_c, t, config, dropped=dropped)
     # The pixelnerf sampler centres its depth-guided samples on the published, unnormalised depth.
     t_f = sampler.fine(t, w_c, volrend.expected_depth(w_c, t), near, far, generator=generator)
-    rgb_f, w_f, dropped_f = _shade(fine if fine is not None else coarse, rays, t_f, far, config, bg)
+    field = fine if fine is not None else coarse
+    rgb_f, w_f, dropped_f = _shade(field, rays, t_f, far, config, bg, weights=not config.colour_only)
     if dropped is None or dropped_f is None:
         dropped = dropped if dropped_f is None else dropped_f
     else:
         dropped = dropped + dropped_f
+    if config.colour_only:
+        return RenderOutput(rgb_f, None, None, rgb_coarse=rgb_c, dropped=dropped)
     return _output(rgb_f, w_f, t_f, config, rgb_coarse=rgb_c, dropped=dropped)
 
 
@@ -295,6 +320,7 @@ def render_image(
     samples, ``generator`` is drawn from chunk by chunk).
     """
     height, width = camera.height, camera.width
+    config = replace(config, colour_only=False)  # an image has depth and opacity too
     rays = rays_for_image(camera)
     outs = []
     starts = range(0, height * width, config.chunk)

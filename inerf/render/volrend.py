@@ -35,6 +35,7 @@ __all__ = [
     "accumulated_opacity",
     "alpha_from_density",
     "composite",
+    "composite_density",
     "cumprod_positive",
     "deltas",
     "expected_depth",
@@ -172,6 +173,66 @@ def composite(
         bg = constant(background, rgb.dtype, rgb.device)
         rgb = rgb + (1.0 - weights.sum(-1, keepdim=True)) * bg
     return rgb
+
+
+class _CompositeDensity(torch.autograd.Function):
+    """:func:`composite_density` for the ``log`` transmittance with a hand-written backward (see there)."""
+
+    @staticmethod
+    def forward(ctx, sigma, delta, rgb, valid, background):
+        alpha = alpha_from_density(sigma, delta)
+        one_minus = 1.0 - alpha
+        log_t = torch.cumsum(torch.log(one_minus.clamp_min(TRANSMITTANCE_GUARD)), -1)
+        trans = torch.exp(torch.cat([torch.zeros_like(log_t[..., :1]), log_t[..., :-1]], -1))
+        w = trans * alpha
+        if valid is not None:
+            w = w * valid
+        # C = sum_i w_i c_i + (1 - sum_i w_i) bg = sum_i w_i (c_i - bg) + bg: fewer ops, and the backward
+        # needs c_i - bg too.
+        diff = rgb - background
+        ctx.save_for_backward(sigma, delta, diff, valid, alpha, one_minus, trans, w)
+        return (w[..., None] * diff).sum(-2) + background
+
+    @staticmethod
+    def backward(ctx, grad):
+        sigma, delta, diff, valid, alpha, one_minus, trans, w = ctx.saved_tensors
+        grad_rgb = w[..., None] * grad[..., None, :]
+        # dL/dw_i = g . (c_i - background)
+        grad_w = (diff * grad[..., None, :]).sum(-1)
+        if valid is not None:
+            grad_w = grad_w * valid
+        # w_i = T_i alpha_i with log T_i = sum_{j<i} log(1 - alpha_j): alpha_k reaches w_k directly and every
+        # later w_i through T_i, dL/dlog(1 - alpha_k) = sum_{i>k} dL/dw_i w_i (a reverse exclusive cumsum).
+        s = grad_w * w
+        later = s.sum(-1, keepdim=True) - torch.cumsum(s, -1)
+        # The clamp guarding the log passes no gradient where it is active (an opaque sample).
+        through_log = torch.where(one_minus >= TRANSMITTANCE_GUARD, later / one_minus, 0.0)
+        grad_alpha = grad_w * trans - through_log
+        grad_x = grad_alpha * (1.0 - alpha)  # alpha = 1 - exp(-x), x = sigma delta: dalpha/dx = exp(-x)
+        return grad_x * delta, grad_x * sigma, grad_rgb, None, None
+
+
+def composite_density(
+    sigma: torch.Tensor,
+    delta: torch.Tensor,
+    rgb: torch.Tensor,
+    background: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    form: TransmittanceForm = "log",
+) -> torch.Tensor:
+    """The colour ``[..., 3]`` of samples with densities ``sigma`` and interval lengths ``delta`` ``[..., N]``
+    and colours ``rgb`` ``[..., N, 3]`` over ``background`` ``[3]``: :func:`composite` of
+    :func:`render_weights` of :func:`alpha_from_density` (weights times ``valid`` ``[..., N]`` if given).
+
+    The ``log`` form has a hand-written backward (gradients to ``sigma``, ``delta`` and ``rgb``; none to
+    ``background`` or ``valid``): about 17 ops where autograd through the chain takes about 30, which
+    matters in a pose step bound by its kernel count. Equal to the chain to rounding, values and gradients
+    (tested). The ``product`` form, or a background that needs a gradient, takes the chain itself.
+    """
+    if form == "log" and not background.requires_grad:
+        return _CompositeDensity.apply(sigma, delta, rgb, valid, background)
+    w = render_weights(alpha_from_density(sigma, delta), form)
+    return composite(w if valid is None else w * valid, rgb, background)
 
 
 def expected_depth(weights: torch.Tensor, t: torch.Tensor, *, normalize: bool = False) -> torch.Tensor:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from inerf.fields import grid as grid_module
 from inerf.fields._reference import bilinear_reference, grid_forward_reference, linear_reference
 from inerf.fields.factory import build_field
 from inerf.fields.grid import GridConfig, GridField, ray_aabb_intersect
@@ -515,3 +516,48 @@ def test_fits_a_coloured_sphere_quickly(one_thread):
     print(f"sphere fit: PSNR {psnr:.1f} dB after {elapsed:.0f} s")
     assert psnr > 25.0, f"PSNR {psnr:.1f} dB after {elapsed:.0f} s"
     assert field.resolution == (41, 41, 41) and field.occupancy.fraction() < 0.8  # the schedule ran
+
+
+def test_frozen_field_packed_query_matches_reference_values_and_gradients(monkeypatch):
+    """A frozen field on a GPU (pose solves, rendering) is queried through one grid_sample over edge-padded
+    planes and lines (rectangular planes of different sizes here, points beyond the box read the border):
+    values and gradients with respect to points and view directions equal the reference interpolation's.
+    Checked on the CPU, where the packed path is not used by default."""
+    monkeypatch.setattr(grid_module, "PACKED_QUERY_DEVICES", {"cuda", "cpu"})
+    field = tiny_field()
+    carve_half(field)
+    field.requires_grad_(False)
+    assert field._packed() is not None and len({p.shape for p in field.planes}) == 3
+    xyz, dirs = random_points(400, lo=-1.6, hi=1.6)
+    xyz.requires_grad_(True)
+    dirs.requires_grad_(True)
+    rgb_w, sig_w = torch.randn(400, 3, dtype=torch.float64), torch.randn(400, dtype=torch.float64)
+
+    def grads(fn):
+        rgb, sigma = fn(xyz, dirs)
+        loss = (rgb * rgb_w).sum() + (sigma * sig_w).sum() / field.config.density_scale
+        return (rgb, sigma, *torch.autograd.grad(loss, [xyz, dirs]))
+
+    def unmasked_reference(x, d):
+        mask = field.occupancy.mask
+        field.occupancy.mask = torch.ones_like(mask)
+        try:
+            return grid_forward_reference(field, x, d)
+        finally:
+            field.occupancy.mask = mask
+
+    for a, b in zip(grads(field), grads(partial(grid_forward_reference, field))):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+    # The unmasked query against the reference in the whole box (carved cells included).
+    lo, hi = field.aabb
+    inside = ((xyz.detach() >= lo) & (xyz.detach() <= hi)).all(-1)
+    got, ref = grads(field.query), grads(unmasked_reference)
+    assert inside.sum() > 50
+    torch.testing.assert_close(got[0][inside], ref[0][inside], atol=1e-10, rtol=1e-9)
+    torch.testing.assert_close(got[1][inside], ref[1][inside], atol=1e-10, rtol=1e-9)
+    # Cached while the parameters are unchanged; rebuilt after an in-place change.
+    packed = field._packed()
+    assert field._packed() is packed
+    with torch.no_grad():
+        field.planes[0].mul_(1.5)
+    assert field._packed() is not packed

@@ -138,3 +138,28 @@ class TestErrors:
         batch = torch.stack([gt32, torch.eye(4)])
         assert se3.rotation_error_deg(batch, est).shape == (2,)
         assert se3.translation_error(batch, est).shape == (2,)
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-6, 1e-2, 0.5, 2.0])
+def test_series_exp_equals_the_closed_form_values_and_gradients(scale):
+    """The scaling-and-squaring exponential (the pose step's: few, batched ops) against the closed form, from
+    the zero twist to rotations of several radians, in values and gradients (float64), and to float32
+    rounding in float32."""
+    g = torch.Generator().manual_seed(int(scale * 1000))
+    xi = (scale * torch.randn(20, 6, generator=g, dtype=torch.float64)).requires_grad_(True)
+    w = torch.randn(20, 4, 4, generator=g, dtype=torch.float64)
+    T, T_ref = se3.se3_exp_series(xi), se3.se3_exp(xi)
+    torch.testing.assert_close(T, T_ref, atol=1e-9, rtol=0)  # truncation: ~1e-11 at 7 rad
+    (grad,) = torch.autograd.grad((T * w).sum(), xi)
+    (grad_ref,) = torch.autograd.grad((T_ref * w).sum(), xi)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-8, rtol=0)
+    torch.testing.assert_close(
+        se3.se3_exp_series(xi.detach().float()), T_ref.detach().float(), atol=2e-6, rtol=0
+    )
+    assert torch.equal(T[:, 3].detach(), torch.tensor([0.0, 0, 0, 1], dtype=T.dtype).expand(20, 4))
+
+
+def test_series_exp_gradcheck_and_batch_shape():
+    xi = (0.7 * torch.randn(3, 2, 6, dtype=torch.float64)).requires_grad_(True)
+    assert se3.se3_exp_series(xi).shape == (3, 2, 4, 4)
+    assert torch.autograd.gradcheck(se3.se3_exp_series, (xi,))

@@ -138,3 +138,39 @@ def test_shipped_pixelnerf_step_has_no_host_copy_or_sync(host_copy_spy):
             loss, grad = problem.loss_and_grad(*inputs)
     assert host_copy_spy.calls == [] and spy.calls == []
     assert torch.isfinite(loss).all() and grad.abs().max() > 0
+
+
+def _count_pose_ops():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "count_pose_ops.py"
+    spec = importlib.util.spec_from_file_location("count_pose_ops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fast_step_launches_few_device_ops(monkeypatch):
+    """The grid field's fast pose step (what the GPU replays from a CUDA graph) is bound by its kernel count
+    (issue #12): its ATen ops that do work, forward and backward, stay below a bound. It was 483 before the
+    step was restructured (se3 by squaring, one grid_sample for all factors, packed gathers, ...), 231 after;
+    the count does not depend on the number of rays or the field's size."""
+    from inerf.fields import grid
+
+    monkeypatch.setattr(grid, "PACKED_QUERY_DEVICES", {"cuda", "cpu"})  # the field's GPU path, on the CPU
+    counting = _count_pose_ops()
+    model = _grid_model()
+    with frozen_fields(*model.fields()):
+        problem, gt = _problem(model, PoseConfig(n_rays=64))
+        problem = counting.fast_problem(model, problem.target, PoseConfig(n_rays=64))
+        assert problem.pooled
+        inputs = counting.step_inputs(problem, gt)
+        kernels = counting.count_ops(lambda: problem.loss_and_grad(*inputs), attribute=False).kernels()
+        # On failure, the count by stage (slower: it reads Python stacks).
+        table = (
+            ""
+            if len(kernels) <= 240
+            else counting.table(counting.count_ops(lambda: problem.loss_and_grad(*inputs)))
+        )
+    assert len(kernels) <= 240, table
+    assert 0 < sum(1 for op in kernels if op[2]) < len(kernels)  # backward ops are counted too

@@ -161,3 +161,26 @@ def test_interest_region_without_keypoints_is_an_error():
     flat = torch.full((32, 32, 3), 0.5)
     with pytest.raises(InerfError, match="no keypoints"):
         PixelSampler(32, 32, 64, SamplingConfig("interest_region"), image=flat)
+
+
+def test_selections_served_from_a_block_equal_each_step_drawn_alone():
+    """The sampler draws a block of consecutive steps at once (fewer device ops per step); every step equals
+    the selection drawn for that step alone, for each strategy, however the steps are asked for."""
+    g = torch.Generator().manual_seed(0)
+    image, alpha = torch.rand(23, 29, 3, generator=g), (torch.rand(23, 29, generator=g) > 0.6).float()
+    seeds = torch.tensor([3, 11])
+    for strategy in ("random", "patch", "mask", "center"):
+        sampler = PixelSampler(23, 29, 50, SamplingConfig(strategy=strategy), image=image, alpha=alpha)
+        sampler.MAX_BLOCK = 4
+        got = [sampler.sample(seeds, s) for s in (*range(10), 3, 12)]
+        alone = [sampler.sample_steps(seeds, torch.tensor([s]))[0] for s in (*range(10), 3, 12)]
+        assert all(torch.equal(a, b) for a, b in zip(got, alone)), strategy
+        assert torch.equal(
+            sampler.sample(7, 2), sampler.sample_steps(torch.tensor([7]), torch.tensor([2]))[0]
+        )
+    # The random strategy written out: the n pixels of lowest hash key at (seed, step).
+    sampler = PixelSampler(23, 29, 50, SamplingConfig(strategy="random"))
+    for s in (0, 5, 9):
+        keys = hash_keys(seeds, s, torch.arange(23 * 29))
+        expected = torch.topk(keys, 50, dim=-1, largest=False, sorted=False).indices
+        assert torch.equal(sampler.sample(seeds, s), expected)

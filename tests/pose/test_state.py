@@ -99,7 +99,7 @@ def test_recorder_writes_by_original_id_with_nan_for_pruned_and_failed():
     assert torch.isnan(tr.c2w[1, 0, [0, 2]]).all()  # pruned
     assert tr.loss[1, 0, 3] == 5.0 and torch.isnan(tr.loss[1, 0, [0, 1, 2]]).all()  # 1 failed, 0 and 2 pruned
     assert tr.lr[0] == 0.5 and torch.isnan(tr.lr[1])
-    assert torch.allclose(rec.recent(1)[0], rec.c2w[1], equal_nan=True) and rec.recent(2).shape == (
+    assert torch.allclose(rec.recent(1)[0], rec.c2w(1, 2)[0], equal_nan=True) and rec.recent(2).shape == (
         2,
         1,
         4,
