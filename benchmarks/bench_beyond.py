@@ -11,7 +11,9 @@ folders below) and printed as a Markdown summary:
 2. **Tracking** (``track/``): a camera path (``--sequence DIR`` made by ``inerf synth scene --path``, or one
    made here with ``--make-sequence handheld|orbit``) tracked from the first frame's ground truth with
    :data:`inerf.pose.track.TRACK`: frames per second after the first, per-frame errors, the share of frames
-   within 1 degree and 1% of the camera distance; trajectory files and plots as ``inerf track`` writes them.
+   within 1 degree and 1% of the camera distance (and of ``--scene-radius``); trajectory files and plots as
+   ``inerf track`` writes them. ``--track-frames N`` tracks the first N frames; ``--track-seconds S`` stops
+   once S seconds of solving are spent (the frames so far are reported). Every frame is logged as solved.
 3. **Uncertainty calibration** (``calibration/``): the paper's protocol (``--calib-images`` x
    ``--calib-trials``, starts +-``--perturb-rot`` / +-``--perturb-trans``, the robust preset rescaled to
    ``--calib-steps``); for every successful trial, whether its true pose lies inside the 95% ellipsoid of
@@ -19,10 +21,16 @@ folders below) and printed as a Markdown summary:
 
 With ``--demo`` the run is the bundled demo field and the views are its 5 held-out targets (no dataset
 needed): the CPU smoke test. ``--figures DIR`` also writes the README's three pictures there
-(``global_success.png``, ``track_trajectory.png``, ``uncertainty_bars.png``).
+(``global_success.png``, ``track_trajectory.png``, ``uncertainty_bars.png``). ``beyond.json`` holds the
+model loading time and each part's wall time (``part_seconds``) and is rewritten after every part; run the
+parts as separate processes (``--skip``) to bound each with ``timeout`` (see ``.carry/call_beyond.sh`` of
+the GPU run: the chair and the demo duck with ``inerf synth scene`` views and a 200-frame handheld path).
 
-    python benchmarks/bench_beyond.py --run runs/chair_grid --data data/nerf_synthetic/chair --out $OUT/beyond \\
-        --make-sequence handheld --frames 200 --size 400 --device cuda
+    python benchmarks/bench_beyond.py --run runs/chair_grid --data data/nerf_synthetic/chair --samples 256 \\
+        --skip track,calibration --images 10 --trials 2 --rolls 1 --keep 8 --steps 200 --lm-average 16 \\
+        --warmup --device cuda --out $OUT/chair_global
+    python benchmarks/bench_beyond.py --run inerf/assets/demo/run --data GEN --skip global,calibration \\
+        --sequence GEN --track-rays 2048 --track-seconds 65 --scene-radius 1 --device cuda --out $OUT/gen_track
     python benchmarks/bench_beyond.py --demo --images 2 --trials 1 --viewpoints 64 --rolls 1 --keep 4 \\
         --steps 60 --rays 256 --samples 64 --make-sequence handheld --frames 6 --size 96 --out /tmp/beyond
 """
