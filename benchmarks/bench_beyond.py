@@ -27,10 +27,10 @@ parts as separate processes (``--skip``) to bound each with ``timeout`` (see ``.
 the GPU run: the chair and the demo duck with ``inerf synth scene`` views and a 200-frame handheld path).
 
     python benchmarks/bench_beyond.py --run runs/chair_grid --data data/nerf_synthetic/chair --samples 256 \\
-        --skip track,calibration --images 10 --trials 2 --rolls 1 --keep 8 --steps 200 --lm-average 16 \\
+        --skip track,calibration --images 10 --trials 2 --rolls 1 --keep 8 --steps 300 --lm-average 16 \\
         --warmup --device cuda --out $OUT/chair_global
     python benchmarks/bench_beyond.py --run inerf/assets/demo/run --data GEN --skip global,calibration \\
-        --sequence GEN --track-rays 2048 --track-seconds 65 --scene-radius 1 --device cuda --out $OUT/gen_track
+        --sequence GEN --track-rays 2048 --track-seconds 55 --scene-radius 1 --device cuda --out $OUT/gen_track
     python benchmarks/bench_beyond.py --demo --images 2 --trials 1 --viewpoints 64 --rolls 1 --keep 4 \\
         --steps 60 --rays 256 --samples 64 --make-sequence handheld --frames 6 --size 96 --out /tmp/beyond
 """
