@@ -52,6 +52,7 @@ __all__ = [
     "CameraPrior",
     "GlobalConfig",
     "GlobalResult",
+    "ReferenceCache",
     "candidate_poses",
     "default_prune_steps",
     "fibonacci_sphere",
@@ -173,7 +174,9 @@ class CameraPrior:
         """The prior of training cameras ``c2w`` ``[N, 4, 4]`` (OpenCV axes).
 
         The centre is the least-squares point nearest to every optical axis (for an orbit, where they
-        meet); ``up`` is the mean of the cameras' image-up directions (-y axes), or world +z when they
+        meet). ``up`` is the normal of the plane the cameras' x axes lie in when they do (upright cameras
+        have level x axes, whatever their elevation), oriented along their image-up directions (-y axes);
+        otherwise the mean of those image-up directions (a forward-facing capture), or world +z when they
         disagree (cameras with random roll). When the axes are nearly parallel (a forward-facing capture)
         there is no centre to orbit: ``orbit`` is False and only the training cameras serve as candidates.
         """
@@ -188,6 +191,14 @@ class CameraPrior:
         center = torch.linalg.solve(A, b) if orbit else eyes.mean(0)
         up = -c2w[:, :3, 1].mean(0)
         up = up / up.norm() if up.norm() > 0.5 else torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+        # The mean image-up of cameras spread over a hemisphere leans by the sampling noise of their
+        # azimuths (~5 degrees for 100 random views); their x axes, level when the cameras are upright,
+        # pin the vertical exactly: the direction they have no component along.
+        xs = c2w[:, :3, 0]
+        xvals, xvecs = torch.linalg.eigh(xs.T @ xs / len(xs))
+        if len(c2w) >= 3 and bool(xvals[0] < 0.05 * xvals[1]):
+            normal = xvecs[:, 0]
+            up = normal if float(normal @ up) >= 0 else -normal
         rel = eyes - center
         dist = rel.norm(dim=-1)
         elev = torch.rad2deg(torch.asin((rel @ up / dist.clamp_min(1e-12)).clamp(-1, 1)))
@@ -504,7 +515,8 @@ def localize(
             grid turned by a random azimuth and roll (seeded by ``seed``) and their own pixel seeds.
         seed: seeds the pixel sampling (trial ``g``: ``seed + g``) and the grid offsets.
         references: with ``config.retrieval``, the :class:`~inerf.pose.retrieval.ReferenceViews` to match
-            against (render them once with :func:`retrieval_references` to localise many images); None:
+            against (render them once with :func:`retrieval_references` to localise many images), or a
+            :class:`ReferenceCache` that renders them on first use and keeps them for later calls; None:
             rendered here.
     Returns:
         :class:`GlobalResult`.
@@ -520,7 +532,12 @@ def localize(
         from inerf.pose.retrieval import RetrievalConfig, retrieve_poses
 
         t_r = time.perf_counter()
-        refs = references if references is not None else retrieval_references(model, target, prior, config)
+        if isinstance(references, ReferenceCache):
+            refs = references.get(model, target, prior, config)
+        elif references is not None:
+            refs = references
+        else:
+            refs = retrieval_references(model, target, prior, config)
         retrieved = retrieve_poses(target, refs, RetrievalConfig(size=config.retrieval_size))
         if len(retrieved.c2w):  # the same retrieved poses join every trial's grid
             extra = retrieved.c2w.to(candidates.dtype)[None].expand(trials, -1, 4, 4)
@@ -564,3 +581,39 @@ def retrieval_references(model: Model, target: PoseTarget, prior: CameraPrior, c
             prior, replace(config, source="sphere", viewpoints=config.retrieval_references, rolls=1)
         )
     return render_references(model, poses, target.camera, config.retrieval_size)
+
+
+class ReferenceCache:
+    """Reference views of retrieval seeding, rendered once and reused by every :func:`localize` call that
+    passes this cache as ``references`` (localising many images: the renders are most of retrieval's cost).
+
+    One cache serves one model and one prior (what a localisation call or a benchmark holds fixed). Views are
+    kept per target intrinsics and retrieval settings, since the references are rendered with the target's
+    camera scaled to ``retrieval_size``.
+
+    Attributes:
+        renders: how many sets of reference views were rendered (the others were reused).
+    """
+
+    def __init__(self) -> None:
+        self._views: dict[tuple, object] = {}
+        self.renders = 0
+
+    @staticmethod
+    def key(target: PoseTarget, config: GlobalConfig) -> tuple:
+        """What the reference views depend on besides the model and prior: the target's intrinsics and size,
+        the retrieval size and the sphere viewpoint count (used when the prior has no training cameras)."""
+        cam = target.camera
+        intrinsics = tuple(round(v, 6) for v in cam.intrinsics(0))
+        return (*intrinsics, cam.height, cam.width, config.retrieval_size, config.retrieval_references)
+
+    def get(self, model: Model, target: PoseTarget, prior: CameraPrior, config: GlobalConfig):
+        """The :class:`~inerf.pose.retrieval.ReferenceViews` for ``target`` (rendered on the first call)."""
+        k = self.key(target, config)
+        if k not in self._views:
+            self._views[k] = retrieval_references(model, target, prior, config)
+            self.renders += 1
+        return self._views[k]
+
+    def __len__(self) -> int:
+        return len(self._views)

@@ -67,6 +67,8 @@ class Localiser:
             the same start as ``inerf demo`` and ``inerf benchmark pose`` draw for that view index).
         seed: seeds the pixel sampling and the random starts, the same for every image.
         meta: entries added to every ``pose.json`` (run, tf32, ...).
+        references: the retrieval reference views of global localisation, rendered for the first image and
+            reused for the others (a :class:`~inerf.pose.global_search.ReferenceCache`, made on first use).
     """
 
     model: Model
@@ -83,6 +85,7 @@ class Localiser:
     perturbation: Perturbation = field(default_factory=lambda: Perturbation(0.0, 0.0))
     seed: int = 0
     meta: dict = field(default_factory=dict)
+    references: object | None = None
 
 
 @dataclass
@@ -160,10 +163,19 @@ def _solve(loc: Localiser, pt: PoseTarget, target: Target, progress: bool):
     from inerf.pose.solver import estimate_pose
 
     if loc.global_config is not None:
-        from inerf.pose.global_search import localize
+        from inerf.pose.global_search import ReferenceCache, localize
 
+        if loc.global_config.retrieval and loc.references is None:
+            loc.references = ReferenceCache()
         found = localize(
-            loc.model, pt, loc.prior, loc.global_config, loc.config, seed=loc.seed, progress=progress
+            loc.model,
+            pt,
+            loc.prior,
+            loc.global_config,
+            loc.config,
+            seed=loc.seed,
+            progress=progress,
+            references=loc.references,
         )
         return found.result, found.pose_config, found
     result = estimate_pose(

@@ -170,3 +170,27 @@ def test_bad_batch_input_is_one_line(photos, capsys, extra, match):
     assert code == 2 and "\n" not in err and err.startswith("inerf estimate: error:"), err
     assert match.format(base=base) in err, err
     assert not (base / "o").exists()  # nothing written before the inputs were checked
+
+
+def test_batch_global_retrieval_renders_the_references_once(demo_photos, capsys, monkeypatch):
+    """``--images`` with ``--global --global-retrieval``: the reference renders are made for the first image
+    and reused for the others (one call of the renderer for three images of one camera)."""
+    import inerf.pose.global_search as gs
+
+    pytest.importorskip("cv2")
+    base, names, run = demo_photos
+    calls = []
+    render = gs.retrieval_references
+    monkeypatch.setattr(gs, "retrieval_references", lambda *a, **k: calls.append(1) or render(*a, **k))
+    argv = ["estimate", "--run", str(run), "--images", str(base / "photos" / "*.png")]
+    argv += ["--intrinsics", str(base / "k.json"), "--global", "--global-retrieval"]
+    argv += ["--global-retrieval-references", "4", "--global-retrieval-size", "64"]
+    argv += ["--global-viewpoints", "8", "--global-rolls", "1", "--global-keep", "1"]
+    argv += ["--global-score-rays", "32", "--global-score-samples", "16", "--steps", "2", "--rays", "64"]
+    argv += ["--samples", "32", "--frames", "0", "--no-uncertainty", "--device", "cpu"]
+    assert main(argv + ["--out", str(base / "retrieval")]) == 0
+    capsys.readouterr()
+    assert len(calls) == 1
+    for n in names:
+        pose = json.loads((base / "retrieval" / n[:-4] / "pose.json").read_text())
+        assert pose["status"] == "ok" and "retrieval" in json.dumps(pose)

@@ -76,6 +76,24 @@ def test_prior_from_orbit_and_forward_facing_cameras():
     assert cands.shape == (10, 4, 4)
 
 
+def test_prior_up_is_exact_for_upright_cameras_at_random_positions():
+    """Upright cameras at random positions on the upper hemisphere (the synthetic scenes' training views):
+    the mean of their image-up directions leans by the azimuths' sampling noise, the prior's up does not."""
+    gen = torch.Generator().manual_seed(0)
+    d = torch.randn(100, 3, generator=gen, dtype=torch.float64)
+    d[:, 2] = d[:, 2].abs()
+    eyes = 4.0 * d / d.norm(dim=-1, keepdim=True)
+    c2w = look_at(
+        eyes, torch.zeros(3, dtype=torch.float64), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    )
+    z = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+    mean_up = -c2w[:, :3, 1].mean(0)
+    assert math.degrees(math.acos(float(mean_up @ z / mean_up.norm()))) > 1.0  # the old estimate leans
+    prior = CameraPrior.from_cameras(c2w)
+    torch.testing.assert_close(prior.up, z)
+    assert prior.elevation[0] >= -1e-6 and prior.elevation[1] <= 90.0
+
+
 def test_candidates_follow_the_prior():
     prior = CameraPrior.from_cameras(orbit_poses(8, radius=4.0, elevation_deg=25.0))
     config = GlobalConfig(viewpoints=200, rolls=3, radii=1, elevation_margin=10.0)

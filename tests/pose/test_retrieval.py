@@ -12,7 +12,13 @@ import torch
 from inerf.geometry import se3
 from inerf.geometry.cameras import Cameras, look_at, project
 from inerf.pose.config import BlurConfig, PoseConfig
-from inerf.pose.global_search import CameraPrior, GlobalConfig, localize
+from inerf.pose.global_search import (
+    CameraPrior,
+    GlobalConfig,
+    ReferenceCache,
+    localize,
+    low_resolution_target,
+)
 from inerf.pose.problem import PoseTarget
 from inerf.pose.retrieval import RetrievalConfig, back_project, render_references, retrieve_poses
 
@@ -83,3 +89,26 @@ def test_retrieval_seed_finds_a_target_the_grid_misses(demo):
     trans = float(se3.translation_error(found.result.c2w[0], t.gt_c2w))
     assert rot < 2.0 and trans < 0.1, (rot, trans)
     assert found.record()["retrieval"]["poses"] == 1
+
+
+def test_reference_cache_renders_once_per_camera(demo):
+    """Localising several images of one camera through a :class:`ReferenceCache` renders the references once,
+    and gives exactly what rendering them afresh gives; a target of another size gets its own render."""
+    assets, model = demo
+    t, other = assets.targets[4], assets.targets[0]
+    prior = CameraPrior.from_cameras(torch.stack([_orbit(t.gt_c2w, a) for a in (15.0, 120.0, 240.0)]))
+    config = GlobalConfig(
+        source="cameras", rolls=1, score_rays=32, score_blur_rays=1, score_samples=16, keep=1, retrieval=True,
+        retrieval_size=96,
+    )  # fmt: skip
+    refine = PoseConfig(optimizer="lm", steps=1, n_rays=64)
+    cache = ReferenceCache()
+    localize(model, PoseTarget(t.image, t.camera), prior, config, refine, references=cache)
+    cached = localize(model, PoseTarget(other.image, other.camera), prior, config, refine, references=cache)
+    assert cache.renders == 1 and len(cache) == 1
+    fresh = localize(model, PoseTarget(other.image, other.camera), prior, config, refine)
+    torch.testing.assert_close(cached.candidates, fresh.candidates, rtol=0, atol=0)
+    torch.testing.assert_close(cached.result.c2w, fresh.result.c2w, rtol=0, atol=0)
+    small = low_resolution_target(PoseTarget(t.image, t.camera), 100)
+    localize(model, small, prior, config, refine, references=cache)
+    assert cache.renders == 2 and len(cache) == 2
