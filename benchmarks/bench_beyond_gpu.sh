@@ -38,8 +38,9 @@ CALIB="--calib-images $C_IMG --calib-trials $C_TR --calib-steps $C_STEPS --pertu
 CHAIR="--run $CARRY/chair_grid --data $CARRY/chair --split test --samples $CHAIR_SAMPLES --device $DEV"
 GEN="--run inerf/assets/demo/run --data $CARRY/gen --split test --device $DEV"
 
-part() {  # NAME LIMIT ARGS...: one part, its log, its exit status
+part() {  # NAME LIMIT ARGS...: one part, its log, its exit status (PARTS="a b": only those parts)
   local name=$1 limit=$2; shift 2
+  case " ${PARTS:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   local t0=$(date +%s)
   echo "== $name (limit ${limit} s) $(date +%T)"
   timeout -k 10 "$limit" "$PY" "$B" "$@" --out "$OUT/$name" --figures "$OUT/$name/fig" > "$OUT/$name.log" 2>&1

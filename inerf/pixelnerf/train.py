@@ -509,7 +509,11 @@ class PixelNeRFTrainer:
                 from inerf.sync_batchnorm import convert_sync_batchnorm
 
                 convert_sync_batchnorm(self.net.encoder)
-        self.step_module = distributed.wrap_ddp(_StepLoss(self.net, self.scene, self.frozen))
+        # Gradients written straight into the all-reduce buckets: no copy per parameter and step (the
+        # encoder's channels-last weight gradients otherwise mismatch the buckets' layout and are copied).
+        self.step_module = distributed.wrap_ddp(
+            _StepLoss(self.net, self.scene, self.frozen), gradient_as_bucket_view=True
+        )
         """What a step calls: the loss of a share of the batch, in DistributedDataParallel under torchrun."""
 
         self.step = 0
