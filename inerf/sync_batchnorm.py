@@ -46,6 +46,61 @@ class _SumOverRanks(torch.autograd.Function):
         return grad
 
 
+class _FusedSyncBatchNorm(torch.autograd.Function):
+    """The GPU path: torch's fused batch-norm kernels with one all-gather forward and one all-reduce backward
+    per layer, and no host synchronisation.
+
+    ``torch.nn.SyncBatchNorm`` computes the same, but first drops the statistics of processes that hold no
+    rows with a boolean mask: three device-to-host reads per layer and step (87 per step of pixelNeRF's
+    ResNet-34 encoder), which serialise the processes (measured on two H200s: 1.14x the throughput of one).
+    Here such a process's statistics are replaced by neutral values (mean 0, inverse std 1) with ``where``:
+    they carry a count of 0, which gives them no weight in the combined statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, eps, momentum):
+        x = x.contiguous()
+        C = x.shape[1]
+        if x.numel() > 0:
+            mean, invstd = torch.batch_norm_stats(x, eps)
+        else:  # an empty share: neutral values, weight 0 (and still both collectives, as every process)
+            mean = torch.zeros(C, dtype=torch.float32, device=x.device)
+            invstd = torch.ones(C, dtype=torch.float32, device=x.device)
+        count = torch.full((1,), x.numel() // max(C, 1), dtype=mean.dtype, device=x.device)
+        local = torch.cat([mean, invstd, count])
+        world = dist.get_world_size()
+        gathered = torch.empty(world * local.numel(), dtype=local.dtype, device=x.device)
+        dist.all_gather_into_tensor(gathered, local)
+        mean_all, invstd_all, count_all = gathered.view(world, -1).split([C, C, 1], dim=1)
+        has = count_all >= 1
+        mean_all = torch.where(has, mean_all, torch.zeros_like(mean_all))
+        invstd_all = torch.where(has, invstd_all, torch.ones_like(invstd_all))
+        mean, invstd = torch.batch_norm_gather_stats_with_counts(
+            x, mean_all, invstd_all, running_mean, running_var, momentum, eps, count_all.reshape(-1)
+        )
+        ctx.save_for_backward(x, weight, mean, invstd, count_all.reshape(-1).to(torch.int32))
+        return torch.batch_norm_elemt(x, weight, bias, mean, invstd, eps)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, mean, invstd, counts = ctx.saved_tensors
+        grad = grad.contiguous()
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        sum_dy, sum_dy_xmu, grad_w, grad_b = torch.batch_norm_backward_reduce(
+            grad, x, mean, invstd, weight, need_x, need_w, need_b
+        )
+        grad_x = None
+        if need_x:
+            C = sum_dy.shape[0]
+            both = torch.cat([sum_dy, sum_dy_xmu])
+            dist.all_reduce(both)
+            sum_dy, sum_dy_xmu = both.split(C)
+            grad_x = torch.batch_norm_backward_elemt(
+                grad, x, mean, invstd, weight, sum_dy, sum_dy_xmu, counts
+            )
+        return grad_x, grad_w if need_w else None, grad_b if need_b else None, None, None, None, None
+
+
 def _several_processes() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -63,6 +118,11 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         if not (self.training and self.track_running_stats and _several_processes()):
             return super().forward(x)
         self._check_input_dim(x)
+        if x.is_cuda and self.momentum is not None:
+            self.num_batches_tracked.add_(1)
+            return _FusedSyncBatchNorm.apply(
+                x, self.weight, self.bias, self.running_mean, self.running_var, self.eps, self.momentum
+            )
         xf = x.float()
         shift = self.running_mean.detach().float()[None, :, None, None]
         d = xf - shift

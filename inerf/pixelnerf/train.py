@@ -501,14 +501,9 @@ class PixelNeRFTrainer:
         for p in self.net.encoder.unused_parameters():
             p.requires_grad_(False)
         if self.world_size > 1 and not self.frozen and cfg.sync_bn:
-            # Batch statistics of the whole batch, all ranks: torch's fused layer on GPUs (one collective and
-            # a few kernels per layer), the plain-tensor one elsewhere (torch's refuses CPU tensors).
-            if self.device.type == "cuda":
-                torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net.encoder)
-            else:
-                from inerf.sync_batchnorm import convert_sync_batchnorm
+            from inerf.sync_batchnorm import convert_sync_batchnorm
 
-                convert_sync_batchnorm(self.net.encoder)
+            convert_sync_batchnorm(self.net.encoder)  # batch statistics of the whole batch, all ranks
         # Gradients written straight into the all-reduce buckets: no copy per parameter and step (the
         # encoder's channels-last weight gradients otherwise mismatch the buckets' layout and are copied).
         self.step_module = distributed.wrap_ddp(
