@@ -212,6 +212,11 @@ def steps_per_second(log_path: Path, from_step: int) -> tuple[float, int]:
     return steps / max(rows[-1]["elapsed_s"] - rows[0]["elapsed_s"], 1e-9), steps
 
 
+_ONE_PROCESS: dict[tuple, tuple[float, int]] = {}
+"""One-process rates by (base case, batch): a case that continues another's base run and differs from it only
+with several processes (``pixelnerf-nosyncbn``) reuses them instead of timing the same run again."""
+
+
 def train_throughput(args, case: TrainCase, runs: Path, commands: list[dict]) -> list[dict]:
     """Rows of steps/s and rays/s of ``case`` for every scaling mode and process count (see the module
     docstring), each run resumed from one base run trained here on one GPU."""
@@ -227,12 +232,16 @@ def train_throughput(args, case: TrainCase, runs: Path, commands: list[dict]) ->
             batch = unit * n if mode == "weak" else unit
             if batch < n:
                 continue
+            if n == 1 and case.base_case and (case.base_case, batch) in _ONE_PROCESS:
+                done[n, batch] = _ONE_PROCESS[case.base_case, batch]
             if (n, batch) not in done:  # one GPU: weak and strong are the same run
                 folder = runs / f"{case.name}_{mode}_{n}"
                 shutil.rmtree(folder, ignore_errors=True)
                 shutil.copytree(base, folder)
                 run(n, case.resume_argv(args, folder, base_step + args.steps, batch), args.timeout, commands)
                 done[n, batch] = steps_per_second(folder / case.log_name, base_step + args.warmup)
+                if n == 1:
+                    _ONE_PROCESS[case.name, batch] = done[n, batch]
             rate, timed = done[n, batch]
             rays = rate * batch * case.rays_per_item(args)
             rows.append(
