@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,31 +125,26 @@ def _pixelnerf_step(run: Path) -> int:
     return int(torch.load(run / "checkpoints" / "bench" / "_iter", weights_only=True)["iter"])
 
 
+_PIXELNERF = TrainCase(
+    "pixelnerf",
+    _pixelnerf_base,
+    _pixelnerf_resume,
+    log_name="logs/bench/train_log.jsonl",
+    batch_of=lambda args: args.pixelnerf_objects,
+    rays_per_item=lambda args: args.pixelnerf_rays,
+    step_of=_pixelnerf_step,
+)
 CASES = {
     "grid": TrainCase("grid", _grid_base, _grid_resume),
-    "pixelnerf": TrainCase(
-        "pixelnerf",
-        _pixelnerf_base,
-        _pixelnerf_resume,
-        log_name="logs/bench/train_log.jsonl",
-        batch_of=lambda args: args.pixelnerf_objects,
-        rays_per_item=lambda args: args.pixelnerf_rays,
-        step_of=_pixelnerf_step,
-    ),
-    "pixelnerf-nosyncbn": TrainCase(
-        "pixelnerf-nosyncbn",
-        _pixelnerf_base,
-        _pixelnerf_resume_nosync,
-        log_name="logs/bench/train_log.jsonl",
-        batch_of=lambda args: args.pixelnerf_objects,
-        rays_per_item=lambda args: args.pixelnerf_rays,
-        step_of=_pixelnerf_step,
-        base_case="pixelnerf",
+    "pixelnerf": _PIXELNERF,
+    "pixelnerf-nosyncbn": replace(
+        _PIXELNERF, name="pixelnerf-nosyncbn", resume_argv=_pixelnerf_resume_nosync, base_case="pixelnerf"
     ),
 }
 """Training cases by name. pixelNeRF (``--cases pixelnerf``, needs ``--pixelnerf-data``): a base run of
 ``--pixelnerf-base-steps`` on one GPU, resumed with ``-B`` = the global batch of objects (``--pixelnerf-objects``
-per GPU for weak scaling, in all for strong); rays/s counts ``-R`` rays per object."""
+per GPU for weak scaling, in all for strong); rays/s counts ``-R`` rays per object. ``pixelnerf-nosyncbn``:
+the same resumed with ``--no-sync-bn`` (BatchNorm statistics per process)."""
 
 
 # ------------------------------------------------------------------------------------------- processes
