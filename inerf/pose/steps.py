@@ -66,14 +66,14 @@ def lm_step(
     damping: torch.Tensor,
     max_rot: float,
     max_trans: float,
-    fraction: float = 1.0,
+    fraction: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Candidate twists after one damped Gauss-Newton step from ``exp(xi)``: ``[..., 6]``.
 
     ``delta = -(H + damping * diag(H))^-1 g`` (Marquardt's scaling, so the damping is unit-free), shortened to
     the trust region (``|phi| <= max_rot``, ``|rho| <= max_trans``), scaled by ``fraction`` (see
     :meth:`LMStep.fraction`), applied on the left as the gradient was: ``exp(xi') = exp(delta) exp(xi)``.
-    Solved in float64.
+    Solved in float64. ``max_rot``, ``max_trans`` and ``fraction`` may be 0-d tensors (inside a CUDA graph).
     """
     Hd = H.double()
     diag = torch.diagonal(Hd, dim1=-2, dim2=-1)
@@ -88,7 +88,7 @@ def lm_step(
         max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30),
     ).clamp(max=1.0)
     delta = delta * (shrink * fraction)[..., None]
-    return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double())).to(xi.dtype)
+    return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double()), static=True).to(xi.dtype)
 
 
 @dataclass
@@ -211,14 +211,22 @@ class LMStep:
 
     def step(self, problem: Problem, hyps: Hypotheses, ev: Evaluation, pix, sigma: float, step: int):
         """``(xi, {"damping"})``: the candidate of :func:`lm_step` where it lowers the loss on the same
-        pixels, else the current twist."""
+        pixels, else the current twist (:meth:`Problem.lm_step`: decided on the device, no host sync)."""
         c = self.config
-        damping = hyps.optim["damping"]
-        cand = lm_step(hyps.xi, ev.hessian, ev.grad, damping, c.max_rot, c.max_trans, self.fraction(step))
-        loss_c, _ = problem.evaluate(cand, hyps.c2w0, pix, need_grad=False, sigma=sigma, step=step)
-        accept = torch.isfinite(loss_c) & (loss_c < ev.loss) & torch.isfinite(cand).all(-1)
-        xi = torch.where(accept[..., None], cand, hyps.xi)
-        damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
+        xi, damping = problem.lm_step(
+            hyps.xi,
+            hyps.c2w0,
+            pix,
+            ev.hessian,
+            ev.grad,
+            ev.loss,
+            hyps.optim["damping"],
+            self.fraction(step),
+            c.max_rot,
+            c.max_trans,
+            sigma=sigma,
+            step=step,
+        )
         return xi, {"damping": damping}
 
     def finish(self, hyps: Hypotheses, recent: list[torch.Tensor]) -> Hypotheses:
