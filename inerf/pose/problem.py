@@ -192,6 +192,7 @@ class Problem:
         self.width = target.width
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
         self._blurred: dict[float, torch.Tensor] = {}
+        self._blur_weights: dict[tuple[float, ...], torch.Tensor] = {}
         self.sampler = PixelSampler.for_target(target, config, device)
         self._pixel_dirs: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rings: dict[tuple[float, int], torch.Tensor | None] = {}
@@ -199,13 +200,15 @@ class Problem:
         # CUDA graphs of the fast path (None: eager): the loss and gradient (Adam), the loss alone (a solve's
         # final score), the Gauss-Newton system and the Levenberg-Marquardt update.
         self.graphed = self.graphed_loss = self.graphed_gn = self.graphed_lm = None
-        if config.fast and device.type == "cuda":
+        self.uses_graphs = config.fast and device.type == "cuda"
+        if self.uses_graphs:
             from inerf.pose.fast import GraphedFn, GraphedLossAndGrad
 
             self.graphed = GraphedLossAndGrad(self)
             self.graphed_loss = GraphedFn(self._loss_only, "the loss")
             self.graphed_gn = GraphedFn(self.gauss_newton, "the Gauss-Newton system")
             self.graphed_lm = GraphedFn(self.lm_update, "the Levenberg-Marquardt update")
+        self._graphed_by_name: dict[str, object] = {}
 
     IMAGE_FREE_SAMPLING = ("random", "center", "patch")
     """Sampling strategies whose pixels do not depend on the target image (:meth:`retarget` keeps the sampler)."""
@@ -235,19 +238,23 @@ class Problem:
         return True
 
     def target_at(self, sigma: float) -> torch.Tensor:
-        """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px)."""
+        """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px). The
+        first call blurs the target for every blur of the solve's schedule at once (:func:`_gaussian_blurs`:
+        a few device ops for all of them, where one blur at a time took ~17 each)."""
         key = round(sigma * 4) / 4
         if key <= 0:
             return self.target_flat
         if key not in self._blurred:
-            from torchvision.transforms.functional import gaussian_blur
-
             if len(self._blurred) > 64:
                 self._blurred.clear()
+            blur = self.config.blur
+            keys = {round(blur.at(s) * 4) / 4 for s in range(min(self.config.steps, blur.steps))} | {key}
+            keys = tuple(sorted(k for k in keys if k > 0 and k not in self._blurred))
+            weights = self._blur_weights.get(keys)
+            if weights is None:
+                weights = self._blur_weights[keys] = _gaussian_kernels(keys, self.target_flat.device)
             img = self.target_flat.reshape(self.target.height, self.width, 3).permute(2, 0, 1)
-            size = 2 * math.ceil(3 * key) + 1
-            # Reflect padding: the border pixels of an object-centred image are background on both sides.
-            self._blurred[key] = gaussian_blur(img, [size, size], [key, key]).permute(1, 2, 0).reshape(-1, 3)
+            self._blurred.update(zip(keys, _gaussian_blurs(img, weights)))
         return self._blurred[key]
 
     def ring(self, sigma: float, step: int) -> torch.Tensor | None:
@@ -528,6 +535,19 @@ class Problem:
         fn = self.lm_update if self.graphed_lm is None else self.graphed_lm
         return fn(xi, c2w0, pix, ring, tgt, H, g, loss, damping, *scalars)
 
+    def run(self, name: str, fn, *inputs):
+        """``fn(*inputs)`` (a tensor-only function of fixed shapes returning a tuple of tensors, without host
+        sync), replayed from a CUDA graph named ``name`` on the fast path (e.g. the LM average of a solve's
+        last iterates); a plain call otherwise."""
+        if not self.uses_graphs:
+            return fn(*inputs)
+        graphed = self._graphed_by_name.get(name)
+        if graphed is None:
+            from inerf.pose.fast import GraphedFn
+
+            graphed = self._graphed_by_name[name] = GraphedFn(fn, name)
+        return graphed(*inputs)
+
     def _scalars(self, *values: float) -> list[torch.Tensor]:
         """0-d float64 device tensors of ``values`` (cached: a float that changes from step to step enters a
         captured graph as a tensor, and a cached one costs no upload)."""
@@ -542,6 +562,35 @@ class Problem:
                 )
             out.append(t)
         return out
+
+
+def _gaussian_kernels(sigmas: tuple[float, ...], device) -> torch.Tensor:
+    """``[S, 2 r + 1]`` normalised 1-D Gaussian kernels of standard deviations ``sigmas`` (pixels), each
+    ``2 ceil(3 sigma) + 1`` taps (torchvision's ``gaussian_blur`` size), centred and zero-padded to the
+    largest radius ``r``. Built on the host, uploaded once."""
+    r = max(math.ceil(3 * s) for s in sigmas)
+    rows = []
+    for s in sigmas:
+        h = math.ceil(3 * s)
+        taps = [math.exp(-0.5 * (x / s) ** 2) for x in range(-h, h + 1)]
+        total = sum(taps)
+        rows.append([0.0] * (r - h) + [t / total for t in taps] + [0.0] * (r - h))
+    return torch.tensor(rows, dtype=torch.float32, device=device)
+
+
+def _gaussian_blurs(img: torch.Tensor, kernels: torch.Tensor) -> list[torch.Tensor]:
+    """The image ``[3, H, W]`` blurred by each of the separable Gaussians ``kernels`` ``[S, 2 r + 1]``
+    (:func:`_gaussian_kernels`), as ``[H * W, 3]`` each: one reflect padding and two grouped convolutions for
+    all of them (the same numbers as torchvision's ``gaussian_blur``, to float32 rounding: a tap the zero
+    padding adds reads a reflected pixel times 0)."""
+    S, size = kernels.shape
+    r = size // 2
+    # Reflect padding: the border pixels of an object-centred image are background on both sides.
+    padded = torch.nn.functional.pad(img[None], (r, r, r, r), mode="reflect")  # [1, 3, H + 2r, W + 2r]
+    cols = torch.nn.functional.conv2d(padded, kernels.repeat(3, 1)[:, None, :, None], groups=3)
+    out = torch.nn.functional.conv2d(cols, kernels.repeat(3, 1)[:, None, None, :], groups=3 * S)
+    out = out.reshape(3, S, *img.shape[1:]).permute(1, 2, 3, 0)  # [S, H, W, 3]
+    return list(out.reshape(S, -1, 3).unbind(0))
 
 
 def _jacobian_from_grads(rays: list[torch.Tensor], grads) -> torch.Tensor:

@@ -273,7 +273,7 @@ def estimate_pose(
                 steps_taken, stopped_early = step + 1, True
                 break
         bar.close()
-        hyps = schedule.finish(hyps, recorder, steps_taken)
+        hyps = schedule.finish(hyps, recorder, steps_taken, problem.run)
         loss = _score_final(problem, hyps, seeds_t, steps_taken)
         recorder.record(hyps, loss, math.nan)
         problem.check_pool()  # one sync; a reused problem's next solve gets a pool grown if this one overflowed

@@ -29,7 +29,7 @@ from inerf.pose.config import AdamConfig, LMConfig, PoseConfig
 from inerf.pose.problem import Problem
 from inerf.pose.state import Hypotheses
 
-__all__ = ["AdamStep", "Evaluation", "LMStep", "Schedule", "adam_update", "lm_step"]
+__all__ = ["AdamStep", "Evaluation", "LMStep", "Schedule", "adam_update", "lm_average", "lm_step"]
 
 
 def adam_update(
@@ -229,21 +229,35 @@ class LMStep:
         )
         return xi, {"damping": damping}
 
-    def finish(self, hyps: Hypotheses, recent: list[torch.Tensor]) -> Hypotheses:
-        """``hyps`` at the mean of their current poses and the ``recent`` recorded iterates (``[G, K0, 4, 4]``
-        each, by original hypothesis): Polyak-Ruppert averaging (:attr:`LMConfig.average`). Each LM step fits
-        its own random pixels, so with few rays the iterates jitter around the optimum by a fraction of a
-        degree; their mean does not. The mean is taken in the tangent space at the current pose (left
-        perturbations). Failed hypotheses keep their twists."""
-        xi, rows, ids = hyps.xi, hyps.rows, hyps.ids
-        current = se3.se3_exp(xi.double()) @ hyps.c2w0.double()
-        inv = se3.inverse(current)
-        deltas = [torch.zeros_like(xi, dtype=torch.float64)]
-        deltas += [se3.se3_log(T[rows, ids].double() @ inv) for T in recent]
-        mean = torch.stack(deltas).mean(0)
-        averaged = se3.se3_log(se3.se3_exp(mean) @ se3.se3_exp(xi.double())).to(xi.dtype)
-        ok = torch.isfinite(averaged).all(-1) & ~hyps.failed
-        return replace(hyps, xi=torch.where(ok[..., None], averaged, xi))
+    def finish(
+        self, hyps: Hypotheses, recent_xi: torch.Tensor, recent_c2w0: torch.Tensor, run=None
+    ) -> Hypotheses:
+        """``hyps`` at the mean of their current poses and the recent recorded iterates ``exp(recent_xi) @
+        recent_c2w0`` (``[n, G, K0, 6]`` and ``[n, G, K0, 4, 4]``, by original hypothesis, as the
+        :class:`~inerf.pose.recorder.Recorder` holds them): Polyak-Ruppert averaging
+        (:attr:`LMConfig.average`, :func:`lm_average`). ``run(name, fn, *inputs)``: how to call it (e.g.
+        :meth:`Problem.run`, a CUDA graph on the fast path); None calls it."""
+        inputs = (hyps.xi, hyps.c2w0, hyps.ids, hyps.failed, recent_xi, recent_c2w0)
+        xi = lm_average(*inputs) if run is None else run("lm_average", lm_average, *inputs)[0]
+        return replace(hyps, xi=xi)
+
+
+def lm_average(xi, c2w0, ids, failed, recent_xi, recent_c2w0) -> tuple[torch.Tensor]:
+    """``(xi [G, K, 6],)``: the twists of the mean of the current poses ``exp(xi) @ c2w0`` and the recent
+    iterates ``exp(recent_xi) @ recent_c2w0`` (``[n, G, K0, ...]`` by original hypothesis ``ids`` ``[G, K]``).
+    Each LM step fits its own random pixels, so with few rays the iterates jitter around the optimum by a
+    fraction of a degree; their mean does not. The mean is taken in the tangent space at the current pose
+    (left perturbations). Hypotheses that ``failed`` ``[G, K]`` keep their twists. Fixed shapes, no host
+    sync (capturable)."""
+    rows = torch.arange(xi.shape[0], device=xi.device)[:, None]
+    current = se3.se3_exp(xi.double()) @ c2w0.double()
+    inv = se3.inverse(current)
+    recent = se3.se3_exp(recent_xi) @ recent_c2w0  # as Recorder.c2w computes them
+    deltas = se3.se3_log(recent[:, rows, ids].double() @ inv, static=True)
+    mean = torch.cat([torch.zeros_like(deltas[:1]), deltas]).mean(0)
+    averaged = se3.se3_log(se3.se3_exp(mean) @ se3.se3_exp(xi.double()), static=True).to(xi.dtype)
+    ok = torch.isfinite(averaged).all(-1) & ~failed
+    return (torch.where(ok[..., None], averaged, xi),)
 
 
 @dataclass
@@ -289,14 +303,15 @@ class Schedule:
                 optim.update(stepper.init_state(hyps.xi))
         return replace(hyps, optim=optim)
 
-    def finish(self, hyps: Hypotheses, recorder, steps_taken: int) -> Hypotheses:
+    def finish(self, hyps: Hypotheses, recorder, steps_taken: int, run=None) -> Hypotheses:
         """The hypotheses to score and return after ``steps_taken`` updates: with :attr:`LMConfig.average`
         ``n > 1``, at the mean of the last ``n`` LM iterates (at most the LM steps taken: the current poses
         and the ``n - 1`` last poses of ``recorder``, a :class:`~inerf.pose.recorder.Recorder`), else as
-        they are."""
+        they are. ``run``: see :meth:`LMStep.finish`."""
         if self.lm is None:
             return hyps
         n = min(self.lm.config.average, max(0, steps_taken - self.lm.start))
         if n <= 1:
             return hyps
-        return self.lm.finish(hyps, list(recorder.recent(n - 1)))
+        a, b = recorder.count - (n - 1), recorder.count
+        return self.lm.finish(hyps, recorder.xi[a:b], recorder.c2w0[a:b], run)
