@@ -195,6 +195,8 @@ class Problem:
         self._blur_weights: dict[tuple[float, ...], torch.Tensor] = {}
         self.sampler = PixelSampler.for_target(target, config, device)
         self._pixel_dirs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.batched_jacobian = device.type == "cuda"
+        """Whether :meth:`gauss_newton` takes the three colour channels' gradients in one backward pass."""
         self._rings: dict[tuple[float, int], torch.Tensor | None] = {}
         self._scalar_cache: dict[float, torch.Tensor] = {}
         # CUDA graphs of the fast path (None: eager): the loss and gradient (Adam), the loss alone (a solve's
@@ -464,9 +466,11 @@ class Problem:
     def gauss_newton(self, xi, c2w0, pix, ring, tgt):
         """:meth:`linearize` on tensors only (fixed shapes, no host sync): what a CUDA graph captures.
 
-        Per chunk of rays, the colours of three copies of the rays are rendered in one batch and one backward
-        pass seeds copy ``c`` with colour channel ``c``: every ray's gradients for the three channels at once
-        (one backward of the field instead of three). Each pixel's ``J^T W J`` and ``J^T W r`` are summed per
+        With :attr:`batched_jacobian` (on CUDA), per chunk of rays the colours of three copies of the rays are
+        rendered in one batch and one backward pass seeds copy ``c`` with colour channel ``c``: every ray's
+        gradients for the three channels at once (one forward and one backward of the field, where a kernel
+        launch costs more than the arithmetic); else one backward pass per channel (fewer operations: the
+        CPU's choice). Each pixel's ``J^T W J`` and ``J^T W r`` are summed per
         hypothesis by a reshape (pixels of a hypothesis are consecutive), in float64.
         """
         cfg = self.config
@@ -482,19 +486,29 @@ class Problem:
         for a in range(0, total, chunk_size):
             b = min(a + chunk_size, total)
             pa, pb = a // k, b // k  # the chunk's pixels
-            rays3 = [t[a:b].detach()[None].expand(3, -1, -1) for t in ray_t]
-            leaves = [t.reshape(-1, 3).requires_grad_(True) for t in rays3]
-            with torch.enable_grad():
-                out = self.model.render_rays(Rays(*leaves))
-                self._count_dropped(out)
-                rgb = out.rgb.reshape(3, -1, k, 3).mean(2) if k > 1 else out.rgb.reshape(3, -1, 3)
-                del out
-                grads = torch.autograd.grad(rgb, leaves, seed.expand_as(rgb), allow_unused=True)
-            rgb = rgb[0].detach()
+            if self.batched_jacobian:
+                rays3 = [t[a:b].detach()[None].expand(3, -1, -1) for t in ray_t]
+                leaves = [t.reshape(-1, 3).requires_grad_(True) for t in rays3]
+                with torch.enable_grad():
+                    out = self.model.render_rays(Rays(*leaves))
+                    self._count_dropped(out)
+                    rgb = out.rgb.reshape(3, -1, k, 3).mean(2) if k > 1 else out.rgb.reshape(3, -1, 3)
+                    del out
+                    grads = torch.autograd.grad(rgb, leaves, seed.expand_as(rgb), allow_unused=True)
+                rgb = rgb[0].detach()
+                J = _jacobian_from_grads([t[0] for t in rays3], grads)  # [R, 3, 6]
+            else:
+                leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
+                with torch.enable_grad():
+                    out = self.model.render_rays(Rays(*leaves))
+                    self._count_dropped(out)
+                    rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
+                    del out
+                J = _pose_jacobian(rgb, leaves)
+                rgb = rgb.detach()
             tgt_c = tgt[pa:pb]
             res = rgb - tgt_c
             losses.append(photometric_loss(rgb, tgt_c, cfg))
-            J = _jacobian_from_grads([t[0] for t in rays3], grads)  # [R, 3, 6]
             if (
                 k > 1
             ):  # a pixel's colour is the mean of its rays': its Jacobian is the sum of theirs (1/k inside)

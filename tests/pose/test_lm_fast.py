@@ -45,16 +45,19 @@ def _inputs(problem, gt, sigma, K=2, G=2):
     return torch.zeros(G, K, 6), c2w0.float().reshape(G, K, 4, 4), pix
 
 
+@pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize(
     ("loss", "sigma", "chunk"),
     [("mse", 0.0, 8192), ("huber", 0.0, 8192), ("mse", 2.0, 8192), ("mse", 2.0, 96)],
 )
-def test_gauss_newton_equals_the_reference(field, render_config, scene, loss, sigma, chunk):
-    """One backward pass for the three colour channels and a reshape-sum give the reference's per-channel
-    backward passes and scatter-add: the same loss, ``J^T W J`` and ``J^T W r`` (several chunks too)."""
+def test_gauss_newton_equals_the_reference(field, render_config, scene, loss, sigma, chunk, batched):
+    """One backward pass for the three colour channels (``batched``, the GPU's choice) or one per channel, and
+    a reshape-sum, give the reference's per-channel backward passes and scatter-add: the same loss,
+    ``J^T W J`` and ``J^T W r`` (several chunks too)."""
     target, gt = scene
     config = PoseConfig(n_rays=120, loss=loss, huber_delta=0.02, ray_chunk=chunk, blur=BlurConfig(rays=4))
     problem = Problem(Model(field, None, render_config), target, config)
+    problem.batched_jacobian = batched  # the GPU's choice (True) on the CPU too
     xi, c2w0, pix = _inputs(problem, gt, sigma)
     loss_r, H_r, g_r = _reference.linearize(problem, xi, c2w0, pix, sigma=sigma, step=5)
     loss_f, H_f, g_f = problem.linearize(xi, c2w0, pix, sigma=sigma, step=5)
