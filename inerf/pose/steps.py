@@ -29,7 +29,16 @@ from inerf.pose.config import AdamConfig, LMConfig, PoseConfig
 from inerf.pose.problem import Problem
 from inerf.pose.state import Hypotheses
 
-__all__ = ["AdamStep", "Evaluation", "LMStep", "Schedule", "adam_update", "lm_average", "lm_step"]
+__all__ = [
+    "AdamStep",
+    "Evaluation",
+    "LMStep",
+    "Schedule",
+    "adam_update",
+    "lm_average",
+    "lm_step",
+    "solve_spd",
+]
 
 
 def adam_update(
@@ -80,15 +89,34 @@ def lm_step(
     # A direction no pixel constrains (diag 0) gets a tiny floor, so the system stays solvable.
     floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
     A = Hd + torch.diag_embed(damping.double()[..., None] * diag + floor)
-    # solve_ex: the same LU solve as linalg.solve without its error check, which syncs with the device; a
-    # singular system gives a non-finite candidate, which the caller rejects.
-    delta = -torch.linalg.solve_ex(A, g.double()[..., None])[0][..., 0]
+    if A.device.type == "cuda":
+        # Inside a CUDA graph: elimination in plain tensor ops (a cuSOLVER or MAGMA LU may not be capturable).
+        delta = -solve_spd(A, g.double())
+    else:
+        # solve_ex: the same LU solve as linalg.solve without its error check (which syncs with a device); a
+        # singular system gives a non-finite candidate, which the caller rejects.
+        delta = -torch.linalg.solve_ex(A, g.double()[..., None])[0][..., 0]
     shrink = torch.minimum(
         max_trans / delta[..., :3].norm(dim=-1).clamp_min(1e-30),
         max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30),
     ).clamp(max=1.0)
     delta = delta * (shrink * fraction)[..., None]
     return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double()), static=True).to(xi.dtype)
+
+
+def solve_spd(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x [..., n]`` with ``A x = b`` for symmetric positive definite ``A [..., n, n]`` (``b [..., n]``):
+    Gauss-Jordan elimination without pivoting (the pivots of an SPD matrix are positive, and the elimination
+    is as stable as Cholesky's), ``4 n`` tensor ops with fixed shapes and no host sync, for a CUDA graph. A
+    singular ``A`` gives non-finite entries."""
+    n = A.shape[-1]
+    M = torch.cat([A, b[..., None]], -1)  # [..., n, n + 1]
+    eye = torch.eye(n, dtype=A.dtype, device=A.device)
+    for j in range(n):
+        row = M[..., j : j + 1, :] / M[..., j : j + 1, j : j + 1]  # [..., 1, n + 1], pivot 1
+        # Every other row loses its column-j multiple of the pivot row; row j becomes the pivot row.
+        M = M - (M[..., :, j : j + 1] - eye[:, j : j + 1]) * row
+    return M[..., -1]
 
 
 @dataclass

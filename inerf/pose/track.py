@@ -20,6 +20,12 @@ the recovery settings from the given initial pose, or found by global localisati
 Poses are OpenCV camera-to-world (:mod:`inerf.geometry.conventions`). Frames come from any iterable of
 :class:`Frame`, so a video is tracked as it is decoded.
 
+**Speed.** The per-frame solves share one :class:`~inerf.pose.problem.Problem` (:meth:`Problem.retarget`
+swaps the image): the model settings and query pool, pixel directions, blur rings and kernels, the sampler
+and, on the GPU, the CUDA graphs of the LM step (:mod:`inerf.pose.fast`) are made once for a sequence of one
+image size and intrinsics. A frame then launches its LM steps as graph replays plus a few hundred small
+eager ops (``benchmarks/count_pose_ops.py --track``).
+
 Example::
 
     result = track(run.model, frames, init_c2w, TrackConfig(), TRACK)

@@ -191,3 +191,22 @@ def test_batched_target_blurs_equal_torchvision():
         size = 2 * math.ceil(3 * s) + 1
         ref = gaussian_blur(img, [size, size], [s, s]).permute(1, 2, 0).reshape(-1, 3)
         torch.testing.assert_close(out, ref, rtol=0, atol=2e-6)
+
+
+def test_solve_spd_equals_an_lu_solve_and_flags_a_singular_system():
+    """The GPU's capturable elimination (:func:`inerf.pose.steps.solve_spd`) solves damped Gauss-Newton
+    systems of badly scaled columns like ``torch.linalg.solve``; a singular one gives NaN (rejected)."""
+    from inerf.pose.steps import solve_spd
+
+    gen = torch.Generator().manual_seed(0)
+    scale = torch.tensor([1e-3, 1.0, 10.0, 1e2, 0.1, 1.0], dtype=torch.float64)
+    J = torch.randn(20, 200, 6, generator=gen, dtype=torch.float64) * scale
+    H = J.transpose(-1, -2) @ J
+    A = H + torch.diag_embed(1e-2 * H.diagonal(dim1=-2, dim2=-1))
+    b = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(solve_spd(A, b), torch.linalg.solve(A, b), rtol=1e-8, atol=0)
+    assert (
+        solve_spd(torch.zeros(1, 6, 6, dtype=torch.float64), torch.ones(1, 6, dtype=torch.float64))
+        .isnan()
+        .all()
+    )
