@@ -211,6 +211,9 @@ class Problem:
             self.graphed_gn = GraphedFn(self.gauss_newton, "the Gauss-Newton system")
             self.graphed_lm = GraphedFn(self.lm_update, "the Levenberg-Marquardt update")
         self._graphed_by_name: dict[str, object] = {}
+        self.reused = False
+        """Whether :meth:`retarget` made this problem serve another image (graphs of once-per-solve work are
+        captured only then)."""
 
     IMAGE_FREE_SAMPLING = ("random", "center", "patch")
     """Sampling strategies whose pixels do not depend on the target image (:meth:`retarget` keeps the sampler)."""
@@ -232,6 +235,7 @@ class Problem:
         )
         if not same:
             return False
+        self.reused = True
         self.target = target
         self.target_flat = target.image.to(dtype=torch.float32).reshape(-1, 3)
         self._blurred.clear()
@@ -380,14 +384,15 @@ class Problem:
     ):
         """Loss ``[G, K]`` of the poses ``exp(xi) @ c2w0`` on pixels ``pix`` ``[G, n]`` and, with
         ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None). The gradient is replayed
-        from a CUDA graph on the fast path; the loss alone too with ``graph`` (for calls of few shapes)."""
+        from a CUDA graph on the fast path; the loss alone too with ``graph`` once the problem is :attr:`reused`
+        (for calls of few shapes repeated over many solves)."""
         ring = self.ring(sigma, step)
         tgt = self.targets(pix, sigma, xi.shape[1])
         if self.pooled and self.model.config.sample_pool <= 0:
             self._size_pool(xi, c2w0, pix, ring)
         if self.graphed is not None and need_grad:
             return self.graphed(xi, c2w0, pix, ring, tgt)
-        if self.graphed_loss is not None and graph and not need_grad:
+        if self.graphed_loss is not None and graph and self.reused and not need_grad:
             return self.graphed_loss(xi, c2w0, pix, ring, tgt)
         return self.loss_and_grad(xi, c2w0, pix, ring, tgt, need_grad)
 
@@ -551,9 +556,10 @@ class Problem:
 
     def run(self, name: str, fn, *inputs):
         """``fn(*inputs)`` (a tensor-only function of fixed shapes returning a tuple of tensors, without host
-        sync), replayed from a CUDA graph named ``name`` on the fast path (e.g. the LM average of a solve's
-        last iterates); a plain call otherwise."""
-        if not self.uses_graphs:
+        sync), replayed from a CUDA graph named ``name`` on the fast path once the problem is :attr:`reused`
+        (e.g. the LM average of a solve's last iterates, once per solve: a capture pays off over many solves
+        only); a plain call otherwise."""
+        if not (self.uses_graphs and self.reused):
             return fn(*inputs)
         graphed = self._graphed_by_name.get(name)
         if graphed is None:
