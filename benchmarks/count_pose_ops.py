@@ -14,6 +14,7 @@ solver's own ops outside ``Problem.loss_and_grad`` (pixel sampling, Adam, the re
 
     python benchmarks/count_pose_ops.py --grid-run RUN --rays 2048 --solver     # a trained grid run
     python benchmarks/count_pose_ops.py --list          # the box chair; every counted op with its stage
+    python benchmarks/count_pose_ops.py --track         # a tracked frame's eager launches and graph replays
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=0.25, help="target image scale (op counts do not depend)")
     ap.add_argument("--solver", action="store_true", help="also count the solver's eager ops per step")
     ap.add_argument("--list", action="store_true", help="list every kernel op with its stage")
+    ap.add_argument(
+        "--track",
+        action="store_true",
+        help="count a tracked frame's ops (the per-frame LM solve of inerf.pose.track.TRACK at --rays)",
+    )
+    ap.add_argument("--legacy", action="store_true", help="with --track: every op eager, a problem per frame")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from inerf.fields import grid
@@ -237,6 +244,15 @@ def main(argv=None) -> int:
     if args.list:
         for name, stage, bwd in counter.kernels():
             print(f"  {'B' if bwd else 'F'} {stage:11s} {name}")
+    if args.track:
+        from dataclasses import replace
+
+        from inerf.pose.track import TRACK
+
+        counts = track_ops(model, target, gt, replace(TRACK, n_rays=args.rays), legacy=args.legacy)
+        print(f"\ntracking ({'legacy' if args.legacy else 'fast'}, {args.rays} rays):")
+        for key, value in counts.items():
+            print(f"  {key}: {value:.1f}")
     if args.solver:
         print(
             "\nsolver ops per step outside the captured call:", solver_ops_per_step(model, target, config, gt)
@@ -290,6 +306,119 @@ def solver_ops_per_step(model, target, config, gt) -> dict[str, float]:
     per_step = {k: (counts[10][k] - counts[2][k]) / 8 for k in keys if counts[10][k] != counts[2][k]}
     per_step["all"] = sum(per_step.values())
     return per_step
+
+
+class _Tally(TorchDispatchMode):
+    """Kernel ops, split into those inside a (stand-in) CUDA graph and the eager rest, plus the launches a
+    graph replay costs (its input copies, the replay, its output clones)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inside = 0
+        self.eager = self.captured = self.replays = self.graph_launches = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.split(".")[0] not in NO_KERNEL:
+            if self.inside:
+                self.captured += 1
+            else:
+                self.eager += 1
+        return func(*args, **(kwargs or {}))
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "eager": self.eager,
+            "captured": self.captured,
+            "replays": self.replays,
+            "launches": self.eager + self.graph_launches,
+        }
+
+
+class _GraphStandIn:
+    """What :class:`inerf.pose.fast.GraphedFn` does on the GPU, on the CPU: ``fn`` runs eagerly, its ops
+    counted as captured, and the replay's launches counted (one copy per input, the replay, one clone per
+    output)."""
+
+    def __init__(self, fn, tally: _Tally):
+        self.fn, self.tally = fn, tally
+        self.captures: dict = {}
+        self.failed = False
+        self.sources: dict = {}  # per input shape, as each graph skips the copy of an unchanged input
+
+    def __call__(self, *inputs):
+        t = self.tally
+        t.inside += 1
+        try:
+            out = self.fn(*inputs)
+        finally:
+            t.inside -= 1
+        from inerf.pose.fast import _key, _Sources
+
+        key = _key(inputs)
+        copies = sum(x is not None for x in inputs)
+        if key in self.sources:
+            copies = sum(f and x is not None for f, x in zip(self.sources[key].update(inputs), inputs))
+        else:
+            self.sources[key] = _Sources(inputs)
+        t.replays += 1
+        t.graph_launches += 1 + copies + sum(o is not None for o in out)
+        return out
+
+
+def track_ops(model, target, c2w, config, frames: int = 3, legacy: bool = False) -> dict[str, float]:
+    """Device ops of tracking ``frames`` frames of ``target`` (the same image each time: op counts do not
+    depend on it) with the per-frame solve ``config`` from ``c2w`` ``[4, 4]``, with the GPU fast path's render
+    settings on the CPU, the first frame (pool sizing, set-up) excluded:
+
+    * ``eager_per_frame``: kernel ops the host launches per frame outside the CUDA graphs, the graphs' input
+      copies, replays and output clones included (``launches_per_frame`` adds nothing else);
+    * ``eager_per_lm_step``: the same per LM step, from the difference of a ``steps + 4`` and a ``steps``
+      solve (the extra steps unblurred);
+    * ``captured_per_step``: kernel ops inside the graphs per step (what a replay runs).
+
+    ``legacy``: the solve as before issue 16 when run on that code (a new problem per frame, nothing of
+    the LM step captured): every op eager.
+    """
+    from dataclasses import replace
+
+    from inerf.pose.problem import Problem, fast_sample_budget, frozen_fields
+    from inerf.pose.solver import estimate_pose
+
+    if hasattr(model.coarse, "occupied") and model.config.sample_budget <= 0:
+        model = model.with_config(sample_budget=fast_sample_budget(model.config.n_coarse))
+
+    def per_frame(cfg) -> dict[str, float]:
+        tally = _Tally()
+        problem = None
+        if not legacy:
+            problem = Problem(model, target, cfg)
+            problem.graphed = _GraphStandIn(lambda *a: problem.loss_and_grad(*a, need_grad=True), tally)
+            problem.graphed_loss = _GraphStandIn(problem._loss_only, tally)
+            problem.graphed_gn = _GraphStandIn(problem.gauss_newton, tally)
+            problem.graphed_lm = _GraphStandIn(problem.lm_update, tally)
+            named: dict[str, _GraphStandIn] = {}
+            problem.run = lambda name, fn, *inputs: named.setdefault(name, _GraphStandIn(fn, tally))(*inputs)
+        kw = {} if legacy else {"problem": problem}
+        with frozen_fields(*model.fields()):
+            estimate_pose(model, target, c2w, cfg, seeds=0, **kw)  # frame 0: pool sizing, first-use caches
+            before = tally.snapshot()
+            with tally:
+                for k in range(1, frames):
+                    if problem is not None:
+                        problem.retarget(target)
+                    estimate_pose(model, target, c2w, cfg, seeds=k, **kw)
+        after = tally.snapshot()
+        return {key: (after[key] - before[key]) / (frames - 1) for key in after}
+
+    base = per_frame(config)
+    longer = per_frame(replace(config, steps=config.steps + 4))
+    return {
+        "eager_per_frame": base["launches"],
+        "eager_per_lm_step": (longer["launches"] - base["launches"]) / 4,
+        "captured_per_step": base["captured"] / config.steps,
+        "replays_per_frame": base["replays"],
+        "kernel_ops_per_frame": base["eager"] + base["captured"],
+    }
 
 
 if __name__ == "__main__":

@@ -86,8 +86,11 @@ def rotation_angle(R: torch.Tensor) -> torch.Tensor:
     return torch.atan2(sin, cos)
 
 
-def so3_log(R: torch.Tensor) -> torch.Tensor:
-    """Rotation matrix ``[..., 3, 3]`` -> rotation vector ``[..., 3]`` with angle in [0, pi]."""
+def so3_log(R: torch.Tensor, static: bool = False) -> torch.Tensor:
+    """Rotation matrix ``[..., 3, 3]`` -> rotation vector ``[..., 3]`` with angle in [0, pi].
+
+    ``static``: compute the near-pi form always and select it per rotation, instead of asking the device
+    whether any rotation needs it (a host sync; the same numbers, for code captured in a CUDA graph)."""
     theta = rotation_angle(R)
     w = vee(R - R.transpose(-1, -2)) / 2  # = sin(t) * axis
     theta2 = theta * theta
@@ -100,7 +103,7 @@ def so3_log(R: torch.Tensor) -> torch.Tensor:
     # Near pi, sin t -> 0 and the antisymmetric part carries no axis: read the axis from the symmetric
     # part instead, R + R^T = 2 cos t I + 2 (1 - cos t) n n^T.
     near_pi = theta > math.pi - 1e-3
-    if near_pi.any():
+    if static or near_pi.any():
         cos_t = torch.cos(theta)
         nnT = (
             (R + R.transpose(-1, -2)) / 2
@@ -218,10 +221,11 @@ def se3_exp_series(xi: torch.Tensor) -> torch.Tensor:
     return T.reshape(*batch, 4, 4).to(xi.dtype)
 
 
-def se3_log(T: torch.Tensor) -> torch.Tensor:
-    """Homogeneous transform ``[..., 4, 4]`` (or ``[..., 3, 4]``) -> twist ``[..., 6]`` (rho, phi)."""
+def se3_log(T: torch.Tensor, static: bool = False) -> torch.Tensor:
+    """Homogeneous transform ``[..., 4, 4]`` (or ``[..., 3, 4]``) -> twist ``[..., 6]`` (rho, phi).
+    ``static``: no host sync (see :func:`so3_log`)."""
     R, t = T[..., :3, :3], T[..., :3, 3]
-    phi = so3_log(R)
+    phi = so3_log(R, static)
     theta2 = (phi * phi).sum(-1)
     a, b, _ = _coefficients(theta2)
     small = theta2 < _SMALL2

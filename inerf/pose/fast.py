@@ -1,4 +1,4 @@
-"""The GPU fast path of the pose solve: each Adam step's render-and-backward replayed from a CUDA graph.
+"""The GPU fast path of the pose solve: each step's device work replayed from CUDA graphs.
 
 A pose step through a small field launches several hundred small kernels (ray generation, sampling, the
 field, compositing, their backward passes). Issued one by one from Python, their launch cost exceeds their
@@ -11,6 +11,12 @@ step once and replaying it issues the same kernels in one launch. What makes cap
   :mod:`inerf.rays.occupied`);
 * inputs are copied into static buffers before each replay, and outputs read from static buffers after.
 
+The same holds for the Levenberg-Marquardt step (issue 16): :meth:`~inerf.pose.problem.Problem.gauss_newton`
+(the residuals' loss and the Gauss-Newton system ``J^T W J``, ``J^T W r``) and
+:meth:`~inerf.pose.problem.Problem.lm_update` (the damped step, the candidate's loss on the same pixels, the
+accept test and the new damping, all decided on the device) are captured like the Adam step, and so is the
+loss alone (the final score of a solve). :class:`GraphedFn` captures any such function.
+
 The graph replays exactly the kernels the eager call runs, so results equal the reference path's (tested on
 the GPU by ``benchmarks/bench_pose_speed.py``). One graph is kept per input shape (the blur phase renders
 ``k`` rays per pixel, pruning halves ``K``), captured on first use after a warm-up call on a side stream.
@@ -22,11 +28,28 @@ import warnings
 
 import torch
 
-__all__ = ["GraphedLossAndGrad"]
+__all__ = ["GraphedFn", "GraphedLossAndGrad"]
 
 CAPTURE_ERROR_MODE = "global"
 """``capture_error_mode`` of the captures (``torch.cuda.graph``): ``global`` refuses unsafe CUDA calls from any
 thread during a capture; ``relaxed`` (diagnosis only) lets them through."""
+
+
+class _Sources:
+    """The tensors last copied into a graph's static inputs, to skip the copy (a kernel launch) of an input
+    that is the same tensor, unmodified (its version counter unchanged), as last time: a solve's start poses,
+    cached blur rings and scalars. Holding them keeps a reused ``id`` from fooling the test."""
+
+    def __init__(self, inputs):
+        self.last = [(t, None if t is None else t._version) for t in inputs]
+
+    def update(self, inputs) -> list[bool]:
+        """Per input, whether it must be copied; remembers ``inputs`` as the last ones."""
+        fresh = [
+            not (t is last and (t is None or t._version == v)) for t, (last, v) in zip(inputs, self.last)
+        ]
+        self.last = [(t, None if t is None else t._version) for t in inputs]
+        return fresh
 
 
 class _Capture:
@@ -34,6 +57,7 @@ class _Capture:
 
     def __init__(self, fn, inputs: list[torch.Tensor | None]):
         self.inputs = [None if t is None else t.clone() for t in inputs]
+        self.sources = _Sources(inputs)
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):  # warm-up: autograd and the allocator settle outside the capture
@@ -48,14 +72,59 @@ class _Capture:
             self.outputs = fn(*self.inputs)
 
     def __call__(self, inputs: list[torch.Tensor | None]):
-        for static, value in zip(self.inputs, inputs):
-            if static is not None:
+        for static, value, fresh in zip(self.inputs, inputs, self.sources.update(inputs)):
+            if static is not None and fresh:
                 static.copy_(value)
         self.graph.replay()
-        return tuple(o.clone() for o in self.outputs)
+        return tuple(None if o is None else o.clone() for o in self.outputs)
 
 
-class GraphedLossAndGrad:
+def _key(inputs) -> tuple:
+    """The shapes and dtypes of ``inputs`` (None stays None): one graph per key."""
+    return tuple(None if t is None else (tuple(t.shape), t.dtype) for t in inputs)
+
+
+class GraphedFn:
+    """A tensor-only function replayed from CUDA graphs, one per input shape, captured on first use.
+
+    ``fn(*inputs)`` must take tensors (or None) of fixed shapes, never read a value back to the host and
+    return a tuple of tensors. If a capture fails (something in ``fn`` synchronises), a warning is given and
+    every later call runs ``fn`` eagerly: the results are the same, only slower.
+
+    Args:
+        fn: the function.
+        name: what it computes, for the warning.
+    """
+
+    MAX_CAPTURES = 8
+    """Graphs kept at once: a solve needs few shapes; this bounds their memory pools anyway."""
+
+    def __init__(self, fn, name: str):
+        self.fn, self.name = fn, name
+        self.captures: dict[tuple, _Capture] = {}
+        self.failed = False
+
+    def __call__(self, *inputs):
+        if self.failed:
+            return self.fn(*inputs)
+        key = _key(inputs)
+        if key not in self.captures:
+            if len(self.captures) >= self.MAX_CAPTURES:
+                self.captures.clear()
+            try:
+                self.captures[key] = _Capture(self.fn, list(inputs))
+            except RuntimeError as exc:  # a field that synchronises cannot be captured: run it eagerly
+                self.failed = True
+                warnings.warn(
+                    f"pose fast path: CUDA-graph capture of {self.name} failed, running eagerly ({exc})",
+                    stacklevel=2,
+                )
+                torch.cuda.synchronize()
+                return self.fn(*inputs)
+        return self.captures[key](list(inputs))
+
+
+class GraphedLossAndGrad(GraphedFn):
     """``(loss [G, K], grad [G, K, 6])`` of :meth:`Problem.loss_and_grad`, replayed from CUDA graphs.
 
     Args:
@@ -63,28 +132,8 @@ class GraphedLossAndGrad:
     """
 
     def __init__(self, problem):
+        super().__init__(self._fn, "the loss and its gradient")
         self.problem = problem
-        self.captures: dict[tuple, _Capture] = {}
-        self.failed = False
-
-    def __call__(self, xi, c2w0, pix, ring, tgt):
-        key = (tuple(xi.shape), tuple(pix.shape), None if ring is None else tuple(ring.shape))
-        inputs = [xi, c2w0, pix, ring, tgt]
-        if self.failed:
-            return self._fn(*inputs)
-        if key not in self.captures:
-            if len(self.captures) >= 8:  # a solve needs few shapes; bound the graphs' memory pools anyway
-                self.captures.clear()
-            try:
-                self.captures[key] = _Capture(self._fn, inputs)
-            except RuntimeError as exc:  # a field that synchronises cannot be captured: run it eagerly
-                self.failed = True
-                warnings.warn(
-                    f"pose fast path: CUDA-graph capture failed, running eagerly ({exc})", stacklevel=2
-                )
-                torch.cuda.synchronize()
-                return self._fn(*inputs)
-        return self.captures[key](inputs)
 
     def _fn(self, xi, c2w0, pix, ring, tgt):
         return self.problem.loss_and_grad(xi, c2w0, pix, ring, tgt, need_grad=True)

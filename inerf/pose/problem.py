@@ -192,28 +192,75 @@ class Problem:
         self.width = target.width
         self.target_flat = target.image.to(device=device, dtype=torch.float32).reshape(-1, 3)
         self._blurred: dict[float, torch.Tensor] = {}
+        self._blur_weights: dict[tuple[float, ...], torch.Tensor] = {}
         self.sampler = PixelSampler.for_target(target, config, device)
         self._pixel_dirs: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.graphed = None
-        if config.fast and device.type == "cuda":
-            from inerf.pose.fast import GraphedLossAndGrad
+        self.batched_jacobian = device.type == "cuda"
+        """Whether :meth:`gauss_newton` takes the three colour channels' gradients in one backward pass."""
+        self._rings: dict[tuple[float, int], torch.Tensor | None] = {}
+        self._scalar_cache: dict[float, torch.Tensor] = {}
+        # CUDA graphs of the fast path (None: eager): the loss and gradient (Adam), the loss alone (a solve's
+        # final score), the Gauss-Newton system and the Levenberg-Marquardt update.
+        self.graphed = self.graphed_loss = self.graphed_gn = self.graphed_lm = None
+        self.uses_graphs = config.fast and device.type == "cuda"
+        if self.uses_graphs:
+            from inerf.pose.fast import GraphedFn, GraphedLossAndGrad
 
             self.graphed = GraphedLossAndGrad(self)
+            self.graphed_loss = GraphedFn(self._loss_only, "the loss")
+            self.graphed_gn = GraphedFn(self.gauss_newton, "the Gauss-Newton system")
+            self.graphed_lm = GraphedFn(self.lm_update, "the Levenberg-Marquardt update")
+        self._graphed_by_name: dict[str, object] = {}
+        self.reused = False
+        """Whether :meth:`retarget` made this problem serve another image (graphs of once-per-solve work are
+        captured only then)."""
+
+    IMAGE_FREE_SAMPLING = ("random", "center", "patch")
+    """Sampling strategies whose pixels do not depend on the target image (:meth:`retarget` keeps the sampler)."""
+
+    def retarget(self, target: PoseTarget) -> bool:
+        """Make ``target`` this problem's image, keeping what does not depend on it: the model with its sized
+        query pool, the pixel directions, the blur rings, the sampler (for :data:`IMAGE_FREE_SAMPLING`
+        strategies without an alpha) and the captured CUDA graphs (same shapes). For the frames of a track,
+        instead of a new :class:`Problem` per frame. Returns False, changing nothing, when ``target`` differs
+        in size, intrinsics or device (build a new problem then)."""
+        old, new = self.target.camera, target.camera
+        same = (
+            (target.height, target.width) == (self.target.height, self.width)
+            and target.image.device == self.target_flat.device
+            and all(
+                torch.equal(torch.as_tensor(getattr(old, a)), torch.as_tensor(getattr(new, a)))
+                for a in ("fx", "fy", "cx", "cy")
+            )
+        )
+        if not same:
+            return False
+        self.reused = True
+        self.target = target
+        self.target_flat = target.image.to(dtype=torch.float32).reshape(-1, 3)
+        self._blurred.clear()
+        if self.config.sampling.strategy not in self.IMAGE_FREE_SAMPLING or target.alpha is not None:
+            self.sampler = PixelSampler.for_target(target, self.config, self.target_flat.device)
+        return True
 
     def target_at(self, sigma: float) -> torch.Tensor:
-        """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px)."""
+        """``[H * W, 3]`` target colours blurred by a Gaussian of ``sigma`` pixels (cached per 0.25 px). The
+        first call blurs the target for every blur of the solve's schedule at once (:func:`_gaussian_blurs`:
+        a few device ops for all of them, where one blur at a time took ~17 each)."""
         key = round(sigma * 4) / 4
         if key <= 0:
             return self.target_flat
         if key not in self._blurred:
-            from torchvision.transforms.functional import gaussian_blur
-
             if len(self._blurred) > 64:
                 self._blurred.clear()
+            blur = self.config.blur
+            keys = {round(blur.at(s) * 4) / 4 for s in range(min(self.config.steps, blur.steps))} | {key}
+            keys = tuple(sorted(k for k in keys if k > 0 and k not in self._blurred))
+            weights = self._blur_weights.get(keys)
+            if weights is None:
+                weights = self._blur_weights[keys] = _gaussian_kernels(keys, self.target_flat.device)
             img = self.target_flat.reshape(self.target.height, self.width, 3).permute(2, 0, 1)
-            size = 2 * math.ceil(3 * key) + 1
-            # Reflect padding: the border pixels of an object-centred image are background on both sides.
-            self._blurred[key] = gaussian_blur(img, [size, size], [key, key]).permute(1, 2, 0).reshape(-1, 3)
+            self._blurred.update(zip(keys, _gaussian_blurs(img, weights)))
         return self._blurred[key]
 
     def ring(self, sigma: float, step: int) -> torch.Tensor | None:
@@ -223,9 +270,15 @@ class Problem:
         k = self.config.blur.rays if sigma > 0 else 1
         if k == 1:
             return None
-        device = self.target_flat.device
-        angle = step * _GOLDEN_ANGLE + torch.arange(k, device=device) * (2 * math.pi / k)
-        return math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)
+        key = (float(sigma), int(step))
+        ring = self._rings.get(key)
+        if ring is None:  # cached: every frame of a track repeats the same (sigma, step) pairs
+            if len(self._rings) > 256:
+                self._rings.clear()
+            device = self.target_flat.device
+            angle = step * _GOLDEN_ANGLE + torch.arange(k, device=device) * (2 * math.pi / k)
+            ring = self._rings[key] = math.sqrt(2.0) * sigma * torch.stack([angle.cos(), angle.sin()], -1)
+        return ring
 
     def targets(self, pix: torch.Tensor, sigma: float, K: int) -> torch.Tensor:
         """Target colours ``[G * K * n, 3]`` of pixels ``pix`` ``[G, n]`` (blurred by ``sigma``), one copy per
@@ -294,8 +347,9 @@ class Problem:
         self.model = self.model.with_config(sample_pool=2.0 * self.model.config.sample_pool)
         self.dropped.zero_()
         self.pool_grown += 1
-        if self.graphed is not None:
-            self.graphed.captures.clear()
+        for graphed in (self.graphed, self.graphed_loss, self.graphed_gn, self.graphed_lm):
+            if graphed is not None:
+                graphed.captures.clear()
         return True
 
     def chunk_loss(self, origins, directions, viewdirs, tgt, k: int):
@@ -326,16 +380,24 @@ class Problem:
         need_grad: bool,
         sigma: float = 0.0,
         step: int = 0,
+        graph: bool = False,
     ):
         """Loss ``[G, K]`` of the poses ``exp(xi) @ c2w0`` on pixels ``pix`` ``[G, n]`` and, with
-        ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None)."""
+        ``need_grad``, its gradient with respect to ``xi`` ``[G, K, 6]`` (else None). The gradient is replayed
+        from a CUDA graph on the fast path; the loss alone too with ``graph`` once the problem is :attr:`reused`
+        (for calls of few shapes repeated over many solves)."""
         ring = self.ring(sigma, step)
         tgt = self.targets(pix, sigma, xi.shape[1])
         if self.pooled and self.model.config.sample_pool <= 0:
             self._size_pool(xi, c2w0, pix, ring)
         if self.graphed is not None and need_grad:
             return self.graphed(xi, c2w0, pix, ring, tgt)
+        if self.graphed_loss is not None and graph and self.reused and not need_grad:
+            return self.graphed_loss(xi, c2w0, pix, ring, tgt)
         return self.loss_and_grad(xi, c2w0, pix, ring, tgt, need_grad)
+
+    def _loss_only(self, xi, c2w0, pix, ring, tgt):
+        return self.loss_and_grad(xi, c2w0, pix, ring, tgt, need_grad=False)
 
     def loss_and_grad(self, xi, c2w0, pix, ring, tgt, need_grad: bool = True):
         """:meth:`evaluate` on tensors only (the ring offsets and the target colours are given), so that one
@@ -396,48 +458,170 @@ class Problem:
         H [G, K, 6, 6], g [G, K, 6])`` with ``H = sum_i J_i^T W_i J_i`` and ``g = sum_i J_i^T W_i r_i``
         (float64), where ``r_i`` is pixel ``i``'s colour residual, ``W_i`` its IRLS weights (1 for MSE) and
         ``J_i = d colour_i / d delta`` the ``[3, 6]`` Jacobian for a left update ``exp(delta) @ T``
-        (:func:`_pose_jacobian`).
+        (:func:`_pose_jacobian`). On the GPU fast path it is replayed from a CUDA graph
+        (:meth:`gauss_newton`); the slow reference is :func:`inerf.pose._reference.linearize`.
+        """
+        ring = self.ring(sigma, step)
+        tgt = self.targets(pix, sigma, xi.shape[1])
+        if self.pooled and self.model.config.sample_pool <= 0:
+            self._size_pool(xi, c2w0, pix, ring)
+        fn = self.gauss_newton if self.graphed_gn is None else self.graphed_gn
+        return fn(xi, c2w0, pix, ring, tgt)
+
+    def gauss_newton(self, xi, c2w0, pix, ring, tgt):
+        """:meth:`linearize` on tensors only (fixed shapes, no host sync): what a CUDA graph captures.
+
+        With :attr:`batched_jacobian` (on CUDA), per chunk of rays the colours of three copies of the rays are
+        rendered in one batch and one backward pass seeds copy ``c`` with colour channel ``c``: every ray's
+        gradients for the three channels at once (one forward and one backward of the field, where a kernel
+        launch costs more than the arithmetic); else one backward pass per channel (fewer operations: the
+        CPU's choice). Each pixel's ``J^T W J`` and ``J^T W r`` are summed per
+        hypothesis by a reshape (pixels of a hypothesis are consecutive), in float64.
         """
         cfg = self.config
         G, K = xi.shape[:2]
         n = pix.shape[-1]
-        ring = self.ring(sigma, step)
         k = 1 if ring is None else ring.shape[0]
-        tgt = self.targets(pix, sigma, K)
-        if self.pooled and self.model.config.sample_pool <= 0:
-            self._size_pool(xi, c2w0, pix, ring)
         with torch.no_grad():
             ray_t = self.rays(xi, c2w0, pix, ring)
         total = ray_t[0].shape[0]
-        device = tgt.device
-        per_pix = torch.empty(tgt.shape[0], device=device, dtype=tgt.dtype)
-        hyp = torch.arange(tgt.shape[0], device=device) // n
-        H = torch.zeros(G * K, 6, 6, device=device, dtype=torch.float64)
-        g = torch.zeros(G * K, 6, device=device, dtype=torch.float64)
         chunk_size = self._chunk(k)
+        seed = torch.eye(3, device=tgt.device, dtype=tgt.dtype)[:, None]  # [3 copies, 1, 3 channels]
+        losses, hs, gs = [], [], []
         for a in range(0, total, chunk_size):
             b = min(a + chunk_size, total)
             pa, pb = a // k, b // k  # the chunk's pixels
-            leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
-            with torch.enable_grad():
-                out = self.model.render_rays(Rays(*leaves))
-                self._count_dropped(out)
-                rgb = out.rgb
-                del out
-                if k > 1:
-                    rgb = rgb.reshape(-1, k, 3).mean(1)
-            res = rgb.detach() - tgt[pa:pb]
-            per_pix[pa:pb] = photometric_loss(rgb.detach(), tgt[pa:pb], cfg)
-            J = _pose_jacobian(rgb, leaves)
-            del rgb
+            if self.batched_jacobian:
+                rays3 = [t[a:b].detach()[None].expand(3, -1, -1) for t in ray_t]
+                leaves = [t.reshape(-1, 3).requires_grad_(True) for t in rays3]
+                with torch.enable_grad():
+                    out = self.model.render_rays(Rays(*leaves))
+                    self._count_dropped(out)
+                    rgb = out.rgb.reshape(3, -1, k, 3).mean(2) if k > 1 else out.rgb.reshape(3, -1, 3)
+                    del out
+                    grads = torch.autograd.grad(rgb, leaves, seed.expand_as(rgb), allow_unused=True)
+                rgb = rgb[0].detach()
+                J = _jacobian_from_grads([t[0] for t in rays3], grads)  # [R, 3, 6]
+            else:
+                leaves = [t[a:b].detach().requires_grad_(True) for t in ray_t]
+                with torch.enable_grad():
+                    out = self.model.render_rays(Rays(*leaves))
+                    self._count_dropped(out)
+                    rgb = out.rgb if k == 1 else out.rgb.reshape(-1, k, 3).mean(1)
+                    del out
+                J = _pose_jacobian(rgb, leaves)
+                rgb = rgb.detach()
+            tgt_c = tgt[pa:pb]
+            res = rgb - tgt_c
+            losses.append(photometric_loss(rgb, tgt_c, cfg))
             if (
                 k > 1
             ):  # a pixel's colour is the mean of its rays': its Jacobian is the sum of theirs (1/k inside)
                 J = J.reshape(-1, k, 3, 6).sum(1)
             if cfg.loss == "huber":  # IRLS: quadratic inside delta, linear (weight delta / |r|) outside
-                w = (cfg.huber_delta / res.abs().clamp_min(1e-12)).clamp(max=1.0)
-            else:
-                w = torch.ones_like(res)
-            H.index_add_(0, hyp[pa:pb], torch.einsum("rci,rc,rcj->rij", J, w, J).double())
-            g.index_add_(0, hyp[pa:pb], torch.einsum("rci,rc,rc->ri", J, w, res).double())
-        return per_pix.reshape(G, K, n).mean(-1), H.reshape(G, K, 6, 6), g.reshape(G, K, 6)
+                sqrt_w = (cfg.huber_delta / res.abs().clamp_min(1e-12)).clamp(max=1.0).sqrt()
+                J, res = J * sqrt_w[..., None], res * sqrt_w  # J^T W J and J^T W r from sqrt(W) J, sqrt(W) r
+            Jt = J.transpose(-1, -2)
+            hs.append((Jt @ J).double())  # [P, 6, 6]
+            gs.append((Jt @ res[..., None]).double())  # [P, 6, 1]
+        per_pix = losses[0] if len(losses) == 1 else torch.cat(losses)
+        H = (hs[0] if len(hs) == 1 else torch.cat(hs)).reshape(G, K, n, 6, 6).sum(2)
+        g = (gs[0] if len(gs) == 1 else torch.cat(gs)).reshape(G, K, n, 6).sum(2)
+        return per_pix.reshape(G, K, n).mean(-1), H, g
+
+    def lm_update(self, xi, c2w0, pix, ring, tgt, H, g, loss, damping, fraction, max_rot, max_trans):
+        """One Levenberg-Marquardt update decided on the device (fixed shapes, no host sync: what a CUDA graph
+        captures): the candidate of :func:`inerf.pose.steps.lm_step` from the system ``H [G, K, 6, 6]``,
+        ``g [G, K, 6]`` with ``damping [G, K]``, its loss on the same pixels and target colours, kept where
+        it is finite and below ``loss [G, K]``; the damping divided by 3 where kept, else multiplied by 4.
+        ``fraction``, ``max_rot``, ``max_trans``: 0-d tensors (see :func:`lm_step`). Returns ``(xi [G, K, 6],
+        damping [G, K])``."""
+        from inerf.pose.steps import lm_step
+
+        cand = lm_step(xi, H, g, damping, max_rot, max_trans, fraction)
+        loss_c, _ = self.loss_and_grad(cand, c2w0, pix, ring, tgt, need_grad=False)
+        accept = (loss_c < loss) & ((cand * 0).sum(-1) == 0)  # a NaN loss compares false; x * 0: finite
+        xi = torch.where(accept[..., None], cand, xi)
+        damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
+        return xi, damping
+
+    def lm_step(self, xi, c2w0, pix, H, g, loss, damping, fraction, max_rot, max_trans, sigma=0.0, step=0):
+        """:meth:`lm_update` at blur ``sigma`` and ``step`` (the ring and target colours of :meth:`linearize`),
+        replayed from a CUDA graph on the fast path. ``fraction``, ``max_rot``, ``max_trans``: floats."""
+        ring = self.ring(sigma, step)
+        tgt = self.targets(pix, sigma, xi.shape[1])
+        scalars = self._scalars(fraction, max_rot, max_trans)
+        fn = self.lm_update if self.graphed_lm is None else self.graphed_lm
+        return fn(xi, c2w0, pix, ring, tgt, H, g, loss, damping, *scalars)
+
+    def run(self, name: str, fn, *inputs):
+        """``fn(*inputs)`` (a tensor-only function of fixed shapes returning a tuple of tensors, without host
+        sync), replayed from a CUDA graph named ``name`` on the fast path once the problem is :attr:`reused`
+        (e.g. the LM average of a solve's last iterates, once per solve: a capture pays off over many solves
+        only); a plain call otherwise."""
+        if not (self.uses_graphs and self.reused):
+            return fn(*inputs)
+        graphed = self._graphed_by_name.get(name)
+        if graphed is None:
+            from inerf.pose.fast import GraphedFn
+
+            graphed = self._graphed_by_name[name] = GraphedFn(fn, name)
+        return graphed(*inputs)
+
+    def _scalars(self, *values: float) -> list[torch.Tensor]:
+        """0-d float64 device tensors of ``values`` (cached: a float that changes from step to step enters a
+        captured graph as a tensor, and a cached one costs no upload)."""
+        out = []
+        for v in values:
+            t = self._scalar_cache.get(v)
+            if t is None:
+                if len(self._scalar_cache) > 256:
+                    self._scalar_cache.clear()
+                t = self._scalar_cache[v] = torch.tensor(
+                    v, dtype=torch.float64, device=self.target_flat.device
+                )
+            out.append(t)
+        return out
+
+
+def _gaussian_kernels(sigmas: tuple[float, ...], device) -> torch.Tensor:
+    """``[S, 2 r + 1]`` normalised 1-D Gaussian kernels of standard deviations ``sigmas`` (pixels), each
+    ``2 ceil(3 sigma) + 1`` taps (torchvision's ``gaussian_blur`` size), centred and zero-padded to the
+    largest radius ``r``. Built on the host, uploaded once."""
+    r = max(math.ceil(3 * s) for s in sigmas)
+    rows = []
+    for s in sigmas:
+        h = math.ceil(3 * s)
+        taps = [math.exp(-0.5 * (x / s) ** 2) for x in range(-h, h + 1)]
+        total = sum(taps)
+        rows.append([0.0] * (r - h) + [t / total for t in taps] + [0.0] * (r - h))
+    return torch.tensor(rows, dtype=torch.float32, device=device)
+
+
+def _gaussian_blurs(img: torch.Tensor, kernels: torch.Tensor) -> list[torch.Tensor]:
+    """The image ``[3, H, W]`` blurred by each of the separable Gaussians ``kernels`` ``[S, 2 r + 1]``
+    (:func:`_gaussian_kernels`), as ``[H * W, 3]`` each: one reflect padding and two grouped convolutions for
+    all of them (the same numbers as torchvision's ``gaussian_blur``, to float32 rounding: a tap the zero
+    padding adds reads a reflected pixel times 0)."""
+    S, size = kernels.shape
+    r = size // 2
+    # Reflect padding: the border pixels of an object-centred image are background on both sides.
+    padded = torch.nn.functional.pad(img[None], (r, r, r, r), mode="reflect")  # [1, 3, H + 2r, W + 2r]
+    cols = torch.nn.functional.conv2d(padded, kernels.repeat(3, 1)[:, None, :, None], groups=3)
+    out = torch.nn.functional.conv2d(cols, kernels.repeat(3, 1)[:, None, None, :], groups=3 * S)
+    out = out.reshape(3, S, *img.shape[1:]).permute(1, 2, 3, 0)  # [S, H, W, 3]
+    return list(out.reshape(S, -1, 3).unbind(0))
+
+
+def _jacobian_from_grads(rays: list[torch.Tensor], grads) -> torch.Tensor:
+    """``[R, 3, 6]`` pose Jacobians of :func:`_pose_jacobian` from the gradients ``grads`` (``[3 * R, 3]``
+    each, channel-major: rows ``c * R + r`` are ray ``r``'s gradients of colour channel ``c``; None for an
+    input the field ignores) with respect to the ray tensors ``rays`` (origins, directions, view directions,
+    ``[R, 3]`` each): ``J = [g_o, o x g_o + d x g_d + v x g_v]``."""
+    R = rays[0].shape[0]
+    g = [
+        torch.zeros(3, R, 3, device=t.device, dtype=t.dtype) if gr is None else gr.reshape(3, R, 3)
+        for t, gr in zip(rays, grads)
+    ]
+    rot = sum(torch.linalg.cross(t[None].expand_as(gr), gr) for t, gr in zip(rays, g))
+    return torch.cat([g[0], rot], -1).transpose(0, 1)

@@ -177,7 +177,7 @@ def _score_final(problem: Problem, hyps: Hypotheses, seeds: torch.Tensor, steps:
     """``[G, K]`` loss of the final poses on the next step's pixels (no update, no blur): the loss of the
     returned pose. Hypotheses whose loss is not finite fail at ``steps``."""
     pix = problem.sampler.sample(seeds, steps)
-    loss, _ = problem.evaluate(hyps.xi, hyps.c2w0, pix, need_grad=False)
+    loss, _ = problem.evaluate(hyps.xi, hyps.c2w0, pix, need_grad=False, graph=True)
     hyps.freeze(~torch.isfinite(loss), steps)
     return loss
 
@@ -214,6 +214,7 @@ def estimate_pose(
     seeds: int | list[int] = 0,
     progress: bool = False,
     desc: str = "iNeRF",
+    problem: Problem | None = None,
 ) -> PoseResult:
     """Estimate camera poses by inverting a radiance field (iNeRF).
 
@@ -228,6 +229,9 @@ def estimate_pose(
             of a batch gives exactly what a single solve with seed ``seeds[g]`` gives.
         progress: show a tqdm progress bar.
         desc: the progress bar's label.
+        problem: the solve's :class:`Problem` of ``model``, ``target`` and ``config``, built by the caller to
+            be reused (the frames of a track, :meth:`Problem.retarget`: its sized query pool, caches and CUDA
+            graphs carry over); None builds one.
     Returns:
         :class:`PoseResult`.
     Raises:
@@ -244,7 +248,8 @@ def estimate_pose(
         frozen_fields(model.coarse, model.fine),
         field_precision(torch.bfloat16 if fast else None, *model.fields()),
     ):
-        problem = Problem(model, target, config)
+        if problem is None:
+            problem = Problem(model, target, config)
         schedule = Schedule.from_config(config, device)
         hyps = schedule.init_state(Hypotheses.start(c2w0))
         recorder = Recorder(*c2w0.shape[:2], config.steps, device)
@@ -268,9 +273,10 @@ def estimate_pose(
                 steps_taken, stopped_early = step + 1, True
                 break
         bar.close()
-        hyps = schedule.finish(hyps, recorder, steps_taken)
+        hyps = schedule.finish(hyps, recorder, steps_taken, problem.run)
         loss = _score_final(problem, hyps, seeds_t, steps_taken)
         recorder.record(hyps, loss, math.nan)
+        problem.check_pool()  # one sync; a reused problem's next solve gets a pool grown if this one overflowed
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t_start

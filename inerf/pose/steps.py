@@ -29,7 +29,16 @@ from inerf.pose.config import AdamConfig, LMConfig, PoseConfig
 from inerf.pose.problem import Problem
 from inerf.pose.state import Hypotheses
 
-__all__ = ["AdamStep", "Evaluation", "LMStep", "Schedule", "adam_update", "lm_step"]
+__all__ = [
+    "AdamStep",
+    "Evaluation",
+    "LMStep",
+    "Schedule",
+    "adam_update",
+    "lm_average",
+    "lm_step",
+    "solve_spd",
+]
 
 
 def adam_update(
@@ -66,29 +75,48 @@ def lm_step(
     damping: torch.Tensor,
     max_rot: float,
     max_trans: float,
-    fraction: float = 1.0,
+    fraction: float | torch.Tensor = 1.0,
 ) -> torch.Tensor:
     """Candidate twists after one damped Gauss-Newton step from ``exp(xi)``: ``[..., 6]``.
 
     ``delta = -(H + damping * diag(H))^-1 g`` (Marquardt's scaling, so the damping is unit-free), shortened to
     the trust region (``|phi| <= max_rot``, ``|rho| <= max_trans``), scaled by ``fraction`` (see
     :meth:`LMStep.fraction`), applied on the left as the gradient was: ``exp(xi') = exp(delta) exp(xi)``.
-    Solved in float64.
+    Solved in float64. ``max_rot``, ``max_trans`` and ``fraction`` may be 0-d tensors (inside a CUDA graph).
     """
     Hd = H.double()
     diag = torch.diagonal(Hd, dim1=-2, dim2=-1)
     # A direction no pixel constrains (diag 0) gets a tiny floor, so the system stays solvable.
     floor = 1e-9 * diag.amax(-1, keepdim=True).clamp_min(1e-30)
     A = Hd + torch.diag_embed(damping.double()[..., None] * diag + floor)
-    # solve_ex: the same LU solve as linalg.solve without its error check, which syncs with the device; a
-    # singular system gives a non-finite candidate, which the caller rejects.
-    delta = -torch.linalg.solve_ex(A, g.double()[..., None])[0][..., 0]
+    if A.device.type == "cuda":
+        # Inside a CUDA graph: elimination in plain tensor ops (a cuSOLVER or MAGMA LU may not be capturable).
+        delta = -solve_spd(A, g.double())
+    else:
+        # solve_ex: the same LU solve as linalg.solve without its error check (which syncs with a device); a
+        # singular system gives a non-finite candidate, which the caller rejects.
+        delta = -torch.linalg.solve_ex(A, g.double()[..., None])[0][..., 0]
     shrink = torch.minimum(
         max_trans / delta[..., :3].norm(dim=-1).clamp_min(1e-30),
         max_rot / delta[..., 3:].norm(dim=-1).clamp_min(1e-30),
     ).clamp(max=1.0)
     delta = delta * (shrink * fraction)[..., None]
-    return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double())).to(xi.dtype)
+    return se3.se3_log(se3.se3_exp(delta) @ se3.se3_exp(xi.double()), static=True).to(xi.dtype)
+
+
+def solve_spd(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x [..., n]`` with ``A x = b`` for symmetric positive definite ``A [..., n, n]`` (``b [..., n]``):
+    Gauss-Jordan elimination without pivoting (the pivots of an SPD matrix are positive, and the elimination
+    is as stable as Cholesky's), ``4 n`` tensor ops with fixed shapes and no host sync, for a CUDA graph. A
+    singular ``A`` gives non-finite entries."""
+    n = A.shape[-1]
+    M = torch.cat([A, b[..., None]], -1)  # [..., n, n + 1]
+    eye = torch.eye(n, dtype=A.dtype, device=A.device)
+    for j in range(n):
+        row = M[..., j : j + 1, :] / M[..., j : j + 1, j : j + 1]  # [..., 1, n + 1], pivot 1
+        # Every other row loses its column-j multiple of the pivot row; row j becomes the pivot row.
+        M = M - (M[..., :, j : j + 1] - eye[:, j : j + 1]) * row
+    return M[..., -1]
 
 
 @dataclass
@@ -211,31 +239,53 @@ class LMStep:
 
     def step(self, problem: Problem, hyps: Hypotheses, ev: Evaluation, pix, sigma: float, step: int):
         """``(xi, {"damping"})``: the candidate of :func:`lm_step` where it lowers the loss on the same
-        pixels, else the current twist."""
+        pixels, else the current twist (:meth:`Problem.lm_step`: decided on the device, no host sync)."""
         c = self.config
-        damping = hyps.optim["damping"]
-        cand = lm_step(hyps.xi, ev.hessian, ev.grad, damping, c.max_rot, c.max_trans, self.fraction(step))
-        loss_c, _ = problem.evaluate(cand, hyps.c2w0, pix, need_grad=False, sigma=sigma, step=step)
-        accept = torch.isfinite(loss_c) & (loss_c < ev.loss) & torch.isfinite(cand).all(-1)
-        xi = torch.where(accept[..., None], cand, hyps.xi)
-        damping = torch.where(accept, damping / 3, damping * 4).clamp(1e-7, 1e7)
+        xi, damping = problem.lm_step(
+            hyps.xi,
+            hyps.c2w0,
+            pix,
+            ev.hessian,
+            ev.grad,
+            ev.loss,
+            hyps.optim["damping"],
+            self.fraction(step),
+            c.max_rot,
+            c.max_trans,
+            sigma=sigma,
+            step=step,
+        )
         return xi, {"damping": damping}
 
-    def finish(self, hyps: Hypotheses, recent: list[torch.Tensor]) -> Hypotheses:
-        """``hyps`` at the mean of their current poses and the ``recent`` recorded iterates (``[G, K0, 4, 4]``
-        each, by original hypothesis): Polyak-Ruppert averaging (:attr:`LMConfig.average`). Each LM step fits
-        its own random pixels, so with few rays the iterates jitter around the optimum by a fraction of a
-        degree; their mean does not. The mean is taken in the tangent space at the current pose (left
-        perturbations). Failed hypotheses keep their twists."""
-        xi, rows, ids = hyps.xi, hyps.rows, hyps.ids
-        current = se3.se3_exp(xi.double()) @ hyps.c2w0.double()
-        inv = se3.inverse(current)
-        deltas = [torch.zeros_like(xi, dtype=torch.float64)]
-        deltas += [se3.se3_log(T[rows, ids].double() @ inv) for T in recent]
-        mean = torch.stack(deltas).mean(0)
-        averaged = se3.se3_log(se3.se3_exp(mean) @ se3.se3_exp(xi.double())).to(xi.dtype)
-        ok = torch.isfinite(averaged).all(-1) & ~hyps.failed
-        return replace(hyps, xi=torch.where(ok[..., None], averaged, xi))
+    def finish(
+        self, hyps: Hypotheses, recent_xi: torch.Tensor, recent_c2w0: torch.Tensor, run=None
+    ) -> Hypotheses:
+        """``hyps`` at the mean of their current poses and the recent recorded iterates ``exp(recent_xi) @
+        recent_c2w0`` (``[n, G, K0, 6]`` and ``[n, G, K0, 4, 4]``, by original hypothesis, as the
+        :class:`~inerf.pose.recorder.Recorder` holds them): Polyak-Ruppert averaging
+        (:attr:`LMConfig.average`, :func:`lm_average`). ``run(name, fn, *inputs)``: how to call it (e.g.
+        :meth:`Problem.run`, a CUDA graph on the fast path); None calls it."""
+        inputs = (hyps.xi, hyps.c2w0, hyps.ids, hyps.failed, recent_xi, recent_c2w0)
+        xi = lm_average(*inputs) if run is None else run("lm_average", lm_average, *inputs)[0]
+        return replace(hyps, xi=xi)
+
+
+def lm_average(xi, c2w0, ids, failed, recent_xi, recent_c2w0) -> tuple[torch.Tensor]:
+    """``(xi [G, K, 6],)``: the twists of the mean of the current poses ``exp(xi) @ c2w0`` and the recent
+    iterates ``exp(recent_xi) @ recent_c2w0`` (``[n, G, K0, ...]`` by original hypothesis ``ids`` ``[G, K]``).
+    Each LM step fits its own random pixels, so with few rays the iterates jitter around the optimum by a
+    fraction of a degree; their mean does not. The mean is taken in the tangent space at the current pose
+    (left perturbations). Hypotheses that ``failed`` ``[G, K]`` keep their twists. Fixed shapes, no host
+    sync (capturable)."""
+    rows = torch.arange(xi.shape[0], device=xi.device)[:, None]
+    current = se3.se3_exp(xi.double()) @ c2w0.double()
+    inv = se3.inverse(current)
+    recent = se3.se3_exp(recent_xi) @ recent_c2w0  # as Recorder.c2w computes them
+    deltas = se3.se3_log(recent[:, rows, ids].double() @ inv, static=True)
+    mean = torch.cat([torch.zeros_like(deltas[:1]), deltas]).mean(0)
+    averaged = se3.se3_log(se3.se3_exp(mean) @ se3.se3_exp(xi.double()), static=True).to(xi.dtype)
+    ok = torch.isfinite(averaged).all(-1) & ~failed
+    return (torch.where(ok[..., None], averaged, xi),)
 
 
 @dataclass
@@ -281,14 +331,15 @@ class Schedule:
                 optim.update(stepper.init_state(hyps.xi))
         return replace(hyps, optim=optim)
 
-    def finish(self, hyps: Hypotheses, recorder, steps_taken: int) -> Hypotheses:
+    def finish(self, hyps: Hypotheses, recorder, steps_taken: int, run=None) -> Hypotheses:
         """The hypotheses to score and return after ``steps_taken`` updates: with :attr:`LMConfig.average`
         ``n > 1``, at the mean of the last ``n`` LM iterates (at most the LM steps taken: the current poses
         and the ``n - 1`` last poses of ``recorder``, a :class:`~inerf.pose.recorder.Recorder`), else as
-        they are."""
+        they are. ``run``: see :meth:`LMStep.finish`."""
         if self.lm is None:
             return hyps
         n = min(self.lm.config.average, max(0, steps_taken - self.lm.start))
         if n <= 1:
             return hyps
-        return self.lm.finish(hyps, list(recorder.recent(n - 1)))
+        a, b = recorder.count - (n - 1), recorder.count
+        return self.lm.finish(hyps, recorder.xi[a:b], recorder.c2w0[a:b], run)

@@ -20,6 +20,12 @@ the recovery settings from the given initial pose, or found by global localisati
 Poses are OpenCV camera-to-world (:mod:`inerf.geometry.conventions`). Frames come from any iterable of
 :class:`Frame`, so a video is tracked as it is decoded.
 
+**Speed.** The per-frame solves share one :class:`~inerf.pose.problem.Problem` (:meth:`Problem.retarget`
+swaps the image): the model settings and query pool, pixel directions, blur rings and kernels, the sampler
+and, on the GPU, the CUDA graphs of the LM step (:mod:`inerf.pose.fast`) are made once for a sequence of one
+image size and intrinsics. A frame then launches its LM steps as graph replays plus a few hundred small
+eager ops (``benchmarks/count_pose_ops.py --track``).
+
 Example::
 
     result = track(run.model, frames, init_c2w, TrackConfig(), TRACK)
@@ -41,7 +47,7 @@ import torch
 from inerf.geometry import se3
 from inerf.pose.config import BlurConfig, LMConfig, PoseConfig, StopConfig
 from inerf.pose.perturb import perturb, spread
-from inerf.pose.problem import PoseTarget
+from inerf.pose.problem import PoseTarget, Problem
 from inerf.pose.solver import PoseResult, estimate_pose
 from inerf.render.model import Model
 
@@ -219,8 +225,8 @@ def predict(history: list[torch.Tensor], motion: str = "constant_velocity") -> t
     return se3.se3_exp(se3.se3_log(step)) @ last  # exp(log(.)): re-orthonormalised
 
 
-def _solve(model, target, starts, config, seed) -> PoseResult:
-    return estimate_pose(model, target, starts, config, seeds=seed)
+def _solve(model, target, starts, config, seed, problem=None) -> PoseResult:
+    return estimate_pose(model, target, starts, config, seeds=seed, problem=problem)
 
 
 def track(
@@ -291,6 +297,15 @@ class _Tracker:
         self.gen = torch.Generator().manual_seed(0)
         self.history: list[torch.Tensor] = []
         self.losses: list[float] = []
+        self.problem: Problem | None = None
+
+    def _problem(self, target: PoseTarget) -> Problem:
+        """The per-frame solve's :class:`Problem`, kept from frame to frame (:meth:`Problem.retarget`): the
+        model settings, query pool, pixel directions, blur rings, sampler and CUDA graphs are the same for
+        every frame of one size and intrinsics; only the image changes."""
+        if self.problem is None or not self.problem.retarget(target):
+            self.problem = Problem(self.model, target, self.pose_config)
+        return self.problem
 
     def step(self, k: int, frame: Frame) -> TrackFrame:
         target = frame.target
@@ -299,7 +314,7 @@ class _Tracker:
             predicted, res, steps, relocalized = self._first(target)
         else:
             predicted = predict(self.history, self.config.motion)
-            res = _solve(self.model, target, predicted, self.pose_config, k)
+            res = _solve(self.model, target, predicted, self.pose_config, k, self._problem(target))
             res, steps, relocalized = self._recover_if_lost(k, target, predicted, res)
         if target.image.device.type == "cuda":
             torch.cuda.synchronize(target.image.device)
