@@ -56,7 +56,7 @@ def main() -> int:
                 "running var": (ours.running_var, ref.running_var),
             }
             for name, (a, b) in checks.items():
-                d = float((a - b).abs().max() / b.abs().max().clamp_min(1e-6))
+                d = float((a - b).detach().abs().max() / b.detach().abs().max().clamp_min(1e-6))
                 worst = max(worst, d / tol)
                 print(f"rank {rank} {dtype or 'float32'} {name}: max relative difference {d:.2e}", flush=True)
         ok = worst <= 1.0
