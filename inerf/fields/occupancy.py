@@ -94,6 +94,51 @@ class OccupancyGrid(nn.Module):
             self._lookup_cache = cached
         return cached[1]
 
+    MAX_DILATION = 3
+    """Widest dilation (in cells) of :meth:`segments_occupied`'s pyramid; longer segments count as occupied."""
+
+    def segments_occupied(self, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Conservative test of straight segments: ``bool [N]``, False only where no point of the segment
+        from ``first [N, 3]`` to ``last [N, 3]`` lies in an occupied cell (or in the box at all).
+
+        Why it is conservative. In cell units (``u = (x - lo) * res / (hi - lo)``, :meth:`forward`'s own
+        formula, so the end points give the same floats as a lookup of them), every point ``p`` of the
+        segment is within ``h`` of its mid-point ``m`` on every axis, ``h`` = half the largest per-axis extent.
+        Then ``|floor(u_p) - floor(u_m)| <= ceil(h)`` (an integer below ``|u_p - u_m| + 1``), and clamping
+        both cells to the grid keeps the bound, so ``p``'s cell lies in the ``(2 d + 1)^3`` block around
+        ``m``'s cell for ``d = ceil(h + eps)``: one lookup of the mask max-pooled by that block (level ``d``
+        of a stride-1 pyramid, :meth:`_pyramid`) covers the segment. ``eps`` (1e-3 cells) absorbs the
+        rounding of sample points between the end points. Segments with ``d >`` :data:`MAX_DILATION` count as
+        occupied; a segment whose bounding box misses the box is empty (as :meth:`forward` says of every
+        point outside it, NaN included). Static shapes, no host synchronisation.
+        """
+        lo, _, scale, zero, top, strides = self._lookup(first.dtype)
+        eps = 1e-3
+        a, b = (first - lo) * scale, (last - lo) * scale  # cell coordinates of the end points
+        res = (top + 1).to(a.dtype)
+        inside = ((torch.minimum(a, b) <= res + eps) & (torch.maximum(a, b) >= -eps)).all(-1)
+        h = (a - b).abs().amax(-1) * 0.5 + eps
+        too_long = ~(h <= self.MAX_DILATION)  # also NaN
+        level = h.clamp(0, self.MAX_DILATION).ceil().long()
+        cell = ((a + b) * 0.5).long().clamp(zero, top)  # truncation: as in forward, equal after the clamp
+        pyramid = self._pyramid()
+        flat = (cell * strides).sum(-1) + level * self.mask.numel()
+        return inside & (pyramid[flat] | too_long)
+
+    def _pyramid(self) -> torch.Tensor:
+        """``bool [(MAX_DILATION + 1) * X * Y * Z]``: level ``d`` is the mask max-pooled over ``(2 d + 1)^3``
+        blocks centred on each cell (stride 1; level 0 is the mask). Built once per state of the mask."""
+        key = (id(self.mask), self.mask._version, self.mask.data_ptr(), self.mask.device)
+        cached = getattr(self, "_pyramid_cache", None)
+        if cached is None or cached[0] != key:
+            occ = self.mask[None, None].float()
+            levels = [occ] + [
+                F.max_pool3d(occ, 2 * d + 1, stride=1, padding=d) for d in range(1, self.MAX_DILATION + 1)
+            ]
+            cached = (key, (torch.cat(levels).reshape(-1) > 0.5))
+            self._pyramid_cache = cached
+        return cached[1]
+
     def fraction(self) -> float:
         """Fraction of the cells that are occupied."""
         return self.mask.float().mean().item()

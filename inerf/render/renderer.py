@@ -16,8 +16,9 @@ from typing import Literal
 import torch
 
 from inerf.fields.base import RadianceField
+from inerf.fields.occupancy import OccupancyGrid
 from inerf.geometry.cameras import Cameras
-from inerf.rays.occupied import compact_occupied, pool_slots
+from inerf.rays.occupied import compact_occupied, occupied_two_level, pool_slots
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
@@ -84,6 +85,16 @@ class RenderConfig:
     of ``R`` rays, packed into one pool (most rays of a pose step miss the object and keep none; see
     :mod:`inerf.rays.occupied`). Samples beyond the pool are treated as empty and counted in
     ``RenderOutput.dropped``. 0: query every slot of the ``[R, sample_budget]`` layout."""
+    sample_chunk: int = 0
+    """With ``sample_budget`` on a field with an :class:`~inerf.fields.occupancy.OccupancyGrid`
+    (``occupancy``): test chunks of this many consecutive samples against the grid first (a conservative
+    segment test), then test exactly only the samples of each ray's first ``chunk_budget`` possibly occupied
+    chunks (:func:`~inerf.rays.occupied.occupied_two_level`): ``R x (S / c + chunk_budget c)`` points
+    instead of ``R x S``. The kept samples are the same unless a ray has more possibly occupied chunks than
+    ``chunk_budget`` and fewer occupied samples than ``sample_budget`` in the chunks kept. 0 or 1: test
+    every sample."""
+    chunk_budget: int = 0
+    """With ``sample_chunk``: possibly occupied chunks kept per ray (0: ``ceil(1.5 sample_budget / c) + 1``)."""
     colour_only: bool = False
     """Compute only the colours of the final pass (pose solves score nothing else): the output's ``depth``,
     ``acc`` and ``weights`` are None, and the ops that would compute them are not launched."""
@@ -211,10 +222,22 @@ def _shade_occupied(
     ``weights``) and the count of valid samples the pool left out (None without a pool)."""
     R, K = t.shape
     with torch.no_grad():
-        pts_all = rays.origins[:, None, :] + step[:, None, :] * t[..., None]
-        occupied = fld.occupied(pts_all.reshape(-1, 3)).reshape(R, K)
-        del pts_all
-        index, valid, _ = compact_occupied(occupied, min(config.sample_budget, K))
+        grid = getattr(fld, "occupancy", None)
+        if config.sample_chunk > 1 and K > config.sample_chunk and isinstance(grid, OccupancyGrid):
+            index, valid, _ = occupied_two_level(
+                lambda tt: rays.origins[:, None, :] + step[:, None, :] * tt[..., None],
+                fld.occupied,
+                grid.segments_occupied,
+                t.expand(R, K),
+                config.sample_budget,
+                config.sample_chunk,
+                config.chunk_budget,
+            )
+        else:
+            pts_all = rays.origins[:, None, :] + step[:, None, :] * t[..., None]
+            occupied = fld.occupied(pts_all.reshape(-1, 3)).reshape(R, K)
+            del pts_all
+            index, valid, _ = compact_occupied(occupied, min(config.sample_budget, K))
         t_c = torch.gather(t.expand(R, K), 1, index)
         seg_c = torch.gather(seg.expand(R, K), 1, index) * valid
     M = index.shape[1]

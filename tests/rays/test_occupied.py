@@ -55,8 +55,9 @@ def test_compacted_composite_equals_the_full_composite():
     torch.testing.assert_close(compact, full, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [0, 4])
 @pytest.mark.parametrize(("budget", "pool"), [(64, 0.0), (7, 0.0), (64, 48.0), (64, 0.5)])
-def test_static_budget_render_equals_the_fields_own_skipping(budget, pool):
+def test_static_budget_render_equals_the_fields_own_skipping(budget, pool, chunk):
     """The renderer's static-shape skipping (``sample_budget``) against the grid's ``nonzero`` skipping:
     values and pose gradients equal with a budget that holds every occupied sample; with a small one, only
     rays with more occupied samples than the budget differ."""
@@ -88,7 +89,11 @@ def test_static_budget_render_equals_the_fields_own_skipping(budget, pool):
         return out, grad
 
     ref, g_ref = render(cfg)
-    fast, g_fast = render(replace(cfg, sample_budget=budget, sample_pool=pool))
+    fast, g_fast = render(replace(cfg, sample_budget=budget, sample_pool=pool, sample_chunk=chunk))
+    if chunk:  # the two-level test keeps the same samples: equal to the one-level path, bit for bit
+        one, g_one = render(replace(cfg, sample_budget=budget, sample_pool=pool))
+        assert torch.equal(fast.rgb, one.rgb) and torch.equal(fast.weights, one.weights)
+        assert torch.equal(g_fast, g_one)
     occupied_total = int(ref.weights.gt(0).sum())
     if pool > 0:  # ceil(pool * R) packed slots hold every valid sample, or not: the rest is counted
         assert int(fast.dropped) == max(0, occupied_total - math.ceil(pool * len(ref.rgb)))
@@ -106,3 +111,81 @@ def test_static_budget_render_equals_the_fields_own_skipping(budget, pool):
         same = pts_per_ray <= budget
         assert same.any() and (~same).any()
         torch.testing.assert_close(fast.rgb[same], ref.rgb[same], atol=1e-12, rtol=1e-10)
+
+
+# ------------------------------------------------------------------ two-level occupancy test
+
+
+def _random_grid(seed: int, res=(7, 5, 6), fraction=0.08):
+    from inerf.fields.occupancy import OccupancyGrid
+
+    g = torch.Generator().manual_seed(seed)
+    grid = OccupancyGrid(torch.tensor([[-1.0, -0.8, -0.5], [1.2, 0.9, 0.7]]), res)
+    grid.mask = torch.rand(res, generator=g) < fraction
+    return grid, g
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segment_test_never_misses_an_occupied_point(seed):
+    """Conservative: a segment called empty has no occupied point, checked densely along random segments of
+    all lengths (within a cell to longer than the widest dilation), crossing the box faces and grazing
+    occupied cells (end points on cell faces and corners), in float32."""
+    grid, g = _random_grid(seed)
+    lo, hi = grid.aabb
+    cell = (hi - lo) / torch.tensor(grid.resolution)
+    n = 3000
+    first = lo - 0.3 + torch.rand(n, 3, generator=g) * (hi - lo + 0.6)
+    length = torch.rand(n, 1, generator=g) ** 2 * 8 * cell.max()
+    last = first + torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * length
+    # Grazing: end points snapped to cell faces/corners of the grid (on the box border too).
+    snap = torch.rand(n, generator=g) < 0.3
+    first[snap] = lo + torch.round((first[snap] - lo) / cell) * cell
+    axis_aligned = torch.rand(n, generator=g) < 0.2  # segments along one axis, on a cell face
+    last[axis_aligned] = first[axis_aligned] + torch.tensor([0.0, 0.0, 1.0]) * length[axis_aligned]
+    s = torch.linspace(0, 1, 257)
+    along = first[:, None] + (last - first)[:, None] * s[:, None]  # [n, 257, 3]
+    truth = grid(along.reshape(-1, 3)).reshape(n, -1).any(-1)
+    coarse = grid.segments_occupied(first, last)
+    assert not (truth & ~coarse).any()
+    assert truth.any() and (~coarse).sum() > n // 4  # not trivially all occupied
+    # NaN segments are empty, like NaN points.
+    assert not grid.segments_occupied(torch.full((2, 3), float("nan")), torch.zeros(2, 3)).any()
+
+
+@pytest.mark.parametrize(("chunk", "chunk_budget"), [(3, 0), (8, 0), (16, 40), (5, 2)])
+def test_two_level_equals_compaction_of_every_sample(chunk, chunk_budget):
+    """Same ``index, valid`` as :func:`compact_occupied` of every sample, slot for slot (padding included),
+    on every ray that is not reported truncated; with a chunk budget that holds every chunk, on all rays."""
+    from inerf.rays.occupied import occupied_two_level
+
+    grid, g = _random_grid(chunk, res=(9, 8, 7), fraction=0.15)
+    R, S, M = 300, 101, 10
+    origins = torch.randn(R, 3, generator=g) * 0.3 + torch.tensor([0.0, 0.0, -2.5])
+    dirs = torch.nn.functional.normalize(
+        torch.randn(R, 3, generator=g) * 0.25 + torch.tensor([0, 0, 1.0]), dim=-1
+    )
+    t = torch.sort(torch.rand(R, S, generator=g) * 3.5 + 0.5, -1).values  # non-uniform, per ray
+
+    def points(tt):
+        return origins[:, None] + dirs[:, None] * tt[..., None]
+
+    occ = grid(points(t).reshape(-1, 3)).reshape(R, S)
+    ref_index, ref_valid, _ = compact_occupied(occ, M)
+    index, valid, truncated = occupied_two_level(
+        points, grid, grid.segments_occupied, t, M, chunk, chunk_budget
+    )
+    same = (index == ref_index).all(-1) & (valid == ref_valid).all(-1)
+    assert occ.any(-1).sum() > R // 4 and (occ.sum(-1) > M).any()  # rays hit, and some overflow
+    assert same[~truncated].all()
+    if chunk_budget == 2:
+        assert truncated.any()
+        # A truncated ray keeps a prefix of the kept samples: nothing before them is lost.
+        kept = torch.where(valid, index, -1)
+        for r in truncated.nonzero().squeeze(1).tolist():
+            k = int(valid[r].sum())
+            assert torch.equal(kept[r, :k], ref_index[r, :k])
+    full_index, full_valid, full_trunc = occupied_two_level(
+        points, grid, grid.segments_occupied, t, M, chunk, -(-S // chunk)
+    )
+    assert not full_trunc.any()
+    assert torch.equal(full_index, ref_index) and torch.equal(full_valid, ref_valid)
