@@ -316,6 +316,8 @@ def pool_disabled(off: bool):
 
 
 def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
+    if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
+        model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
         return _bench_model(name, model, camera, gt, device, args, path)
 
@@ -385,9 +387,10 @@ def main() -> int:
         "--paths",
         nargs="+",
         default=["reference"],
-        choices=["reference", "fast", "fast-nopool"],
+        choices=["reference", "fast", "fast-nopool", "fast-onelevel"],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
-        "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation)",
+        "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
+        "fast-onelevel: fast with every sample tested for occupancy (no chunk test, sample_chunk=1)",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

@@ -171,10 +171,14 @@ class _null:
 def fast_problem(model, target, config):
     """A :class:`Problem` with the GPU fast path's render settings on any device (static-shape skipping with a
     query pool for fields with an occupancy grid), its pool sized by one evaluation."""
-    from inerf.pose.problem import Problem, fast_sample_budget
+    from inerf.pose.problem import FAST_CHUNK_MIN_POINTS, FAST_SAMPLE_CHUNK, Problem, fast_sample_budget
 
     if hasattr(model.coarse, "occupied") and model.config.sample_budget <= 0:
-        model = model.with_config(sample_budget=fast_sample_budget(model.config.n_coarse))
+        model = model.with_config(
+            sample_budget=fast_sample_budget(model.config.n_coarse),
+            sample_chunk=model.config.sample_chunk or FAST_SAMPLE_CHUNK,
+            chunk_min_points=model.config.chunk_min_points or FAST_CHUNK_MIN_POINTS,
+        )
     return Problem(model, target, config)
 
 
@@ -209,6 +213,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rays", type=int, default=2048)
     ap.add_argument("--scale", type=float, default=0.25, help="target image scale (op counts do not depend)")
     ap.add_argument("--solver", action="store_true", help="also count the solver's eager ops per step")
+    ap.add_argument(
+        "--sample-chunk",
+        type=int,
+        default=None,
+        help="RenderConfig.sample_chunk of the step, used whatever the step's size (default: the fast "
+        "path's, gated by FAST_CHUNK_MIN_POINTS; 0: test every sample)",
+    )
     ap.add_argument("--list", action="store_true", help="list every kernel op with its stage")
     ap.add_argument(
         "--track",
@@ -229,6 +240,9 @@ def main(argv=None) -> int:
 
     device = torch.device("cpu")
     model, camera, gt = grid_scene(device, args.grid_run)
+    if args.sample_chunk is not None:
+        # 1: one level (0 would pick the default); chunk_min_points 1: no gate
+        model = model.with_config(sample_chunk=args.sample_chunk or 1, chunk_min_points=1)
     camera = camera.scaled(args.scale)
     target = make_target(model, camera, gt, device)
     config = PoseConfig(n_rays=args.rays)

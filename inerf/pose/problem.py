@@ -22,6 +22,7 @@ from inerf.rays.rays import Rays, camera_directions, rays_from_directions
 from inerf.render.model import Model
 
 __all__ = [
+    "FAST_CHUNK_MIN_POINTS",
     "FAST_SAMPLE_CHUNK",
     "PoseTarget",
     "Problem",
@@ -45,6 +46,14 @@ FAST_SAMPLE_CHUNK = 16
 ray, 2048 rays) it finds the same kept samples as testing every sample (3 poses, every ray), touching
 ``S / 16 + 19 x 16 = 363`` points per ray instead of 933, and the occupancy stage runs 3-6x faster on the
 CPU (``benchmarks/count_pose_ops.py``, BENCHMARKS.md)."""
+
+FAST_CHUNK_MIN_POINTS = 1 << 20
+"""The fast path uses the two-level occupancy test for render passes of at least this many samples
+(:attr:`inerf.render.renderer.RenderConfig.chunk_min_points`; 1 M: one hypothesis of 2048 rays x 933 samples
+and more). It adds ~70 small ops (218 -> 287 per chair step of 2048 rays, ``benchmarks/count_pose_ops.py``),
+which tiny steps (tests, a few hundred rays) would pay for without gain; on the chair's step it removes the
+dense per-sample work: 299 -> 176 ms on one CPU thread (BENCHMARKS.md). On the GPU, compare the
+``fast`` and ``fast-onelevel`` paths of ``benchmarks/bench_pose_speed.py``."""
 
 _GOLDEN_ANGLE = 2.399963229728653
 """Radians the blur ring turns from one step to the next, so successive steps cover the circle evenly."""
@@ -196,6 +205,7 @@ class Problem:
             changes.update(
                 sample_budget=model.config.sample_budget or fast_sample_budget(model.config.n_coarse),
                 sample_chunk=model.config.sample_chunk or FAST_SAMPLE_CHUNK,
+                chunk_min_points=model.config.chunk_min_points or FAST_CHUNK_MIN_POINTS,
             )
         self.model = model.with_config(**changes)
         # Static-shape skipping queries the field at a pool of packed samples, sized at the first evaluation

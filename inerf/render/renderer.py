@@ -95,6 +95,11 @@ class RenderConfig:
     every sample."""
     chunk_budget: int = 0
     """With ``sample_chunk``: possibly occupied chunks kept per ray (0: ``ceil(1.5 sample_budget / c) + 1``)."""
+    chunk_min_points: int = 0
+    """With ``sample_chunk``: use the two-level test only for passes of at least this many samples
+    (``R x S``, static per pass). It adds ~70 small ops to a step (``benchmarks/count_pose_ops.py``), which
+    a one-hypothesis step bound by its kernel count would pay for; many hypotheses' steps are bound by the
+    dense per-sample memory traffic it removes."""
     colour_only: bool = False
     """Compute only the colours of the final pass (pose solves score nothing else): the output's ``depth``,
     ``acc`` and ``weights`` are None, and the ops that would compute them are not launched."""
@@ -223,7 +228,8 @@ def _shade_occupied(
     R, K = t.shape
     with torch.no_grad():
         grid = getattr(fld, "occupancy", None)
-        if config.sample_chunk > 1 and K > config.sample_chunk and isinstance(grid, OccupancyGrid):
+        two_level = config.sample_chunk > 1 and K > config.sample_chunk and R * K >= config.chunk_min_points
+        if two_level and isinstance(grid, OccupancyGrid):
             index, valid, _ = occupied_two_level(
                 lambda tt: rays.origins[:, None, :] + step[:, None, :] * tt[..., None],
                 fld.occupied,
