@@ -47,13 +47,15 @@ ray, 2048 rays) it finds the same kept samples as testing every sample (3 poses,
 ``S / 16 + 19 x 16 = 363`` points per ray instead of 933, and the occupancy stage runs 3-6x faster on the
 CPU (``benchmarks/count_pose_ops.py``, BENCHMARKS.md)."""
 
-FAST_CHUNK_MIN_POINTS = 1 << 20
+FAST_CHUNK_MIN_POINTS = 1 << 22
 """The fast path uses the two-level occupancy test for render passes of at least this many samples
-(:attr:`inerf.render.renderer.RenderConfig.chunk_min_points`; 1 M: one hypothesis of 2048 rays x 933 samples
-and more). It adds ~70 small ops (218 -> 287 per chair step of 2048 rays, ``benchmarks/count_pose_ops.py``),
-which tiny steps (tests, a few hundred rays) would pay for without gain; on the chair's step it removes the
-dense per-sample work: 299 -> 176 ms on one CPU thread (BENCHMARKS.md). On the GPU, compare the
-``fast`` and ``fast-onelevel`` paths of ``benchmarks/bench_pose_speed.py``."""
+(:attr:`inerf.render.renderer.RenderConfig.chunk_min_points`; 4 M: batched hypotheses, e.g. 8192 rays x 933
+samples, not one hypothesis of 2048 rays). It adds ~70 small ops (218 -> 287 per chair step of 2048 rays,
+``benchmarks/count_pose_ops.py``). One hypothesis's step on an H200 is bound by its kernel count (1.17 ms,
+294 kernels, measured without this test), so it keeps the one-level test until a GPU measurement says
+otherwise; large batched passes are bound by the dense per-sample work this test removes (on one CPU
+thread the chair's occupancy stage ran 3-6x faster). On the GPU, compare the ``fast`` and ``fast-onelevel``
+paths of ``benchmarks/bench_pose_speed.py``."""
 
 _GOLDEN_ANGLE = 2.399963229728653
 """Radians the blur ring turns from one step to the next, so successive steps cover the circle evenly."""
