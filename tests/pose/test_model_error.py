@@ -166,3 +166,35 @@ def test_uncertainty_json_says_whether_the_term_was_applied(field, render_config
         float(torch.trace(with_term.with_estimator("residual").covariance)),
         float(torch.trace(plain.covariance)),
     )
+
+
+def test_calibrate_cli_writes_the_term_and_estimate_applies_it(fake_run, tmp_path, capsys):
+    """``inerf calibrate`` on the (exact) analytic run, then ``inerf estimate`` with it: pose.json says the
+    term was applied; without one it says not; an existing file is not overwritten."""
+    from inerf.cli.main import main
+
+    cal = tmp_path / "cal.json"
+    argv = ["calibrate", "--run", "RUN", "--views", "2", "--trials", "1", "--preset", "robust"]
+    argv += ["--steps", "6", "--rays", "256", "--uncertainty-rays", "256", "--quiet", "--out", str(cal)]
+    assert main(argv) == 0
+    record = json.loads(cal.read_text())
+    assert record["solves"] == 2 and record["attempted"] == 2
+    assert len(record["model_error"]["covariance"]) == 6
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+
+    est = ["estimate", "--run", "RUN", "--view", "1", "--split", "test", "--steps", "3", "--rays", "64"]
+    est += ["--init-from-gt", "--frames", "0", "--no-video", "--quiet", "--uncertainty-rays", "256"]
+    assert main([*est, "--calibration", str(cal), "--out", str(tmp_path / "a")]) == 0
+    assert (
+        json.loads((tmp_path / "a" / "pose.json").read_text())["uncertainty"]["model_error_applied"] is True
+    )
+    assert main([*est, "--out", str(tmp_path / "b")]) == 0
+    assert (
+        json.loads((tmp_path / "b" / "pose.json").read_text())["uncertainty"]["model_error_applied"] is False
+    )
+    capsys.readouterr()
+    assert main([*est, "--calibration", str(tmp_path / "nope.json"), "--out", str(tmp_path / "c")]) == 2
+    assert "--calibration" in capsys.readouterr().err
