@@ -430,6 +430,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
                 "inside95": u.inside(gt),
                 "inside95_rotation": u.inside(gt, "rotation"),
                 "inside95_centre": u.inside(gt, "centre"),
+                "mahalanobis2": u.mahalanobis2(gt),
             }
         rows.append(row)
         print(
@@ -463,6 +464,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
                 "inside95_centre": float(np.mean([r[est]["inside95_centre"] for r in ok])),
                 "median_rot_sigma_deg": float(np.median([r[est]["rot_sigma_deg"] for r in ok])),
                 "median_trans_sigma": float(np.median([r[est]["trans_sigma"] for r in ok])),
+                "median_mahalanobis2": float(np.median([r[est]["mahalanobis2"] for r in ok])),
                 # How many predicted sigmas the true error is: about 1 to 1.6 when calibrated.
                 "median_rot_err_over_sigma": float(
                     np.median([r["rot_err"] / r[est]["rot_sigma_deg"] for r in ok])

@@ -63,6 +63,7 @@ from inerf.pose.uncertainty import UncertaintyConfig, chi2_quantile, pose_uncert
 
 __all__ = [
     "CALIBRATION_FILE",
+    "FORMS",
     "Calibration",
     "CalibrationConfig",
     "ModelError",
@@ -147,14 +148,31 @@ class ModelError:
         return cls(0.5 * (cov + cov.T), source)
 
 
-def fit_model_error(errors: torch.Tensor, covariances: torch.Tensor, iterations: int = 200) -> torch.Tensor:
+FORMS = ("diagonal", "full")
+"""Forms of the fitted term: six variances of the camera axes, or a full 6x6 covariance (``D = L L^T``)."""
+
+
+def _nll(e_n, C_n, D_n):
+    """Mean negative log-likelihood (less constants) of ``e_n ~ N(0, C_n + D_n)``."""
+    L = torch.linalg.cholesky(C_n + D_n[None])
+    z = torch.cholesky_solve(e_n[..., None], L)[..., 0]
+    return (2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1) + (e_n * z).sum(-1)).mean()
+
+
+def fit_model_error(
+    errors: torch.Tensor, covariances: torch.Tensor, iterations: int = 200, form: str = "diagonal"
+) -> torch.Tensor:
     """The diagonal ``D`` ``[6, 6]`` (float64, >= 0) that maximises the likelihood of ``errors`` ``[n, 6]``
     under ``e_i ~ N(0, covariances[i] + D)`` (``covariances`` ``[n, 6, 6]``, same frame as the errors).
 
     Minimises ``sum_i log det(C_i + D) + e_i^T (C_i + D)^-1 e_i`` over ``D = diag(exp(theta))`` by L-BFGS
     from ``theta`` at the per-axis excess of ``e^2`` over ``C``'s diagonal. An axis the residuals already
-    explain goes to ``D ~ 0``.
+    explain goes to ``D ~ 0``. ``form="full"``: then over a full ``D = L L^T`` (``L`` lower triangular),
+    from the diagonal solution: it can put the term along a combination of axes (the thin directions of
+    ``C``), at the price of 21 numbers instead of 6.
     """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     e = errors.double()
     C = covariances.double()
     C = 0.5 * (C + C.transpose(-1, -2))
@@ -171,18 +189,33 @@ def fit_model_error(errors: torch.Tensor, covariances: torch.Tensor, iterations:
 
     def nll():
         opt.zero_grad()
-        S = C_n + torch.diag_embed(theta.exp().clamp_max(1e6))[None]
-        L = torch.linalg.cholesky(S)
-        z = torch.cholesky_solve(e_n[..., None], L)[..., 0]
-        loss = (2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1) + (e_n * z).sum(-1)).sum() / n
+        loss = _nll(e_n, C_n, torch.diag(theta.exp().clamp_max(1e6)))
         loss.backward()
         return loss
 
     opt.step(nll)
-    d = theta.detach().exp() * scale
+    d_n = theta.detach().exp()
     # A variance below 1e-6 of the axis's mean square error is numerically zero.
-    d = torch.where(theta.detach().exp() < 1e-6, torch.zeros_like(d), d)
-    return torch.diag(d)
+    d_n = torch.where(d_n < 1e-6, torch.zeros_like(d_n), d_n)
+    if form == "full":
+        low = torch.tril_indices(6, 6)
+        L0 = torch.diag(d_n.clamp_min(1e-6).sqrt())
+        params = L0[low[0], low[1]].clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([params], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+
+        def nll_full():
+            opt.zero_grad()
+            L = torch.zeros(6, 6, dtype=torch.float64).index_put((low[0], low[1]), params)
+            loss = _nll(e_n, C_n, L @ L.T)
+            loss.backward()
+            return loss
+
+        opt.step(nll_full)
+        L = torch.zeros(6, 6, dtype=torch.float64).index_put((low[0], low[1]), params.detach())
+        D_n = L @ L.T
+    else:
+        D_n = torch.diag(d_n)
+    return D_n * (s[:, None] * s[None, :])
 
 
 @dataclass
@@ -198,6 +231,8 @@ class CalibrationConfig:
     converge, its error is then the field's and the solver's, not a wrong basin's)."""
     trans: float = 0.05
     """Starts: offset uniform in [-trans, trans] per axis."""
+    form: str = "diagonal"
+    """Form of the fitted term: one of :data:`FORMS` (:func:`fit_model_error`)."""
     seed: int = 0
     """Seeds the starts and the pixel samples."""
 
@@ -206,6 +241,8 @@ class CalibrationConfig:
             raise ValueError(f"views and trials must be >= 1, got {self.views} and {self.trials}")
         if self.rot_deg < 0 or self.trans < 0:
             raise ValueError("rot_deg and trans must be >= 0")
+        if self.form not in FORMS:
+            raise ValueError(f"form must be one of {FORMS}, got {self.form!r}")
 
 
 @dataclass
@@ -319,12 +356,15 @@ def calibrate(
             f"< {SUCCESS.trans:g}); try smaller starts (--rot, --trans) or more steps"
         )
     E, C = torch.stack(errors), torch.stack(covs)
-    D = fit_model_error(E, C)
+    D = fit_model_error(E, C, form=config.form)
     m2_before, m2_after = [], []
     for k in range(len(errors)):
         m2_before.append(float(E[k] @ torch.linalg.pinv(C[k]) @ E[k]))
         m2_after.append(float(E[k] @ torch.linalg.inv(C[k] + D) @ E[k]))
         rows[k]["mahalanobis2_before"], rows[k]["mahalanobis2_after"] = m2_before[k], m2_after[k]
+        # What the fit saw, so that another form can be fitted without solving again.
+        rows[k]["error_camera"] = [float(x) for x in E[k]]
+        rows[k]["covariance_camera"] = [[float(x) for x in row] for row in C[k].tolist()]
     meta = {
         "views": [int(v) for v in result.meta.get("views", [])],
         "split": getattr(views, "split", None),

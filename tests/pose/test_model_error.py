@@ -198,3 +198,21 @@ def test_calibrate_cli_writes_the_term_and_estimate_applies_it(fake_run, tmp_pat
     capsys.readouterr()
     assert main([*est, "--calibration", str(tmp_path / "nope.json"), "--out", str(tmp_path / "c")]) == 2
     assert "--calibration" in capsys.readouterr().err
+
+
+def test_full_fit_finds_a_term_along_a_combination_of_axes():
+    """A model error along one oblique direction (a sideways shift that a turn partly undoes): the full
+    form puts its variance there; the diagonal one must spread it over the axes."""
+    gen = torch.Generator().manual_seed(1)
+    n = 300
+    u = torch.tensor([1.0, 0.0, 0.0, 0.0, -0.25, 0.0], dtype=torch.float64)
+    C = torch.eye(6, dtype=torch.float64).expand(n, 6, 6) * 1e-8
+    e = (C.diagonal(dim1=1, dim2=2).sqrt()) * torch.randn(n, 6, generator=gen, dtype=torch.float64)
+    e = e + 0.01 * torch.randn(n, 1, generator=gen, dtype=torch.float64) * u
+    D = fit_model_error(e, C, form="full")
+    lam, V = torch.linalg.eigh(D)
+    assert float(lam[-1]) == pytest.approx(1e-4 * float(u @ u), rel=0.25)
+    assert abs(float(V[:, -1] @ u)) / float(u.norm()) > 0.99
+    assert float(lam[-2]) < 1e-2 * float(lam[-1])
+    with pytest.raises(ValueError, match="form"):
+        fit_model_error(e, C, form="scalar")
