@@ -58,6 +58,13 @@ def add_parser(subparsers) -> None:
         default=defaults.trans,
         help="starts: offset uniform in [-trans, trans] per axis",
     )
+    g.add_argument(
+        "--form",
+        choices=("auto", "diagonal", "full"),
+        default=defaults.form,
+        help="the term: six variances of the camera axes, a full 6x6 covariance, or auto: the one whose "
+        "leave-one-view-out likelihood is higher",
+    )
     add_solver_arguments(p)
     u = p.add_argument_group("uncertainty")
     UNCERTAINTY_FLAGS.add_to(p, UncertaintyConfig(), group=u)
@@ -80,7 +87,7 @@ def run(args) -> int:
     from inerf.pose.uncertainty import UncertaintyConfig
 
     try:
-        config = CalibrationConfig(args.views, args.trials, args.rot, args.trans, seed=args.seed)
+        config = CalibrationConfig(args.views, args.trials, args.rot, args.trans, args.form, seed=args.seed)
     except ValueError as exc:
         raise InerfError(f"--views/--trials/--rot/--trans: {exc}") from None
     out = Path(args.out) if args.out else Path(args.run) / CALIBRATION_FILE
