@@ -138,6 +138,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     c.add_argument("--calib-images", type=int, default=5)
     c.add_argument("--calib-trials", type=int, default=5)
     c.add_argument("--calib-steps", type=int, default=ROBUST.steps)
+    c.add_argument(
+        "--calibration",
+        default=None,
+        help="a model-error term (`inerf calibrate` output) added to the robust covariance; the table then "
+        "also shows the robust covariance without it (residual)",
+    )
     c.add_argument("--perturb-rot", type=float, default=40.0)
     c.add_argument("--perturb-trans", type=float, default=0.1)
     c.add_argument("--uncertainty-rays", type=int, default=UncertaintyConfig.rays)
@@ -362,6 +368,13 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
     from inerf.pose.protocol import ProtocolConfig, run_pose_benchmark, write_report
 
     steps = args.calib_steps
+    model_error = None
+    if args.calibration:
+        from inerf.pose.calibration import load_calibration
+
+        path = Path(args.calibration)
+        model_error = load_calibration(path.parent, path.name)
+    estimates = ESTIMATES + (("residual",) if model_error is not None else ())
     protocol = ProtocolConfig(
         images=args.calib_images,
         trials=args.calib_trials,
@@ -400,6 +413,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
             UncertaintyConfig(rays=args.uncertainty_rays, tiles=args.uncertainty_tiles),
             seed=trial["seed"],
             solver=config,
+            model_error=model_error,
         )
         row = {
             "view": trial["name"],
@@ -408,7 +422,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
             "trans_err": t,
             "ok": bool(SUCCESS.ok(r, t)),
         }
-        for est in ESTIMATES:
+        for est in estimates:
             u = unc.with_estimator(est)
             row[est] = {
                 "rot_sigma_deg": u.rotation_sigma_deg,
@@ -416,6 +430,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
                 "inside95": u.inside(gt),
                 "inside95_rotation": u.inside(gt, "rotation"),
                 "inside95_centre": u.inside(gt, "centre"),
+                "mahalanobis2": u.mahalanobis2(gt),
             }
         rows.append(row)
         print(
@@ -437,8 +452,11 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
         "steps": steps,
         "rays": config.n_rays,
         "rows": rows,
+        "model_error": None
+        if model_error is None
+        else model_error.to_json() | {"source": model_error.source},
     }
-    for est in ESTIMATES:
+    for est in estimates:
         if ok:
             summary[est] = {
                 "inside95": float(np.mean([r[est]["inside95"] for r in ok])),
@@ -446,6 +464,7 @@ def bench_calibration(args, model, views, device, out: Path) -> dict:
                 "inside95_centre": float(np.mean([r[est]["inside95_centre"] for r in ok])),
                 "median_rot_sigma_deg": float(np.median([r[est]["rot_sigma_deg"] for r in ok])),
                 "median_trans_sigma": float(np.median([r[est]["trans_sigma"] for r in ok])),
+                "median_mahalanobis2": float(np.median([r[est]["mahalanobis2"] for r in ok])),
                 # How many predicted sigmas the true error is: about 1 to 1.6 when calibrated.
                 "median_rot_err_over_sigma": float(
                     np.median([r["rot_err"] / r[est]["rot_sigma_deg"] for r in ok])
@@ -554,7 +573,7 @@ def markdown(report: dict) -> str:
                 ),
                 "|---|---:|---:|---:|---:|---:|---:|",
             ]
-            for est in ESTIMATES:
+            for est in [e for e in (*ESTIMATES, "residual") if e in c]:
                 s = c[est]
                 lines.append(
                     f"| {est} | {100 * s['inside95']:.0f}% | {100 * s['inside95_rotation']:.0f}% | "

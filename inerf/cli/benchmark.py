@@ -153,6 +153,7 @@ def _run_pose(args) -> int:
     from inerf.cli.pose_options import (
         camera_prior,
         global_config_from_args,
+        model_error_from_args,
         pose_output_from_args,
         uncertainty_config_from_args,
         use_global_preset,
@@ -175,6 +176,7 @@ def _run_pose(args) -> int:
     views = run_.dataset.load(args.split, run_dir=run_.run_dir, root=args.data)
     check_background(views, run_.model.config.background)
     log = (lambda *a, **k: None) if args.quiet or not main else print
+    model_error = model_error_from_args(args, run_.run_dir, log=log) if uncertainty is not None else None
     shard = distributed.world_size() > 1
     if args.global_search:
         from inerf.pose.global_protocol import run_global_benchmark
@@ -193,6 +195,7 @@ def _run_pose(args) -> int:
             log=log,
             uncertainty=uncertainty,
             shard_views=shard,
+            model_error=model_error,
         )
     else:
         result = run_pose_benchmark(
@@ -206,6 +209,7 @@ def _run_pose(args) -> int:
             log=log,
             uncertainty=uncertainty,
             shard_views=shard,
+            model_error=model_error,
         )
     result.meta.update(
         {
@@ -215,6 +219,7 @@ def _run_pose(args) -> int:
             "tf32": bool(device.type == "cuda" and args.tf32),
             "model": run_.kind,
             "samples_per_ray": run_.model.config.n_coarse,
+            "model_error": None if model_error is None else model_error.source,
         }
     )
     if not main:

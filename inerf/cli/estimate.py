@@ -57,6 +57,7 @@ from inerf.cli.pose_options import (
     camera_source,
     global_config_from_args,
     input_poses_to_training,
+    model_error_from_args,
     pose_output_from_args,
     read_init_pose,
     run_scene_transform,
@@ -345,6 +346,10 @@ def _localiser(args, run_, device, config, global_config, uncertainty_config, vi
     if args.global_search:
         prior = camera_prior(run_, args.data, log=(lambda *a: None) if args.quiet else print)
     transform = run_scene_transform(run_, args.data, views)
+    model_error = None
+    if uncertainty_config is not None:
+        quiet = args.quiet or not distributed.is_main()
+        model_error = model_error_from_args(args, run_.run_dir, log=(lambda *a: None) if quiet else print)
     return Localiser(
         model=run_.model,
         config=config,
@@ -360,6 +365,7 @@ def _localiser(args, run_, device, config, global_config, uncertainty_config, vi
         global_config=global_config if args.global_search else None,
         prior=prior,
         uncertainty=uncertainty_config,
+        model_error=model_error,
         hypotheses=args.hypotheses,
         spread_rot=args.spread_rot,
         spread_trans=args.spread_trans,

@@ -29,6 +29,7 @@ VERBS = {
     "render": "render",
     "estimate": "estimate",
     "benchmark": "benchmark",
+    "calibrate": "calibrate",
     "track": "track",
     "synth": "synth",
     "colmap": "colmap",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from inerf.cli.common import input_file
 from inerf.cli.config_args import ConfigFlags, finite_float
@@ -37,6 +38,7 @@ __all__ = [
     "global_config_from_args",
     "input_poses_to_training",
     "intrinsics_from_args",
+    "model_error_from_args",
     "pose_output_from_args",
     "read_init_pose",
     "run_scene_transform",
@@ -157,6 +159,19 @@ def add_uncertainty_arguments(parser: argparse.ArgumentParser) -> None:
         "solution, reported as 1-sigma rotation (degrees) and translation.",
     )
     g.add_argument("--no-uncertainty", action="store_true", help="skip the covariance of the estimate")
+    g.add_argument(
+        "--no-model-error",
+        action="store_true",
+        help="do not add the run's model-error term (RUN/calibration.json, made by `inerf calibrate`) to "
+        "the covariance",
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="FILE",
+        default=None,
+        help="the model-error term to add, a file written by `inerf calibrate` (default: RUN/calibration.json "
+        "when the run has one)",
+    )
     UNCERTAINTY_FLAGS.add_to(parser, UncertaintyConfig(), group=g)
 
 
@@ -176,6 +191,31 @@ def uncertainty_config_from_args(args) -> UncertaintyConfig | None:
             raise InerfError(f"{typed.flag} and --no-uncertainty: choose one")
         return None
     return UNCERTAINTY_FLAGS.build(UncertaintyConfig(), args)
+
+
+def model_error_from_args(args, run_dir, log=print):
+    """The run's model-error term (:func:`inerf.pose.calibration.load_calibration`) to add to every
+    covariance, or None: no covariance, ``--no-model-error``, or the run has no ``calibration.json`` (then
+    a hint to make one is logged: the covariance alone is overconfident on a trained field)."""
+    from inerf.pose.calibration import CALIBRATION_FILE, load_calibration
+
+    given = getattr(args, "calibration", None)
+    if getattr(args, "no_uncertainty", False) or getattr(args, "no_model_error", False):
+        if given:
+            raise InerfError("--calibration and --no-uncertainty/--no-model-error: choose one")
+        return None
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            raise InerfError(f"--calibration {given}: no such file")
+        return load_calibration(path.parent, path.name)
+    found = load_calibration(run_dir)
+    if found is None:
+        log(
+            f"note: {run_dir} has no {CALIBRATION_FILE}: the covariance omits the field's own error "
+            f"(make one with `inerf calibrate --run {run_dir}`)"
+        )
+    return found
 
 
 def use_global_preset(args) -> None:

@@ -48,9 +48,10 @@ def run_global_benchmark(
     log=print,
     uncertainty=None,
     shard_views: bool = False,
+    model_error=None,
 ) -> BenchmarkResult:
     """The protocol with no initial poses (see the module docstring); arguments as
-    :func:`inerf.pose.protocol.run_pose_benchmark` (``shard_views`` included), plus the scene's camera
+    :func:`inerf.pose.protocol.run_pose_benchmark` (``shard_views`` and ``model_error`` included), plus the scene's camera
     ``prior`` and the ``global_config`` of the search. The protocol's perturbation and hypothesis settings
     are not used."""
     global_config = global_config or GlobalConfig()
@@ -93,7 +94,9 @@ def run_global_benchmark(
             if uncertainty is not None:
                 for rec, extra in zip(
                     records,
-                    _uncertainty_fields(model, target, res, gt, uncertainty, seeds, found.pose_config),
+                    _uncertainty_fields(
+                        model, target, res, gt, uncertainty, seeds, found.pose_config, model_error
+                    ),
                 ):
                     rec.update(extra)
             log(_progress_line(i, f"global {name}", r, t, protocol, steps, found.seconds))

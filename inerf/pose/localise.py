@@ -61,6 +61,8 @@ class Localiser:
         global_config: set for global localisation (no initial pose); then ``prior`` is needed.
         prior: where the scene's cameras are (:class:`~inerf.pose.global_search.CameraPrior`).
         uncertainty: the covariance settings, or None for none.
+        model_error: the run's model-error term (:class:`~inerf.pose.calibration.ModelError`, from
+            ``RUN/calibration.json``) added to every covariance, or None.
         hypotheses: starts per image (the initial pose and random poses around it).
         spread_rot, spread_trans: range of the extra hypotheses (degrees, scene units).
         perturbation: how a start is drawn from the ground truth (:class:`~inerf.pose.perturb.Perturbation`;
@@ -79,6 +81,7 @@ class Localiser:
     global_config: object | None = None
     prior: object | None = None
     uncertainty: object | None = None
+    model_error: object | None = None
     hypotheses: int = 1
     spread_rot: float = 30.0
     spread_trans: float = 0.1
@@ -207,7 +210,13 @@ def localise_one(loc: Localiser, target: Target, out: str | Path, *, progress: b
         from inerf.pose.uncertainty import pose_uncertainty
 
         uncertainty = pose_uncertainty(
-            loc.model, pt, result.c2w[0], loc.uncertainty, seed=loc.seed, solver=config
+            loc.model,
+            pt,
+            result.c2w[0],
+            loc.uncertainty,
+            seed=loc.seed,
+            solver=config,
+            model_error=loc.model_error,
         )
     sampler = PixelSampler(
         pt.height, pt.width, config.n_rays, config.sampling, image=pt.image, alpha=pt.alpha, device="cpu"

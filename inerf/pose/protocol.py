@@ -221,11 +221,12 @@ def _trial_records(name, views, i, seeds, init, gt, res, rot, trans, protocol, s
     ]
 
 
-def _uncertainty_fields(model, target, res, gt, config, seeds, solver=None) -> list[dict]:
+def _uncertainty_fields(model, target, res, gt, config, seeds, solver=None, model_error=None) -> list[dict]:
     """Per trial of a solve: the predicted 1-sigma rotation / translation of its final pose
     (:func:`inerf.pose.uncertainty.pose_uncertainty`), the squared Mahalanobis distance of its true error and
     whether the truth lies inside the confidence ellipsoid. ``solver``: the solve's settings (its scatter
-    is part of the robust covariance)."""
+    is part of the robust covariance); ``model_error``: the run's model-error term, added to it (then the
+    same without it too, ``*_residual``, so that a report shows what the term changed)."""
     from inerf.pose.uncertainty import pose_uncertainty
 
     rows = []
@@ -233,15 +234,21 @@ def _uncertainty_fields(model, target, res, gt, config, seeds, solver=None) -> l
         if res.status[k] != "ok":
             rows.append({})
             continue
-        unc = pose_uncertainty(model, target, res.c2w[k], config, seed=seeds[k], solver=solver)
-        rows.append(
-            {
-                "rot_sigma_deg": unc.rotation_sigma_deg,
-                "trans_sigma": unc.translation_sigma,
-                "mahalanobis2": unc.mahalanobis2(gt),
-                "inside_ellipsoid": unc.inside(gt),
-            }
+        unc = pose_uncertainty(
+            model, target, res.c2w[k], config, seed=seeds[k], solver=solver, model_error=model_error
         )
+        row = {
+            "rot_sigma_deg": unc.rotation_sigma_deg,
+            "trans_sigma": unc.translation_sigma,
+            "mahalanobis2": unc.mahalanobis2(gt),
+            "inside_ellipsoid": unc.inside(gt),
+            "model_error_applied": unc.model_error_applied,
+        }
+        if unc.model_error_applied:
+            base = unc.with_estimator("residual")
+            row["mahalanobis2_residual"] = base.mahalanobis2(gt)
+            row["inside_ellipsoid_residual"] = base.inside(gt)
+        rows.append(row)
     return rows
 
 
@@ -271,6 +278,12 @@ def calibration(trials: list[dict], protocol: ProtocolConfig) -> dict:
             "median_rot_err_deg": float(np.median([r for _, r, _ in ok])),
             "median_trans_err": float(np.median([e for _, _, e in ok])),
         }
+        if all("inside_ellipsoid_residual" in t for t, _, _ in ok):
+            # The run's model-error term was applied: the same fraction without it, for comparison.
+            out[name]["model_error_applied"] = True
+            out[name]["fraction_inside_residual"] = float(
+                np.mean([bool(t["inside_ellipsoid_residual"]) for t, _, _ in ok])
+            )
     return out
 
 
@@ -319,6 +332,7 @@ def run_pose_benchmark(
     log=print,
     uncertainty=None,
     shard_views: bool = False,
+    model_error=None,
 ) -> BenchmarkResult:
     """Run the protocol for every strategy on ``views`` (a :class:`inerf.data.views.ViewSet` whose images are
     composited on ``model.config.background``).
@@ -336,6 +350,8 @@ def run_pose_benchmark(
         shard_views: split the views over the ranks of the process group (:func:`map_views`); every rank
             must call this, and every rank returns the whole result. ``seconds`` then sums the ranks' solve
             times (the compute spent, as one process reports it); ``meta["wall_s"]`` is the elapsed time.
+        model_error: the run's model-error term (:class:`inerf.pose.calibration.ModelError`), added to
+            every covariance (with ``uncertainty``), or None.
     """
     device = torch.device(device) if device is not None else torch.device("cpu")
     steps = pose_config.steps
@@ -362,7 +378,7 @@ def run_pose_benchmark(
             records = _trial_records(name, views, i, seeds, init, gt, res, r, t, protocol, steps)
             if uncertainty is not None:
                 for rec, extra in zip(
-                    records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds, cfg)
+                    records, _uncertainty_fields(model, target, res, gt, uncertainty, seeds, cfg, model_error)
                 ):
                     rec.update(extra)
             log(_progress_line(i, name, r, t, protocol, steps, res.seconds))

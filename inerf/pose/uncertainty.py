@@ -325,16 +325,43 @@ class PoseUncertainty:
     covariance_solver: torch.Tensor | None = None
     solver_pixels: float = 0.0
     """Pixels the solver's final fit saw (0: taken as the whole image's optimum)."""
+    covariance_model: torch.Tensor | None = None
+    """``[6, 6]`` the run's model-error term at this estimate (world-frame left twist, see
+    :mod:`inerf.pose.calibration`), part of the robust covariance; zero when none was applied."""
+    model_error_source: str | None = None
+    """Where the applied model-error term came from (``RUN/calibration.json``), or None: not applied."""
 
     def __post_init__(self) -> None:
         if self.covariance_solver is None:
             self.covariance_solver = torch.zeros(6, 6, dtype=torch.float64)
+        if self.covariance_model is None:
+            self.covariance_model = torch.zeros(6, 6, dtype=torch.float64)
+
+    @property
+    def model_error_applied(self) -> bool:
+        """Whether a run's model-error term is part of the robust covariance."""
+        return self.model_error_source is not None
+
+    def with_model_error(self, model_error) -> PoseUncertainty:
+        """The same uncertainty with a run's model-error term (:class:`inerf.pose.calibration.ModelError`,
+        or None: unchanged) added to the robust covariance, moved to this estimate's frame."""
+        if model_error is None:
+            return self
+        out = replace(
+            self,
+            covariance_model=model_error.world(self.c2w),
+            model_error_source=model_error.source or "given",
+        )
+        return out.with_estimator(self.estimator)
 
     def with_estimator(self, estimator: str) -> PoseUncertainty:
-        """The same uncertainty reporting another covariance: one of :data:`ESTIMATORS` or ``sandwich``
-        (the optimum's tile-sandwich covariance alone, without the solver and remaining-step terms)."""
+        """The same uncertainty reporting another covariance: one of :data:`ESTIMATORS`, ``sandwich``
+        (the optimum's tile-sandwich covariance alone, without the solver and remaining-step terms) or
+        ``residual`` (the robust covariance without the run's model-error term)."""
+        residual = self.covariance_sandwich + self.covariance_solver + self.covariance_step
         covs = {
-            "robust": self.covariance_sandwich + self.covariance_solver + self.covariance_step,
+            "robust": residual + self.covariance_model,
+            "residual": residual,
             "sandwich": self.covariance_sandwich,
             "gauss_newton": self.covariance_gauss_newton,
         }
@@ -415,6 +442,9 @@ class PoseUncertainty:
             "covariance_sandwich": mat(self.covariance_sandwich),
             "covariance_step": mat(self.covariance_step),
             "covariance_solver": mat(self.covariance_solver),
+            "covariance_model": mat(self.covariance_model),
+            "model_error_applied": self.model_error_applied,
+            "model_error_source": self.model_error_source,
             "solver_pixels": self.solver_pixels,
             "remaining_step": [float(x) for x in self.step],
             "residual_variance": self.residual_variance,
@@ -431,6 +461,7 @@ class PoseUncertainty:
             f"uncertainty (1 sigma, {self.estimator}): rotation {self.rotation_sigma_deg:.3g} deg, "
             f"translation {self.translation_sigma:.3g} (worst axis {self.rotation_sigma_max_deg:.3g} deg, "
             f"{self.translation_sigma_max:.3g})"
+            + (", with the run's model error" if self.model_error_applied else "")
         )
 
 
@@ -442,6 +473,7 @@ def pose_uncertainty(
     *,
     seed: int = 0,
     solver: PoseConfig | None = None,
+    model_error=None,
 ) -> PoseUncertainty:
     """The covariance of the estimate ``c2w`` ``[4, 4]`` of ``target``'s pose (see the module docstring).
 
@@ -453,6 +485,8 @@ def pose_uncertainty(
         seed: seeds the pixel sample.
         solver: the settings of the solve that returned ``c2w`` (its rays per step give the scatter of its
             final fit, :func:`solver_pixels`); None: ``c2w`` is taken as the whole image's optimum.
+        model_error: the run's model-error term (:class:`inerf.pose.calibration.ModelError`, from
+            ``RUN/calibration.json``), added to the robust covariance; None: not applied.
     """
     config = config or UncertaintyConfig()
     c2w = torch.as_tensor(c2w).detach().double().cpu().reshape(4, 4)
@@ -462,7 +496,7 @@ def pose_uncertainty(
     H, s2, cov_gn, cov_sw, step, cov_step, cov_solver = covariance_from_terms(
         H_i, u_i, sq_i, tile, weight, area, n_fit
     )
-    return PoseUncertainty(
+    unc = PoseUncertainty(
         c2w=c2w,
         covariance=cov_sw + cov_solver + cov_step if config.estimator == "robust" else cov_gn,
         covariance_gauss_newton=cov_gn,
@@ -478,3 +512,4 @@ def pose_uncertainty(
         covariance_solver=cov_solver,
         solver_pixels=n_fit,
     )
+    return unc.with_model_error(model_error)

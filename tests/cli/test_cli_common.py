@@ -22,6 +22,7 @@ VERBS = [
     ["render"],
     ["estimate"],
     ["benchmark", "pose"],
+    ["calibrate"],
     ["synth", "scene"],
     ["synth", "category"],
     ["pixelnerf", "video"],
