@@ -91,7 +91,11 @@ def plot_convergence(
         axes[i].set_ylabel(name)
         i += 1
     for ax in axes:
-        ax.set_yscale("log")
+        ys = [y for line in ax.get_lines() for y in np.asarray(line.get_ydata(), dtype=float).ravel()]
+        if any(
+            y > 0 for y in ys
+        ):  # a log axis needs a positive value (a solve started at the truth has none)
+            ax.set_yscale("log")
         ax.grid(True, which="major", alpha=0.3)
         ax.set_xlim(0, max(1, steps[-1]))
     axes[-1].set_xlabel("step")
