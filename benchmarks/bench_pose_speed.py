@@ -202,22 +202,73 @@ def profile_steps(model, target, init, config: PoseConfig, steps: int = 20) -> d
 
 
 def explain_step(model, target, init, config: PoseConfig, steps: int = 10) -> str:
-    """A profiler table of one solve's kernels (top by GPU time) and the Python lines that synchronise."""
+    """The GPU kernels of a solve, summed by name (ms per step, top by time; graph replays included), and
+    the Python lines that synchronise with the host."""
     from torch.profiler import ProfilerActivity, profile
 
-    solve(model, target, init, replace(config, steps=3))  # warm-up
+    solve(model, target, init, replace(config, steps=3))  # warm-up (and capture)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
         solve(model, target, init, replace(config, steps=steps))
         torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+    by_name: dict[str, list[float]] = {}
+    for e in prof.events():
+        if e.device_type.name == "CUDA":
+            entry = by_name.setdefault(e.name[:110], [0.0, 0])
+            entry[0] += e.device_time_total / 1e3
+            entry[1] += 1
+    total = sum(v[0] for v in by_name.values())
+    lines = [f"GPU busy {total / steps:.3f} ms per step over {steps} steps (set-up included)"]
+    lines.append(f"{'ms/step':>8} {'share':>6} {'calls/step':>10}  kernel")
+    for name, (ms, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:40]:
+        lines.append(f"{ms / steps:8.3f} {100 * ms / max(total, 1e-9):5.1f}% {n / steps:10.1f}  {name}")
     sync_sites: dict[str, int] = {}
     for e in prof.events():
         if e.name in ("cudaStreamSynchronize", "cudaDeviceSynchronize"):
             frames = [f for f in (e.stack or []) if "inerf" in f or "bench" in f]
             key = " <- ".join(frames[:3]) or "(no python frame)"
             sync_sites[key] = sync_sites.get(key, 0) + 1
-    lines = [f"{n:5d}  {k}" for k, n in sorted(sync_sites.items(), key=lambda kv: -kv[1])]
-    return table + f"\nhost syncs over {steps} steps, by call site:\n" + "\n".join(lines)
+    lines.append(f"host syncs over {steps} steps, by call site:")
+    lines += [f"{n:5d}  {k}" for k, n in sorted(sync_sites.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
+
+
+def attribute_step(model, target, init, config: PoseConfig, steps: int = 5, top: int = 30) -> str:
+    """GPU time of a solve's steps by the source line that launched it: the fast path run eagerly (no CUDA
+    graphs, so each kernel has a Python stack) under the profiler; kernel time is summed per innermost
+    ``inerf`` frame (``file:line function``) of the op that launched it, and per function."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from inerf.pose import fast
+
+    call = fast.GraphedFn.__call__
+    fast.GraphedFn.__call__ = lambda self, *inputs: self.fn(*inputs)
+    try:
+        solve(model, target, init, replace(config, steps=2))  # warm-up
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+            solve(model, target, init, replace(config, steps=steps))
+            torch.cuda.synchronize()
+    finally:
+        fast.GraphedFn.__call__ = call
+    by_line: dict[str, float] = {}
+    by_func: dict[str, float] = {}
+    for e in prof.events():
+        if e.device_type.name != "CPU" or not e.kernels:
+            continue
+        ms = sum(k.duration for k in e.kernels) / 1e3
+        frames = [f for f in (e.stack or []) if "/inerf/" in f]
+        line = frames[0].split("/inerf/")[-1] if frames else "(outside inerf)"
+        func = line.split(": ")[-1] if ": " in line else line
+        by_line[line] = by_line.get(line, 0.0) + ms
+        by_func[func] = by_func.get(func, 0.0) + ms
+    total = sum(by_line.values())
+    out = [f"GPU time {total / steps:.3f} ms per step (eager, {steps} steps, set-up included)"]
+    out.append("by function:")
+    for k, v in sorted(by_func.items(), key=lambda kv: -kv[1])[:15]:
+        out.append(f"{v / steps:8.3f} {100 * v / max(total, 1e-9):5.1f}%  {k}")
+    out.append("by line:")
+    for k, v in sorted(by_line.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"{v / steps:8.3f} {100 * v / max(total, 1e-9):5.1f}%  {k}")
+    return "\n".join(out)
 
 
 def graph_matches_eager(model, target, init, config: PoseConfig) -> dict:
@@ -315,7 +366,50 @@ def pool_disabled(off: bool):
         Problem.__init__ = init
 
 
+def pixelnerf_field_check(model, device) -> dict:
+    """The fast path's pixelNeRF network (bf16, :mod:`inerf.pixelnerf.fast_mlp`) against float32 on random
+    points in the object's box: largest relative differences of outputs and of gradients w.r.t. the points."""
+    from inerf.pose.problem import field_precision
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    xyz = (torch.rand(1, 20000, 3, generator=g) * 1.6 - 0.8).to(device)
+    dirs = torch.nn.functional.normalize(torch.randn(1, 20000, 3, generator=g), dim=-1).to(device)
+    w = torch.randn(1, 20000, 4, generator=g).to(device)
+    res = {}
+    for fine in (False, True):
+        field = model.fine if fine else model.coarse
+        outs = []
+        for dtype in (None, torch.bfloat16):
+            x = xyz.clone().requires_grad_(True)
+            with field_precision(dtype, field):
+                rgb, sigma = field(x, dirs)
+            out = torch.cat([rgb, sigma[..., None]], -1)
+            (gx,) = torch.autograd.grad((out * w).sum(), x)
+            outs.append((out.detach(), gx))
+        (o32, g32), (o16, g16) = outs
+        tag = "fine" if fine else "coarse"
+        res[f"field_{tag}_out_rel"] = float((o16 - o32).abs().max() / o32.abs().max())
+        res[f"field_{tag}_grad_rel_norm"] = float((g16 - g32).norm() / g32.norm())
+    return res
+
+
 def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = _bench_variant(name, model, camera, gt, device, args, path)
+    failures = [str(w.message).splitlines()[0][:200] for w in caught if "capture" in str(w.message)]
+    row["capture_failures"] = len(failures)
+    for message in sorted(set(failures)):
+        print(f"[{name}/{path}] {message}", flush=True)
+    return row
+
+
+def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dict:
+    from inerf.pixelnerf import fast_mlp
+
+    fast_mlp.ENABLED = path != "fast-autocast"
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
         model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
@@ -330,6 +424,8 @@ def _bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     base = replace(base, fast=path != "reference")
     row: dict = {"model": name, "path": path}
     if path != "reference" and device.type == "cuda":
+        if name == "pixelnerf":
+            row.update(pixelnerf_field_check(model, device))
         row.update(graph_matches_eager(model, target, init, base))
         if not row["graph_captured"]:
             row["capture_diagnosis"] = capture_diagnosis(model, target, init, base)
@@ -366,6 +462,14 @@ def _bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
                     f"== {name}/{path}: a 10-step solve at 1024 rays ==\n"
                     + explain_step(model, target, init, base)
                 )
+                if args.hypotheses and name in args.hypotheses_models:
+                    print(
+                        f"== {name}/{path}: {args.hypotheses} hypotheses, 10 steps ==\n"
+                        + explain_step(model, target, starts, base)
+                    )
+                if args.attribute:
+                    init_a = starts if args.hypotheses and name in args.hypotheses_models else init
+                    print(f"== {name}/{path}: attribution ==\n" + attribute_step(model, target, init_a, base))
             except Exception as exc:  # noqa: BLE001
                 print(f"[{name}] explain failed: {exc!r}")
     if name == "pixelnerf":
@@ -375,6 +479,11 @@ def _bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
         dtype = torch.bfloat16 if path != "reference" else None
         with torch.no_grad(), field_precision(dtype, *model.fields()):
             row["render128_ms"] = 1e3 * statistics.median(cuda_time(lambda: model.render_image(cam), 5))
+            # The same image in one pass of all 16384 rays (no chunk loop: fewer, larger kernels).
+            whole = model.with_config(chunk=cam.width * cam.height)
+            row["render128_onepass_ms"] = 1e3 * statistics.median(
+                cuda_time(lambda: whole.render_image(cam), 5)
+            )
     return row
 
 
@@ -387,10 +496,11 @@ def main() -> int:
         "--paths",
         nargs="+",
         default=["reference"],
-        choices=["reference", "fast", "fast-nopool", "fast-onelevel"],
+        choices=["reference", "fast", "fast-nopool", "fast-onelevel", "fast-autocast"],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
-        "fast-onelevel: fast with every sample tested for occupancy (no chunk test, sample_chunk=1)",
+        "fast-onelevel: fast with every sample tested for occupancy (no chunk test, sample_chunk=1); "
+        "fast-autocast: fast with pixelNeRF's ResnetFC under autocast instead of inerf.pixelnerf.fast_mlp",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")
@@ -405,6 +515,11 @@ def main() -> int:
     )
     ap.add_argument("--scale", type=float, default=1.0, help="scale the target images (smoke runs)")
     ap.add_argument("--explain", action="store_true", help="print the top kernels and the sync call sites")
+    ap.add_argument(
+        "--attribute",
+        action="store_true",
+        help="with --explain: GPU time per source line (the step run eagerly under the profiler)",
+    )
     ap.add_argument("--out", help="JSON file for all figures")
     args = ap.parse_args()
     device = torch.device(args.device)

@@ -103,6 +103,8 @@ class GraphedFn:
         self.fn, self.name = fn, name
         self.captures: dict[tuple, _Capture] = {}
         self.failed = False
+        self.capture_failures = 0
+        """Captures that failed (each retried once before running eagerly)."""
 
     def __call__(self, *inputs):
         if self.failed:
@@ -111,16 +113,22 @@ class GraphedFn:
         if key not in self.captures:
             if len(self.captures) >= self.MAX_CAPTURES:
                 self.captures.clear()
-            try:
-                self.captures[key] = _Capture(self.fn, list(inputs))
-            except RuntimeError as exc:  # a field that synchronises cannot be captured: run it eagerly
-                self.failed = True
-                warnings.warn(
-                    f"pose fast path: CUDA-graph capture of {self.name} failed, running eagerly ({exc})",
-                    stacklevel=2,
-                )
-                torch.cuda.synchronize()
-                return self.fn(*inputs)
+            for attempt in range(2):
+                try:
+                    self.captures[key] = _Capture(self.fn, list(inputs))
+                    break
+                except RuntimeError as exc:  # a field that synchronises cannot be captured: run it eagerly
+                    torch.cuda.synchronize()
+                    self.capture_failures += 1
+                    # One retry: a library call can fail once inside a capture (cuBLASLt, choosing an
+                    # algorithm for a new shape) and succeed the next time.
+                    if attempt == 1:
+                        self.failed = True
+                        warnings.warn(
+                            f"pose fast path: CUDA-graph capture of {self.name} failed, running eagerly ({exc})",
+                            stacklevel=2,
+                        )
+                        return self.fn(*inputs)
         return self.captures[key](list(inputs))
 
 

@@ -47,6 +47,11 @@ ray, 2048 rays) it finds the same kept samples as testing every sample (3 poses,
 ``S / 16 + 19 x 16 = 363`` points per ray instead of 933, and the occupancy stage runs 3-6x faster on the
 CPU (``benchmarks/count_pose_ops.py``, BENCHMARKS.md)."""
 
+FAST_POOLED_RAY_CHUNK = 1 << 16
+"""Rays per render pass of the fast path through a field with an occupancy grid (instead of
+:attr:`PoseConfig.ray_chunk`'s default 8192): 64 hypotheses x 1024 rays in one pass. Memory stays small (the
+field's activations exist for the pooled occupied samples only)."""
+
 FAST_CHUNK_MIN_POINTS = 1 << 22
 """The fast path uses the two-level occupancy test for render passes of at least this many samples
 (:attr:`inerf.render.renderer.RenderConfig.chunk_min_points`; 4 M: batched hypotheses, e.g. 8192 rays x 933
@@ -213,6 +218,11 @@ class Problem:
         # Static-shape skipping queries the field at a pool of packed samples, sized at the first evaluation
         # and grown when it overflows (see `check_pool`).
         self.pooled = self.model.config.sample_budget > 0 and hasattr(self.model.coarse, "occupied")
+        self.ray_chunk = config.ray_chunk
+        if self.pooled and config.fast and device.type == "cuda" and config.ray_chunk == PoseConfig.ray_chunk:
+            # A pooled field keeps activations only for its occupied samples: render batched hypotheses
+            # in one pass instead of 8192-ray chunks (fewer, larger kernels).
+            self.ray_chunk = FAST_POOLED_RAY_CHUNK
         self.dropped = torch.zeros((), dtype=torch.long, device=device)
         self.pool_grown = 0
         self.target = target
@@ -397,7 +407,7 @@ class Problem:
 
     def _chunk(self, k: int) -> int:
         """Rays per render call: a multiple of the rays per pixel, so a pixel's rays stay together."""
-        return max(k, self.config.ray_chunk // k * k)
+        return max(k, self.ray_chunk // k * k)
 
     def evaluate(
         self,

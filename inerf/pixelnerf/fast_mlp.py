@@ -1,0 +1,297 @@
+"""pixelNeRF's ResnetFC with frozen weights, restructured for the pose solve's fast path (issue 12).
+
+In a pose step the network's weights are constants: only the inputs (features looked up at projected points,
+encoded positions and view directions) carry gradients. Run through autograd under autocast, every
+``nn.Linear`` casts its input, adds its bias in a separate kernel, and every ReLU, residual sum and gradient
+mask is a kernel of its own; on an H200 the 13 matrix products of a 98k-row pass took 1.1 ms of a 3.5 ms
+forward (``benchmarks/bench_pose_speed.py --explain``). This module computes the same function with fewer
+passes over memory:
+
+* the first layer and every ``lin_z`` are **one** matrix product ``[z | x] @ W_first^T``, whose output slices
+  are block 0's input and the latent terms ``lin_z[i](z)`` added before blocks 1, 2 (biases folded in,
+  including the preceding block's ``fc_1`` bias);
+* ``fc_0`` with its bias and ReLU is one cuBLASLt call (``torch._addmm_activation``);
+* ``fc_1`` is a plain product whose residual sum, latent term and the next block's ReLU are one fused
+  elementwise kernel (Triton on CUDA, torch ops elsewhere);
+* the backward pass is written out: two products per block and the ReLU masks read from the saved
+  activations, no weight gradients, no casts.
+
+:func:`frozen_resnetfc` is the reference-checked entry; ``ResnetFC.forward`` under autocast stays the slow
+reference (tests compare the two on the CPU; the benchmark compares them on the GPU).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inerf.pixelnerf.resnetfc import ResnetFC
+
+__all__ = ["FrozenResnetFC", "frozen_resnetfc", "lookup_supported", "supports"]
+
+_ALIGN = 16
+"""The packed input's width is padded to a multiple of this (bf16 tensor-core products want 16-byte rows)."""
+
+
+ENABLED = True
+"""Whether pixelNeRF's fast path uses this module (False: the ResnetFC under autocast, for ablations)."""
+
+
+def supports(mlp: ResnetFC, num_views: int) -> bool:
+    """Whether :class:`FrozenResnetFC` computes ``mlp``: ReLU activations (``beta = 0``), frozen weights, and
+    averaging over source views (or a single view, for which max and mean agree)."""
+    cfg = mlp.config
+    if not ENABLED or cfg.beta > 0 or any(p.requires_grad for p in mlp.parameters()):
+        return False
+    return num_views == 1 or cfg.combine_type == "average"
+
+
+class FrozenResnetFC:
+    """Packed, cast weights of a frozen :class:`ResnetFC` (rebuilt when its parameters change in place)."""
+
+    def __init__(self, mlp: ResnetFC, dtype: torch.dtype, device: torch.device):
+        cfg = mlp.config
+        self.dtype, self.device = dtype, device
+        self.d_latent, self.d_in = mlp.d_latent, mlp.d_in
+        self.width, self.n_z = cfg.d_hidden, len(mlp.lin_z)
+        self.combine_layer, self.n_blocks = cfg.combine_layer, cfg.n_blocks
+        self.k_in = -(-(self.d_latent + self.d_in) // _ALIGN) * _ALIGN
+        self.version = self._version(mlp)
+        C, S = self.width, max(self.n_z, 1)
+
+        def cast(t):
+            return t.detach().to(device=device, dtype=dtype)
+
+        wide = torch.promote_types(mlp.lin_in.weight.dtype, torch.float32)  # fold in (at least) float32
+        w_first = torch.zeros(S * C, self.k_in, device=device, dtype=wide)
+        b_first = torch.zeros(S * C, device=device, dtype=wide)
+        # Slice 0: lin_in(x) + lin_z[0](z), block 0's input.
+        w_first[:C, self.d_latent : self.d_latent + self.d_in] = mlp.lin_in.weight
+        b_first[:C] = mlp.lin_in.bias
+        for i, lin in enumerate(mlp.lin_z):
+            w_first[i * C : (i + 1) * C, : self.d_latent] = lin.weight
+            b_first[i * C : (i + 1) * C] += lin.bias
+            if i > 0:  # the term added before block i also carries block i-1's fc_1 bias
+                b_first[i * C : (i + 1) * C] += mlp.blocks[i - 1].fc_1.bias
+        self.w_first, self.b_first = cast(w_first), cast(b_first)
+        self.w0 = [cast(b.fc_0.weight) for b in mlp.blocks]
+        self.b0 = [cast(b.fc_0.bias) for b in mlp.blocks]
+        self.w1 = [cast(b.fc_1.weight) for b in mlp.blocks]
+        # fc_1 biases not folded into a latent slice are added by the fused kernel (a row stride of 0).
+        self.b1 = [cast(b.fc_1.bias) for b in mlp.blocks]
+        self.w_out, self.b_out = cast(mlp.lin_out.weight), cast(mlp.lin_out.bias)
+
+    @staticmethod
+    def _version(mlp: ResnetFC) -> tuple[int, ...]:
+        return tuple(p._version for p in mlp.parameters())
+
+    def stale(self, mlp: ResnetFC) -> bool:
+        return self._version(mlp) != self.version
+
+    def pack_inputs(self, z: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """``[z | x | 0]`` as one ``[N, k_in]`` matrix of the network's dtype (``z`` None: the latent columns
+        are left for the caller to fill)."""
+        n = x.shape[0]
+        packed = torch.empty(n, self.k_in, device=x.device, dtype=self.dtype)
+        if self.d_latent and z is not None:
+            packed[:, : self.d_latent].copy_(z)
+        packed[:, self.d_latent : self.d_latent + self.d_in].copy_(x)
+        packed[:, self.d_latent + self.d_in :].zero_()
+        return packed
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fused elementwise kernels: Triton on CUDA, torch ops elsewhere (and the reference for the tests).
+# ----------------------------------------------------------------------------------------------------
+def add_relu_torch(h: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``h + y + z`` and its ReLU (``z`` ``[N, C]`` or a ``[C]`` bias)."""
+    out = h + y
+    out += z
+    return out, torch.relu(out)
+
+
+def add_relu_out_torch(h, y, z, w_out, b_out) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last block's sum, its ReLU ``a`` and the output layer ``a @ w_out^T + b_out`` (float32)."""
+    _, a = add_relu_torch(h, y, z)
+    wide = torch.promote_types(a.dtype, torch.float32)
+    return a, a.to(wide) @ w_out.to(wide).t() + b_out.to(wide)
+
+
+def relu_grad_torch(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``g * (r > 0)`` in place: the gradient through a ReLU whose output was ``r``."""
+    return g.masked_fill_(r <= 0, 0)
+
+
+def add_masked_torch(g, ga, a, out=None) -> torch.Tensor:
+    """``g + ga * (a > 0)`` (a ReLU's backward summed into the residual's gradient), into ``out`` (a
+    strided view is fine) or ``ga``."""
+    ga.masked_fill_(a <= 0, 0)
+    ga += g
+    return ga if out is None else out.copy_(ga)
+
+
+def out_grad_torch(g_raw: torch.Tensor, w_out: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """The gradient through the output layer and the last ReLU: ``(g_raw @ w_out) * (a > 0)``."""
+    wide = torch.promote_types(a.dtype, torch.float32)
+    return relu_grad_torch((g_raw.to(wide) @ w_out.to(wide)).to(a.dtype), a)
+
+
+_triton_kernels = None
+
+
+def _kernels():
+    """The Triton kernels, compiled on first use (None where Triton or a GPU is missing)."""
+    global _triton_kernels
+    if _triton_kernels is None:
+        try:
+            from inerf.pixelnerf import _triton_kernels as kernels
+        except Exception:  # noqa: BLE001 - no Triton (or a broken install): the torch ops serve
+            kernels = False
+        _triton_kernels = kernels
+    return _triton_kernels or None
+
+
+def use_triton(t: torch.Tensor) -> bool:
+    """Whether the Triton kernels serve rows of ``t`` (CUDA, a power-of-two width, Triton importable)."""
+    width = t.shape[-1]
+    return t.is_cuda and width & (width - 1) == 0 and _kernels() is not None
+
+
+def _op(name: str, reference):
+    def op(first, *args, **kwargs):
+        if use_triton(first):
+            return getattr(_kernels(), name)(first, *args, **kwargs)
+        return reference(first, *args, **kwargs)
+
+    op.__name__, op.__doc__ = name, reference.__doc__
+    return op
+
+
+add_relu = _op("add_relu", add_relu_torch)
+add_relu_out = _op("add_relu_out", add_relu_out_torch)
+relu_grad = _op("relu_grad", relu_grad_torch)
+add_masked = _op("add_masked", add_masked_torch)
+
+
+def out_grad(g_raw, w_out, a):
+    if use_triton(a):
+        return _kernels().out_grad(g_raw, w_out, a)
+    return out_grad_torch(g_raw, w_out, a)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forward and backward
+# ----------------------------------------------------------------------------------------------------
+def _forward(net: FrozenResnetFC, packed: torch.Tensor, num_views: int, num_points: int, keep: bool):
+    """Returns ``raw [rows_out, d_out]`` (float32) and what the backward needs (if ``keep``): the input of
+    each block's first ReLU ``a`` (as its output) and of its inner ReLU ``r``, and the last ``a``."""
+    C = net.width
+    first = torch.addmm(net.b_first, packed, net.w_first.t())  # [N, S * C]
+    h = first[:, :C]
+    a = torch.relu(h)
+    saved_a, saved_r = [], []
+    raw = None
+    for i in range(net.n_blocks):
+        if i == net.combine_layer and num_views > 1:
+            h = h.reshape(-1, num_views, num_points, C).mean(dim=1).reshape(-1, C)
+            a = torch.relu(h)
+        r = torch._addmm_activation(net.b0[i], a, net.w0[i].t())  # relu(fc_0(a))
+        y = torch.mm(r, net.w1[i].t())
+        z = first[:, (i + 1) * C : (i + 2) * C] if i + 1 < net.n_z else net.b1[i]
+        if keep:
+            saved_a.append(a)
+            saved_r.append(r)
+        if i + 1 < net.n_blocks:
+            h, a = add_relu(h, y, z)
+        else:  # the last sum, its ReLU and the output layer in one pass
+            a, raw = add_relu_out(h, y, z, net.w_out, net.b_out)
+    if raw is None:  # no blocks
+        raw = torch.addmm(net.b_out, a, net.w_out.t()).float()
+    if keep:
+        saved_a.append(a)
+    return raw, saved_a, saved_r
+
+
+def _backward(net: FrozenResnetFC, g_raw: torch.Tensor, saved_a, saved_r, num_views, num_points, n_rows):
+    """``d loss / d packed inputs [N, k_in]`` from ``g_raw = d loss / d raw``."""
+    C, S = net.width, max(net.n_z, 1)
+    g_first = torch.empty(n_rows, S * C, device=g_raw.device, dtype=net.dtype)
+    g = out_grad(g_raw.contiguous(), net.w_out, saved_a[-1])
+    for i in reversed(range(net.n_blocks)):
+        g_r = relu_grad(torch.mm(g, net.w1[i]), saved_r[i])
+        # d loss / d (block i's input) is also d loss / d (the latent term added there): written straight
+        # into its slice of the first layer's output gradient.
+        combine = i == net.combine_layer and num_views > 1
+        into = g_first[:, i * C : (i + 1) * C] if i < S and not combine else None
+        g = add_masked(g, torch.mm(g_r, net.w0[i]), saved_a[i], into)
+        if combine:
+            g = (g.reshape(-1, 1, num_points, C) / num_views).expand(-1, num_views, -1, -1).reshape(-1, C)
+    if net.n_blocks == 0 or (net.combine_layer == 0 and num_views > 1):
+        g_first[:, :C].copy_(g)
+    return torch.mm(g_first, net.w_first)  # [N, k_in]
+
+
+class _FrozenResnetFCFn(torch.autograd.Function):
+    """Inputs: ``z [N, d_latent]`` (or, with ``lookup = (latent_cl, scale)``, the points' image coordinates
+    ``uv [N, 2]``, whose features the lookup kernel writes straight into the packed input) and ``x``."""
+
+    @staticmethod
+    def forward(ctx, z_or_uv, x, net: FrozenResnetFC, num_views: int, num_points: int, lookup):
+        packed = net.pack_inputs(None if lookup else z_or_uv, x)
+        if lookup:
+            _kernels().lookup(lookup[0], z_or_uv, num_points, lookup[1], out=packed[:, : net.d_latent])
+        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        raw, saved_a, saved_r = _forward(net, packed, num_views, num_points, keep)
+        if keep:
+            ctx.save_for_backward(*saved_a, *saved_r, *([z_or_uv] if lookup else []))
+            ctx.net, ctx.num_views, ctx.num_points, ctx.n_rows = net, num_views, num_points, packed.shape[0]
+            ctx.lookup, ctx.z_dtype, ctx.x_dtype = lookup, z_or_uv.dtype, x.dtype
+        return raw
+
+    @staticmethod
+    def backward(ctx, g_raw):
+        net, lookup = ctx.net, ctx.lookup
+        saved = ctx.saved_tensors
+        n_a = net.n_blocks + 1
+        saved_a, saved_r = list(saved[:n_a]), list(saved[n_a : n_a + net.n_blocks])
+        g_in = _backward(net, g_raw, saved_a, saved_r, ctx.num_views, ctx.num_points, ctx.n_rows)
+        g_z = g_x = None
+        if ctx.needs_input_grad[0]:
+            g_lat = g_in[:, : net.d_latent]
+            if lookup:
+                g_z = _kernels().lookup_backward(lookup[0], saved[-1], g_lat, ctx.num_points, lookup[1])
+            else:
+                g_z = g_lat.to(ctx.z_dtype)
+        if ctx.needs_input_grad[1]:
+            g_x = g_in[:, net.d_latent : net.d_latent + net.d_in].to(ctx.x_dtype)
+        return g_z, g_x, None, None, None, None
+
+
+def frozen_resnetfc(
+    net: FrozenResnetFC,
+    z: torch.Tensor,
+    x: torch.Tensor,
+    num_views: int,
+    num_points: int,
+    lookup: tuple[torch.Tensor, tuple[float, float]] | None = None,
+) -> torch.Tensor:
+    """``ResnetFC.forward`` of the packed network on ``rows = [z | x]`` (given apart: ``z [N, d_latent]``,
+    ``x [N, d_in]``), as float32 ``[rows_out, d_out]``, differentiable in ``z`` and ``x``.
+
+    With ``lookup = (latent_cl, scale)`` (CUDA, :func:`lookup_supported`), ``z`` is instead ``uv [N, 2]``,
+    the points' image coordinates: the features are looked up bilinearly (border padding) in the
+    channels-last map ``latent_cl [V, H_l, W_l, C]`` at latent pixel ``uv * scale`` by one kernel that writes
+    them into the network's packed input, and the gradient is returned for ``uv``.
+    """
+    if lookup is not None:
+        z = z.contiguous()
+    return _FrozenResnetFCFn.apply(z, x, net, num_views, num_points, lookup)
+
+
+def lookup_supported(latent: torch.Tensor, interp: str, padding: str) -> bool:
+    """Whether the fused lookup serves a ``[V, C, H_l, W_l]`` map with this interpolation and padding."""
+    return (
+        interp == "bilinear"
+        and padding == "border"
+        and min(latent.shape[-2:]) >= 2
+        and use_triton(latent.transpose(1, -1))
+    )
