@@ -232,42 +232,67 @@ def explain_step(model, target, init, config: PoseConfig, steps: int = 10) -> st
     return "\n".join(lines)
 
 
-def attribute_step(model, target, init, config: PoseConfig, steps: int = 5, top: int = 30) -> str:
-    """GPU time of a solve's steps by the source line that launched it: the fast path run eagerly (no CUDA
-    graphs, so each kernel has a Python stack) under the profiler; kernel time is summed per innermost
-    ``inerf`` frame (``file:line function``) of the op that launched it, and per function."""
-    from torch.profiler import ProfilerActivity, profile
+def attribute_step(model, target, init, config: PoseConfig, steps: int = 3, top: int = 30) -> str:
+    """GPU time of a solve's steps by the source line that ran it: the fast path run eagerly (no CUDA graphs)
+    under ``torch.profiler`` and a ``TorchDispatchMode`` that wraps every tensor operation in a
+    ``record_function`` range named after its innermost ``inerf`` frame (``file:line function``) and the
+    operation. Kernel time is summed per range (the backward pass runs from one line, so its operations are
+    told apart by name). On a CPU, operator time stands in for kernel time."""
+    import traceback
+
+    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     from inerf.pose import fast
 
+    cuda = target.image.device.type == "cuda"
+
+    def where() -> str:
+        for frame in reversed(traceback.extract_stack(limit=40)):
+            path = frame.filename.replace("\\", "/")
+            if "/inerf/" in path:
+                return f"{path.split('/inerf/')[-1]}:{frame.lineno} {frame.name}"
+        return "(outside inerf)"
+
+    class Label(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            with record_function(f"@@{func.overloadpacket.__name__} @ {where()}"):
+                return func(*args, **(kwargs or {}))
+
     call = fast.GraphedFn.__call__
     fast.GraphedFn.__call__ = lambda self, *inputs: self.fn(*inputs)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     try:
         solve(model, target, init, replace(config, steps=2))  # warm-up
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+        with profile(activities=activities) as prof, Label():
             solve(model, target, init, replace(config, steps=steps))
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
     finally:
         fast.GraphedFn.__call__ = call
     by_line: dict[str, float] = {}
     by_func: dict[str, float] = {}
-    for e in prof.events():
-        if e.device_type.name != "CPU" or not e.kernels:
+    by_op: dict[str, float] = {}
+    for e in prof.key_averages():
+        if not e.key.startswith("@@"):
             continue
-        ms = sum(k.duration for k in e.kernels) / 1e3
-        frames = [f for f in (e.stack or []) if "/inerf/" in f]
-        line = frames[0].split("/inerf/")[-1] if frames else "(outside inerf)"
-        func = line.split(": ")[-1] if ": " in line else line
+        ms = (e.device_time_total if cuda else e.cpu_time_total) / 1e3
+        op, line = e.key[2:].split(" @ ", 1)
+        by_op[e.key[2:]] = by_op.get(e.key[2:], 0.0) + ms
         by_line[line] = by_line.get(line, 0.0) + ms
+        func = line.split(":")[0] + " " + line.split(" ")[-1]
         by_func[func] = by_func.get(func, 0.0) + ms
     total = sum(by_line.values())
-    out = [f"GPU time {total / steps:.3f} ms per step (eager, {steps} steps, set-up included)"]
-    out.append("by function:")
-    for k, v in sorted(by_func.items(), key=lambda kv: -kv[1])[:15]:
-        out.append(f"{v / steps:8.3f} {100 * v / max(total, 1e-9):5.1f}%  {k}")
-    out.append("by line:")
-    for k, v in sorted(by_line.items(), key=lambda kv: -kv[1])[:top]:
-        out.append(f"{v / steps:8.3f} {100 * v / max(total, 1e-9):5.1f}%  {k}")
+    what = "GPU" if cuda else "CPU"
+    out = [f"{what} time {total / steps:.3f} ms per step (eager, {steps} steps, set-up included)"]
+    for title, table, n in (
+        ("function", by_func, 15),
+        ("line", by_line, top),
+        ("operation and line", by_op, top),
+    ):
+        out.append(f"by {title}:")
+        for k, v in sorted(table.items(), key=lambda kv: -kv[1])[:n]:
+            out.append(f"{v / steps:8.3f} {100 * v / max(total, 1e-9):5.1f}%  {k}")
     return "\n".join(out)
 
 
@@ -410,6 +435,7 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
     from inerf.pixelnerf import fast_mlp
 
     fast_mlp.ENABLED = path != "fast-autocast"
+    fast_mlp.FOLD_LATENT = path != "fast-nofold"
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
         model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
@@ -496,11 +522,12 @@ def main() -> int:
         "--paths",
         nargs="+",
         default=["reference"],
-        choices=["reference", "fast", "fast-nopool", "fast-onelevel", "fast-autocast"],
+        choices=["reference", "fast", "fast-nopool", "fast-onelevel", "fast-autocast", "fast-nofold"],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
         "fast-onelevel: fast with every sample tested for occupancy (no chunk test, sample_chunk=1); "
-        "fast-autocast: fast with pixelNeRF's ResnetFC under autocast instead of inerf.pixelnerf.fast_mlp",
+        "fast-autocast: fast with pixelNeRF's ResnetFC under autocast instead of inerf.pixelnerf.fast_mlp; "
+        "fast-nofold: fast_mlp with lin_z applied per point instead of folded into the feature map",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

@@ -211,25 +211,37 @@ def _corners(uv_ptr, rows, valid, sx, sy, H, W):
 
 @triton.jit
 def _lookup_fwd_kernel(
-    lat_ptr, uv_ptr, out_ptr, n_rows, points, out_stride, H, W, sx, sy, C: tl.constexpr, ROWS: tl.constexpr
+    lat_ptr,
+    uv_ptr,
+    out_ptr,
+    n_rows,
+    points,
+    out_stride,
+    H,
+    W,
+    sx,
+    sy,
+    C: tl.constexpr,
+    CB: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     valid = rows < n_rows
     x0, y0, fx, fy, _, _ = _corners(uv_ptr, rows, valid, sx, sy, H, W)
-    cols = tl.arange(0, C)[None, :]
-    base = ((rows // points).to(tl.int64) * H * W + y0 * W + x0) * C
+    base = (((rows // points).to(tl.int64) * H * W + y0 * W + x0) * C)[:, None]
     m = valid[:, None]
-    t00 = tl.load(lat_ptr + base[:, None] + cols, mask=m, other=0.0).to(tl.float32)
-    t01 = tl.load(lat_ptr + base[:, None] + C + cols, mask=m, other=0.0).to(tl.float32)
-    t10 = tl.load(lat_ptr + base[:, None] + W * C + cols, mask=m, other=0.0).to(tl.float32)
-    t11 = tl.load(lat_ptr + base[:, None] + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
     fx, fy = fx[:, None], fy[:, None]
-    top = t00 + fx * (t01 - t00)
-    bottom = t10 + fx * (t11 - t10)
-    out = top + fy * (bottom - top)
-    tl.store(
-        out_ptr + rows[:, None].to(tl.int64) * out_stride + cols, out.to(out_ptr.dtype.element_ty), mask=m
-    )
+    out_rows = rows[:, None].to(tl.int64) * out_stride
+    for b in tl.static_range(C // CB):  # channel blocks of a power-of-two width
+        cols = b * CB + tl.arange(0, CB)[None, :]
+        t00 = tl.load(lat_ptr + base + cols, mask=m, other=0.0).to(tl.float32)
+        t01 = tl.load(lat_ptr + base + C + cols, mask=m, other=0.0).to(tl.float32)
+        t10 = tl.load(lat_ptr + base + W * C + cols, mask=m, other=0.0).to(tl.float32)
+        t11 = tl.load(lat_ptr + base + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
+        top = t00 + fx * (t01 - t00)
+        bottom = t10 + fx * (t11 - t10)
+        out = top + fy * (bottom - top)
+        tl.store(out_ptr + out_rows + cols, out.to(out_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit
@@ -246,27 +258,37 @@ def _lookup_bwd_kernel(
     sx,
     sy,
     C: tl.constexpr,
+    CB: tl.constexpr,
     ROWS: tl.constexpr,
 ):
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     valid = rows < n_rows
     x0, y0, fx, fy, inside_x, inside_y = _corners(uv_ptr, rows, valid, sx, sy, H, W)
-    cols = tl.arange(0, C)[None, :]
-    base = ((rows // points).to(tl.int64) * H * W + y0 * W + x0) * C
+    base = (((rows // points).to(tl.int64) * H * W + y0 * W + x0) * C)[:, None]
     m = valid[:, None]
-    t00 = tl.load(lat_ptr + base[:, None] + cols, mask=m, other=0.0).to(tl.float32)
-    t01 = tl.load(lat_ptr + base[:, None] + C + cols, mask=m, other=0.0).to(tl.float32)
-    t10 = tl.load(lat_ptr + base[:, None] + W * C + cols, mask=m, other=0.0).to(tl.float32)
-    t11 = tl.load(lat_ptr + base[:, None] + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
-    g = tl.load(g_ptr + rows[:, None].to(tl.int64) * g_stride + cols, mask=m, other=0.0).to(tl.float32)
     fx, fy = fx[:, None], fy[:, None]
-    d_px = tl.sum(g * ((1.0 - fy) * (t01 - t00) + fy * (t11 - t10)), axis=1)
-    d_py = tl.sum(g * ((1.0 - fx) * (t10 - t00) + fx * (t11 - t01)), axis=1)
+    g_rows = rows[:, None].to(tl.int64) * g_stride
+    d_px = tl.zeros((ROWS,), dtype=tl.float32)
+    d_py = tl.zeros((ROWS,), dtype=tl.float32)
+    for b in tl.static_range(C // CB):
+        cols = b * CB + tl.arange(0, CB)[None, :]
+        t00 = tl.load(lat_ptr + base + cols, mask=m, other=0.0).to(tl.float32)
+        t01 = tl.load(lat_ptr + base + C + cols, mask=m, other=0.0).to(tl.float32)
+        t10 = tl.load(lat_ptr + base + W * C + cols, mask=m, other=0.0).to(tl.float32)
+        t11 = tl.load(lat_ptr + base + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
+        g = tl.load(g_ptr + g_rows + cols, mask=m, other=0.0).to(tl.float32)
+        d_px += tl.sum(g * ((1.0 - fy) * (t01 - t00) + fy * (t11 - t10)), axis=1)
+        d_py += tl.sum(g * ((1.0 - fx) * (t10 - t00) + fx * (t11 - t01)), axis=1)
     tl.store(guv_ptr + rows * 2, tl.where(inside_x, d_px * sx, 0.0), mask=valid)
     tl.store(guv_ptr + rows * 2 + 1, tl.where(inside_y, d_py * sy, 0.0), mask=valid)
 
 
 LOOKUP_ROWS = 4
+
+
+def channel_block(C: int) -> int:
+    """The largest power of two (at most 512) dividing ``C``: the lookup kernels' channel block."""
+    return min(C & -C, 512)
 
 
 def lookup(latent_cl: torch.Tensor, uv: torch.Tensor, points: int, scale: tuple[float, float], out=None):
@@ -289,6 +311,7 @@ def lookup(latent_cl: torch.Tensor, uv: torch.Tensor, points: int, scale: tuple[
             float(scale[0]),
             float(scale[1]),
             C=C,
+            CB=channel_block(C),
             ROWS=LOOKUP_ROWS,
         )
     return out
@@ -313,6 +336,7 @@ def lookup_backward(latent_cl, uv, g, points: int, scale: tuple[float, float]) -
             float(scale[0]),
             float(scale[1]),
             C=C,
+            CB=channel_block(C),
             ROWS=LOOKUP_ROWS,
         )
     return guv

@@ -35,6 +35,10 @@ _ALIGN = 16
 ENABLED = True
 """Whether pixelNeRF's fast path uses this module (False: the ResnetFC under autocast, for ablations)."""
 
+FOLD_LATENT = True
+"""With the fused lookup: fold ``lin_z`` into the feature map (:meth:`FrozenResnetFC.fold_map`; False: look
+up the features and apply ``lin_z`` per point, for ablations)."""
+
 
 def supports(mlp: ResnetFC, num_views: int) -> bool:
     """Whether :class:`FrozenResnetFC` computes ``mlp``: ReLU activations (``beta = 0``), frozen weights, and
@@ -73,6 +77,14 @@ class FrozenResnetFC:
             if i > 0:  # the term added before block i also carries block i-1's fc_1 bias
                 b_first[i * C : (i + 1) * C] += mlp.blocks[i - 1].fc_1.bias
         self.w_first, self.b_first = cast(w_first), cast(b_first)
+        # Folded form (lin_z applied to the feature map once per encode, see fold_map): the latent part of the
+        # first layer in (at least) float32, and lin_in alone on the padded positions.
+        self.w_z_wide, self.b_wide = w_first[:, : self.d_latent], b_first
+        self.k_x = -(-self.d_in // _ALIGN) * _ALIGN
+        w_x = torch.zeros(C, self.k_x, device=device, dtype=wide)
+        w_x[:, : self.d_in] = mlp.lin_in.weight
+        self.w_x = cast(w_x)
+        self.zero_bias = torch.zeros(C, device=device, dtype=dtype)
         self.w0 = [cast(b.fc_0.weight) for b in mlp.blocks]
         self.b0 = [cast(b.fc_0.bias) for b in mlp.blocks]
         self.w1 = [cast(b.fc_1.weight) for b in mlp.blocks]
@@ -86,6 +98,25 @@ class FrozenResnetFC:
 
     def stale(self, mlp: ResnetFC) -> bool:
         return self._version(mlp) != self.version
+
+    def fold_map(self, latent_cl: torch.Tensor) -> torch.Tensor:
+        """The features ``latent_cl [V, H_l, W_l, d_latent]`` mapped by every ``lin_z`` at once (biases
+        included): ``[V, H_l, W_l, S * width]`` in the network's dtype.
+
+        Bilinear interpolation with border padding is an affine combination (weights summing to 1), so it
+        commutes with the affine ``lin_z``: looking up this map gives ``lin_z[i](z)`` exactly (to rounding).
+        Per pass that replaces ``S`` products of ``[N, d_latent] x [d_latent, width]`` with a lookup of
+        ``S`` times the channels; the map itself is a product over the ``H_l x W_l`` feature pixels."""
+        flat = latent_cl.reshape(-1, latent_cl.shape[-1]).to(self.w_z_wide.dtype)
+        folded = torch.addmm(self.b_wide, flat, self.w_z_wide.t())
+        return folded.to(self.dtype).reshape(*latent_cl.shape[:-1], -1)
+
+    def pack_positions(self, x: torch.Tensor) -> torch.Tensor:
+        """``[x | 0]`` as one ``[N, k_x]`` matrix of the network's dtype (the folded form's first product)."""
+        packed = torch.empty(x.shape[0], self.k_x, device=x.device, dtype=self.dtype)
+        packed[:, : self.d_in].copy_(x)
+        packed[:, self.d_in :].zero_()
+        return packed
 
     def pack_inputs(self, z: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
         """``[z | x | 0]`` as one ``[N, k_in]`` matrix of the network's dtype (``z`` None: the latent columns
@@ -135,6 +166,39 @@ def out_grad_torch(g_raw: torch.Tensor, w_out: torch.Tensor, a: torch.Tensor) ->
     return relu_grad_torch((g_raw.to(wide) @ w_out.to(wide)).to(a.dtype), a)
 
 
+def lookup_torch(latent_cl, uv, points: int, scale) -> torch.Tensor:
+    """Reference of the lookup kernel: ``grid_sample`` (bilinear, border, align_corners) of the channels-last
+    map ``latent_cl [V, H, W, C]`` at latent pixels ``uv * scale`` (``uv [V * points, 2]``) -> ``[V * points, C]``."""
+    V, H, W, C = latent_cl.shape
+    s = torch.tensor([2.0 * scale[0] / (W - 1), 2.0 * scale[1] / (H - 1)], dtype=uv.dtype, device=uv.device)
+    grid = (uv.reshape(V, points, 1, 2) * s - 1.0).to(latent_cl.dtype)
+    out = torch.nn.functional.grid_sample(
+        latent_cl.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=True
+    )
+    return out[..., 0].permute(0, 2, 1).reshape(-1, C)
+
+
+def lookup_backward_torch(latent_cl, uv, g, points: int, scale) -> torch.Tensor:
+    """Reference of the lookup's backward kernel: ``d loss / d uv`` from ``g = d loss / d features``."""
+    with torch.enable_grad():
+        uv = uv.detach().requires_grad_(True)
+        (guv,) = torch.autograd.grad(lookup_torch(latent_cl, uv, points, scale), uv, g.to(latent_cl.dtype))
+    return guv
+
+
+def _lookup(latent_cl, uv, points, scale, out=None):
+    if uv.is_cuda and _kernels() is not None:
+        return _kernels().lookup(latent_cl, uv, points, scale, out=out)
+    z = lookup_torch(latent_cl, uv, points, scale)
+    return z if out is None else out.copy_(z)
+
+
+def _lookup_backward(latent_cl, uv, g, points, scale):
+    if uv.is_cuda and _kernels() is not None:
+        return _kernels().lookup_backward(latent_cl, uv, g, points, scale)
+    return lookup_backward_torch(latent_cl, uv, g, points, scale)
+
+
 _triton_kernels = None
 
 
@@ -181,13 +245,12 @@ def out_grad(g_raw, w_out, a):
 # ----------------------------------------------------------------------------------------------------
 # Forward and backward
 # ----------------------------------------------------------------------------------------------------
-def _forward(net: FrozenResnetFC, packed: torch.Tensor, num_views: int, num_points: int, keep: bool):
-    """Returns ``raw [rows_out, d_out]`` (float32) and what the backward needs (if ``keep``): the input of
-    each block's first ReLU ``a`` (as its output) and of its inner ReLU ``r``, and the last ``a``."""
+def _forward(net: FrozenResnetFC, first, h, a, num_views: int, num_points: int, keep: bool):
+    """The blocks and the output layer from the first layer's output ``first [N, S * C]`` (block 0's input
+    ``h`` and its ReLU ``a``, then the latent terms of later blocks). Returns ``raw [rows_out, d_out]``
+    (float32) and what the backward needs (if ``keep``): the input of each block's first ReLU ``a`` (as its
+    output) and of its inner ReLU ``r``, and the last ``a``."""
     C = net.width
-    first = torch.addmm(net.b_first, packed, net.w_first.t())  # [N, S * C]
-    h = first[:, :C]
-    a = torch.relu(h)
     saved_a, saved_r = [], []
     raw = None
     for i in range(net.n_blocks):
@@ -212,7 +275,7 @@ def _forward(net: FrozenResnetFC, packed: torch.Tensor, num_views: int, num_poin
 
 
 def _backward(net: FrozenResnetFC, g_raw: torch.Tensor, saved_a, saved_r, num_views, num_points, n_rows):
-    """``d loss / d packed inputs [N, k_in]`` from ``g_raw = d loss / d raw``."""
+    """``d loss / d first [N, S * C]`` (the first layer's output) from ``g_raw = d loss / d raw``."""
     C, S = net.width, max(net.n_z, 1)
     g_first = torch.empty(n_rows, S * C, device=g_raw.device, dtype=net.dtype)
     g = out_grad(g_raw.contiguous(), net.w_out, saved_a[-1])
@@ -227,23 +290,34 @@ def _backward(net: FrozenResnetFC, g_raw: torch.Tensor, saved_a, saved_r, num_vi
             g = (g.reshape(-1, 1, num_points, C) / num_views).expand(-1, num_views, -1, -1).reshape(-1, C)
     if net.n_blocks == 0 or (net.combine_layer == 0 and num_views > 1):
         g_first[:, :C].copy_(g)
-    return torch.mm(g_first, net.w_first)  # [N, k_in]
+    return g_first  # d loss / d (the first layer's output) [N, S * C]
 
 
 class _FrozenResnetFCFn(torch.autograd.Function):
-    """Inputs: ``z [N, d_latent]`` (or, with ``lookup = (latent_cl, scale)``, the points' image coordinates
-    ``uv [N, 2]``, whose features the lookup kernel writes straight into the packed input) and ``x``."""
+    """Inputs: ``z [N, d_latent]`` and ``x``; or, with ``lookup = (map_cl, scale, folded)``, the points'
+    image coordinates ``uv [N, 2]`` instead of ``z``, whose features are looked up in ``map_cl`` (the encoded
+    features, or with ``folded`` their :meth:`~FrozenResnetFC.fold_map`)."""
 
     @staticmethod
     def forward(ctx, z_or_uv, x, net: FrozenResnetFC, num_views: int, num_points: int, lookup):
-        packed = net.pack_inputs(None if lookup else z_or_uv, x)
-        if lookup:
-            _kernels().lookup(lookup[0], z_or_uv, num_points, lookup[1], out=packed[:, : net.d_latent])
+        C = net.width
+        folded = bool(lookup) and lookup[2]
+        if folded:
+            # Block 0's input is lin_in(x) plus the looked-up slice 0; later slices are the latent terms.
+            first = _lookup(lookup[0], z_or_uv, num_points, lookup[1])
+            h, a = add_relu(torch.mm(net.pack_positions(x), net.w_x.t()), first[:, :C], net.zero_bias)
+        else:
+            packed = net.pack_inputs(None if lookup else z_or_uv, x)
+            if lookup:
+                _lookup(lookup[0], z_or_uv, num_points, lookup[1], out=packed[:, : net.d_latent])
+            first = torch.addmm(net.b_first, packed, net.w_first.t())  # [N, S * C]
+            h = first[:, :C]
+            a = torch.relu(h)
         keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        raw, saved_a, saved_r = _forward(net, packed, num_views, num_points, keep)
+        raw, saved_a, saved_r = _forward(net, first, h, a, num_views, num_points, keep)
         if keep:
             ctx.save_for_backward(*saved_a, *saved_r, *([z_or_uv] if lookup else []))
-            ctx.net, ctx.num_views, ctx.num_points, ctx.n_rows = net, num_views, num_points, packed.shape[0]
+            ctx.net, ctx.num_views, ctx.num_points, ctx.n_rows = net, num_views, num_points, x.shape[0]
             ctx.lookup, ctx.z_dtype, ctx.x_dtype = lookup, z_or_uv.dtype, x.dtype
         return raw
 
@@ -253,12 +327,19 @@ class _FrozenResnetFCFn(torch.autograd.Function):
         saved = ctx.saved_tensors
         n_a = net.n_blocks + 1
         saved_a, saved_r = list(saved[:n_a]), list(saved[n_a : n_a + net.n_blocks])
-        g_in = _backward(net, g_raw, saved_a, saved_r, ctx.num_views, ctx.num_points, ctx.n_rows)
+        g_first = _backward(net, g_raw, saved_a, saved_r, ctx.num_views, ctx.num_points, ctx.n_rows)
         g_z = g_x = None
+        if lookup and lookup[2]:
+            if ctx.needs_input_grad[0]:
+                g_z = _lookup_backward(lookup[0], saved[-1], g_first, ctx.num_points, lookup[1])
+            if ctx.needs_input_grad[1]:
+                g_x = torch.mm(g_first[:, : net.width], net.w_x)[:, : net.d_in].to(ctx.x_dtype)
+            return g_z, g_x, None, None, None, None
+        g_in = torch.mm(g_first, net.w_first)  # [N, k_in]
         if ctx.needs_input_grad[0]:
             g_lat = g_in[:, : net.d_latent]
             if lookup:
-                g_z = _kernels().lookup_backward(lookup[0], saved[-1], g_lat, ctx.num_points, lookup[1])
+                g_z = _lookup_backward(lookup[0], saved[-1], g_lat, ctx.num_points, lookup[1])
             else:
                 g_z = g_lat.to(ctx.z_dtype)
         if ctx.needs_input_grad[1]:
@@ -272,15 +353,18 @@ def frozen_resnetfc(
     x: torch.Tensor,
     num_views: int,
     num_points: int,
-    lookup: tuple[torch.Tensor, tuple[float, float]] | None = None,
+    lookup: tuple[torch.Tensor, tuple[float, float], bool] | None = None,
 ) -> torch.Tensor:
     """``ResnetFC.forward`` of the packed network on ``rows = [z | x]`` (given apart: ``z [N, d_latent]``,
     ``x [N, d_in]``), as float32 ``[rows_out, d_out]``, differentiable in ``z`` and ``x``.
 
-    With ``lookup = (latent_cl, scale)`` (CUDA, :func:`lookup_supported`), ``z`` is instead ``uv [N, 2]``,
-    the points' image coordinates: the features are looked up bilinearly (border padding) in the
-    channels-last map ``latent_cl [V, H_l, W_l, C]`` at latent pixel ``uv * scale`` by one kernel that writes
-    them into the network's packed input, and the gradient is returned for ``uv``.
+    With ``lookup = (map_cl, scale, folded)``, ``z`` is instead ``uv [N, 2]``, the points' image coordinates
+    (rows ordered by source view, ``num_points`` each): the features are looked up bilinearly (border
+    padding) in the channels-last map ``map_cl [V, H_l, W_l, channels]`` at latent pixel ``uv * scale`` and
+    the gradient is returned for ``uv``. The map holds the encoded features (``folded`` False: the lookup
+    kernel writes them into the network's packed input) or :meth:`FrozenResnetFC.fold_map` of them
+    (``folded`` True: ``lin_z`` is already applied). On CUDA the lookup is one Triton kernel; elsewhere
+    ``grid_sample`` (the reference, for tests).
     """
     if lookup is not None:
         z = z.contiguous()

@@ -131,7 +131,7 @@ class PixelNeRF(nn.Module):
         """Run the ResnetFC under autocast to this dtype (``torch.bfloat16``: the pose solve's fast path on
         CUDA); None keeps float32 (the published arithmetic)."""
         self._frozen_cache: dict = {}
-        self._latent_cl: tuple | None = None
+        self._lookup_maps: dict = {}
         self.encoder_dtype: torch.dtype | None = None
         """Run the ResNet encoder under autocast to this dtype (``torch.bfloat16``: training on CUDA); the
         features are returned to float32, so the lookup and everything after it keep float32."""
@@ -325,8 +325,10 @@ class PixelNeRF(nn.Module):
             # its one-kernel feature lookup where the GPU has it.
             if fast_mlp.lookup_supported(self.latent, enc.index_interp, enc.index_padding):
                 (W, H), (H_l, W_l) = self.image_size, self.latent.shape[-2:]
-                lookup = (self._latent_channels_last(), (W_l / W, H_l / H))
-                raw = fast_mlp.frozen_resnetfc(self._frozen(mlp), uv.reshape(-1, 2), feat, NS, B, lookup)
+                net = self._frozen(mlp)
+                folded = fast_mlp.FOLD_LATENT and net.n_z > 0
+                lookup = (self._lookup_map(net if folded else None), (W_l / W, H_l / H), folded)
+                raw = fast_mlp.frozen_resnetfc(net, uv.reshape(-1, 2), feat, NS, B, lookup)
             else:
                 latent = self.encoder.index(self.latent, uv, self.image_size).reshape(
                     -1, self.latent.shape[1]
@@ -349,14 +351,29 @@ class PixelNeRF(nn.Module):
             raw = raw.reshape(SB, B, raw.shape[-1])  # sizes spelt out: SB may be 0 (an empty shard)
         return torch.cat([torch.sigmoid(raw[..., :3]), torch.relu(raw[..., 3:])], dim=-1)
 
-    def _latent_channels_last(self) -> torch.Tensor:
-        """The encoded features as ``[V, H_l, W_l, C]`` in ``mlp_dtype`` for the fast lookup (cached per
-        encode)."""
-        key = (id(self.latent), self.latent._version, self.mlp_dtype)
-        if self._latent_cl is None or self._latent_cl[0] != key:
-            cl = self.latent.detach().permute(0, 2, 3, 1).to(self.mlp_dtype).contiguous()
-            self._latent_cl = (key, cl, self.latent)  # holding the latent keeps its id from being reused
-        return self._latent_cl[1]
+    def _lookup_map(self, net: fast_mlp.FrozenResnetFC | None) -> torch.Tensor:
+        """The fast lookup's channels-last map ``[V, H_l, W_l, channels]`` in ``mlp_dtype``: the encoded
+        features, or with ``net`` their :meth:`~inerf.pixelnerf.fast_mlp.FrozenResnetFC.fold_map` (cached per
+        encode and network)."""
+        key = (
+            id(self.latent),
+            self.latent._version,
+            self.mlp_dtype,
+            id(net),
+            None if net is None else net.version,
+        )
+        cached = self._lookup_maps.get(key)
+        if cached is None:
+            latent_cl = self.latent.detach().permute(0, 2, 3, 1)
+            if net is None:
+                cached = latent_cl.to(self.mlp_dtype).contiguous()
+            else:
+                cached = net.fold_map(latent_cl.contiguous())
+            if len(self._lookup_maps) >= 4:  # one encode's coarse and fine maps, and a spare
+                self._lookup_maps.clear()
+            # The latent is held with its map so that its id cannot be reused while the entry lives.
+            self._lookup_maps[key] = cached = (cached, self.latent)
+        return cached[0]
 
     def _frozen(self, mlp: ResnetFC) -> fast_mlp.FrozenResnetFC:
         """``mlp``'s weights packed for :mod:`inerf.pixelnerf.fast_mlp` (cached; rebuilt after a change)."""

@@ -62,6 +62,32 @@ def test_frozen_network_equals_resnetfc_in_float64(config, num_views):
         assert (a - b).abs().max() <= 1e-11 * b.abs().max()
 
 
+@pytest.mark.parametrize("folded", [False, True])
+@pytest.mark.parametrize("num_views", [1, 2])
+def test_lookup_forms_equal_resnetfc_in_float64(folded, num_views):
+    """With the lookup inside (features at image points), folded (``lin_z`` applied to the feature map) or
+    not, outputs and gradients w.r.t. the points' image coordinates equal ``grid_sample`` + ResnetFC."""
+    mlp = make_mlp(MLPConfig(n_blocks=4, combine_layer=2))
+    V, points, H, W = 2 * num_views, 30, 5, 7
+    torch.manual_seed(1)
+    latent = torch.randn(V, mlp.d_latent, H, W, dtype=torch.float64)
+    image = (14.0, 10.0)  # (W, H) of the encoded images: latent pixel = uv * (W_l / W, H_l / H)
+    scale = (W / image[0], H / image[1])
+    uv = (torch.rand(V * points, 2, dtype=torch.float64) * torch.tensor([18.0, 14.0]) - 2).requires_grad_(True)
+    x = torch.randn(V * points, 42, dtype=torch.float64, requires_grad=True)
+    latent_cl = latent.permute(0, 2, 3, 1).contiguous()
+    z = fast_mlp.lookup_torch(latent_cl, uv, points, scale)
+    ref = mlp(torch.cat([z, x], 1), num_views, points)
+    g = torch.randn_like(ref)
+    guv, gx = torch.autograd.grad(ref, (uv, x), g)
+    net = fast_mlp.FrozenResnetFC(mlp, torch.float64, torch.device("cpu"))
+    lookup_map = net.fold_map(latent_cl) if folded else latent_cl
+    out = fast_mlp.frozen_resnetfc(net, uv, x, num_views, points, (lookup_map, scale, folded))
+    fuv, fx = torch.autograd.grad(out, (uv, x), g)
+    for a, b in ((out, ref), (fuv, guv), (fx, gx)):
+        assert (a - b).abs().max() <= 1e-10 * b.abs().max()
+
+
 def test_bf16_network_as_accurate_as_autocast():
     """In bf16 the restructured network's error against float32 is that of ResnetFC under autocast."""
     mlp = make_mlp(width=256, d_latent=128).float()
@@ -160,6 +186,13 @@ KERNEL_CHECK = textwrap.dedent(
     guv = K.lookup_backward(cl, flat, gref, P, (W / Wi, H / Hi))
     close(out, ref, "lookup", 1e-5)
     close(guv, guv_ref.reshape(-1, 2), "lookup_backward", 1e-5)
+    # A width that is not a power of two (the folded map's 3 x 512): blocks of 32 channels here.
+    wide = torch.randn(V, H, W, 96).to(bf).float()
+    ref = M.lookup_torch(wide, flat, P, (W / Wi, H / Hi))
+    close(K.lookup(wide, flat, P, (W / Wi, H / Hi)), ref, "lookup 96", 1e-5)
+    g96 = torch.randn_like(ref)
+    want = M.lookup_backward_torch(wide, flat, g96, P, (W / Wi, H / Hi))
+    close(K.lookup_backward(wide, flat, g96, P, (W / Wi, H / Hi)), want, "lookup_backward 96", 1e-5)
     print("kernels ok")
     """
 )
