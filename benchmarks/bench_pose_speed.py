@@ -277,7 +277,7 @@ def attribute_step(model, target, init, config: PoseConfig, steps: int = 3, top:
         if not e.key.startswith("@@"):
             continue
         ms = (e.device_time_total if cuda else e.cpu_time_total) / 1e3
-        op, line = e.key[2:].split(" @ ", 1)
+        line = e.key[2:].split(" @ ", 1)[1]
         by_op[e.key[2:]] = by_op.get(e.key[2:], 0.0) + ms
         by_line[line] = by_line.get(line, 0.0) + ms
         func = line.split(":")[0] + " " + line.split(" ")[-1]
@@ -436,6 +436,9 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
 
     fast_mlp.ENABLED = path != "fast-autocast"
     fast_mlp.FOLD_LATENT = path != "fast-nofold"
+    from inerf.rays import occupied
+
+    occupied.FUSED = path != "fast-torchocc"
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
         model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
@@ -522,12 +525,21 @@ def main() -> int:
         "--paths",
         nargs="+",
         default=["reference"],
-        choices=["reference", "fast", "fast-nopool", "fast-onelevel", "fast-autocast", "fast-nofold"],
+        choices=[
+            "reference",
+            "fast",
+            "fast-nopool",
+            "fast-onelevel",
+            "fast-autocast",
+            "fast-nofold",
+            "fast-torchocc",
+        ],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
         "fast-onelevel: fast with every sample tested for occupancy (no chunk test, sample_chunk=1); "
         "fast-autocast: fast with pixelNeRF's ResnetFC under autocast instead of inerf.pixelnerf.fast_mlp; "
-        "fast-nofold: fast_mlp with lin_z applied per point instead of folded into the feature map",
+        "fast-nofold: fast_mlp with lin_z applied per point instead of folded into the feature map; "
+        "fast-torchocc: occupancy compaction with torch ops instead of the one Triton kernel",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

@@ -265,6 +265,16 @@ class GridField(nn.Module):
             return self.occupancy(xyz, inside)
         return inside & self.occupancy(xyz)
 
+    def occupied_along_rays(self, origins, step, t, budget: int):
+        """``(index, valid)`` of each ray's first ``budget`` occupied samples at ``origins + step * t``
+        (:meth:`OccupancyGrid.compact_along_rays`) when the occupancy grid tiles the field's box and the fused
+        kernel is available; None otherwise (the caller tests the samples itself)."""
+        from inerf.rays.occupied import fused_available
+
+        if not (fused_available(origins) and self._same_box()):
+            return None
+        return self.occupancy.compact_along_rays(origins, step, t, budget)
+
     def _same_box(self) -> bool:
         """Whether the occupancy grid's box is the field's (checked once per state of the two boxes)."""
         key = tuple((id(t), t._version, t.data_ptr()) for t in (self.aabb, self.occupancy.aabb))

@@ -94,6 +94,39 @@ class OccupancyGrid(nn.Module):
             self._lookup_cache = cached
         return cached[1]
 
+    def host_constants(self) -> tuple:
+        """:meth:`forward`'s constants as Python numbers (``lo``, ``hi``, ``scale`` per axis, the last cell
+        per axis, the first two row-major strides), float32 values computed as :meth:`_lookup` computes them,
+        for kernels that take scalars. Read from the device once per state of ``aabb`` and ``mask`` (a host
+        sync: the first call must come before any CUDA-graph capture)."""
+        key = tuple((id(t), t._version, t.data_ptr()) for t in (self.aabb, self.mask))
+        cached = getattr(self, "_host_cache", None)
+        if cached is None or cached[0] != key:
+            lo, hi = self.aabb.detach().float().cpu()
+            X, Y, Z = self.mask.shape
+            scale = torch.tensor((X, Y, Z), dtype=torch.float32) / (hi - lo)
+            values = (*lo.tolist(), *hi.tolist(), *scale.tolist(), X - 1, Y - 1, Z - 1, Y * Z, Z)
+            cached = (key, values)
+            self._host_cache = cached
+        return cached[1]
+
+    def compact_along_rays(
+        self, origins: torch.Tensor, step: torch.Tensor, t: torch.Tensor, budget: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`~inerf.rays.occupied.compact_occupied` of this grid's test of the points
+        ``origins [R, 3] + step [R, 3] * t [R or 1, S]`` (``index``, ``valid`` ``[R, min(budget, S)]``),
+        without building the ``[R, S]`` points: one Triton kernel on CUDA, the torch ops elsewhere."""
+        from inerf.rays.occupied import compact_occupied, fused_available
+
+        if fused_available(origins):
+            from inerf.rays._triton_occupied import compact_along_rays
+
+            return compact_along_rays(origins, step, t, budget, self)
+        R, S = origins.shape[0], t.shape[-1]
+        pts = origins[:, None, :] + step[:, None, :] * t.expand(R, S)[..., None]
+        index, valid, _ = compact_occupied(self(pts.reshape(-1, 3)).reshape(R, S), min(budget, S))
+        return index, valid
+
     MAX_DILATION = 3
     """Widest dilation (in cells) of :meth:`segments_occupied`'s pyramid; longer segments count as occupied."""
 

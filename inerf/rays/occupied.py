@@ -32,12 +32,30 @@ from __future__ import annotations
 import torch
 
 __all__ = [
+    "FUSED",
     "compact_occupied",
     "compact_occupied_reference",
+    "fused_available",
     "occupied_two_level",
     "pool_slots",
     "pool_slots_reference",
 ]
+
+
+FUSED = True
+"""Whether :func:`fused_available` may say yes (False: the torch ops everywhere, for ablations)."""
+
+
+def fused_available(t: torch.Tensor) -> bool:
+    """Whether the one-kernel occupancy compaction (:meth:`OccupancyGrid.compact_along_rays`) serves tensors
+    like ``t``: CUDA with Triton importable."""
+    if not (FUSED and t.is_cuda):
+        return False
+    try:
+        import inerf.rays._triton_occupied  # noqa: F401
+    except Exception:  # noqa: BLE001 - no Triton: the torch ops serve
+        return False
+    return True
 
 
 def compact_occupied(occupied: torch.Tensor, budget: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -229,7 +229,11 @@ def _shade_occupied(
     with torch.no_grad():
         grid = getattr(fld, "occupancy", None)
         two_level = config.sample_chunk > 1 and K > config.sample_chunk and R * K >= config.chunk_min_points
-        if two_level and isinstance(grid, OccupancyGrid):
+        along = getattr(fld, "occupied_along_rays", None)
+        fused = along(rays.origins, step, t, config.sample_budget) if along is not None else None
+        if fused is not None:  # one kernel: every sample tested exactly, nothing [R, K] built
+            index, valid = fused
+        elif two_level and isinstance(grid, OccupancyGrid):
             index, valid, _ = occupied_two_level(
                 lambda tt: rays.origins[:, None, :] + step[:, None, :] * tt[..., None],
                 fld.occupied,

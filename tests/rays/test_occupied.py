@@ -3,11 +3,17 @@ samples equals compositing every sample with zeros in empty space."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from inerf.fields.occupancy import OccupancyGrid
 from inerf.rays.occupied import compact_occupied, compact_occupied_reference, pool_slots, pool_slots_reference
 from inerf.render import volrend
 
@@ -189,3 +195,59 @@ def test_two_level_equals_compaction_of_every_sample(chunk, chunk_budget):
     )
     assert not full_trunc.any()
     assert torch.equal(full_index, ref_index) and torch.equal(full_valid, ref_valid)
+
+
+def _grid_and_rays(R: int, S: int, seed: int = 0):
+    torch.manual_seed(seed)
+    grid = OccupancyGrid(torch.tensor([[-1.0, -0.8, -0.6], [1.0, 0.9, 0.7]]), (8, 6, 5))
+    grid.mask.copy_(torch.rand(8, 6, 5) < 0.3)
+    origins = torch.randn(R, 3) * 0.3 - torch.tensor([0.0, 0.0, 2.5])
+    step = torch.nn.functional.normalize(torch.randn(R, 3) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1)
+    return grid, origins, step
+
+
+def test_compact_along_rays_equals_testing_every_sample():
+    """The grid's compaction along rays (torch ops on the CPU) is compact_occupied of its per-point test,
+    for shared and per-ray sample distances."""
+    grid, o, d = _grid_and_rays(23, 90)
+    for t in (torch.linspace(0.5, 5.0, 90)[None], torch.linspace(0.5, 5.0, 90) + torch.rand(23, 1) * 0.05):
+        pts = o[:, None] + d[:, None] * t.expand(23, 90)[..., None]
+        want_i, want_v, _ = compact_occupied(grid(pts.reshape(-1, 3)).reshape(23, 90), 12)
+        got_i, got_v = grid.compact_along_rays(o, d, t, 12)
+        assert torch.equal(got_i, want_i) and torch.equal(got_v, want_v) and want_v.any()
+
+
+KERNEL_CHECK = """
+import torch
+from inerf.fields.occupancy import OccupancyGrid
+from inerf.rays import _triton_occupied as K
+from inerf.rays.occupied import compact_occupied
+
+torch.manual_seed(0)
+grid = OccupancyGrid(torch.tensor([[-1.0, -0.8, -0.6], [1.0, 0.9, 0.7]]), (8, 6, 5))
+grid.mask.copy_(torch.rand(8, 6, 5) < 0.3)
+R = 9
+o = torch.randn(R, 3) * 0.3 - torch.tensor([0.0, 0.0, 2.5])
+d = torch.nn.functional.normalize(torch.randn(R, 3) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1)
+for S, budget in ((150, 20), (150, 400), (1100, 30)):  # 1100: two blocks of 1024 samples
+    for t in (torch.linspace(0.5, 5.0, S)[None], torch.linspace(0.5, 5.0, S) + torch.rand(R, 1) * 0.01):
+        pts = o[:, None] + d[:, None] * t.expand(R, S)[..., None]
+        want_i, want_v, _ = compact_occupied(grid(pts.reshape(-1, 3)).reshape(R, S), min(budget, S))
+        got_i, got_v = K.compact_along_rays(o, d, t, budget, grid)
+        assert torch.equal(got_i, want_i) and torch.equal(got_v, want_v), (S, budget)
+        assert want_v.any()
+print("occupied kernel ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+def test_compact_kernel_in_the_interpreter(tmp_path):
+    """The Triton compaction against compact_occupied of the per-point test, slot for slot, run by Triton's
+    interpreter on the CPU (the GPU benchmark runs the compiled kernel)."""
+    script = tmp_path / "check.py"
+    script.write_text(KERNEL_CHECK)
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    res = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert res.returncode == 0 and "occupied kernel ok" in res.stdout, res.stderr[-3000:]
