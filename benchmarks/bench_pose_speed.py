@@ -418,6 +418,45 @@ def pixelnerf_field_check(model, device) -> dict:
     return res
 
 
+def tune_matmul(rows: int = 98304, width: int = 512) -> dict:
+    """Time each candidate configuration of the fused-epilogue product (``inerf.pixelnerf._triton_matmul``)
+    on the pose step's shapes, every epilogue, against cuBLAS; set the fastest as ``CONFIG``. Returns the
+    times (ms) per configuration."""
+    from inerf.pixelnerf import _triton_matmul as T
+
+    bf = torch.bfloat16
+    a = torch.randn(rows, width, device="cuda", dtype=bf)
+    w = torch.randn(width, width, device="cuda", dtype=bf) / width**0.5
+    h = torch.randn(rows, 3 * width, device="cuda", dtype=bf)[:, :width]
+    r = torch.relu(torch.randn(rows, width, device="cuda", dtype=bf))
+    into = torch.empty(rows, 3 * width, device="cuda", dtype=bf)[:, width : 2 * width]
+    base = statistics.median(cuda_time(lambda: torch.mm(a, w.t()), 20, 3))
+    times = {"cublas_mm": 1e3 * base}
+    best = None
+    for cfg in T.CANDIDATES:
+        name = "BM{BM}_BN{BN}_BK{BK}_w{num_warps}_s{num_stages}".format(**cfg)
+        try:
+            t = [
+                statistics.median(cuda_time(fn, 20, 3))
+                for fn in (
+                    lambda: T.mm(a, w, T.EPI_ADD_RELU, h=h, z=h, config=cfg),
+                    lambda: T.mm(a, w, T.EPI_MASK, aux=r, config=cfg),
+                    lambda: T.mm(a, w, T.EPI_ADD_MASKED, h=h, aux=r, out=into, config=cfg),
+                )
+            ]
+        except Exception as exc:  # noqa: BLE001 - a configuration that does not compile is skipped
+            times[name] = repr(exc)[:120]
+            continue
+        times[name] = [round(1e3 * x, 4) for x in t]
+        if best is None or sum(t) < best[0]:
+            best = (sum(t), cfg)
+    if best is not None:
+        T.CONFIG = dict(best[1])
+    times["chosen"] = dict(T.CONFIG)
+    print(f"tune_matmul: {json.dumps(times)}", flush=True)
+    return times
+
+
 def bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     import warnings
 
@@ -436,6 +475,7 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
 
     fast_mlp.ENABLED = path != "fast-autocast"
     fast_mlp.FOLD_LATENT = path != "fast-nofold"
+    fast_mlp.FUSED_MATMUL = path != "fast-nomatmul"
     from inerf.rays import occupied
 
     occupied.FUSED = path != "fast-torchocc"
@@ -533,13 +573,15 @@ def main() -> int:
             "fast-autocast",
             "fast-nofold",
             "fast-torchocc",
+            "fast-nomatmul",
         ],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
         "fast-onelevel: fast with every sample tested for occupancy (no chunk test, sample_chunk=1); "
         "fast-autocast: fast with pixelNeRF's ResnetFC under autocast instead of inerf.pixelnerf.fast_mlp; "
         "fast-nofold: fast_mlp with lin_z applied per point instead of folded into the feature map; "
-        "fast-torchocc: occupancy compaction with torch ops instead of the one Triton kernel",
+        "fast-torchocc: occupancy compaction with torch ops instead of the one Triton kernel; "
+        "fast-nomatmul: pixelNeRF's products on cuBLAS with separate elementwise kernels (no fused epilogues)",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")
@@ -559,6 +601,11 @@ def main() -> int:
         action="store_true",
         help="with --explain: GPU time per source line (the step run eagerly under the profiler)",
     )
+    ap.add_argument(
+        "--tune-matmul",
+        action="store_true",
+        help="first time the fused-epilogue product's candidate tile sizes and use the fastest",
+    )
     ap.add_argument("--out", help="JSON file for all figures")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -573,6 +620,7 @@ def main() -> int:
         "nerf": lambda: nerf_scene(device, args.nerf_run),
     }
     rows = []
+    tuned = tune_matmul() if args.tune_matmul and device.type == "cuda" else None
     for name in args.models:
         try:  # one model's failure must not lose the others' figures
             model, camera, gt = builders[name]()
@@ -593,6 +641,7 @@ def main() -> int:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
         "args": vars(args),
+        "tune_matmul": tuned,
     }
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -35,6 +35,10 @@ _ALIGN = 16
 ENABLED = True
 """Whether pixelNeRF's fast path uses this module (False: the ResnetFC under autocast, for ablations)."""
 
+FUSED_MATMUL = True
+"""On CUDA: the products followed by elementwise steps run as one Triton kernel with the steps in its
+epilogue (:mod:`inerf.pixelnerf._triton_matmul`; False: cuBLAS then a Triton elementwise kernel)."""
+
 FOLD_LATENT = True
 """With the fused lookup: fold ``lin_z`` into the feature map (:meth:`FrozenResnetFC.fold_map`; False: look
 up the features and apply ``lin_z`` per point, for ablations)."""
@@ -91,6 +95,9 @@ class FrozenResnetFC:
         # fc_1 biases not folded into a latent slice are added by the fused kernel (a row stride of 0).
         self.b1 = [cast(b.fc_1.bias) for b in mlp.blocks]
         self.w_out, self.b_out = cast(mlp.lin_out.weight), cast(mlp.lin_out.bias)
+        # [K, N] row-major copies for the fused products (forward products use the transposes).
+        self.w1_t = [w.t().contiguous() for w in self.w1]
+        self.w_x_t = self.w_x.t().contiguous()
 
     @staticmethod
     def _version(mlp: ResnetFC) -> tuple[int, ...]:
@@ -242,6 +249,67 @@ def out_grad(g_raw, w_out, a):
     return out_grad_torch(g_raw, w_out, a)
 
 
+def mm_torch(a, b_kn, epi: int = 0, h=None, z=None, aux=None, out=None):
+    """Reference of :func:`inerf.pixelnerf._triton_matmul.mm` (same arguments; ``epi`` 0 plain, 1 add+ReLU,
+    2 mask, 3 add masked), computed in float32 (or wider) with one rounding per output."""
+    wide = torch.promote_types(a.dtype, torch.float32)
+    acc = a.to(wide) @ b_kn.to(wide)
+    if epi == 1:
+        res = h.to(wide) + acc + z.to(wide)
+        return res.to(a.dtype), torch.relu(res).to(a.dtype)
+    if epi == 2:
+        res = torch.where(aux > 0, acc, 0.0)
+    elif epi == 3:
+        res = h.to(wide) + torch.where(aux > 0, acc, 0.0)
+    else:
+        res = acc
+    return res.to(a.dtype) if out is None else out.copy_(res)
+
+
+_matmul_module = None
+
+
+def _matmul():
+    """The fused-epilogue product module (None where Triton is missing)."""
+    global _matmul_module
+    if _matmul_module is None:
+        try:
+            from inerf.pixelnerf import _triton_matmul as module
+        except Exception:  # noqa: BLE001 - no Triton: cuBLAS and the elementwise ops serve
+            module = False
+        _matmul_module = module
+    return _matmul_module or None
+
+
+def fused_matmul(t: torch.Tensor) -> bool:
+    """Whether the products with fused epilogues serve ``t`` (CUDA, 16-bit floats, Triton importable)."""
+    return FUSED_MATMUL and t.is_cuda and t.dtype in (torch.bfloat16, torch.float16) and _matmul() is not None
+
+
+def _product_add_relu(x, w, w_t, h, z):
+    """``h + x @ w^T + z`` and its ReLU (``w_t = w^T`` contiguous, for the fused kernel)."""
+    if fused_matmul(x):
+        T = _matmul()
+        return T.mm(x, w_t, T.EPI_ADD_RELU, h=h, z=z)
+    return add_relu(h, torch.mm(x, w.t()), z)
+
+
+def _product_relu_grad(g, w, r):
+    """``(g @ w) * (r > 0)``."""
+    if fused_matmul(g):
+        T = _matmul()
+        return T.mm(g, w, T.EPI_MASK, aux=r)
+    return relu_grad(torch.mm(g, w), r)
+
+
+def _product_add_masked(g_r, w, g, a, into):
+    """``g + (g_r @ w) * (a > 0)``, into ``into`` (a strided slice) or a new tensor."""
+    if fused_matmul(g_r):
+        T = _matmul()
+        return T.mm(g_r, w, T.EPI_ADD_MASKED, h=g, aux=a, out=into)
+    return add_masked(g, torch.mm(g_r, w), a, into)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Forward and backward
 # ----------------------------------------------------------------------------------------------------
@@ -258,15 +326,14 @@ def _forward(net: FrozenResnetFC, first, h, a, num_views: int, num_points: int, 
             h = h.reshape(-1, num_views, num_points, C).mean(dim=1).reshape(-1, C)
             a = torch.relu(h)
         r = torch._addmm_activation(net.b0[i], a, net.w0[i].t())  # relu(fc_0(a))
-        y = torch.mm(r, net.w1[i].t())
         z = first[:, (i + 1) * C : (i + 2) * C] if i + 1 < net.n_z else net.b1[i]
         if keep:
             saved_a.append(a)
             saved_r.append(r)
         if i + 1 < net.n_blocks:
-            h, a = add_relu(h, y, z)
+            h, a = _product_add_relu(r, net.w1[i], net.w1_t[i], h, z)
         else:  # the last sum, its ReLU and the output layer in one pass
-            a, raw = add_relu_out(h, y, z, net.w_out, net.b_out)
+            a, raw = add_relu_out(h, torch.mm(r, net.w1[i].t()), z, net.w_out, net.b_out)
     if raw is None:  # no blocks
         raw = torch.addmm(net.b_out, a, net.w_out.t()).float()
     if keep:
@@ -280,12 +347,12 @@ def _backward(net: FrozenResnetFC, g_raw: torch.Tensor, saved_a, saved_r, num_vi
     g_first = torch.empty(n_rows, S * C, device=g_raw.device, dtype=net.dtype)
     g = out_grad(g_raw.contiguous(), net.w_out, saved_a[-1])
     for i in reversed(range(net.n_blocks)):
-        g_r = relu_grad(torch.mm(g, net.w1[i]), saved_r[i])
+        g_r = _product_relu_grad(g, net.w1[i], saved_r[i])
         # d loss / d (block i's input) is also d loss / d (the latent term added there): written straight
         # into its slice of the first layer's output gradient.
         combine = i == net.combine_layer and num_views > 1
         into = g_first[:, i * C : (i + 1) * C] if i < S and not combine else None
-        g = add_masked(g, torch.mm(g_r, net.w0[i]), saved_a[i], into)
+        g = _product_add_masked(g_r, net.w0[i], g, saved_a[i], into)
         if combine:
             g = (g.reshape(-1, 1, num_points, C) / num_views).expand(-1, num_views, -1, -1).reshape(-1, C)
     if net.n_blocks == 0 or (net.combine_layer == 0 and num_views > 1):
@@ -305,7 +372,7 @@ class _FrozenResnetFCFn(torch.autograd.Function):
         if folded:
             # Block 0's input is lin_in(x) plus the looked-up slice 0; later slices are the latent terms.
             first = _lookup(lookup[0], z_or_uv, num_points, lookup[1])
-            h, a = add_relu(torch.mm(net.pack_positions(x), net.w_x.t()), first[:, :C], net.zero_bias)
+            h, a = _product_add_relu(net.pack_positions(x), net.w_x, net.w_x_t, first[:, :C], net.zero_bias)
         else:
             packed = net.pack_inputs(None if lookup else z_or_uv, x)
             if lookup:

@@ -91,6 +91,21 @@ def test_lookup_forms_equal_resnetfc_in_float64(folded, num_views):
         assert (a - b).abs().max() <= 1e-10 * b.abs().max()
 
 
+def test_fused_product_glue_equals_resnetfc(monkeypatch):
+    """The forward and backward with every product-and-epilogue step taken by the fused-kernel branch (its
+    torch reference standing in for the Triton kernel, whose own test is below) equal ResnetFC in float64:
+    the weight layouts the kernel gets are right."""
+    shim = type(
+        "Shim",
+        (),
+        {"mm": staticmethod(fast_mlp.mm_torch), "EPI_ADD_RELU": 1, "EPI_MASK": 2, "EPI_ADD_MASKED": 3},
+    )
+    monkeypatch.setattr(fast_mlp, "_matmul", lambda: shim)
+    monkeypatch.setattr(fast_mlp, "fused_matmul", lambda t: True)
+    test_lookup_forms_equal_resnetfc_in_float64(True, 2)
+    test_frozen_network_equals_resnetfc_in_float64(MLPConfig(), 1)
+
+
 def test_bf16_network_as_accurate_as_autocast():
     """In bf16 the restructured network's error against float32 is that of ResnetFC under autocast."""
     mlp = make_mlp(width=256, d_latent=128).float()
@@ -151,7 +166,8 @@ KERNEL_CHECK = textwrap.dedent(
     bf = torch.bfloat16
 
     def close(a, b, what, tol=0.02):
-        err = float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-6))
+        a, b = a.detach().float(), b.detach().float()
+        err = float((a - b).abs().max() / b.abs().max().clamp_min(1e-6))
         assert err <= tol, (what, err)
 
     first = torch.randn(n, 3 * C).to(bf)
@@ -196,6 +212,24 @@ KERNEL_CHECK = textwrap.dedent(
     g96 = torch.randn_like(ref)
     want = M.lookup_backward_torch(wide, flat, g96, P, (W / Wi, H / Hi))
     close(K.lookup_backward(wide, flat, g96, P, (W / Wi, H / Hi)), want, "lookup_backward 96", 1e-5)
+    # The product with each epilogue, against fast_mlp.mm_torch. float32: Triton's interpreter mishandles
+    # bf16 dot products (numpy has no bf16), the compiled kernel is checked on the GPU by the benchmark.
+    from inerf.pixelnerf import _triton_matmul as T
+
+    cfg = {"BM": 32, "BN": 32, "BK": 32, "num_warps": 4, "num_stages": 2}
+    rows, Kd, N = 70, 80, 64  # K not a multiple of the block
+    a = torch.randn(rows, 2 * Kd)[:, :Kd]  # strided rows
+    b = torch.randn(Kd, N) / Kd**0.5
+    first = torch.randn(rows, 3 * N)
+    r = torch.relu(torch.randn(rows, N))
+    close(T.mm(a, b, config=cfg), M.mm_torch(a, b), "mm", 1e-5)
+    for zz in (first[:, N : 2 * N], torch.randn(N)):
+        for got, want in zip(T.mm(a, b, 1, h=first[:, :N], z=zz, config=cfg), M.mm_torch(a, b, 1, first[:, :N], zz)):
+            close(got, want, "mm add_relu", 1e-5)
+    close(T.mm(a, b, 2, aux=r, config=cfg), M.mm_torch(a, b, 2, aux=r), "mm mask", 1e-5)
+    into = torch.zeros(rows, 2 * N)
+    T.mm(a, b, 3, h=first[:, :N], aux=r, out=into[:, N:], config=cfg)
+    close(into[:, N:], M.mm_torch(a, b, 3, first[:, :N], aux=r), "mm add_masked", 1e-5)
     print("kernels ok")
     """
 )
