@@ -439,9 +439,9 @@ def tune_matmul(rows: int = 98304, width: int = 512) -> dict:
             t = [
                 statistics.median(cuda_time(fn, 20, 3))
                 for fn in (
-                    lambda: T.mm(a, w, T.EPI_ADD_RELU, h=h, z=h, config=cfg),
-                    lambda: T.mm(a, w, T.EPI_MASK, aux=r, config=cfg),
-                    lambda: T.mm(a, w, T.EPI_ADD_MASKED, h=h, aux=r, out=into, config=cfg),
+                    lambda cfg=cfg: T.mm(a, w, T.EPI_ADD_RELU, h=h, z=h, config=cfg),
+                    lambda cfg=cfg: T.mm(a, w, T.EPI_MASK, aux=r, config=cfg),
+                    lambda cfg=cfg: T.mm(a, w, T.EPI_ADD_MASKED, h=h, aux=r, out=into, config=cfg),
                 )
             ]
         except Exception as exc:  # noqa: BLE001 - a configuration that does not compile is skipped
