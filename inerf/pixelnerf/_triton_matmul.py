@@ -24,7 +24,8 @@ import triton.language as tl
 EPI_ADD_RELU, EPI_MASK, EPI_ADD_MASKED = 1, 2, 3
 
 CONFIG = {"BM": 128, "BN": 128, "BK": 64, "num_warps": 8, "num_stages": 3}
-"""Tile sizes and launch settings (chosen on an H200 by ``benchmarks/bench_fast_mlp.py``)."""
+"""Tile sizes and launch settings: the fastest of :data:`CANDIDATES` on an H200
+(``benchmarks/bench_pose_speed.py --tune-matmul``)."""
 
 CANDIDATES = [
     {"BM": 128, "BN": 128, "BK": 64, "num_warps": 8, "num_stages": 3},

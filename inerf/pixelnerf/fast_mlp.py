@@ -35,9 +35,13 @@ _ALIGN = 16
 ENABLED = True
 """Whether pixelNeRF's fast path uses this module (False: the ResnetFC under autocast, for ablations)."""
 
-FUSED_MATMUL = True
-"""On CUDA: the products followed by elementwise steps run as one Triton kernel with the steps in its
-epilogue (:mod:`inerf.pixelnerf._triton_matmul`; False: cuBLAS then a Triton elementwise kernel)."""
+FUSED_MATMUL = False
+"""On CUDA: run the products followed by elementwise steps as one Triton kernel with the steps in its
+epilogue (:mod:`inerf.pixelnerf._triton_matmul`) instead of cuBLAS then a Triton elementwise kernel. Off:
+on an H200 the Triton product (pointer loads, no TMA or warp specialisation) took 0.18-0.27 ms per
+98k x 512 x 512 product with its epilogue against cuBLAS's 0.11 ms without, and the pose step 6.05 ms against
+5.74 ms (``bench_pose_speed.py --tune-matmul``, its ``fast`` and ``fast-nomatmul`` paths then; BENCHMARKS.md). Kept, tested, for
+a faster product kernel to slot into."""
 
 FOLD_LATENT = True
 """With the fused lookup: fold ``lin_z`` into the feature map (:meth:`FrozenResnetFC.fold_map`; False: look
