@@ -265,15 +265,15 @@ class GridField(nn.Module):
             return self.occupancy(xyz, inside)
         return inside & self.occupancy(xyz)
 
-    def occupied_along_rays(self, origins, step, t, budget: int):
-        """``(index, valid)`` of each ray's first ``budget`` occupied samples at ``origins + step * t``
-        (:meth:`OccupancyGrid.compact_along_rays`) when the occupancy grid tiles the field's box and the fused
-        kernel is available; None otherwise (the caller tests the samples itself)."""
+    def occupied_along_rays(self, origins, step, t, budget: int, seg=None):
+        """``(index, valid, t_c, seg_c)`` of each ray's first ``budget`` occupied samples at
+        ``origins + step * t`` (:meth:`OccupancyGrid.compact_along_rays`) when the occupancy grid tiles the
+        field's box and the fused kernel is available; None otherwise (the caller tests the samples)."""
         from inerf.rays.occupied import fused_available
 
         if not (fused_available(origins) and self._same_box()):
             return None
-        return self.occupancy.compact_along_rays(origins, step, t, budget)
+        return self.occupancy.compact_along_rays(origins, step, t, budget, seg)
 
     def _same_box(self) -> bool:
         """Whether the occupancy grid's box is the field's (checked once per state of the two boxes)."""

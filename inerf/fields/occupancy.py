@@ -111,21 +111,30 @@ class OccupancyGrid(nn.Module):
         return cached[1]
 
     def compact_along_rays(
-        self, origins: torch.Tensor, step: torch.Tensor, t: torch.Tensor, budget: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        origins: torch.Tensor,
+        step: torch.Tensor,
+        t: torch.Tensor,
+        budget: int,
+        seg: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """:func:`~inerf.rays.occupied.compact_occupied` of this grid's test of the points
-        ``origins [R, 3] + step [R, 3] * t [R or 1, S]`` (``index``, ``valid`` ``[R, min(budget, S)]``),
-        without building the ``[R, S]`` points: one Triton kernel on CUDA, the torch ops elsewhere."""
+        ``origins [R, 3] + step [R, 3] * t [R or 1, S]``: ``index``, ``valid`` ``[R, min(budget, S)]``, and the
+        kept samples' ``t`` and interval lengths ``seg [R or 1, S]`` (zeros if None), zero-length on padding
+        slots (whose ``t`` is the last sample's). Without building the ``[R, S]`` points: one Triton kernel on
+        CUDA, the torch ops elsewhere (the reference)."""
         from inerf.rays.occupied import compact_occupied, fused_available
 
         if fused_available(origins):
             from inerf.rays._triton_occupied import compact_along_rays
 
-            return compact_along_rays(origins, step, t, budget, self)
+            return compact_along_rays(origins, step, t, budget, self, seg)
         R, S = origins.shape[0], t.shape[-1]
         pts = origins[:, None, :] + step[:, None, :] * t.expand(R, S)[..., None]
         index, valid, _ = compact_occupied(self(pts.reshape(-1, 3)).reshape(R, S), min(budget, S))
-        return index, valid
+        t_c = torch.gather(t.expand(R, S), 1, index)
+        seg_c = torch.zeros_like(t_c) if seg is None else torch.gather(seg.expand(R, S), 1, index) * valid
+        return index, valid, t_c, seg_c
 
     MAX_DILATION = 3
     """Widest dilation (in cells) of :meth:`segments_occupied`'s pyramid; longer segments count as occupied."""

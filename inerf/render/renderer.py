@@ -230,9 +230,11 @@ def _shade_occupied(
         grid = getattr(fld, "occupancy", None)
         two_level = config.sample_chunk > 1 and K > config.sample_chunk and R * K >= config.chunk_min_points
         along = getattr(fld, "occupied_along_rays", None)
-        fused = along(rays.origins, step, t, config.sample_budget) if along is not None else None
-        if fused is not None:  # one kernel: every sample tested exactly, nothing [R, K] built
-            index, valid = fused
+        fused = along(rays.origins, step, t, config.sample_budget, seg) if along is not None else None
+        if fused is not None:
+            # One kernel: every sample tested exactly, the kept samples' t and intervals written with their
+            # indices; nothing [R, K] is built.
+            index, valid, t_c, seg_c = fused
         elif two_level and isinstance(grid, OccupancyGrid):
             index, valid, _ = occupied_two_level(
                 lambda tt: rays.origins[:, None, :] + step[:, None, :] * tt[..., None],
@@ -248,8 +250,9 @@ def _shade_occupied(
             occupied = fld.occupied(pts_all.reshape(-1, 3)).reshape(R, K)
             del pts_all
             index, valid, _ = compact_occupied(occupied, min(config.sample_budget, K))
-        t_c = torch.gather(t.expand(R, K), 1, index)
-        seg_c = torch.gather(seg.expand(R, K), 1, index) * valid
+        if fused is None:
+            t_c = torch.gather(t.expand(R, K), 1, index)
+            seg_c = torch.gather(seg.expand(R, K), 1, index) * valid
     M = index.shape[1]
     # z-depth t: an interval's metric length scales with |d|, which depends on the pose (gradient kept).
     delta_c = seg_c if metric else seg_c * rays.directions.norm(dim=-1, keepdim=True)

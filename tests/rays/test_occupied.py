@@ -213,8 +213,11 @@ def test_compact_along_rays_equals_testing_every_sample():
     for t in (torch.linspace(0.5, 5.0, 90)[None], torch.linspace(0.5, 5.0, 90) + torch.rand(23, 1) * 0.05):
         pts = o[:, None] + d[:, None] * t.expand(23, 90)[..., None]
         want_i, want_v, _ = compact_occupied(grid(pts.reshape(-1, 3)).reshape(23, 90), 12)
-        got_i, got_v = grid.compact_along_rays(o, d, t, 12)
+        seg = torch.rand_like(t)
+        got_i, got_v, got_t, got_s = grid.compact_along_rays(o, d, t, 12, seg)
         assert torch.equal(got_i, want_i) and torch.equal(got_v, want_v) and want_v.any()
+        assert torch.equal(got_t, torch.gather(t.expand(23, 90), 1, want_i))
+        assert torch.equal(got_s, torch.gather(seg.expand(23, 90), 1, want_i) * want_v)
 
 
 KERNEL_CHECK = """
@@ -233,9 +236,14 @@ for S, budget in ((150, 20), (150, 400), (1100, 30)):  # 1100: two blocks of 102
     for t in (torch.linspace(0.5, 5.0, S)[None], torch.linspace(0.5, 5.0, S) + torch.rand(R, 1) * 0.01):
         pts = o[:, None] + d[:, None] * t.expand(R, S)[..., None]
         want_i, want_v, _ = compact_occupied(grid(pts.reshape(-1, 3)).reshape(R, S), min(budget, S))
-        got_i, got_v = K.compact_along_rays(o, d, t, budget, grid)
+        seg = torch.rand_like(t)
+        got_i, got_v, got_t, got_s = K.compact_along_rays(o, d, t, budget, grid, seg)
         assert torch.equal(got_i, want_i) and torch.equal(got_v, want_v), (S, budget)
         assert want_v.any()
+        assert torch.equal(got_t, torch.gather(t.expand(R, S), 1, want_i)), (S, budget)
+        assert torch.equal(got_s, torch.gather(seg.expand(R, S), 1, want_i) * want_v), (S, budget)
+        _, _, _, no_seg = K.compact_along_rays(o, d, t, budget, grid)
+        assert not no_seg.any()
 print("occupied kernel ok")
 """
 
