@@ -12,6 +12,7 @@ Layout: ``mask [X, Y, Z]`` (bool) tiles the box ``aabb = [[x0, y0, z0], [x1, y1,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -126,9 +127,15 @@ class OccupancyGrid(nn.Module):
         from inerf.rays.occupied import compact_occupied, fused_available
 
         if fused_available(origins):
+            from inerf.rays import occupied
             from inerf.rays._triton_occupied import compact_along_rays
 
-            return compact_along_rays(origins, step, t, budget, self, seg)
+            try:
+                return compact_along_rays(origins, step, t, budget, self, seg)
+            except Exception as exc:  # noqa: BLE001 - a kernel that does not build: the torch ops serve
+                occupied.FUSED = False
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                warnings.warn(f"occupancy: Triton kernel unusable, using torch ops ({first})", stacklevel=2)
         R, S = origins.shape[0], t.shape[-1]
         pts = origins[:, None, :] + step[:, None, :] * t.expand(R, S)[..., None]
         index, valid, _ = compact_occupied(self(pts.reshape(-1, 3)).reshape(R, S), min(budget, S))

@@ -145,21 +145,9 @@ def add_relu_out(h, y, z, w_out, b_out) -> tuple[torch.Tensor, torch.Tensor]:
     raw = torch.empty(n, D, device=y.device, dtype=torch.float32)
     if n:
         _add_relu_out_kernel[(triton.cdiv(n, ROWS),)](
-            h,
-            y,
-            z,
-            w_out.contiguous(),
-            b_out,
-            act,
-            raw,
-            n,
-            _row_stride(h),
-            _row_stride(y),
-            _row_stride(z),
-            C=C,
-            D=D,
-            ROWS=ROWS,
-        )
+            h, y, z, w_out.contiguous(), b_out, act, raw, n, _row_stride(h), _row_stride(y), _row_stride(z),
+            C=C, D=D, ROWS=ROWS,
+        )  # fmt: skip
     return act, raw
 
 
@@ -210,34 +198,37 @@ def _corners(uv_ptr, rows, valid, sx, sy, H, W):
 
 
 @triton.jit
-def _lookup_fwd_kernel(
-    lat_ptr,
-    uv_ptr,
-    out_ptr,
-    n_rows,
-    points,
-    out_stride,
-    H,
-    W,
-    sx,
-    sy,
-    C: tl.constexpr,
-    CB: tl.constexpr,
-    ROWS: tl.constexpr,
-):
+def _taps(lat_ptr, base, cols, m, C, W):
+    """The four bilinear taps (top-left, top-right, bottom-left, bottom-right) of channels ``cols``."""
+    t00 = tl.load(lat_ptr + base + cols, mask=m, other=0.0).to(tl.float32)
+    t01 = tl.load(lat_ptr + base + C + cols, mask=m, other=0.0).to(tl.float32)
+    t10 = tl.load(lat_ptr + base + W * C + cols, mask=m, other=0.0).to(tl.float32)
+    t11 = tl.load(lat_ptr + base + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
+    return t00, t01, t10, t11
+
+
+@triton.jit
+def _points(uv_ptr, n_rows, points, H, W, sx, sy, C: tl.constexpr, ROWS: tl.constexpr):
+    """This program's points: their rows, validity, the offset of their top-left tap, the fractions (as
+    columns) and whether each coordinate has a gradient."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     valid = rows < n_rows
-    x0, y0, fx, fy, _, _ = _corners(uv_ptr, rows, valid, sx, sy, H, W)
+    x0, y0, fx, fy, inside_x, inside_y = _corners(uv_ptr, rows, valid, sx, sy, H, W)
     base = (((rows // points).to(tl.int64) * H * W + y0 * W + x0) * C)[:, None]
+    return rows, valid, base, fx[:, None], fy[:, None], inside_x, inside_y
+
+
+@triton.jit
+def _lookup_fwd_kernel(
+    lat_ptr, uv_ptr, out_ptr, n_rows, points, out_stride, H, W, sx, sy,
+    C: tl.constexpr, CB: tl.constexpr, ROWS: tl.constexpr,
+):  # fmt: skip
+    rows, valid, base, fx, fy, _, _ = _points(uv_ptr, n_rows, points, H, W, sx, sy, C, ROWS)
     m = valid[:, None]
-    fx, fy = fx[:, None], fy[:, None]
     out_rows = rows[:, None].to(tl.int64) * out_stride
     for b in tl.static_range(C // CB):  # channel blocks of a power-of-two width
         cols = b * CB + tl.arange(0, CB)[None, :]
-        t00 = tl.load(lat_ptr + base + cols, mask=m, other=0.0).to(tl.float32)
-        t01 = tl.load(lat_ptr + base + C + cols, mask=m, other=0.0).to(tl.float32)
-        t10 = tl.load(lat_ptr + base + W * C + cols, mask=m, other=0.0).to(tl.float32)
-        t11 = tl.load(lat_ptr + base + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
+        t00, t01, t10, t11 = _taps(lat_ptr, base, cols, m, C, W)
         top = t00 + fx * (t01 - t00)
         bottom = t10 + fx * (t11 - t10)
         out = top + fy * (bottom - top)
@@ -246,36 +237,17 @@ def _lookup_fwd_kernel(
 
 @triton.jit
 def _lookup_bwd_kernel(
-    lat_ptr,
-    uv_ptr,
-    g_ptr,
-    guv_ptr,
-    n_rows,
-    points,
-    g_stride,
-    H,
-    W,
-    sx,
-    sy,
-    C: tl.constexpr,
-    CB: tl.constexpr,
-    ROWS: tl.constexpr,
-):
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-    valid = rows < n_rows
-    x0, y0, fx, fy, inside_x, inside_y = _corners(uv_ptr, rows, valid, sx, sy, H, W)
-    base = (((rows // points).to(tl.int64) * H * W + y0 * W + x0) * C)[:, None]
+    lat_ptr, uv_ptr, g_ptr, guv_ptr, n_rows, points, g_stride, H, W, sx, sy,
+    C: tl.constexpr, CB: tl.constexpr, ROWS: tl.constexpr,
+):  # fmt: skip
+    rows, valid, base, fx, fy, inside_x, inside_y = _points(uv_ptr, n_rows, points, H, W, sx, sy, C, ROWS)
     m = valid[:, None]
-    fx, fy = fx[:, None], fy[:, None]
     g_rows = rows[:, None].to(tl.int64) * g_stride
     d_px = tl.zeros((ROWS,), dtype=tl.float32)
     d_py = tl.zeros((ROWS,), dtype=tl.float32)
     for b in tl.static_range(C // CB):
         cols = b * CB + tl.arange(0, CB)[None, :]
-        t00 = tl.load(lat_ptr + base + cols, mask=m, other=0.0).to(tl.float32)
-        t01 = tl.load(lat_ptr + base + C + cols, mask=m, other=0.0).to(tl.float32)
-        t10 = tl.load(lat_ptr + base + W * C + cols, mask=m, other=0.0).to(tl.float32)
-        t11 = tl.load(lat_ptr + base + (W + 1) * C + cols, mask=m, other=0.0).to(tl.float32)
+        t00, t01, t10, t11 = _taps(lat_ptr, base, cols, m, C, W)
         g = tl.load(g_ptr + g_rows + cols, mask=m, other=0.0).to(tl.float32)
         d_px += tl.sum(g * ((1.0 - fy) * (t01 - t00) + fy * (t11 - t10)), axis=1)
         d_py += tl.sum(g * ((1.0 - fx) * (t10 - t00) + fx * (t11 - t01)), axis=1)
@@ -291,52 +263,28 @@ def channel_block(C: int) -> int:
     return min(C & -C, 512)
 
 
+def _launch_lookup(kernel, latent_cl, uv, data, out, points: int, stride: int, scale) -> None:
+    """One lookup kernel over ``uv``'s points (``data``/``out``: the kernel's third and fourth pointers)."""
+    _, H, W, C = latent_cl.shape
+    n = uv.shape[0]
+    if n:
+        kernel[(triton.cdiv(n, LOOKUP_ROWS),)](
+            latent_cl, uv, data, *([] if out is None else [out]), n, points, stride, H, W,
+            float(scale[0]), float(scale[1]), C=C, CB=channel_block(C), ROWS=LOOKUP_ROWS,
+        )  # fmt: skip
+
+
 def lookup(latent_cl: torch.Tensor, uv: torch.Tensor, points: int, scale: tuple[float, float], out=None):
     """Bilinear features (border padding) of ``latent_cl [V, H, W, C]`` at ``uv [V * points, 2]`` (latent
     pixel = ``uv * scale``), into ``out [V * points, C]`` (a strided view is fine) or a new tensor."""
-    _, H, W, C = latent_cl.shape
-    n = uv.shape[0]
     if out is None:
-        out = torch.empty(n, C, device=uv.device, dtype=latent_cl.dtype)
-    if n:
-        _lookup_fwd_kernel[(triton.cdiv(n, LOOKUP_ROWS),)](
-            latent_cl,
-            uv,
-            out,
-            n,
-            points,
-            _row_stride(out),
-            H,
-            W,
-            float(scale[0]),
-            float(scale[1]),
-            C=C,
-            CB=channel_block(C),
-            ROWS=LOOKUP_ROWS,
-        )
+        out = torch.empty(uv.shape[0], latent_cl.shape[-1], device=uv.device, dtype=latent_cl.dtype)
+    _launch_lookup(_lookup_fwd_kernel, latent_cl, uv, out, None, points, _row_stride(out), scale)
     return out
 
 
 def lookup_backward(latent_cl, uv, g, points: int, scale: tuple[float, float]) -> torch.Tensor:
     """``d loss / d uv [V * points, 2]`` (float32) from ``g = d loss / d features [V * points, C]``."""
-    _, H, W, C = latent_cl.shape
-    n = uv.shape[0]
-    guv = torch.empty(n, 2, device=uv.device, dtype=torch.float32)
-    if n:
-        _lookup_bwd_kernel[(triton.cdiv(n, LOOKUP_ROWS),)](
-            latent_cl,
-            uv,
-            g,
-            guv,
-            n,
-            points,
-            _row_stride(g),
-            H,
-            W,
-            float(scale[0]),
-            float(scale[1]),
-            C=C,
-            CB=channel_block(C),
-            ROWS=LOOKUP_ROWS,
-        )
+    guv = torch.empty(uv.shape[0], 2, device=uv.device, dtype=torch.float32)
+    _launch_lookup(_lookup_bwd_kernel, latent_cl, uv, g, guv, points, _row_stride(g), scale)
     return guv

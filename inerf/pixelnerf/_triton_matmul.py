@@ -117,24 +117,9 @@ def mm(a, b_kn, epi: int = 0, h=None, z=None, aux=None, out=None, config=None):
     if M:
         BM, BN = cfg.pop("BM"), cfg.pop("BN")
         grid = (triton.cdiv(M, BM) * triton.cdiv(N, BN),)
+        operands = (out if h is None else h, out if z is None else z, out if aux is None else aux)
         _mm_kernel[grid](
-            a,
-            b_kn.contiguous(),
-            out,
-            act,
-            out if h is None else h,
-            out if z is None else z,
-            out if aux is None else aux,
-            M,
-            N,
-            K,
-            _rows(a),
-            _rows(out),
-            _rows(h),
-            _rows(z),
-            EPI=epi,
-            BM=BM,
-            BN=BN,
-            **cfg,
-        )
+            a, b_kn.contiguous(), out, act, *operands, M, N, K, _rows(a), _rows(out), _rows(h), _rows(z),
+            EPI=epi, BM=BM, BN=BN, **cfg,
+        )  # fmt: skip
     return (out, act) if epi == EPI_ADD_RELU else out

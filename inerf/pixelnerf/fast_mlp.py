@@ -22,6 +22,8 @@ reference (tests compare the two on the CPU; the benchmark compares them on the 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from inerf.pixelnerf.resnetfc import ResnetFC
@@ -199,18 +201,33 @@ def lookup_backward_torch(latent_cl, uv, g, points: int, scale) -> torch.Tensor:
 
 def _lookup(latent_cl, uv, points, scale, out=None):
     if uv.is_cuda and _kernels() is not None:
-        return _kernels().lookup(latent_cl, uv, points, scale, out=out)
+        try:
+            return _kernels().lookup(latent_cl, uv, points, scale, out=out)
+        except Exception as exc:  # noqa: BLE001 - a kernel that does not build: the torch ops serve
+            _triton_unusable(exc)
     z = lookup_torch(latent_cl, uv, points, scale)
     return z if out is None else out.copy_(z)
 
 
 def _lookup_backward(latent_cl, uv, g, points, scale):
     if uv.is_cuda and _kernels() is not None:
-        return _kernels().lookup_backward(latent_cl, uv, g, points, scale)
+        try:
+            return _kernels().lookup_backward(latent_cl, uv, g, points, scale)
+        except Exception as exc:  # noqa: BLE001
+            _triton_unusable(exc)
     return lookup_backward_torch(latent_cl, uv, g, points, scale)
 
 
 _triton_kernels = None
+
+
+def _triton_unusable(exc: Exception) -> None:
+    """A Triton kernel failed to build or launch (an unsupported GPU or Triton version): warn once and use
+    the torch references from now on (same results, slower)."""
+    global _triton_kernels
+    _triton_kernels = False
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    warnings.warn(f"pixelNeRF fast path: Triton kernels unusable, using torch ops ({first})", stacklevel=3)
 
 
 def _kernels():
@@ -234,7 +251,10 @@ def use_triton(t: torch.Tensor) -> bool:
 def _op(name: str, reference):
     def op(first, *args, **kwargs):
         if use_triton(first):
-            return getattr(_kernels(), name)(first, *args, **kwargs)
+            try:
+                return getattr(_kernels(), name)(first, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a kernel that does not build: the torch ops serve
+                _triton_unusable(exc)
         return reference(first, *args, **kwargs)
 
     op.__name__, op.__doc__ = name, reference.__doc__
@@ -247,10 +267,7 @@ relu_grad = _op("relu_grad", relu_grad_torch)
 add_masked = _op("add_masked", add_masked_torch)
 
 
-def out_grad(g_raw, w_out, a):
-    if use_triton(a):
-        return _kernels().out_grad(g_raw, w_out, a)
-    return out_grad_torch(g_raw, w_out, a)
+out_grad = _op("out_grad", out_grad_torch)
 
 
 def mm_torch(a, b_kn, epi: int = 0, h=None, z=None, aux=None, out=None):

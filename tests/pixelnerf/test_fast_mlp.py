@@ -246,3 +246,26 @@ def test_triton_kernels_in_the_interpreter(tmp_path):
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300, check=False
     )
     assert res.returncode == 0 and "kernels ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_kernels_that_fail_fall_back_to_torch(monkeypatch):
+    """A Triton kernel that fails to build (an unsupported GPU or Triton) costs speed, not the solve: one
+    warning, then the torch references give the same numbers."""
+
+    class Broken:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise RuntimeError("PassManager::run failed")
+
+            return fail
+
+    mlp = make_mlp()
+    z, x = inputs(40, mlp.d_latent)
+    net = fast_mlp.FrozenResnetFC(mlp, torch.float64, torch.device("cpu"))
+    want = fast_mlp.frozen_resnetfc(net, z, x, 1, 40)
+    monkeypatch.setattr(fast_mlp, "_triton_kernels", Broken())
+    monkeypatch.setattr(fast_mlp, "use_triton", lambda t: fast_mlp._kernels() is not None)
+    with pytest.warns(UserWarning, match="Triton kernels unusable"):
+        got = fast_mlp.frozen_resnetfc(net, z, x, 1, 40)
+    assert torch.equal(got, want)
+    assert fast_mlp._kernels() is None  # not tried again

@@ -259,3 +259,26 @@ def test_compact_kernel_in_the_interpreter(tmp_path):
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert res.returncode == 0 and "occupied kernel ok" in res.stdout, res.stderr[-3000:]
+
+
+def test_compaction_kernel_that_fails_falls_back(monkeypatch):
+    """If the Triton compaction cannot be built, one warning and the torch ops give the same result."""
+    import types
+
+    from inerf.rays import occupied
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("no kernel for this GPU")
+
+    monkeypatch.setitem(
+        sys.modules, "inerf.rays._triton_occupied", types.SimpleNamespace(compact_along_rays=fail)
+    )
+    monkeypatch.setattr(occupied, "fused_available", lambda t: occupied.FUSED)
+    monkeypatch.setattr(occupied, "FUSED", True)
+    grid, o, d = _grid_and_rays(11, 60)
+    t = torch.linspace(0.5, 5.0, 60)[None]
+    with pytest.warns(UserWarning, match="Triton kernel unusable"):
+        got = grid.compact_along_rays(o, d, t, 9)
+    assert not occupied.FUSED
+    want = grid.compact_along_rays(o, d, t, 9)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
