@@ -479,6 +479,8 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
     from inerf.rays import occupied
 
     occupied.FUSED = path != "fast-torchocc"
+    if path == "fast-deterministic":  # the pool's ray gradients as run sums, no atomic additions
+        model = model.with_config(deterministic=True)
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
         model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
@@ -511,6 +513,10 @@ def _bench_model(name: str, model, camera, gt, device, args, path: str) -> dict:
     row[f"solve{args.steps}_s"] = statistics.median(cuda_time(one, 2))
     row["solve_rot_err_deg"] = float(se3.rotation_error_deg(res.c2w[0], gt))
     row["solve_trans_err"] = float(se3.translation_error(res.c2w[0], gt))
+    # Run-to-run reproducibility: the same solve again (same start, same seed), largest pose difference.
+    first = res.c2w.clone()
+    one()
+    row["solve_repeat_max_diff"] = float((res.c2w - first).abs().max())
     if args.hypotheses and name in args.hypotheses_models:
         g = torch.Generator().manual_seed(1)
         starts = torch.stack(
@@ -574,6 +580,7 @@ def main() -> int:
             "fast-nofold",
             "fast-torchocc",
             "fast-matmul",
+            "fast-deterministic",
         ],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
@@ -582,7 +589,8 @@ def main() -> int:
         "fast-nofold: fast_mlp with lin_z applied per point instead of folded into the feature map; "
         "fast-torchocc: occupancy compaction with torch ops instead of the one Triton kernel; "
         "fast-matmul: pixelNeRF's products with fused epilogues in Triton (off by default: slower than cuBLAS "
-        "with separate elementwise kernels on an H200)",
+        "with separate elementwise kernels on an H200); fast-deterministic: the pool's ray gradients without "
+        "atomic additions (RenderConfig.deterministic)",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

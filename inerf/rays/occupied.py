@@ -36,6 +36,7 @@ __all__ = [
     "compact_occupied",
     "compact_occupied_reference",
     "fused_available",
+    "gather_sorted_rows",
     "occupied_two_level",
     "pool_slots",
     "pool_slots_reference",
@@ -186,3 +187,28 @@ def pool_slots_reference(valid: torch.Tensor, pool: int):
     slots[:m] = idx[:m]
     kept[:m] = True
     return slots, kept, torch.tensor(max(0, len(idx) - pool))
+
+
+class _GatherSortedRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, src, index):
+        ctx.save_for_backward(index)
+        ctx.rows = src.shape[0]
+        return src.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        # Each source row's gradient is the sum of a contiguous run of ``grad`` (``index`` is sorted): the
+        # difference of a float64 running sum at the run's ends. No atomic additions, so the result does not
+        # depend on the order in which threads finish (the GPU scatter-add it replaces does).
+        running = torch.cat([grad.new_zeros(1, grad.shape[1], dtype=torch.float64), grad.double().cumsum(0)])
+        bounds = torch.searchsorted(index, torch.arange(ctx.rows + 1, device=index.device, dtype=index.dtype))
+        return (running[bounds[1:]] - running[bounds[:-1]]).to(grad.dtype), None
+
+
+def gather_sorted_rows(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``src[index]`` for ``src [R, C]`` and a **non-decreasing** ``index [P]`` (a pool's ray of each slot),
+    whose gradient w.r.t. ``src`` is computed without atomic additions: run-to-run identical on a GPU, where
+    ``torch.gather``'s backward (a scatter-add) is not. Static shapes, no host synchronisation."""
+    return _GatherSortedRows.apply(src, index)

@@ -18,7 +18,7 @@ import torch
 from inerf.fields.base import RadianceField
 from inerf.fields.occupancy import OccupancyGrid
 from inerf.geometry.cameras import Cameras
-from inerf.rays.occupied import compact_occupied, occupied_two_level, pool_slots
+from inerf.rays.occupied import compact_occupied, gather_sorted_rows, occupied_two_level, pool_slots
 from inerf.rays.rays import Rays, rays_for_image
 from inerf.rays.samplers import NeRFSampler, PixelNeRFSampler
 from inerf.render import volrend
@@ -100,6 +100,10 @@ class RenderConfig:
     (``R x S``, static per pass). It adds ~70 small ops to a step (``benchmarks/count_pose_ops.py``), which
     a one-hypothesis step bound by its kernel count would pay for; many hypotheses' steps are bound by the
     dense per-sample memory traffic it removes."""
+    deterministic: bool = False
+    """With ``sample_pool``: take the pool's per-ray gradients as sums over each ray's run of slots
+    (:func:`~inerf.rays.occupied.gather_sorted_rows`) instead of a scatter-add, whose atomic additions make
+    GPU runs differ in the last bits (which 300 steps of a pose solve amplify)."""
     colour_only: bool = False
     """Compute only the colours of the final pass (pose solves score nothing else): the output's ``depth``,
     ``acc`` and ``weights`` are None, and the ops that would compute them are not launched."""
@@ -263,7 +267,10 @@ def _shade_occupied(
         # One gather of the packed ray tensors [R, 9] rather than three (fewer ops forward and backward);
         # gather, not advanced indexing: gather's backward is a scatter-add, indexing's sorts the indices.
         packed = torch.cat([rays.origins, step, rays.viewdirs], -1)
-        ray = torch.gather(packed, 0, (at // M)[:, None].expand(pool, 9))
+        if config.deterministic:  # slots are sorted by ray: per-ray sums of runs, no atomics
+            ray = gather_sorted_rows(packed, at // M)
+        else:
+            ray = torch.gather(packed, 0, (at // M)[:, None].expand(pool, 9))
         # unbind (not slicing): its backward is one stack, slicing's a zero-fill and a copy per slice.
         o_q, step_q, dir_q = ray.view(pool, 3, 3).unbind(1)
         pts = o_q + step_q * t_c.reshape(-1)[at, None]

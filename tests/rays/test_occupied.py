@@ -100,6 +100,12 @@ def test_static_budget_render_equals_the_fields_own_skipping(budget, pool, chunk
         one, g_one = render(replace(cfg, sample_budget=budget, sample_pool=pool))
         assert torch.equal(fast.rgb, one.rgb) and torch.equal(fast.weights, one.weights)
         assert torch.equal(g_fast, g_one)
+    if pool > 0:  # the pool's ray gradients as run sums (no atomics): the same values and pose gradient
+        det, g_det = render(
+            replace(cfg, sample_budget=budget, sample_pool=pool, sample_chunk=chunk, deterministic=True)
+        )
+        assert torch.equal(det.rgb, fast.rgb)
+        torch.testing.assert_close(g_det, g_fast, atol=1e-12, rtol=1e-10)
     occupied_total = int(ref.weights.gt(0).sum())
     if pool > 0:  # ceil(pool * R) packed slots hold every valid sample, or not: the rest is counted
         assert int(fast.dropped) == max(0, occupied_total - math.ceil(pool * len(ref.rgb)))
@@ -282,3 +288,20 @@ def test_compaction_kernel_that_fails_falls_back(monkeypatch):
     assert not occupied.FUSED
     want = grid.compact_along_rays(o, d, t, 9)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_gather_sorted_rows_equals_gather_and_its_gradient():
+    """The pool's ray gather with a run-sum backward gives torch.gather's values and gradients."""
+    from inerf.rays.occupied import gather_sorted_rows
+
+    g = torch.Generator().manual_seed(3)
+    src = torch.randn(9, 5, generator=g, requires_grad=True)
+    index = torch.sort(torch.randint(0, 9, (40,), generator=g)).values
+    index[index == 4] = 5  # a row nothing gathers gets a zero gradient
+    w = torch.randn(40, 5, generator=g)
+    got = gather_sorted_rows(src, index)
+    (g_got,) = torch.autograd.grad((got * w).sum(), src)
+    want = torch.gather(src, 0, index[:, None].expand(40, 5))
+    (g_want,) = torch.autograd.grad((want * w).sum(), src)
+    assert torch.equal(got, want)
+    assert torch.allclose(g_got, g_want, atol=1e-6) and not g_got[4].any()
