@@ -476,9 +476,11 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
     fast_mlp.ENABLED = path != "fast-autocast"
     fast_mlp.FOLD_LATENT = path != "fast-nofold"
     fast_mlp.FUSED_MATMUL = path == "fast-matmul"
+    from inerf.fields import grid
     from inerf.rays import occupied
 
     occupied.FUSED = path != "fast-torchocc"
+    grid.FUSED_FACTORS = path == "fast-vmkernel"
     if path == "fast-deterministic":  # the pool's ray gradients as run sums, no atomic additions
         model = model.with_config(deterministic=True)
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
@@ -581,6 +583,7 @@ def main() -> int:
             "fast-torchocc",
             "fast-matmul",
             "fast-deterministic",
+            "fast-vmkernel",
         ],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
@@ -590,7 +593,8 @@ def main() -> int:
         "fast-torchocc: occupancy compaction with torch ops instead of the one Triton kernel; "
         "fast-matmul: pixelNeRF's products with fused epilogues in Triton (off by default: slower than cuBLAS "
         "with separate elementwise kernels on an H200); fast-deterministic: the pool's ray gradients without "
-        "atomic additions (RenderConfig.deterministic)",
+        "atomic additions (RenderConfig.deterministic); fast-vmkernel: the grid field's factors in one Triton "
+        "kernel (inerf.fields.grid.FUSED_FACTORS)",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

@@ -130,6 +130,7 @@ class OpCounter(TorchDispatchMode):
         super().__init__()
         self.attribute = attribute
         self.ops: list[tuple[str, str, bool]] = []
+        self.moved: list[int] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.__name__.split(".")[0]
@@ -142,11 +143,39 @@ class OpCounter(TorchDispatchMode):
             else:
                 frames = [(f.filename, f.name, f.line) for f in traceback.extract_stack()]
             stage = _stage(_frames(frames))
+        out = func(*args, **(kwargs or {}))
+        moved = 0
+        if name not in NO_KERNEL:
+            tensors = [
+                t for t in torch.utils._pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)
+            ]
+            moved = sum(_footprint(t) for t in tensors)
         self.ops.append((name, stage, node is not None))
-        return func(*args, **(kwargs or {}))
+        self.moved.append(moved)
+        return out
 
     def kernels(self) -> list[tuple[str, str, bool]]:
         return [op for op in self.ops if op[0] not in NO_KERNEL]
+
+    def bytes_by_stage(self) -> dict[str, tuple[float, float]]:
+        """Per stage, MB read and written by the kernel ops (inputs + outputs, forward and backward): an
+        upper bound of each op's memory traffic, the cost of the memory-bound ops of a GPU-bound step."""
+        out: dict[str, list[float]] = {}
+        for (name, stage, bwd), moved in zip(self.ops, self.moved):
+            if name in NO_KERNEL:
+                continue
+            entry = out.setdefault(stage, [0.0, 0.0])
+            entry[int(bwd)] += moved / 1e6
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _footprint(t: torch.Tensor) -> int:
+    """Bytes a kernel reads or writes for ``t``: its elements, or its storage if smaller (a broadcast)."""
+    try:
+        storage = t.untyped_storage().nbytes()
+    except RuntimeError:
+        storage = t.numel() * t.element_size()
+    return min(t.numel() * t.element_size(), storage)
 
 
 def count_ops(fn, attribute: bool = True) -> OpCounter:
@@ -222,6 +251,12 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--list", action="store_true", help="list every kernel op with its stage")
     ap.add_argument(
+        "--hypotheses", type=int, default=1, help="hypotheses of the step (K poses x --rays rays)"
+    )
+    ap.add_argument(
+        "--bytes", action="store_true", help="also MB moved per stage (inputs + outputs of each kernel op)"
+    )
+    ap.add_argument(
         "--track",
         action="store_true",
         help="count a tracked frame's ops (the per-frame LM solve of inerf.pose.track.TRACK at --rays)",
@@ -248,13 +283,24 @@ def main(argv=None) -> int:
     config = PoseConfig(n_rays=args.rays)
     with frozen_fields(*model.fields()):
         problem = fast_problem(model, target, config)
-        inputs = step_inputs(problem, gt)
+        if args.hypotheses > 1:
+            problem.ray_chunk = max(problem.ray_chunk, args.rays * args.hypotheses)  # one pass, as on CUDA
+        inputs = step_inputs(problem, gt, args.hypotheses)
         counter = count_ops(lambda: problem.loss_and_grad(*inputs))
     print(
         f"one fast-path step (Problem.loss_and_grad, {args.rays} rays): {len(counter.ops)} ops, "
         f"{len(counter.kernels())} that launch kernels\n"
     )
     print(table(counter))
+    if args.bytes:
+        moved = counter.bytes_by_stage()
+        total = sum(f + b for f, b in moved.values())
+        print("\n| stage | MB forward | MB backward | share |\n|---|---:|---:|---:|")
+        for stage in STAGES:
+            if stage in moved:
+                f, b = moved[stage]
+                print(f"| {stage} | {f:.0f} | {b:.0f} | {100 * (f + b) / max(total, 1e-9):.0f}% |")
+        print(f"| **all** | | | {total:.0f} MB |")
     if args.list:
         for name, stage, bwd in counter.kernels():
             print(f"  {'B' if bwd else 'F'} {stage:11s} {name}")

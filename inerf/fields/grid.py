@@ -59,6 +59,7 @@ to the loss. :meth:`GridField.samples_per_ray` gives a sample count that keeps t
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -78,6 +79,45 @@ __all__ = [
 
 PLANE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
 """``(a, b, c)`` per factor: plane over axes ``(a, b)`` (``a`` indexes its width), line along ``c``."""
+
+FUSED_FACTORS = False
+"""On CUDA, compute :meth:`GridField._query_packed`'s factors in one Triton kernel
+(:mod:`inerf.fields._triton_grid`) instead of ``grid_sample`` and products. Equal to float rounding (tested
+in Triton's interpreter); off until its speed is measured on a GPU (``bench_pose_speed.py --paths fast
+fast-vmkernel``)."""
+
+
+def vm_factors_torch(xyz, grids, coord_w, coord_b, cd: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference of :func:`inerf.fields._triton_grid.vm_factors` with ``grid_sample`` on the channels-first
+    packed textures ``grids [6, C, Hm, Wm]``: ``(f [N, 3 C], raw [N])``."""
+    n, C = xyz.shape[0], grids.shape[1]
+    coords = (xyz[None, :, None, :] * coord_w[:, None]).sum(-1) + coord_b[:, None]
+    out = F.grid_sample(
+        grids, coords.view(6, 1, n, 2), mode="bilinear", padding_mode="border", align_corners=True
+    )
+    plane, line = out.view(2, 3, C, n).unbind(0)
+    f = plane * line
+    return f.permute(2, 0, 1).reshape(n, 3 * C), f[:, :cd].sum((0, 1))
+
+
+def _fused_factors(xyz: torch.Tensor, packed: dict, cd: int):
+    """``(f [N, 3 C], raw [N])`` from the Triton kernel when :data:`FUSED_FACTORS` is on and it can run here;
+    None otherwise (or after a kernel that failed to build: one warning, then the torch ops)."""
+    global FUSED_FACTORS
+    if not (FUSED_FACTORS and xyz.is_cuda and xyz.dtype == torch.float32):
+        return None
+    try:
+        from inerf.fields._triton_grid import vm_factors
+
+        if "grids_cl" not in packed:
+            packed["grids_cl"] = packed["grids"].permute(0, 2, 3, 1).contiguous()
+        return vm_factors(xyz, packed["grids_cl"], packed["coord_w"], packed["coord_b"], cd)
+    except Exception as exc:  # noqa: BLE001 - a kernel that does not build: the torch ops serve
+        FUSED_FACTORS = False
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        warnings.warn(f"grid field: Triton factor kernel unusable, using torch ops ({first})", stacklevel=3)
+        return None
+
 
 PACKED_QUERY_DEVICES = {"cuda"}
 """Device types on which a frozen field is queried through :meth:`GridField._query_packed`. Its few batched
@@ -450,6 +490,11 @@ class GridField(nn.Module):
         n = xyz.shape[0]
         grids = packed["grids"]
         C = grids.shape[1]
+        fused = _fused_factors(xyz, packed, cfg.density_components)
+        if fused is not None:
+            f_points, raw = fused  # [N, 3 C] point-major, [N]
+            sigma = cfg.density_scale * F.softplus(raw + cfg.density_shift)
+            return self._appearance(f_points @ packed["basis"], viewdirs, packed), sigma
         # [6, N, 2] grid coordinates: x * w summed over the 3 axes (one non-zero term: exact), plus b.
         coords = (xyz[None, :, None, :] * packed["coord_w"][:, None]).sum(-1) + packed["coord_b"][:, None]
         out = F.grid_sample(
@@ -460,13 +505,17 @@ class GridField(nn.Module):
         raw = f[:, : cfg.density_components].sum((0, 1))
         sigma = cfg.density_scale * F.softplus(raw + cfg.density_shift)
         h = f.view(3 * C, n).t() @ packed["basis"]  # [N, app_dim]
+        return self._appearance(h, viewdirs, packed), sigma
+
+    def _appearance(self, h: torch.Tensor, viewdirs, packed: dict) -> torch.Tensor:
+        """The colour from the appearance feature ``h [N, app_dim]`` and the view directions."""
         if self.dir_enc is not None:
             v = viewdirs.to(h.dtype)
             # sin(f v + phase): cos as a shifted sin, so sines and cosines of all frequencies in one op.
             z = torch.addcmul(packed["enc_phases"], v[:, None, :], packed["enc_freqs"])
             parts = [h, v] if self.dir_enc.include_input else [h]
             h = torch.cat([*parts, torch.sin(z).flatten(1)], -1)
-        return torch.sigmoid(self.mlp(h)), sigma
+        return torch.sigmoid(self.mlp(h))
 
     def forward(self, xyz: torch.Tensor, viewdirs: torch.Tensor | None = None, *, skip_empty: bool = True):
         """``(rgb [N, 3], sigma [N])``; zero outside :meth:`occupied`.
