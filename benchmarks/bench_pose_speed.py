@@ -480,9 +480,14 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
     from inerf.rays import occupied
 
     occupied.FUSED = path != "fast-torchocc"
-    grid.FUSED_FACTORS = path == "fast-vmkernel"
-    if path == "fast-deterministic":  # the pool's ray gradients as run sums, no atomic additions
+    grid.FUSED_FACTORS = path in ("fast-vmkernel", "fast-all")
+    if path in (
+        "fast-deterministic",
+        "fast-all",
+    ):  # the pool's ray gradients as run sums, no atomic additions
         model = model.with_config(deterministic=True)
+    if path in ("fast-packed", "fast-all"):  # compositing in the pool, not the [R, budget] layout
+        model = model.with_config(packed_composite=True)
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
         model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
@@ -584,6 +589,8 @@ def main() -> int:
             "fast-matmul",
             "fast-deterministic",
             "fast-vmkernel",
+            "fast-packed",
+            "fast-all",
         ],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
         "CUDA); fast-nopool: fast with every slot of the per-ray sample budget queried (the ablation); "
@@ -594,7 +601,8 @@ def main() -> int:
         "fast-matmul: pixelNeRF's products with fused epilogues in Triton (off by default: slower than cuBLAS "
         "with separate elementwise kernels on an H200); fast-deterministic: the pool's ray gradients without "
         "atomic additions (RenderConfig.deterministic); fast-vmkernel: the grid field's factors in one Triton "
-        "kernel (inerf.fields.grid.FUSED_FACTORS)",
+        "kernel (inerf.fields.grid.FUSED_FACTORS); fast-packed: compositing in the query pool "
+        "(RenderConfig.packed_composite); fast-all: the last three together",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

@@ -87,8 +87,9 @@ _RULES = (
     ("fields/grid.py", "occupied", None, "occupancy"),
     ("fields/occupancy.py", None, None, "occupancy"),
     ("rays/occupied.py", "compact_occupied", None, "compaction"),
+    ("rays/occupied.py", "occupied_two_level", None, "occupancy"),
     ("rays/occupied.py", "pool_slots", None, "pool"),
-    ("render/renderer.py", None, r"pts_all|occupied\(", "occupancy"),
+    ("render/renderer.py", None, r"pts_all|occupied\(|lambda tt", "occupancy"),
     ("render/renderer.py", None, r"t_c =|seg_c =|delta_c =|gather\(t|gather\(seg", "compaction"),
     ("render/renderer.py", None, r"slots|at =|ray =|pool =", "pool"),
     ("render/renderer.py", None, r"gather\(rays|pts =|packed", "gathers"),
@@ -257,6 +258,9 @@ def main(argv=None) -> int:
         "--bytes", action="store_true", help="also MB moved per stage (inputs + outputs of each kernel op)"
     )
     ap.add_argument(
+        "--packed", action="store_true", help="composite in the query pool (RenderConfig.packed_composite)"
+    )
+    ap.add_argument(
         "--track",
         action="store_true",
         help="count a tracked frame's ops (the per-frame LM solve of inerf.pose.track.TRACK at --rays)",
@@ -275,6 +279,8 @@ def main(argv=None) -> int:
 
     device = torch.device("cpu")
     model, camera, gt = grid_scene(device, args.grid_run)
+    if args.packed:
+        model = model.with_config(packed_composite=True)
     if args.sample_chunk is not None:
         # 1: one level (0 would pick the default); chunk_min_points 1: no gate
         model = model.with_config(sample_chunk=args.sample_chunk or 1, chunk_min_points=1)

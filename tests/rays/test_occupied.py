@@ -106,6 +106,18 @@ def test_static_budget_render_equals_the_fields_own_skipping(budget, pool, chunk
         )
         assert torch.equal(det.rgb, fast.rgb)
         torch.testing.assert_close(g_det, g_fast, atol=1e-12, rtol=1e-10)
+
+        def colours(config):  # colours only (pose solves): composited in the slot layout or in the pool
+            xi = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+            rays = rays_from_pixels(uv.reshape(-1, 2), se3_exp(xi) @ c2w0, 12.0, 12.0, 8.0, 8.0)
+            rgb = render_rays(field, rays, replace(config, colour_only=True)).rgb
+            return rgb, torch.autograd.grad((rgb * torch.linspace(-1, 1, 3, dtype=rgb.dtype)).sum(), xi)[0]
+
+        pooled = replace(cfg, sample_budget=budget, sample_pool=pool, sample_chunk=chunk)
+        slot_rgb, g_slot = colours(pooled)
+        pack_rgb, g_pack = colours(replace(pooled, packed_composite=True))
+        torch.testing.assert_close(pack_rgb, slot_rgb, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(g_pack, g_slot, atol=1e-12, rtol=1e-9)
     occupied_total = int(ref.weights.gt(0).sum())
     if pool > 0:  # ceil(pool * R) packed slots hold every valid sample, or not: the rest is counted
         assert int(fast.dropped) == max(0, occupied_total - math.ceil(pool * len(ref.rgb)))

@@ -198,3 +198,40 @@ def test_composite_density_equals_the_chain_values_and_gradients(dtype):
         assert torch.isfinite(a).all()
         tol = 1e-6 if dtype == torch.float32 else 1e-13
         assert (a - b).abs().max() <= tol * b.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_packed_compositing_equals_the_slot_layout(dtype):
+    """Compositing samples packed ray after ray (running sums over the pack) equals compositing the
+    ``[R, N]`` slot layout in which the missing samples have zero-length intervals: values and gradients,
+    with empty rays, an opaque sample and padding entries after the last ray."""
+    g = torch.Generator().manual_seed(1)
+    R, N = 30, 20
+    valid = torch.rand(R, N, generator=g) < torch.rand(R, 1, generator=g)
+    valid[4] = False  # a ray with no sample
+    sigma = torch.rand(R, N, generator=g, dtype=dtype) * 30
+    sigma[0, 3] = 1e6
+    delta = torch.rand(R, N, generator=g, dtype=dtype) * 0.1 * valid
+    rgb = torch.rand(R, N, 3, generator=g, dtype=dtype)
+    bg = torch.tensor([1.0, 0.5, 0.0], dtype=dtype)
+    leaves = [t.clone().requires_grad_(True) for t in (sigma, delta, rgb)]
+    slots = volrend.composite_density(*leaves[:2], leaves[2], bg, valid.to(dtype))
+    # The pack: the valid samples in order, then 5 padding entries attached to the last ray.
+    rows, cols = valid.nonzero(as_tuple=True)
+    pad = 5
+    ray = torch.cat([rows, torch.full((pad,), R - 1)])
+    kept = torch.cat([torch.ones(len(rows), dtype=torch.bool), torch.zeros(pad, dtype=torch.bool)])
+    packs = [
+        torch.cat([t[rows, cols], torch.rand(pad, *t.shape[2:], generator=g, dtype=dtype)])
+        for t in (sigma, delta, rgb)
+    ]
+    packs = [t.requires_grad_(True) for t in packs]
+    packed = volrend.composite_density_packed(*packs[:3], ray, kept, R, bg)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert (packed - slots).abs().max() <= tol and torch.equal(packed[4], bg)
+    weight = torch.randn(R, 3, generator=g, dtype=dtype)
+    got = torch.autograd.grad((packed * weight).sum(), packs)
+    ref = torch.autograd.grad((slots * weight).sum(), leaves)
+    for a, b in zip(got, ref):
+        assert torch.isfinite(a).all() and not a[-pad:].any()  # padding takes no gradient
+        assert (a[: len(rows)] - b[rows, cols]).abs().max() <= 10 * tol * b.abs().max()
