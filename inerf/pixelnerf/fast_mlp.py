@@ -9,7 +9,10 @@ passes over memory:
 
 * the first layer and every ``lin_z`` are **one** matrix product ``[z | x] @ W_first^T``, whose output slices
   are block 0's input and the latent terms ``lin_z[i](z)`` added before blocks 1, 2 (biases folded in,
-  including the preceding block's ``fc_1`` bias);
+  including the preceding block's ``fc_1`` bias); on CUDA the ``lin_z`` part is instead applied to the
+  encoded feature map once per encode (:meth:`FrozenResnetFC.fold_map`) and looked up per point with the
+  position's product added (13 products per point become 10), the lookup and its gradient w.r.t. the image
+  coordinates being one Triton kernel each;
 * ``fc_0`` with its bias and ReLU is one cuBLASLt call (``torch._addmm_activation``);
 * ``fc_1`` is a plain product whose residual sum, latent term and the next block's ReLU are one fused
   elementwise kernel (Triton on CUDA, torch ops elsewhere);
