@@ -40,6 +40,8 @@ __all__ = [
     "occupied_two_level",
     "pool_slots",
     "pool_slots_reference",
+    "run_bounds",
+    "running_sum",
 ]
 
 
@@ -189,6 +191,20 @@ def pool_slots_reference(valid: torch.Tensor, pool: int):
     return slots, kept, torch.tensor(max(0, len(idx) - pool))
 
 
+def run_bounds(index: torch.Tensor, rows: int) -> torch.Tensor:
+    """``[rows + 1]``: where each row's run starts in the non-decreasing ``index [P]`` (and ``P`` at the end),
+    so row ``r``'s entries are ``bounds[r] : bounds[r + 1]`` (empty for a row with none)."""
+    return torch.searchsorted(index, torch.arange(rows + 1, device=index.device, dtype=index.dtype))
+
+
+def running_sum(values: torch.Tensor) -> torch.Tensor:
+    """``[P + 1, ...]`` float64: ``out[i]`` is the sum of ``values[:i]``. Differenced at run bounds it gives
+    per-run sums without atomic additions (so run-to-run identical on a GPU); float64 keeps the difference of
+    two long sums exact enough for float32 values."""
+    running = values.double().cumsum(0)
+    return torch.cat([running.new_zeros(1, *running.shape[1:]), running])
+
+
 class _GatherSortedRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, src, index):
@@ -199,11 +215,8 @@ class _GatherSortedRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (index,) = ctx.saved_tensors
-        # Each source row's gradient is the sum of a contiguous run of ``grad`` (``index`` is sorted): the
-        # difference of a float64 running sum at the run's ends. No atomic additions, so the result does not
-        # depend on the order in which threads finish (the GPU scatter-add it replaces does).
-        running = torch.cat([grad.new_zeros(1, grad.shape[1], dtype=torch.float64), grad.double().cumsum(0)])
-        bounds = torch.searchsorted(index, torch.arange(ctx.rows + 1, device=index.device, dtype=index.dtype))
+        # Each source row's gradient is the sum of a contiguous run of ``grad`` (``index`` is sorted).
+        running, bounds = running_sum(grad), run_bounds(index, ctx.rows)
         return (running[bounds[1:]] - running[bounds[:-1]]).to(grad.dtype), None
 
 

@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from inerf.rays.occupied import run_bounds, running_sum
 from inerf.tensors import constant
 
 __all__ = [
@@ -235,14 +236,6 @@ def composite_density(
     return composite(w if valid is None else w * valid, rgb, background)
 
 
-def _run_sums(values: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
-    """Sums of ``values [P, ...]`` over the runs ``bounds[r] : bounds[r + 1]`` (``[R + 1]``), as float64
-    differences of a running sum: ``[R, ...]`` float64, no atomic additions."""
-    running = torch.cumsum(values.double(), 0)
-    running = torch.cat([running.new_zeros(1, *running.shape[1:]), running])
-    return running[bounds[1:]] - running[bounds[:-1]]
-
-
 class _CompositeDensityPacked(torch.autograd.Function):
     """:func:`composite_density_packed` with its backward written out (``log`` transmittance)."""
 
@@ -251,16 +244,15 @@ class _CompositeDensityPacked(torch.autograd.Function):
         alpha = alpha_from_density(sigma, delta)
         one_minus = 1.0 - alpha
         log_one_minus = torch.where(kept, torch.log(one_minus.clamp_min(TRANSMITTANCE_GUARD)), 0.0)
-        bounds = torch.searchsorted(ray, torch.arange(rows + 1, device=ray.device, dtype=ray.dtype))
-        running = torch.cat(
-            [log_one_minus.new_zeros(1, dtype=torch.float64), log_one_minus.double().cumsum(0)]
-        )
+        bounds = run_bounds(ray, rows)
+        running = running_sum(log_one_minus)
         # Exclusive within each run: the sum over the earlier samples of the same ray.
         trans = torch.exp((running[:-1] - running[bounds[ray]]).to(alpha.dtype))
         w = trans * alpha * kept
         diff = rgb - background
         ctx.save_for_backward(sigma, delta, diff, kept, alpha, one_minus, trans, w, ray, bounds)
-        return _run_sums(w[:, None] * diff, bounds).to(rgb.dtype) + background
+        colour = running_sum(w[:, None] * diff)
+        return (colour[bounds[1:]] - colour[bounds[:-1]]).to(rgb.dtype) + background
 
     @staticmethod
     def backward(ctx, grad):
@@ -269,9 +261,8 @@ class _CompositeDensityPacked(torch.autograd.Function):
         grad_rgb = w[:, None] * g
         grad_w = (diff * g).sum(-1) * kept
         # dL/dlog(1 - alpha_k) = sum over the later samples i of the same ray of dL/dw_i w_i.
-        running = torch.cat([grad_w.new_zeros(1, dtype=torch.float64), (grad_w * w).double().cumsum(0)])
-        idx = torch.arange(1, ray.shape[0] + 1, device=ray.device)
-        later = (running[bounds[ray + 1]] - running[idx]).to(w.dtype)
+        running = running_sum(grad_w * w)
+        later = (running[bounds[ray + 1]] - running[1:]).to(w.dtype)
         through_log = torch.where(one_minus >= TRANSMITTANCE_GUARD, later / one_minus, 0.0)
         grad_x = (grad_w * trans - through_log) * (1.0 - alpha)
         return grad_x * delta, grad_x * sigma, grad_rgb, None, None, None, None
