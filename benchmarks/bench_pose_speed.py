@@ -44,6 +44,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from inerf.fields.grid import FUSED_FACTORS_MIN_POINTS as VM_MIN_POINTS
 from inerf.geometry import se3
 from inerf.geometry.cameras import Cameras, look_at
 from inerf.pose.config import PoseConfig
@@ -480,7 +481,9 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
     from inerf.rays import occupied
 
     occupied.FUSED = path != "fast-torchocc"
-    grid.FUSED_FACTORS = path in ("fast-vmkernel", "fast-all")
+    grid.FUSED_FACTORS = path != "fast-novmkernel"
+    # fast-vmkernel: the factor kernel for every query (the default takes it for large ones only)
+    grid.FUSED_FACTORS_MIN_POINTS = 0 if path in ("fast-vmkernel", "fast-all") else VM_MIN_POINTS
     if path in (
         "fast-deterministic",
         "fast-all",
@@ -589,6 +592,7 @@ def main() -> int:
             "fast-matmul",
             "fast-deterministic",
             "fast-vmkernel",
+            "fast-novmkernel",
             "fast-packed",
             "fast-all",
         ],
@@ -601,8 +605,9 @@ def main() -> int:
         "fast-matmul: pixelNeRF's products with fused epilogues in Triton (off by default: slower than cuBLAS "
         "with separate elementwise kernels on an H200); fast-deterministic: the pool's ray gradients without "
         "atomic additions (RenderConfig.deterministic); fast-vmkernel: the grid field's factors in one Triton "
-        "kernel (inerf.fields.grid.FUSED_FACTORS); fast-packed: compositing in the query pool "
-        "(RenderConfig.packed_composite); fast-all: the last three together",
+        "kernel for every query (the default: for large ones, inerf.fields.grid.FUSED_FACTORS_MIN_POINTS); "
+        "fast-novmkernel: never; fast-packed: compositing in the query pool "
+        "(RenderConfig.packed_composite); fast-all: deterministic, vmkernel and packed together",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

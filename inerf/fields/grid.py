@@ -80,11 +80,16 @@ __all__ = [
 PLANE_AXES = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
 """``(a, b, c)`` per factor: plane over axes ``(a, b)`` (``a`` indexes its width), line along ``c``."""
 
-FUSED_FACTORS = False
+FUSED_FACTORS = True
 """On CUDA, compute :meth:`GridField._query_packed`'s factors in one Triton kernel
-(:mod:`inerf.fields._triton_grid`) instead of ``grid_sample`` and products. Equal to float rounding (tested
-in Triton's interpreter); off until its speed is measured on a GPU (``bench_pose_speed.py --paths fast
-fast-vmkernel``)."""
+(:mod:`inerf.fields._triton_grid`) instead of ``grid_sample`` and products, for queries of at least
+:data:`FUSED_FACTORS_MIN_POINTS` points. Equal to float rounding (tested in Triton's interpreter)."""
+
+FUSED_FACTORS_MIN_POINTS = 262_144
+"""Smallest query that takes the factor kernel. Measured on an H200 (``bench_pose_speed.py --paths fast
+fast-vmkernel``, 2026-11-30): 64 hypotheses x 300 steps (about 950 k pooled points per step) 4.09 -> 3.18 s
+with it; a single solve's step (about 30 k points at 2048 rays) 0.92 -> 1.50 ms, so small queries keep the
+``grid_sample`` path."""
 
 
 def vm_factors_torch(xyz, grids, coord_w, coord_b, cd: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,10 +106,16 @@ def vm_factors_torch(xyz, grids, coord_w, coord_b, cd: int) -> tuple[torch.Tenso
 
 
 def _fused_factors(xyz: torch.Tensor, packed: dict, cd: int):
-    """``(f [N, 3 C], raw [N])`` from the Triton kernel when :data:`FUSED_FACTORS` is on and it can run here;
+    """``(f [N, 3 C], raw [N])`` from the Triton kernel when :data:`FUSED_FACTORS` is on, the query is large
+    enough and the kernel can run here;
     None otherwise (or after a kernel that failed to build: one warning, then the torch ops)."""
     global FUSED_FACTORS
-    if not (FUSED_FACTORS and xyz.is_cuda and xyz.dtype == torch.float32):
+    if not (
+        FUSED_FACTORS
+        and xyz.is_cuda
+        and xyz.dtype == torch.float32
+        and xyz.shape[0] >= FUSED_FACTORS_MIN_POINTS
+    ):
         return None
     try:
         from inerf.fields._triton_grid import vm_factors

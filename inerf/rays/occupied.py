@@ -201,8 +201,12 @@ def running_sum(values: torch.Tensor) -> torch.Tensor:
     """``[P + 1, ...]`` float64: ``out[i]`` is the sum of ``values[:i]``. Differenced at run bounds it gives
     per-run sums without atomic additions (so run-to-run identical on a GPU); float64 keeps the difference of
     two long sums exact enough for float32 values."""
-    running = values.double().cumsum(0)
-    return torch.cat([running.new_zeros(1, *running.shape[1:]), running])
+    flat = values.double().reshape(values.shape[0], -1)
+    # Scanned along the last, contiguous axis: a CUDA scan along dim 0 of an [P, 3] tensor parallelises over
+    # the 3 columns only (one thread walks all P rows), which made a 64-hypothesis step 15x slower on an H200.
+    running = flat.t().contiguous().cumsum(-1).t()
+    out = torch.cat([running.new_zeros(1, running.shape[1]), running])
+    return out.reshape(values.shape[0] + 1, *values.shape[1:])
 
 
 class _GatherSortedRows(torch.autograd.Function):
