@@ -435,7 +435,9 @@ def tune_matmul(rows: int = 98304, width: int = 512) -> dict:
     times = {"cublas_mm": 1e3 * base}
     best = None
     for cfg in T.CANDIDATES:
-        name = "BM{BM}_BN{BN}_BK{BK}_w{num_warps}_s{num_stages}".format(**cfg)
+        name = "BM{BM}_BN{BN}_BK{BK}_w{num_warps}_s{num_stages}".format(**cfg) + "".join(
+            f"_{k.lower()}" for k in ("TMA", "PERSISTENT", "FLATTEN") if cfg.get(k)
+        )
         try:
             t = [
                 statistics.median(cuda_time(fn, 20, 3))

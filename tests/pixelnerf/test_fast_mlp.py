@@ -216,20 +216,26 @@ KERNEL_CHECK = textwrap.dedent(
     # bf16 dot products (numpy has no bf16), the compiled kernel is checked on the GPU by the benchmark.
     from inerf.pixelnerf import _triton_matmul as T
 
-    cfg = {"BM": 32, "BN": 32, "BK": 32, "num_warps": 4, "num_stages": 2}
-    rows, Kd, N = 70, 80, 64  # K not a multiple of the block
-    a = torch.randn(rows, 2 * Kd)[:, :Kd]  # strided rows
-    b = torch.randn(Kd, N) / Kd**0.5
-    first = torch.randn(rows, 3 * N)
-    r = torch.relu(torch.randn(rows, N))
-    close(T.mm(a, b, config=cfg), M.mm_torch(a, b), "mm", 1e-5)
-    for zz in (first[:, N : 2 * N], torch.randn(N)):
-        for got, want in zip(T.mm(a, b, 1, h=first[:, :N], z=zz, config=cfg), M.mm_torch(a, b, 1, first[:, :N], zz)):
-            close(got, want, "mm add_relu", 1e-5)
-    close(T.mm(a, b, 2, aux=r, config=cfg), M.mm_torch(a, b, 2, aux=r), "mm mask", 1e-5)
-    into = torch.zeros(rows, 2 * N)
-    T.mm(a, b, 3, h=first[:, :N], aux=r, out=into[:, N:], config=cfg)
-    close(into[:, N:], M.mm_torch(a, b, 3, first[:, :N], aux=r), "mm add_masked", 1e-5)
+    plain = {"BM": 32, "BN": 32, "BK": 32, "num_warps": 4, "num_stages": 2}
+    tma = dict(plain, TMA=True)
+    # persistent: 3 programs walk the 3 x 2 tiles (two each)
+    T.torch.cuda.get_device_properties = lambda device: type("P", (), {"multi_processor_count": 3})
+    for cfg in (plain, tma, dict(tma, PERSISTENT=True), dict(tma, PERSISTENT=True, FLATTEN=True)):
+        rows, Kd, N = 70, 80, 64  # K not a multiple of the block
+        a = torch.randn(rows, 2 * Kd)[:, :Kd]  # strided rows
+        b = torch.randn(Kd, N) / Kd**0.5
+        first = torch.randn(rows, 3 * N)
+        r = torch.relu(torch.randn(rows, N))
+        close(T.mm(a, b, config=cfg), M.mm_torch(a, b), f"mm {cfg}", 1e-5)
+        for zz in (first[:, N : 2 * N], torch.randn(N)):
+            got = T.mm(a, b, 1, h=first[:, :N], z=zz, config=cfg)
+            for g, want in zip(got, M.mm_torch(a, b, 1, first[:, :N], zz)):
+                close(g, want, f"mm add_relu {cfg}", 1e-5)
+        close(T.mm(a, b, 2, aux=r, config=cfg), M.mm_torch(a, b, 2, aux=r), f"mm mask {cfg}", 1e-5)
+        into = torch.zeros(rows, 2 * N)
+        T.mm(a, b, 3, h=first[:, :N], aux=r, out=into[:, N:], config=cfg)
+        close(into[:, N:], M.mm_torch(a, b, 3, first[:, :N], aux=r), f"mm add_masked {cfg}", 1e-5)
+        assert (into[:, :N] == 0).all(), "mm add_masked wrote outside its slice"
     print("kernels ok")
     """
 )
