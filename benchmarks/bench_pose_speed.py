@@ -172,11 +172,13 @@ def solve(model, target, init, config: PoseConfig, seed: int = 0):
 
 def step_time(model, target, init, config: PoseConfig) -> float:
     """Seconds per step from the difference of a long and a short solve (set-up and scoring cancel)."""
-    short, long = 10, 40
+    # 50 steps apart, medians of 5: a 30-step difference of medians of 3 scattered by up to 1 ms per step
+    # on the grid field's sub-millisecond steps (H200, 2026-11-30).
+    short, long = 10, 60
     t_short = statistics.median(
-        cuda_time(lambda: solve(model, target, init, replace(config, steps=short)), 3)
+        cuda_time(lambda: solve(model, target, init, replace(config, steps=short)), 5)
     )
-    t_long = statistics.median(cuda_time(lambda: solve(model, target, init, replace(config, steps=long)), 3))
+    t_long = statistics.median(cuda_time(lambda: solve(model, target, init, replace(config, steps=long)), 5))
     return (t_long - t_short) / (long - short)
 
 
@@ -419,11 +421,25 @@ def pixelnerf_field_check(model, device) -> dict:
     return res
 
 
+def graph_time(fn, calls: int = 10, repeats: int = 5) -> float:
+    """GPU seconds per call of ``fn``: ``calls`` calls captured in one CUDA graph and replayed, so a slow
+    launch on the host (Triton's Python launcher, building TMA descriptors) does not count, as in the pose
+    step, which is replayed from a graph."""
+    fn()  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    return statistics.median(cuda_time(graph.replay, repeats, 1)) / calls
+
+
 def tune_matmul(rows: int = 98304, width: int = 512) -> dict:
     """Time each candidate configuration of the fused-epilogue product (``inerf.pixelnerf._triton_matmul``)
-    on the pose step's shapes, every epilogue, against cuBLAS; set the fastest as ``CONFIG``. Returns the
-    times (ms) per configuration."""
+    on the pose step's shapes, every epilogue, against cuBLAS followed by the elementwise kernel it replaces
+    (GPU time, :func:`graph_time`); set the fastest as ``CONFIG``. Returns the times (ms) per configuration."""
     from inerf.pixelnerf import _triton_matmul as T
+    from inerf.pixelnerf import fast_mlp as M
 
     bf = torch.bfloat16
     a = torch.randn(rows, width, device="cuda", dtype=bf)
@@ -431,8 +447,15 @@ def tune_matmul(rows: int = 98304, width: int = 512) -> dict:
     h = torch.randn(rows, 3 * width, device="cuda", dtype=bf)[:, :width]
     r = torch.relu(torch.randn(rows, width, device="cuda", dtype=bf))
     into = torch.empty(rows, 3 * width, device="cuda", dtype=bf)[:, width : 2 * width]
-    base = statistics.median(cuda_time(lambda: torch.mm(a, w.t()), 20, 3))
-    times = {"cublas_mm": 1e3 * base}
+    times = {"cublas_mm": round(1e3 * graph_time(lambda: torch.mm(a, w.t())), 4)}
+    times["cublas_then_elementwise"] = [
+        round(1e3 * graph_time(fn), 4)
+        for fn in (
+            lambda: M.add_relu(h, torch.mm(a, w.t()), h),
+            lambda: M.relu_grad(torch.mm(a, w), r),
+            lambda: M.add_masked(h, torch.mm(a, w), r, into),
+        )
+    ]
     best = None
     for cfg in T.CANDIDATES:
         name = "BM{BM}_BN{BN}_BK{BK}_w{num_warps}_s{num_stages}".format(**cfg) + "".join(
@@ -440,7 +463,7 @@ def tune_matmul(rows: int = 98304, width: int = 512) -> dict:
         )
         try:
             t = [
-                statistics.median(cuda_time(fn, 20, 3))
+                graph_time(fn)
                 for fn in (
                     lambda cfg=cfg: T.mm(a, w, T.EPI_ADD_RELU, h=h, z=h, config=cfg),
                     lambda cfg=cfg: T.mm(a, w, T.EPI_MASK, aux=r, config=cfg),
@@ -491,8 +514,10 @@ def _bench_variant(name: str, model, camera, gt, device, args, path: str) -> dic
         "fast-all",
     ):  # the pool's ray gradients as run sums, no atomic additions
         model = model.with_config(deterministic=True)
-    if path in ("fast-packed", "fast-all"):  # compositing in the pool, not the [R, budget] layout
-        model = model.with_config(packed_composite=True)
+    from inerf.pose import problem
+
+    # compositing in the pool (the default) or in the [R, budget] layout (fast-slots)
+    problem.FAST_PACKED_COMPOSITE = path != "fast-slots"
     if path == "fast-onelevel":  # the ablation of the two-level occupancy test (RenderConfig.sample_chunk)
         model = model.with_config(sample_chunk=1)
     with pool_disabled(path == "fast-nopool"):
@@ -596,6 +621,7 @@ def main() -> int:
             "fast-vmkernel",
             "fast-novmkernel",
             "fast-packed",
+            "fast-slots",
             "fast-all",
         ],
         help="reference: eager (--no-fast); fast: CUDA graphs and pooled field queries (the default on "
@@ -609,7 +635,8 @@ def main() -> int:
         "atomic additions (RenderConfig.deterministic); fast-vmkernel: the grid field's factors in one Triton "
         "kernel for every query (the default: for large ones, inerf.fields.grid.FUSED_FACTORS_MIN_POINTS); "
         "fast-novmkernel: never; fast-packed: compositing in the query pool "
-        "(RenderConfig.packed_composite); fast-all: deterministic, vmkernel and packed together",
+        "(RenderConfig.packed_composite, now the default: the same as fast); fast-slots: compositing in the "
+        "[rays, budget] layout instead; fast-all: deterministic, vmkernel and packed together",
     )
     ap.add_argument("--rays", type=int, nargs="+", default=[1024, 2048, 4096])
     ap.add_argument("--hypotheses", type=int, default=64, help="hypotheses of the batched solve (0: skip)")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 12's GPU figures in one call (run from the repo root, PYTHONPATH set by the caller):
 #     bash benchmarks/bench_speed_gpu.sh GPU_INDEX OUT_DIR GRID_RUN CHAIR_DATA
-# 1. the grid field (GRID_RUN, e.g. .carry/chair_grid): the fast path and its variants that are off by default
-#    (fast-packed: RenderConfig.packed_composite; fast-vmkernel: grid.FUSED_FACTORS; fast-all: both and
-#    RenderConfig.deterministic) against the reference, 64 hypotheses x 300 steps included;
+# 1. the grid field (GRID_RUN, e.g. .carry/chair_grid): the fast path and its ablations
+#    (fast-slots: compositing in the [rays, budget] layout, not in the pool; fast-novmkernel: no factor kernel;
+#    fast-all: the factor kernel for every query, and RenderConfig.deterministic) against the reference,
+#    64 hypotheses x 300 steps included;
 # 2. pixelNeRF srn: fast against reference (step, solve, renders);
 # 3. the pose protocol on the chair (robust preset, 5 views x 5 trials, random sampling), fast path.
 # Each part runs under `timeout` (limits sum to 530 s) with its log OUT_DIR/<part>.log; JSON and the
@@ -26,7 +27,7 @@ if [ "${SPEED_TINY:-0}" = 1 ]; then
 fi
 
 timeout "$L_GRID" $PY benchmarks/bench_pose_speed.py --device $DEV --scale $SCALE --models grid --grid-run "$RUN" \
-  --paths fast fast-packed fast-vmkernel fast-all reference --rays $RAYS --hypotheses $HYP --steps $STEPS \
+  --paths fast fast-slots fast-novmkernel fast-all reference --rays $RAYS --hypotheses $HYP --steps $STEPS \
   --out "$OUT/speed_grid.json" > "$OUT/grid.log" 2>&1
 echo "grid rc $?"
 timeout "$L_PX" $PY benchmarks/bench_pose_speed.py --device $DEV --scale $SCALE --models pixelnerf \

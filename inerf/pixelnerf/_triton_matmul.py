@@ -36,8 +36,10 @@ CANDIDATES = [
     {"BM": 128, "BN": 256, "BK": 64, "num_warps": 8, "num_stages": 3, "TMA": True, "PERSISTENT": True},
     {"BM": 128, "BN": 128, "BK": 64, "num_warps": 8, "num_stages": 4, "TMA": True, "PERSISTENT": True,
      "FLATTEN": True},
-    {"BM": 128, "BN": 256, "BK": 64, "num_warps": 8, "num_stages": 3, "TMA": True, "PERSISTENT": True,
+    {"BM": 128, "BN": 128, "BK": 64, "num_warps": 4, "num_stages": 4, "TMA": True},
+    {"BM": 128, "BN": 128, "BK": 64, "num_warps": 4, "num_stages": 4, "TMA": True, "PERSISTENT": True,
      "FLATTEN": True},
+    {"BM": 64, "BN": 256, "BK": 64, "num_warps": 4, "num_stages": 4, "TMA": True},
 ]  # fmt: skip
 """Configurations the benchmark tries: pointer loads (:func:`_mm_kernel`), or ``TMA`` tiles
 (:func:`_mm_tma_kernel`), one program per tile or ``PERSISTENT`` (one per multiprocessor, with the tile loop
