@@ -48,6 +48,7 @@ __all__ = [
     "configure_cpu_threads",
     "free_cpu_threads",
     "gpu_device",
+    "in_graph_capture",
     "prepare_openmp_env",
     "resolve_device",
 ]
@@ -107,6 +108,16 @@ def gpu_device(gpu_id) -> torch.device:
     if torch.cuda.is_available() and ids and ids[0] >= 0:
         return torch.device(f"cuda:{ids[0]}")
     return torch.device("cpu")
+
+
+def in_graph_capture() -> bool:
+    """Whether the current CUDA stream is capturing a graph. A Triton kernel that fails there may be failing
+    because of the capture (an earlier call in it was refused, as cuBLASLt's once was): the callers that
+    fall back to torch ops after a failed kernel re-raise instead, and the capture is retried
+    (:class:`inerf.pose.fast.GraphedFn`), rather than giving up the kernel for the whole process."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 def prepare_openmp_env(environ: MutableMapping[str, str] | None = None) -> bool:

@@ -66,6 +66,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from inerf.device import in_graph_capture
 from inerf.fields.encoding import PositionalEncoding
 from inerf.fields.occupancy import OccupancyGrid, resize_to_state
 
@@ -123,7 +124,9 @@ def _fused_factors(xyz: torch.Tensor, packed: dict, cd: int):
         if "grids_cl" not in packed:
             packed["grids_cl"] = packed["grids"].permute(0, 2, 3, 1).contiguous()
         return vm_factors(xyz, packed["grids_cl"], packed["coord_w"], packed["coord_b"], cd)
-    except Exception as exc:  # noqa: BLE001 - a kernel that does not build: the torch ops serve
+    except Exception as exc:
+        if in_graph_capture():  # possibly the capture's failure, not the kernel's: the capture is retried
+            raise
         FUSED_FACTORS = False
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         warnings.warn(f"grid field: Triton factor kernel unusable, using torch ops ({first})", stacklevel=3)

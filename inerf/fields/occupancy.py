@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from inerf.device import in_graph_capture
 from inerf.tensors import constant
 
 __all__ = ["OccupancyGrid", "cell_centers", "resize_to_state"]
@@ -132,7 +133,9 @@ class OccupancyGrid(nn.Module):
 
             try:
                 return compact_along_rays(origins, step, t, budget, self, seg)
-            except Exception as exc:  # noqa: BLE001 - a kernel that does not build: the torch ops serve
+            except Exception as exc:
+                if in_graph_capture():  # possibly the capture's failure, not the kernel's: it is retried
+                    raise
                 occupied.FUSED = False
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
                 warnings.warn(f"occupancy: Triton kernel unusable, using torch ops ({first})", stacklevel=2)

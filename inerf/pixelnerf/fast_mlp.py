@@ -29,6 +29,7 @@ import warnings
 
 import torch
 
+from inerf.device import in_graph_capture
 from inerf.pixelnerf.resnetfc import ResnetFC
 
 __all__ = ["FrozenResnetFC", "frozen_resnetfc", "lookup_supported", "supports"]
@@ -226,8 +227,11 @@ _triton_kernels = None
 
 def _triton_unusable(exc: Exception) -> None:
     """A Triton kernel failed to build or launch (an unsupported GPU or Triton version): warn once and use
-    the torch references from now on (same results, slower)."""
+    the torch references from now on (same results, slower). Inside a CUDA-graph capture the error is
+    re-raised instead (:func:`inerf.device.in_graph_capture`)."""
     global _triton_kernels
+    if in_graph_capture():
+        raise exc
     _triton_kernels = False
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
     warnings.warn(f"pixelNeRF fast path: Triton kernels unusable, using torch ops ({first})", stacklevel=3)

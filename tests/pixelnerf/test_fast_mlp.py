@@ -275,3 +275,28 @@ def test_kernels_that_fail_fall_back_to_torch(monkeypatch):
         got = fast_mlp.frozen_resnetfc(net, z, x, 1, 40)
     assert torch.equal(got, want)
     assert fast_mlp._kernels() is None  # not tried again
+
+
+def test_a_kernel_failing_inside_a_graph_capture_is_not_given_up(monkeypatch):
+    """Inside a CUDA-graph capture a failed launch may be the capture's fault (an earlier call in it was
+    refused): the error propagates, so the capture is retried, and the Triton kernels stay in use."""
+
+    class Broken:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise RuntimeError(
+                    "Triton Error [CUDA]: operation failed due to a previous error during capture"
+                )
+
+            return fail
+
+    mlp = make_mlp()
+    z, x = inputs(40, mlp.d_latent)
+    net = fast_mlp.FrozenResnetFC(mlp, torch.float64, torch.device("cpu"))
+    broken = Broken()
+    monkeypatch.setattr(fast_mlp, "_triton_kernels", broken)
+    monkeypatch.setattr(fast_mlp, "use_triton", lambda t: fast_mlp._kernels() is not None)
+    monkeypatch.setattr(fast_mlp, "in_graph_capture", lambda: True)
+    with pytest.raises(RuntimeError, match="during capture"):
+        fast_mlp.frozen_resnetfc(net, z, x, 1, 40)
+    assert fast_mlp._triton_kernels is broken  # still the kernels: the retried capture uses them
