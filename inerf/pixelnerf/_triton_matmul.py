@@ -23,9 +23,9 @@ import triton.language as tl
 
 EPI_ADD_RELU, EPI_MASK, EPI_ADD_MASKED = 1, 2, 3
 
-CONFIG = {"BM": 128, "BN": 128, "BK": 64, "num_warps": 8, "num_stages": 3}
-"""Tile sizes and launch settings: the fastest of :data:`CANDIDATES` on an H200
-(``benchmarks/bench_pose_speed.py --tune-matmul``)."""
+CONFIG = {"BM": 128, "BN": 256, "BK": 64, "num_warps": 8, "num_stages": 3, "TMA": True, "PERSISTENT": True}
+"""Tile sizes and launch settings: the fastest of :data:`CANDIDATES` on an H200 (GPU time,
+``benchmarks/bench_pose_speed.py --tune-matmul``, 2026-11-30)."""
 
 CANDIDATES = [
     {"BM": 128, "BN": 128, "BK": 64, "num_warps": 8, "num_stages": 3},

@@ -43,11 +43,12 @@ ENABLED = True
 
 FUSED_MATMUL = False
 """On CUDA: run the products followed by elementwise steps as one Triton kernel with the steps in its
-epilogue (:mod:`inerf.pixelnerf._triton_matmul`) instead of cuBLAS then a Triton elementwise kernel. Off:
-on an H200 the Triton product (pointer loads, no TMA or warp specialisation) took 0.18-0.27 ms per
-98k x 512 x 512 product with its epilogue against cuBLAS's 0.11 ms without, and the pose step 6.05 ms against
-5.74 ms (``bench_pose_speed.py --tune-matmul``, its ``fast`` and ``fast-nomatmul`` paths then; BENCHMARKS.md). Kept, tested, for
-a faster product kernel to slot into."""
+epilogue (:mod:`inerf.pixelnerf._triton_matmul`) instead of cuBLAS then a Triton elementwise kernel. Off: on
+an H200 (Triton 3.6, GPU time in CUDA graphs, 98k x 512 x 512 bf16) the best fused kernel (TMA, persistent)
+took 0.180 / 0.151 / 0.181 ms per product with its add+ReLU / mask / masked-add epilogue, against 0.181 /
+0.153 / 0.181 ms for cuBLAS then the elementwise kernel: a tie, as Triton's product runs at about half of
+cuBLAS's rate on this shape (``bench_pose_speed.py --tune-matmul``, BENCHMARKS.md, fifth round). Kept,
+tested, for a faster product kernel to slot into."""
 
 FOLD_LATENT = True
 """With the fused lookup: fold ``lin_z`` into the feature map (:meth:`FrozenResnetFC.fold_map`; False: look
