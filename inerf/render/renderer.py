@@ -104,7 +104,8 @@ class RenderConfig:
     """With ``sample_pool``, colours only and the ``log`` transmittance: composite the pooled samples where
     they are (:func:`~inerf.render.volrend.composite_density_packed`, per-ray running sums over the pool)
     instead of scattering them back into the ``[R, sample_budget]`` layout: ~13x fewer values on the chair's
-    64-hypothesis step (950 k pooled samples against 12.6 M slots)."""
+    64-hypothesis step (950 k pooled samples against 12.6 M slots). The pose solver's GPU fast path turns it on
+    (:data:`inerf.pose.problem.FAST_PACKED_COMPOSITE`)."""
     deterministic: bool = False
     """With ``sample_pool``: take the pool's per-ray gradients as sums over each ray's run of slots
     (:func:`~inerf.rays.occupied.gather_sorted_rows`) instead of a scatter-add, whose atomic additions make
