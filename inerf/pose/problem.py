@@ -56,8 +56,7 @@ FAST_PACKED_COMPOSITE = True
 """The fast path composites a pooled field's samples in the pool
 (:attr:`inerf.render.renderer.RenderConfig.packed_composite`) instead of scattering them into the
 ``[R, sample_budget]`` layout. Measured on an H200 (chair grid field, ``bench_pose_speed.py --paths fast
-fast-packed``, same run, 2026-11-30): 64 hypotheses x 300 steps 3.14 -> 2.93 s, the 2048-ray step 0.66 ->
-0.55 ms."""
+fast-slots``, same run, 2026-11-30): 64 hypotheses x 300 steps 3.14 -> 2.26 s."""
 
 FAST_CHUNK_MIN_POINTS = 1 << 22
 """The fast path uses the two-level occupancy test for render passes of at least this many samples
