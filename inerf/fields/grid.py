@@ -89,8 +89,8 @@ FUSED_FACTORS = True
 FUSED_FACTORS_MIN_POINTS = 262_144
 """Smallest query that takes the factor kernel. Measured on an H200 (``bench_pose_speed.py --paths fast
 fast-vmkernel``, 2026-11-30): 64 hypotheses x 300 steps (about 950 k pooled points per step) 4.09 -> 3.18 s
-with it; a single solve's step (about 30 k points at 2048 rays) 0.92 -> 1.50 ms, so small queries keep the
-``grid_sample`` path."""
+with it; a single solve (about 30 k points per step at 2048 rays) 0.29 -> 0.52 s over 300 steps, so small
+queries keep the ``grid_sample`` path."""
 
 
 def vm_factors_torch(xyz, grids, coord_w, coord_b, cd: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +124,7 @@ def _fused_factors(xyz: torch.Tensor, packed: dict, cd: int):
         if "grids_cl" not in packed:
             packed["grids_cl"] = packed["grids"].permute(0, 2, 3, 1).contiguous()
         return vm_factors(xyz, packed["grids_cl"], packed["coord_w"], packed["coord_b"], cd)
-    except Exception as exc:
+    except Exception as exc:  # a kernel that does not build: the torch ops serve
         if in_graph_capture():  # possibly the capture's failure, not the kernel's: the capture is retried
             raise
         FUSED_FACTORS = False

@@ -133,7 +133,7 @@ class OccupancyGrid(nn.Module):
 
             try:
                 return compact_along_rays(origins, step, t, budget, self, seg)
-            except Exception as exc:
+            except Exception as exc:  # a kernel that does not build: the torch ops serve
                 if in_graph_capture():  # possibly the capture's failure, not the kernel's: it is retried
                     raise
                 occupied.FUSED = False
